@@ -1,0 +1,54 @@
+// Package hosts renders and parses the files that give a sandbox its names
+// (/etc/hosts, /etc/resolv.conf, /etc/hostname) and places them in the
+// sandbox's own mount namespace.
+package hosts
+
+import (
+	"bytes"
+	"net/netip"
+	"strings"
+)
+
+// Entry is one /etc/hosts line: an address and the names that resolve to it.
+type Entry struct {
+	IP    netip.Addr
+	Names []string
+}
+
+// hostsHeader is the fixed head of every /etc/hosts Docker writes, byte for byte.
+const hostsHeader = "127.0.0.1\tlocalhost\n" +
+	"::1\tlocalhost ip6-localhost ip6-loopback\n" +
+	"fe00::0\tip6-localnet\n" +
+	"ff00::0\tip6-mcastprefix\n" +
+	"ff02::1\tip6-allnodes\n" +
+	"ff02::2\tip6-allrouters\n"
+
+// RenderHosts renders /etc/hosts in Docker's layout: the fixed loopback and
+// IPv6 lines, then extra (--add-host and --link entries, in the caller's
+// order), then self last. An entry without a valid address or without names
+// writes no line, as Docker writes no self line for a sandbox without a
+// network.
+func RenderHosts(self Entry, extra []Entry) []byte {
+	var b bytes.Buffer
+	b.WriteString(hostsHeader)
+	for _, e := range extra {
+		writeEntry(&b, e)
+	}
+	writeEntry(&b, self)
+	return b.Bytes()
+}
+
+func writeEntry(b *bytes.Buffer, e Entry) {
+	if !e.IP.IsValid() || len(e.Names) == 0 {
+		return
+	}
+	b.WriteString(e.IP.String())
+	b.WriteByte('\t')
+	b.WriteString(strings.Join(e.Names, " "))
+	b.WriteByte('\n')
+}
+
+// RenderHostname renders /etc/hostname.
+func RenderHostname(name string) []byte {
+	return []byte(name + "\n")
+}
