@@ -1,0 +1,36 @@
+package sandbox
+
+import "testing"
+
+func TestParseSubIDs(t *testing.T) {
+	data := []byte("alice:100000:65536\n# comment\nbob:165536:65536\n1001:300000:1000\nbroken:line\ncarol:x:10\n")
+	cases := []struct {
+		name string
+		uid  int
+		want idRange
+		ok   bool
+	}{
+		{"alice", 1000, idRange{100000, 65536}, true},
+		{"bob", 1002, idRange{165536, 65536}, true},
+		{"nobody-by-name", 1001, idRange{300000, 1000}, true},
+		{"carol", 1003, idRange{}, false},
+		{"dave", 1004, idRange{}, false},
+	}
+	for _, c := range cases {
+		got, ok := parseSubIDs(data, c.name, c.uid)
+		if ok != c.ok || got != c.want {
+			t.Errorf("parseSubIDs(%s, %d) = %v, %v; want %v, %v", c.name, c.uid, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+func TestWithoutMarker(t *testing.T) {
+	env := []string{"A=1", childEnv + "=1", "B=2"}
+	got := withoutMarker(env)
+	if len(got) != 2 || got[0] != "A=1" || got[1] != "B=2" {
+		t.Fatalf("withoutMarker = %q", got)
+	}
+	if len(env) != 3 || env[1] != childEnv+"=1" {
+		t.Fatalf("withoutMarker changed its input: %q", env)
+	}
+}

@@ -1,0 +1,71 @@
+// Package tap makes the sandbox's eth0 and configures it. It runs inside the
+// sandbox's network namespace and knows nothing of the host-side stack: what
+// it produces is a file descriptor that carries Ethernet frames, which the
+// supervisor hands to the stack.
+package tap
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+)
+
+// Mode says how eth0 is made.
+type Mode string
+
+const (
+	// ModeAuto uses a TAP when /dev/net/tun is usable, else a veth pair
+	// with an AF_PACKET socket.
+	ModeAuto Mode = "auto"
+	// ModeTAP makes eth0 a TAP device; it needs /dev/net/tun.
+	ModeTAP Mode = "tap"
+	// ModePacket makes eth0 one end of a veth pair whose peer is read and
+	// written through an AF_PACKET socket; it needs no /dev/net/tun.
+	ModePacket Mode = "packet"
+)
+
+// ParseMode checks a --link-mode value.
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(s); m {
+	case ModeAuto, ModeTAP, ModePacket:
+		return m, nil
+	}
+	return "", fmt.Errorf("invalid link mode %q: want auto, tap or packet", s)
+}
+
+// Config is the address configuration of the sandbox's eth0.
+type Config struct {
+	Name    string       // interface name, normally "eth0"
+	Mode    Mode         // how to make it
+	MTU     int          // link MTU
+	MAC     string       // the member's MAC, e.g. 02:42:0a:00:02:64
+	PeerMAC string       // the gateway's MAC; the packet link gives it to the veth peer
+	Address netip.Prefix // the member's address and the segment's prefix length
+	Gateway netip.Addr   // default route
+}
+
+// Validate reports a configuration that cannot be applied.
+func (c Config) Validate() error {
+	if c.Name == "" {
+		return fmt.Errorf("interface name is empty")
+	}
+	if c.MTU < 68 || c.MTU > 65535 {
+		return fmt.Errorf("MTU %d out of range 68-65535", c.MTU)
+	}
+	if _, err := net.ParseMAC(c.MAC); err != nil {
+		return fmt.Errorf("member MAC: %w", err)
+	}
+	if !c.Address.IsValid() || !c.Gateway.IsValid() {
+		return fmt.Errorf("address and gateway are required")
+	}
+	if !c.Address.Masked().Contains(c.Gateway) {
+		return fmt.Errorf("gateway %s is outside %s", c.Gateway, c.Address.Masked())
+	}
+	return nil
+}
+
+// Link is the frame-carrying descriptor of a made eth0.
+type Link struct {
+	FD   int  // a TAP fd or a bound AF_PACKET socket
+	Mode Mode // ModeTAP or ModePacket, never ModeAuto
+}
