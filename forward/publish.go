@@ -1,0 +1,236 @@
+package forward
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/netns-run/netns-run/relay"
+)
+
+const (
+	dialTimeout = 5 * time.Second
+	// udpIdle ends a client's flow, as docker-proxy's UDP timeout does.
+	udpIdle = 60 * time.Second
+	// maxUDPFlows bounds the clients one published UDP port tracks.
+	maxUDPFlows = 1024
+)
+
+// Dialer reaches a member inside the segment on behalf of a host-side
+// client, whose address the member should see where that is possible.
+type Dialer interface {
+	DialTCP(ctx context.Context, client netip.Addr, dst netip.AddrPort) (net.Conn, error)
+	DialUDP(client netip.Addr, dst netip.AddrPort) (net.Conn, error)
+}
+
+// Listener is one published port bound on the host.
+type Listener struct {
+	m   Mapping // HostPort is the bound one, also when asked for 0
+	tcp net.Listener
+	udp *net.UDPConn
+}
+
+// Bind binds every mapping on the host, or none: on the first failure the
+// ones already bound are closed again.
+func Bind(ms []Mapping) ([]*Listener, error) {
+	var ls []*Listener
+	for _, m := range ms {
+		l, err := bind(m)
+		if err != nil {
+			for _, done := range ls {
+				done.Close()
+			}
+			return nil, err
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
+}
+
+// bind binds m, or for a host port range the first free port in it, as
+// Docker does for -p 8000-8010:80.
+func bind(m Mapping) (*Listener, error) {
+	if m.HostPortEnd == 0 {
+		return bindPort(m)
+	}
+	var first error
+	for p := int(m.HostPort); p <= int(m.HostPortEnd); p++ {
+		one := m
+		one.HostPort, one.HostPortEnd = uint16(p), 0
+		l, err := bindPort(one)
+		if err == nil {
+			return l, nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return nil, fmt.Errorf("cannot publish %s: no free host port in %d-%d (first failure: %v)", m, m.HostPort, m.HostPortEnd, first)
+}
+
+func bindPort(m Mapping) (*Listener, error) {
+	host := ""
+	if m.HostIP.IsValid() {
+		host = m.HostIP.String()
+	}
+	addr := net.JoinHostPort(host, fmt.Sprint(m.HostPort))
+	l := &Listener{m: m}
+	var err error
+	var port int
+	if m.Proto == UDP {
+		var pc net.PacketConn
+		pc, err = net.ListenPacket("udp", addr)
+		if err == nil {
+			l.udp = pc.(*net.UDPConn)
+			port = l.udp.LocalAddr().(*net.UDPAddr).Port
+		}
+	} else {
+		l.tcp, err = net.Listen("tcp", addr)
+		if err == nil {
+			port = l.tcp.Addr().(*net.TCPAddr).Port
+		}
+	}
+	if err != nil {
+		return nil, bindError(m, err)
+	}
+	l.m.HostPort = uint16(port)
+	return l, nil
+}
+
+func bindError(m Mapping, err error) error {
+	what := m.String()
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Errorf("cannot publish %s: host port %d/%s is already in use; choose another host port, or leave it out to get a free one", what, m.HostPort, m.Proto)
+	case errors.Is(err, syscall.EACCES):
+		start := "1024"
+		if b, rerr := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start"); rerr == nil {
+			start = strings.TrimSpace(string(b))
+		}
+		return fmt.Errorf("cannot publish %s: host ports below %s need privileges; choose a higher host port (or lower sysctl net.ipv4.ip_unprivileged_port_start)", what, start)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return fmt.Errorf("cannot publish %s: %s is not an address of this host", what, m.HostIP)
+	}
+	return fmt.Errorf("cannot publish %s: %w", what, err)
+}
+
+// Mapping is what this listener publishes, with the bound host port.
+func (l *Listener) Mapping() Mapping { return l.m }
+
+// Close stops listening.
+func (l *Listener) Close() {
+	if l.tcp != nil {
+		l.tcp.Close()
+	}
+	if l.udp != nil {
+		l.udp.Close()
+	}
+}
+
+// Serve forwards clients to member until ctx ends, then closes the
+// listener. Connections already relayed run until either side ends them.
+func (l *Listener) Serve(ctx context.Context, member netip.Addr, d Dialer) {
+	stop := context.AfterFunc(ctx, l.Close)
+	defer stop()
+	dst := netip.AddrPortFrom(member, l.m.ContainerPort)
+	if l.udp != nil {
+		l.serveUDP(ctx, dst, d)
+		return
+	}
+	l.serveTCP(ctx, dst, d)
+}
+
+func (l *Listener) serveTCP(ctx context.Context, dst netip.AddrPort, d Dialer) {
+	for {
+		c, err := l.tcp.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // EMFILE and the like: back off
+			continue
+		}
+		go func() {
+			client := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr()
+			dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+			inner, err := d.DialTCP(dctx, client, dst)
+			cancel()
+			if err != nil {
+				c.Close()
+				return
+			}
+			relay.TCP(c, inner)
+		}()
+	}
+}
+
+// udpFlow is one client's conversation with the member.
+type udpFlow struct {
+	inner net.Conn
+}
+
+func (l *Listener) serveUDP(ctx context.Context, dst netip.AddrPort, d Dialer) {
+	var mu sync.Mutex
+	flows := make(map[netip.AddrPort]*udpFlow)
+	buf := make([]byte, 65535)
+	for {
+		n, client, err := l.udp.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				mu.Lock()
+				for _, f := range flows {
+					f.inner.Close()
+				}
+				mu.Unlock()
+				return
+			}
+			continue
+		}
+		mu.Lock()
+		f := flows[client]
+		if f == nil && len(flows) < maxUDPFlows {
+			inner, err := d.DialUDP(client.Addr(), dst)
+			if err == nil {
+				f = &udpFlow{inner: inner}
+				flows[client] = f
+				go l.replies(client, f, func() {
+					mu.Lock()
+					delete(flows, client)
+					mu.Unlock()
+				})
+			}
+		}
+		if f != nil {
+			// Traffic from the client keeps the flow alive too.
+			f.inner.SetReadDeadline(time.Now().Add(udpIdle))
+			f.inner.Write(buf[:n])
+		}
+		mu.Unlock()
+	}
+}
+
+// replies sends the member's datagrams back to client until the flow has
+// been idle for udpIdle.
+func (l *Listener) replies(client netip.AddrPort, f *udpFlow, forget func()) {
+	defer f.inner.Close()
+	defer forget()
+	buf := make([]byte, 65535)
+	f.inner.SetReadDeadline(time.Now().Add(udpIdle))
+	for {
+		n, err := f.inner.Read(buf)
+		if err != nil {
+			return
+		}
+		f.inner.SetReadDeadline(time.Now().Add(udpIdle))
+		if _, err := l.udp.WriteToUDPAddrPort(buf[:n], client); err != nil && errors.Is(err, net.ErrClosed) {
+			return
+		}
+	}
+}

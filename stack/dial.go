@@ -1,0 +1,61 @@
+package stack
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+)
+
+// source picks the address a connection into the segment comes from: the
+// real client's, so the member sees who calls, except where the member
+// could not answer it (loopback, IPv6, the segment's own addresses): those
+// come from the gateway, as docker-proxy makes every client appear.
+func (g *Gateway) source(client netip.Addr) netip.Addr {
+	c := client.Unmap()
+	if !c.IsValid() || !c.Is4() || c.IsLoopback() || c.IsUnspecified() || c.IsMulticast() || g.cfg.Subnet.Contains(c) {
+		return g.cfg.Gateway
+	}
+	return c
+}
+
+// DialTCP connects to dst inside the segment on behalf of client.
+func (g *Gateway) DialTCP(ctx context.Context, client netip.Addr, dst netip.AddrPort) (net.Conn, error) {
+	local := tcpip.FullAddress{NIC: nicID, Addr: addr(g.source(client))}
+	remote := tcpip.FullAddress{NIC: nicID, Addr: addr(dst.Addr()), Port: dst.Port()}
+	c, err := gonet.DialTCPWithBind(ctx, g.s, local, remote, proto(dst.Addr()))
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s in the sandbox: %w", dst, err)
+	}
+	return c, nil
+}
+
+// DialUDP opens a UDP flow to dst inside the segment on behalf of client.
+func (g *Gateway) DialUDP(client netip.Addr, dst netip.AddrPort) (net.Conn, error) {
+	local := &tcpip.FullAddress{NIC: nicID, Addr: addr(g.source(client))}
+	remote := &tcpip.FullAddress{NIC: nicID, Addr: addr(dst.Addr()), Port: dst.Port()}
+	c, err := gonet.DialUDP(g.s, local, remote, proto(dst.Addr()))
+	if err != nil {
+		return nil, fmt.Errorf("open UDP flow to %s in the sandbox: %w", dst, err)
+	}
+	return c, nil
+}
+
+// ListenResolver binds port 53 of the resolver address, UDP and TCP, for
+// the DNS proxy.
+func (g *Gateway) ListenResolver() (net.PacketConn, net.Listener, error) {
+	fa := tcpip.FullAddress{NIC: nicID, Addr: addr(g.cfg.Resolver), Port: 53}
+	pc, err := gonet.DialUDP(g.s, &fa, nil, proto(g.cfg.Resolver))
+	if err != nil {
+		return nil, nil, fmt.Errorf("bind DNS %s:53/udp: %w", g.cfg.Resolver, err)
+	}
+	ln, err := gonet.ListenTCP(g.s, fa, proto(g.cfg.Resolver))
+	if err != nil {
+		pc.Close()
+		return nil, nil, fmt.Errorf("bind DNS %s:53/tcp: %w", g.cfg.Resolver, err)
+	}
+	return pc, ln, nil
+}

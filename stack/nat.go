@@ -1,0 +1,125 @@
+package stack
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/netns-run/netns-run/relay"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+	"gvisor.dev/gvisor/pkg/waiter"
+)
+
+const (
+	// maxInFlightSYNs bounds handshakes the forwarder dials at once.
+	maxInFlightSYNs = 512
+	dialTimeout     = 10 * time.Second
+	// udpIdle ends an outbound UDP flow with no traffic either way.
+	udpIdle = 60 * time.Second
+)
+
+// limits bound what one sandbox can make the host hold: the sandbox is
+// untrusted (DESIGN: security model).
+type limits struct {
+	tcp, udp       atomic.Int64
+	maxTCP, maxUDP int64
+}
+
+func newLimits() *limits { return &limits{maxTCP: 16384, maxUDP: 1024} }
+
+func take(n *atomic.Int64, max int64) bool {
+	if n.Add(1) > max {
+		n.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (g *Gateway) startNAT() {
+	tf := tcp.NewForwarder(g.s, 0, maxInFlightSYNs, g.forwardTCP)
+	g.s.SetTransportProtocolHandler(tcp.ProtocolNumber, tf.HandlePacket)
+	uf := udp.NewForwarder(g.s, g.forwardUDP)
+	g.s.SetTransportProtocolHandler(udp.ProtocolNumber, uf.HandlePacket)
+}
+
+// hostTarget says where on the host a sandbox's connection to dst goes,
+// or false when it must be refused.
+func (g *Gateway) hostTarget(dst netip.AddrPort) (netip.AddrPort, bool) {
+	ip := dst.Addr()
+	switch {
+	case ip == g.cfg.Gateway:
+		if !g.cfg.HostLoopback {
+			return netip.AddrPort{}, false
+		}
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), dst.Port()), true
+	case g.cfg.Subnet.Contains(ip), ip.IsLoopback(), ip.IsUnspecified(), ip.IsMulticast(), !ip.Is4():
+		// Nothing of the host lives in the segment, and the host's
+		// loopback is reached only through the gateway address.
+		return netip.AddrPort{}, false
+	}
+	return dst, true
+}
+
+// forwardTCP runs in its own goroutine per SYN (gVisor starts it).
+func (g *Gateway) forwardTCP(r *tcp.ForwarderRequest) {
+	id := r.ID()
+	dst := netip.AddrPortFrom(netipAddr(id.LocalAddress), id.LocalPort)
+	target, ok := g.hostTarget(dst)
+	if !ok || !take(&g.limit.tcp, g.limit.maxTCP) {
+		g.log.Debug("refused outbound TCP", "dst", dst, "allowed", ok)
+		r.Complete(true)
+		return
+	}
+	defer g.limit.tcp.Add(-1)
+	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+	var d net.Dialer
+	host, err := d.DialContext(ctx, "tcp", target.String())
+	cancel()
+	if err != nil {
+		g.log.Debug("outbound TCP dial failed", "dst", target, "err", err)
+		r.Complete(true)
+		return
+	}
+	var wq waiter.Queue
+	ep, terr := r.CreateEndpoint(&wq)
+	if terr != nil {
+		r.Complete(true)
+		host.Close()
+		return
+	}
+	r.Complete(false)
+	relay.TCP(gonet.NewTCPConn(&wq, ep), host)
+}
+
+// forwardUDP runs on the packet path: it must not block.
+func (g *Gateway) forwardUDP(r *udp.ForwarderRequest) bool {
+	id := r.ID()
+	dst := netip.AddrPortFrom(netipAddr(id.LocalAddress), id.LocalPort)
+	target, ok := g.hostTarget(dst)
+	if !ok || !take(&g.limit.udp, g.limit.maxUDP) {
+		g.log.Debug("refused outbound UDP", "dst", dst, "allowed", ok)
+		return false
+	}
+	var wq waiter.Queue
+	ep, terr := r.CreateEndpoint(&wq)
+	if terr != nil {
+		g.limit.udp.Add(-1)
+		return false
+	}
+	inner := gonet.NewUDPConn(&wq, ep)
+	go func() {
+		defer g.limit.udp.Add(-1)
+		host, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(target))
+		if err != nil {
+			g.log.Debug("outbound UDP dial failed", "dst", target, "err", err)
+			inner.Close()
+			return
+		}
+		relay.UDPFlow(inner, host, udpIdle)
+	}()
+	return true
+}

@@ -1,0 +1,62 @@
+package stack
+
+import (
+	"net/netip"
+	"testing"
+)
+
+func testGateway(hostLoopback bool) *Gateway {
+	return &Gateway{cfg: Config{
+		Subnet:       netip.MustParsePrefix("10.0.2.0/24"),
+		Gateway:      netip.MustParseAddr("10.0.2.2"),
+		Resolver:     netip.MustParseAddr("10.0.2.3"),
+		HostLoopback: hostLoopback,
+	}}
+}
+
+func TestHostTarget(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	cases := []struct {
+		dst          string
+		hostLoopback bool
+		want         string // "" = refused
+	}{
+		{"198.51.100.2:80", false, "198.51.100.2:80"},
+		{"10.0.2.2:8080", false, ""},
+		{"10.0.2.2:8080", true, "127.0.0.1:8080"},
+		{"10.0.2.50:80", true, ""},
+		{"127.0.0.1:80", true, ""},
+		{"0.0.0.0:80", false, ""},
+		{"224.0.0.1:80", false, ""},
+	}
+	for _, c := range cases {
+		got, ok := testGateway(c.hostLoopback).hostTarget(ap(c.dst))
+		if c.want == "" {
+			if ok {
+				t.Errorf("hostTarget(%s, loopback=%v) = %s; want refused", c.dst, c.hostLoopback, got)
+			}
+			continue
+		}
+		if !ok || got != ap(c.want) {
+			t.Errorf("hostTarget(%s, loopback=%v) = %s, %v; want %s", c.dst, c.hostLoopback, got, ok, c.want)
+		}
+	}
+}
+
+func TestSource(t *testing.T) {
+	g := testGateway(false)
+	cases := map[string]string{
+		"198.51.100.2":        "198.51.100.2",
+		"::ffff:198.51.100.2": "198.51.100.2",
+		"127.0.0.1":           "10.0.2.2",
+		"::1":                 "10.0.2.2",
+		"2001:db8::1":         "10.0.2.2",
+		"10.0.2.100":          "10.0.2.2",
+		"0.0.0.0":             "10.0.2.2",
+	}
+	for client, want := range cases {
+		if got := g.source(netip.MustParseAddr(client)); got != netip.MustParseAddr(want) {
+			t.Errorf("source(%s) = %s; want %s", client, got, want)
+		}
+	}
+}
