@@ -1,0 +1,38 @@
+// Command netns-run runs a command in an unprivileged sandbox whose network
+// is a gVisor netstack in userland.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/netns-run/netns-run/sandbox"
+)
+
+func main() {
+	if sandbox.IsChild() {
+		sandbox.ChildMain()
+	}
+	os.Exit(execute(os.Args[1:]))
+}
+
+// exitError carries the status a command asks netns-run to exit with.
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func execute(args []string) int {
+	root := newRootCommand()
+	root.SetArgs(args)
+	err := root.Execute()
+	var ee *exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.code
+	}
+	fmt.Fprintf(os.Stderr, "netns-run: %v\n", err)
+	return sandbox.ExitOwnError
+}

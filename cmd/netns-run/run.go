@@ -1,0 +1,187 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/netns-run/netns-run/forward"
+	"github.com/netns-run/netns-run/hosts"
+	"github.com/netns-run/netns-run/runner"
+	"github.com/netns-run/netns-run/tap"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// runFlags are the flags of `netns-run [flags] -- CMD` and `netns-run run`.
+type runFlags struct {
+	publish      []string
+	hostLoopback bool
+	dns          []string
+	dnsSearch    []string
+	dnsOption    []string
+	dnsUpstream  []string
+	hostname     string
+	addHost      []string
+	mtu          int
+	userns       string
+	linkMode     string
+	logLevel     string
+	logFormat    string
+}
+
+func (f *runFlags) register(fs *pflag.FlagSet) {
+	fs.SetInterspersed(false) // flags after CMD are CMD's
+	fs.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a port: [HOST_IP:][HOST_PORT[-END]:]PORT[-END][/tcp|/udp] (repeatable)")
+	fs.BoolVar(&f.hostLoopback, "host-loopback", false, "let the sandbox reach the host's 127.0.0.1:PORT at GATEWAY:PORT")
+	fs.StringArrayVar(&f.dns, "dns", nil, "nameserver for the sandbox's resolv.conf instead of the built-in resolver (repeatable)")
+	fs.StringArrayVar(&f.dnsSearch, "dns-search", nil, "DNS search domain (repeatable)")
+	fs.StringArrayVar(&f.dnsOption, "dns-option", nil, "resolv.conf option (repeatable)")
+	fs.StringArrayVar(&f.dnsUpstream, "dns-upstream", nil, "upstream ADDR[:PORT] for the built-in resolver instead of the host's nameservers (repeatable)")
+	fs.StringVar(&f.hostname, "hostname", "", "the sandbox's hostname (default: its 12-hex-digit short id)")
+	fs.StringArrayVar(&f.addHost, "add-host", nil, "add NAME:IP (or NAME:host-gateway) to the sandbox's /etc/hosts (repeatable)")
+	fs.IntVar(&f.mtu, "mtu", 65520, "MTU of the sandbox's eth0")
+	fs.StringVar(&f.userns, "userns", "", `"auto": map a subordinate id range (newuidmap) besides the caller`)
+	fs.StringVar(&f.linkMode, "link-mode", "auto", "how eth0 is made: tap, packet (veth + AF_PACKET, no /dev/net/tun needed) or auto")
+	fs.StringVar(&f.logLevel, "log-level", "warn", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+}
+
+func newRootCommand() *cobra.Command {
+	var f runFlags
+	root := &cobra.Command{
+		Use:           "netns-run [flags] -- CMD [ARG...]",
+		Short:         "Run a command in an unprivileged sandbox with its own network",
+		Args:          cobra.ArbitraryArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runCommand(&f, args)
+		},
+	}
+	f.register(root.Flags())
+	root.AddCommand(newRunCommand())
+	return root
+}
+
+func newRunCommand() *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run [flags] [--] CMD [ARG...]",
+		Short: "Run a command in a sandbox (the same as netns-run [flags] -- CMD)",
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runCommand(&f, args)
+		},
+	}
+	f.register(cmd.Flags())
+	return cmd
+}
+
+func runCommand(f *runFlags, args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("no command given: usage: netns-run [flags] -- CMD [ARG...]")
+	}
+	opts, err := f.options(args)
+	if err != nil {
+		return err
+	}
+	code, err := runner.Run(opts)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "netns-run: %v\n", err)
+	}
+	if code != 0 {
+		return &exitError{code: code}
+	}
+	return nil
+}
+
+// options turns flags into runner options, rejecting bad values with a
+// message that names the flag.
+func (f *runFlags) options(args []string) (runner.Options, error) {
+	logger, err := newLogger(f.logLevel, f.logFormat)
+	if err != nil {
+		return runner.Options{}, err
+	}
+	o := runner.Options{Argv: args, HostLoopback: f.hostLoopback, DNSSearch: f.dnsSearch, DNSOptions: f.dnsOption, MTU: f.mtu, Logger: logger, Stderr: os.Stderr}
+	for _, spec := range f.publish {
+		ms, err := forward.ParseSpec(spec)
+		if err != nil {
+			return o, err
+		}
+		o.Publish = append(o.Publish, ms...)
+	}
+	for _, s := range f.dns {
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			return o, fmt.Errorf("invalid --dns %q: want an IP address", s)
+		}
+		o.DNS = append(o.DNS, ip)
+	}
+	for _, s := range f.dnsUpstream {
+		ap, err := parseUpstream(s)
+		if err != nil {
+			return o, err
+		}
+		o.DNSUpstreams = append(o.DNSUpstreams, ap)
+	}
+	if f.hostname != "" {
+		if err := hosts.ValidHostname(f.hostname); err != nil {
+			return o, fmt.Errorf("invalid --hostname: %w", err)
+		}
+		if len(f.hostname) > 64 { // the kernel's limit for sethostname
+			return o, fmt.Errorf("invalid --hostname: %d characters, at most 64", len(f.hostname))
+		}
+		o.Hostname = f.hostname
+	}
+	for _, s := range f.addHost {
+		name, ip, hostGateway, err := hosts.ParseAddHost(s)
+		if err != nil {
+			return o, err
+		}
+		o.AddHosts = append(o.AddHosts, runner.AddHost{Name: name, IP: ip, HostGateway: hostGateway})
+	}
+	if f.mtu < 1280 || f.mtu > 65520 {
+		return o, fmt.Errorf("invalid --mtu %d: want 1280-65520", f.mtu)
+	}
+	switch f.userns {
+	case "":
+	case "auto":
+		o.AutoUserNS = true
+	default:
+		return o, fmt.Errorf("invalid --userns %q: the only mode is \"auto\"", f.userns)
+	}
+	if o.LinkMode, err = tap.ParseMode(f.linkMode); err != nil {
+		return o, fmt.Errorf("invalid --link-mode: %w", err)
+	}
+	return o, nil
+}
+
+// parseUpstream accepts ADDR, ADDR:PORT, [V6] and [V6]:PORT.
+func parseUpstream(s string) (netip.AddrPort, error) {
+	if ip, err := netip.ParseAddr(strings.Trim(s, "[]")); err == nil {
+		return netip.AddrPortFrom(ip, 53), nil
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil && ap.Port() != 0 {
+		return ap, nil
+	}
+	return netip.AddrPort{}, fmt.Errorf("invalid --dns-upstream %q: want ADDR or ADDR:PORT", s)
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("invalid --log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("invalid --log-format %q: want text or json", format)
+}
+
