@@ -1,0 +1,37 @@
+# netns-run: build and test.
+#
+#   make build   bin/netns-run
+#   make unit    go test on every package but the e2e suite
+#   make e2e     the end-to-end suite: the built binary, run unprivileged in
+#                throwaway namespaces (see e2e/outerns); as root it runs the
+#                suite as the user $(E2E_USER), created if missing
+#   make test    unit + e2e
+#
+# E2E_RUN=REGEXP selects e2e tests (go test -run syntax).
+
+GO          ?= go
+BIN         ?= bin
+E2E_USER    ?= netns-test
+E2E_TIMEOUT ?= 10m
+E2E_RUN     ?=
+
+.PHONY: build unit e2e e2e-build test
+
+build:
+	$(GO) build -o $(BIN)/netns-run ./cmd/netns-run
+
+unit:
+	@pkgs=$$($(GO) list ./... | grep -v '/e2e$$'); \
+	if [ -z "$$pkgs" ]; then echo "unit: no packages to test"; \
+	else echo "$(GO) test <every package but ./e2e>"; $(GO) test $$pkgs; fi
+
+e2e-build: build
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/probe ./e2e/probe
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/outerns ./e2e/outerns
+	CGO_ENABLED=0 $(GO) test -c -o $(BIN)/e2e.test ./e2e
+
+e2e: e2e-build
+	E2E_USER='$(E2E_USER)' E2E_TIMEOUT='$(E2E_TIMEOUT)' E2E_RUN='$(E2E_RUN)' \
+		scripts/run-e2e.sh $(BIN)
+
+test: unit e2e

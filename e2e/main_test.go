@@ -1,0 +1,68 @@
+// Package e2e holds the end-to-end tests of the built netns-run binary.
+//
+// They run only under the launcher (e2e/outerns, through `make e2e`), which
+// puts them in a throwaway "host" network namespace with loopback and a veth
+// to a "world" namespace (198.51.100.1 <-> 198.51.100.2), as a non-root uid
+// with no capabilities. Run directly, without NETNS_RUN_E2E=1, they do
+// nothing.
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// Addresses of the test network (see e2e/outerns) and of the sandbox (see
+// the CLI contract in the Makefile's e2e target and DESIGN.md).
+const (
+	hostIP     = "198.51.100.1"
+	worldIP    = "198.51.100.2"
+	whoamiAddr = "198.51.100.2:7777"
+	worldName  = "world.e2e.test" // known to the world's DNS server only
+
+	sandboxIP   = "10.0.2.100"
+	gatewayIP   = "10.0.2.2"
+	resolverIP  = "10.0.2.3"
+	sandboxMAC  = "02:42:0a:00:02:64"
+	defaultMTU  = 65520
+	exitOwnErr  = 125
+	exitNoExec  = 126
+	exitNoFound = 127
+)
+
+// Set by TestMain from the launcher's environment.
+var (
+	binDir    string // NETNS_RUN_E2E_BIN_DIR
+	netnsRun  string // binDir/netns-run
+	probe     string // binDir/probe
+	worldSock string // NETNS_RUN_E2E_WORLD_SOCK
+	hostDNS   string // NETNS_RUN_E2E_HOST_DNS: the world DNS server named by the host's resolv.conf, if any
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv("NETNS_RUN_E2E") != "1" {
+		fmt.Println("e2e: not under the e2e launcher (NETNS_RUN_E2E != 1): skipping; run `make e2e`")
+		os.Exit(0)
+	}
+	binDir = os.Getenv("NETNS_RUN_E2E_BIN_DIR")
+	worldSock = os.Getenv("NETNS_RUN_E2E_WORLD_SOCK")
+	hostDNS = os.Getenv("NETNS_RUN_E2E_HOST_DNS")
+	if binDir == "" || worldSock == "" {
+		fmt.Fprintln(os.Stderr, "e2e: NETNS_RUN_E2E_BIN_DIR and NETNS_RUN_E2E_WORLD_SOCK must be set by the launcher")
+		os.Exit(2)
+	}
+	netnsRun = filepath.Join(binDir, "netns-run")
+	probe = filepath.Join(binDir, "probe")
+	// Orphans of the processes we start (e.g. a sandboxed command that
+	// netns-run failed to reap or kill) are re-parented to us, where the
+	// leftover checks can see them.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: PR_SET_CHILD_SUBREAPER: %v\n", err)
+		os.Exit(2)
+	}
+	os.Exit(m.Run())
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# run-e2e.sh [BIN_DIR]: run the e2e suite (BIN_DIR/e2e.test) under the
+# launcher (BIN_DIR/outerns), then print "e2e: N passed, N failed, N skipped"
+# (top-level tests). Exits with the suite's status. `make e2e` builds
+# BIN_DIR first.
+#
+# As root: makes sure the unprivileged test user exists (E2E_USER, default
+# netns-test), copies the binaries to a fresh world-readable directory (the
+# checkout may be under a 0700 directory such as /root) and runs the suite as
+# that user. As a normal user: runs the suite as that user, in a user
+# namespace of its own. Nothing is written in the checkout.
+#
+# Environment: E2E_USER, E2E_TIMEOUT (go test -timeout, default 10m),
+# E2E_RUN (go test -run regexp).
+set -euo pipefail
+
+bin=${1:-bin}
+user=${E2E_USER:-netns-test}
+timeout=${E2E_TIMEOUT:-10m}
+run=${E2E_RUN:-}
+here=$(cd "$(dirname "$0")" && pwd)
+
+for f in probe outerns e2e.test; do
+	if [ ! -x "$bin/$f" ]; then
+		echo "run-e2e: $bin/$f is missing (make e2e builds it)" >&2
+		exit 2
+	fi
+done
+
+testargs=(-test.v -test.count=1 -test.timeout="$timeout")
+if [ -n "$run" ]; then
+	testargs+=(-test.run="$run")
+fi
+
+log=$(mktemp "${TMPDIR:-/tmp}/netns-run-e2e-log.XXXXXX")
+stage=
+cleanup() {
+	rm -f "$log"
+	if [ -n "$stage" ]; then rm -rf "$stage"; fi
+}
+trap cleanup EXIT
+
+if [ "$(id -u)" -eq 0 ]; then
+	"$here/ensure-test-user.sh" "$user"
+	stage=$(mktemp -d /tmp/netns-run-e2e-bin.XXXXXX)
+	chmod 0755 "$stage"
+	for f in netns-run probe outerns e2e.test; do
+		if [ -e "$bin/$f" ]; then install -m 0755 "$bin/$f" "$stage/$f"; fi
+	done
+	cmd=("$stage/outerns" -user "$user" -- "$stage/e2e.test" "${testargs[@]}")
+else
+	cmd=("$bin/outerns" -- "$bin/e2e.test" "${testargs[@]}")
+fi
+
+echo "run-e2e: ${cmd[*]}"
+set +e
+"${cmd[@]}" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+
+passed=$(grep -c '^--- PASS' "$log" || true)
+failed=$(grep -c '^--- FAIL' "$log" || true)
+skipped=$(grep -c '^--- SKIP' "$log" || true)
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
+	echo "run-e2e: the suite failed (status $status) outside any finished test; counting that as one failure"
+	failed=1
+fi
+echo "e2e: $passed passed, $failed failed, $skipped skipped"
+exit "$status"
