@@ -15,7 +15,7 @@ E2E_USER    ?= netns-test
 E2E_TIMEOUT ?= 10m
 E2E_RUN     ?=
 
-.PHONY: build unit e2e e2e-build test
+.PHONY: build unit e2e e2e-build test demo
 
 build:
 	$(GO) build -o $(BIN)/netns-run ./cmd/netns-run
@@ -35,3 +35,16 @@ e2e: e2e-build
 		scripts/run-e2e.sh $(BIN)
 
 test: unit e2e
+
+# demo: build, then show a sandbox serving a published port and reaching out.
+demo: build
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/probe ./e2e/probe
+	scripts/demo.sh $(BIN)
+
+# make bench: netns-run side by side with a kernel veth, slirp4netns and pasta
+# (bench/run.sh; run as root: it installs what is missing and drops to
+# $(E2E_USER) for every measured tool). A measurement, never a pass/fail
+# gate, and not part of `make test`. BENCH_ROUNDS=N (default 3).
+.PHONY: bench
+bench: build
+	GO='$(GO)' NETNS_RUN='$(BIN)/netns-run' BENCH_USER='$(E2E_USER)' bench/run.sh
