@@ -1,0 +1,227 @@
+package netstore
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// File names inside the store's directory.
+const (
+	networksFileName = "networks.json"
+	leasesFileName   = "leases.json"
+	lockFileName     = "lock"
+)
+
+// formatVersion is the version of both files' layout.
+const formatVersion = 1
+
+// networksFile is networks.json. The on-disk layout is its own type so the
+// Network struct can change without changing the file.
+type networksFile struct {
+	Version  int           `json:"version"`
+	Networks []diskNetwork `json:"networks"`
+}
+
+type diskNetwork struct {
+	ID       string            `json:"id"`
+	Name     string            `json:"name"`
+	Driver   string            `json:"driver"`
+	Subnet   netip.Prefix      `json:"subnet"`
+	Gateway  netip.Addr        `json:"gateway"`
+	IPRange  netip.Prefix      `json:"ip_range,omitzero"`
+	Internal bool              `json:"internal,omitempty"`
+	Options  map[string]string `json:"options,omitempty"`
+	Created  time.Time         `json:"created"`
+}
+
+// leasesFile is leases.json: network id -> sandbox id -> address.
+type leasesFile struct {
+	Version int                              `json:"version"`
+	Leases  map[string]map[string]netip.Addr `json:"leases"`
+}
+
+// update runs fn on the store's content under the store's locks and writes
+// back whatever fn marked dirty. When fn fails nothing is written.
+func (s *Store) update(fn func(*state) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	unlock, err := lockFile(filepath.Join(s.dir, lockFileName))
+	if err != nil {
+		return fmt.Errorf("locking the network store: %w", err)
+	}
+	defer unlock()
+
+	st, err := s.load()
+	if err != nil {
+		return err
+	}
+	if err := st.ensureBridge(); err != nil {
+		return err
+	}
+	if st.networksDirty { // the bridge was missing: it stays, whatever fn does
+		if err := s.save(st); err != nil {
+			return err
+		}
+		st.networksDirty, st.leasesDirty = false, false
+	}
+	if err := fn(st); err != nil {
+		return err
+	}
+	return s.save(st)
+}
+
+func (s *Store) load() (*state, error) {
+	st := &state{leases: map[string]map[string]netip.Addr{}}
+
+	var nf networksFile
+	found, err := readJSON(filepath.Join(s.dir, networksFileName), &nf)
+	if err != nil {
+		return nil, err
+	}
+	if found {
+		seenID, seenName := map[string]bool{}, map[string]bool{}
+		for _, d := range nf.Networks {
+			n := Network(d)
+			if err := n.check(); err != nil {
+				return nil, s.corrupt(networksFileName, fmt.Errorf("network %q: %w", d.Name, err))
+			}
+			if seenID[n.ID] || seenName[n.Name] {
+				return nil, s.corrupt(networksFileName, fmt.Errorf("network %q (%s) appears twice", n.Name, n.ShortID()))
+			}
+			seenID[n.ID], seenName[n.Name] = true, true
+			st.networks = append(st.networks, n)
+		}
+	}
+
+	var lf leasesFile
+	found, err = readJSON(filepath.Join(s.dir, leasesFileName), &lf)
+	if err != nil {
+		return nil, err
+	}
+	if found {
+		for id, m := range lf.Leases {
+			if len(m) > 0 {
+				st.leases[id] = m
+			}
+		}
+	}
+	return st, nil
+}
+
+// save writes the files whose content changed.
+func (s *Store) save(st *state) error {
+	if st.networksDirty {
+		nf := networksFile{Version: formatVersion, Networks: make([]diskNetwork, 0, len(st.networks))}
+		ns := append([]Network(nil), st.networks...)
+		sortNetworks(ns)
+		for _, n := range ns {
+			nf.Networks = append(nf.Networks, diskNetwork(n))
+		}
+		if err := writeJSON(filepath.Join(s.dir, networksFileName), nf); err != nil {
+			return err
+		}
+	}
+	// Leases of networks that no longer exist are dropped whenever either
+	// file is written (Remove writes networks.json first, so a crash in
+	// between leaves only such orphans behind).
+	for id := range st.leases {
+		if !st.hasID(id) {
+			delete(st.leases, id)
+			st.leasesDirty = true
+		}
+	}
+	if st.leasesDirty {
+		lf := leasesFile{Version: formatVersion, Leases: st.leases}
+		if err := writeJSON(filepath.Join(s.dir, leasesFileName), lf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (st *state) hasID(id string) bool {
+	for _, n := range st.networks {
+		if n.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Store) corrupt(name string, err error) error {
+	return fmt.Errorf("%s: %w: fix or remove the file", filepath.Join(s.dir, name), err)
+}
+
+// readJSON reads a store file into v; a missing file is found=false.
+func readJSON(path string, v any) (found bool, err error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading the network store: %w", err)
+	}
+	var head struct {
+		Version int `json:"version"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return false, fmt.Errorf("%s: %w: fix or remove the file", path, err)
+	}
+	if head.Version != formatVersion {
+		return false, fmt.Errorf("%s has format version %d, this netns-run reads version %d: use the netns-run that wrote it", path, head.Version, formatVersion)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return false, fmt.Errorf("%s: %w: fix or remove the file", path, err)
+	}
+	return true, nil
+}
+
+// writeJSON replaces path atomically: a temporary file in the same
+// directory (mode 0600), fsync, rename, fsync of the directory.
+func writeJSON(path string, v any) (err error) {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding %s: %w", filepath.Base(path), err)
+	}
+	data = append(data, '\n')
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("writing the network store: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if err := f.Chmod(0o600); err != nil {
+		return fmt.Errorf("writing the network store: %w", err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("writing the network store: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("writing the network store: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing the network store: %w", err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("writing the network store: %w", err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}

@@ -1,0 +1,520 @@
+// Package netstore keeps the user's network definitions (the built-in
+// "bridge" and every `network create`d one) and the address leases of their
+// members in the user's data directory, so that a restarted daemon knows its
+// networks and never hands an address out twice.
+//
+// Everything lives in one directory:
+//
+//	networks.json  the network definitions, the built-in bridge included
+//	leases.json    network id -> sandbox id -> address
+//	lock           flock'd for the length of every operation
+//
+// Files are written atomically (temporary file, fsync, rename) with mode
+// 0600. Every operation takes an exclusive flock on the lock file and reads
+// the files afresh, so several processes (CLI invocations, the daemon) can
+// share a directory: two concurrent creates never corrupt the files nor get
+// the same subnet.
+package netstore
+
+import (
+	"cmp"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/netns-run/netns-run/ipam"
+)
+
+// Drivers.
+const (
+	DriverBridge  = "bridge"
+	DriverMacvlan = "macvlan"
+)
+
+// BridgeName is the name of the built-in default network.
+const BridgeName = "bridge"
+
+// The built-in bridge network's addressing (DESIGN, Defaults).
+var (
+	bridgeSubnet  = netip.MustParsePrefix("172.17.0.0/16")
+	bridgeGateway = netip.MustParseAddr("172.17.0.1")
+)
+
+// Sentinel errors, for errors.Is. Every error the package returns for a
+// caller's mistake has a one-line message for people and wraps one of these.
+var (
+	ErrNotFound  = errors.New("network not found")
+	ErrAmbiguous = errors.New("ambiguous network id prefix")
+	ErrExists    = errors.New("network name already exists")
+	ErrOverlap   = errors.New("subnet overlaps another network")
+	ErrNoSubnet  = errors.New("no free subnet in the default pools")
+	ErrBuiltin   = errors.New("built-in network")
+	ErrInvalid   = errors.New("invalid network definition")
+)
+
+// Error is the error type of the package: Error() is the message for people,
+// Unwrap() the sentinel.
+type Error struct {
+	Msg  string
+	Kind error
+}
+
+func (e *Error) Error() string { return e.Msg }
+func (e *Error) Unwrap() error { return e.Kind }
+
+func errorf(kind error, format string, args ...any) error {
+	return &Error{Msg: fmt.Sprintf(format, args...), Kind: kind}
+}
+
+// notFound is the error for a name or id that matches no network.
+func notFound(ref string) error {
+	return errorf(ErrNotFound, "network %q not found: see netns-run network ls", ref)
+}
+
+// Network is one network definition.
+type Network struct {
+	ID       string // 64 hex digits, like Docker
+	Name     string
+	Driver   string // DriverBridge or DriverMacvlan
+	Subnet   netip.Prefix
+	Gateway  netip.Addr
+	IPRange  netip.Prefix      // zero = whole subnet
+	Internal bool              // no outbound NAT
+	Options  map[string]string // -o key=value: macvlan_mode=bridge|private, parent=IFACE, promisc=on|off
+	Created  time.Time
+}
+
+// BuiltIn reports whether n is the built-in bridge network.
+func (n Network) BuiltIn() bool { return n.Name == BridgeName }
+
+// ShortID is the first 12 hex digits of the id, as `network ls` shows it.
+func (n Network) ShortID() string {
+	if len(n.ID) > 12 {
+		return n.ID[:12]
+	}
+	return n.ID
+}
+
+// Pool returns a fresh address pool for the network (nothing held).
+func (n Network) Pool() (*ipam.Pool, error) {
+	return ipam.NewPool(n.Subnet, n.IPRange, n.Gateway)
+}
+
+// CreateRequest is what `network create` asks for. Zero fields take the
+// defaults: driver bridge, the next free subnet of the default pools, the
+// subnet's first address as gateway, the whole subnet as ip-range.
+type CreateRequest struct {
+	Name, Driver string
+	Subnet       netip.Prefix
+	IPRange      netip.Prefix
+	Gateway      netip.Addr
+	Internal     bool
+	Options      map[string]string
+}
+
+// Store is the network store in one directory. It is safe for concurrent
+// use, also by several processes sharing the directory.
+type Store struct {
+	dir string
+	mu  sync.Mutex // serialises this Store's operations; the flock does the rest
+}
+
+// DefaultDir returns the directory the store lives in by default:
+// $XDG_DATA_HOME/netns-run, else ~/.local/share/netns-run.
+func DefaultDir() (string, error) {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" && filepath.IsAbs(d) {
+		return filepath.Join(d, "netns-run"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("finding the data directory: %w: set XDG_DATA_HOME or HOME", err)
+	}
+	return filepath.Join(home, ".local", "share", "netns-run"), nil
+}
+
+// Open opens (creating it, mode 0700, if needed) the store in dir and makes
+// sure the built-in bridge network exists. The bridge's id is random, chosen
+// on the first Open of the directory and stable afterwards.
+func Open(dir string) (*Store, error) {
+	if dir == "" {
+		return nil, errors.New("opening the network store: no directory given")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating the network store: %w", err)
+	}
+	s := &Store{dir: dir}
+	if err := s.update(func(*state) error { return nil }); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Dir returns the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Create validates req and stores the new network. On error nothing changes.
+func (s *Store) Create(req CreateRequest) (Network, error) {
+	n, err := normalise(req)
+	if err != nil {
+		return Network{}, err
+	}
+	err = s.update(func(st *state) error {
+		for _, o := range st.networks {
+			if o.Name == n.Name {
+				return errorf(ErrExists, "network with name %s already exists", n.Name)
+			}
+		}
+		if !n.Subnet.IsValid() {
+			sub, ok := st.freeSubnet()
+			if !ok {
+				return errorf(ErrNoSubnet, "no free subnet left in the default pools (172.17.0.0/16-172.31.0.0/16, 192.168.0.0/16 in /20s): pass --subnet or remove a network")
+			}
+			n.Subnet = sub
+			n.Gateway = firstAddr(sub)
+		} else if o, ok := st.overlapping(n.Subnet); ok {
+			return errorf(ErrOverlap, "subnet %s overlaps network %s (%s): pick another --subnet", n.Subnet, o.Name, o.Subnet)
+		}
+		if _, err := n.Pool(); err != nil {
+			return err
+		}
+		id, err := st.newID()
+		if err != nil {
+			return err
+		}
+		n.ID = id
+		n.Created = time.Now().UTC()
+		st.networks = append(st.networks, n)
+		st.networksDirty = true
+		return nil
+	})
+	if err != nil {
+		return Network{}, err
+	}
+	return n, nil
+}
+
+// List returns every network: the built-in bridge first, then by name.
+func (s *Store) List() ([]Network, error) {
+	var out []Network
+	err := s.update(func(st *state) error {
+		out = slices.Clone(st.networks)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sortNetworks(out)
+	return out, nil
+}
+
+// Get finds a network by exact id, then exact name, then unique id prefix
+// (as Docker does). A miss is an error wrapping ErrNotFound: `network "x" not
+// found: see netns-run network ls`; a prefix matching several ids wraps
+// ErrAmbiguous.
+func (s *Store) Get(nameOrID string) (Network, error) {
+	var n Network
+	err := s.update(func(st *state) error {
+		i, err := st.find(nameOrID)
+		if err != nil {
+			return err
+		}
+		n = st.networks[i]
+		return nil
+	})
+	return n, err
+}
+
+// Remove deletes a network and its leases. The built-in bridge cannot be
+// removed (ErrBuiltin). check, when not nil, is called with the network
+// while the store is locked and before anything changes; an error from it
+// (say, "network has active sandboxes") is returned as is and nothing is
+// removed. check must not call back into the Store.
+func (s *Store) Remove(nameOrID string, check func(Network) error) error {
+	return s.update(func(st *state) error {
+		i, err := st.find(nameOrID)
+		if err != nil {
+			return err
+		}
+		n := st.networks[i]
+		if n.BuiltIn() {
+			return errorf(ErrBuiltin, "%s is a pre-defined network and cannot be removed", n.Name)
+		}
+		if check != nil {
+			if err := check(n); err != nil {
+				return err
+			}
+		}
+		st.networks = slices.Delete(st.networks, i, i+1)
+		st.networksDirty = true
+		if _, ok := st.leases[n.ID]; ok {
+			delete(st.leases, n.ID)
+			st.leasesDirty = true
+		}
+		return nil
+	})
+}
+
+// Leases returns the leases of a network (name or id, as Get): sandbox id ->
+// address. The map is the caller's.
+func (s *Store) Leases(networkID string) (map[string]netip.Addr, error) {
+	var out map[string]netip.Addr
+	err := s.update(func(st *state) error {
+		i, err := st.find(networkID)
+		if err != nil {
+			return err
+		}
+		out = maps.Clone(st.leases[st.networks[i].ID])
+		if out == nil {
+			out = map[string]netip.Addr{}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// SetLease records that sandboxID holds ip on the network, replacing the
+// sandbox's previous lease there. The address must be usable on the network
+// (inside the subnet, not its gateway, network or broadcast address) and not
+// leased to another sandbox (an error wrapping ipam.ErrInUse).
+func (s *Store) SetLease(networkID, sandboxID string, ip netip.Addr) error {
+	if sandboxID == "" {
+		return errorf(ErrInvalid, "setting a lease: no sandbox id given")
+	}
+	return s.update(func(st *state) error {
+		n, pool, err := st.poolWithout(networkID, sandboxID)
+		if err != nil {
+			return err
+		}
+		if err := pool.Reserve(ip); err != nil {
+			return err
+		}
+		st.setLease(n.ID, sandboxID, ip.Unmap())
+		return nil
+	})
+}
+
+// AllocateLease leases an address to sandboxID on the network and returns
+// it, in one locked step, so that no other process can take the same
+// address in between. With want valid it leases want (a static --ip; the
+// rules of SetLease apply); otherwise it keeps the sandbox's current lease
+// if it has one, else takes the lowest free address of the ip-range.
+func (s *Store) AllocateLease(networkID, sandboxID string, want netip.Addr) (netip.Addr, error) {
+	if sandboxID == "" {
+		return netip.Addr{}, errorf(ErrInvalid, "allocating an address: no sandbox id given")
+	}
+	var got netip.Addr
+	err := s.update(func(st *state) error {
+		n, pool, err := st.poolWithout(networkID, sandboxID)
+		if err != nil {
+			return err
+		}
+		cur, has := st.leases[n.ID][sandboxID]
+		switch {
+		case want.IsValid():
+			if err := pool.Reserve(want); err != nil {
+				return err
+			}
+			got = want.Unmap()
+		case has && pool.Reserve(cur) == nil:
+			got = cur
+		default:
+			if got, err = pool.Allocate(); err != nil {
+				return err
+			}
+		}
+		st.setLease(n.ID, sandboxID, got)
+		return nil
+	})
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	return got, nil
+}
+
+// DropLease forgets sandboxID's lease on the network. Dropping a lease that
+// does not exist, or on a network that no longer exists, is not an error.
+func (s *Store) DropLease(networkID, sandboxID string) error {
+	return s.update(func(st *state) error {
+		i, err := st.find(networkID)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		id := st.networks[i].ID
+		if _, ok := st.leases[id][sandboxID]; !ok {
+			return nil
+		}
+		delete(st.leases[id], sandboxID)
+		if len(st.leases[id]) == 0 {
+			delete(st.leases, id)
+		}
+		st.leasesDirty = true
+		return nil
+	})
+}
+
+// state is the store's content during one locked operation.
+type state struct {
+	networks      []Network
+	leases        map[string]map[string]netip.Addr
+	networksDirty bool
+	leasesDirty   bool
+}
+
+// find resolves a name or id: exact id, exact name, unique id prefix.
+func (st *state) find(ref string) (int, error) {
+	if ref == "" {
+		return 0, notFound(ref)
+	}
+	for i, n := range st.networks {
+		if n.ID == ref {
+			return i, nil
+		}
+	}
+	for i, n := range st.networks {
+		if n.Name == ref {
+			return i, nil
+		}
+	}
+	match, count := -1, 0
+	for i, n := range st.networks {
+		if strings.HasPrefix(n.ID, ref) {
+			match = i
+			count++
+		}
+	}
+	switch count {
+	case 0:
+		return 0, notFound(ref)
+	case 1:
+		return match, nil
+	default:
+		return 0, errorf(ErrAmbiguous, "network id prefix %q matches %d networks: give more digits or the name", ref, count)
+	}
+}
+
+// poolWithout returns the network ref names and its pool holding every
+// lease but sandboxID's own.
+func (st *state) poolWithout(ref, sandboxID string) (Network, *ipam.Pool, error) {
+	i, err := st.find(ref)
+	if err != nil {
+		return Network{}, nil, err
+	}
+	n := st.networks[i]
+	pool, err := n.Pool()
+	if err != nil {
+		return Network{}, nil, fmt.Errorf("network %s: %w", n.Name, err)
+	}
+	for sb, ip := range st.leases[n.ID] {
+		if sb != sandboxID {
+			_ = pool.Reserve(ip) // a lease the network no longer fits is simply not held
+		}
+	}
+	return n, pool, nil
+}
+
+func (st *state) setLease(networkID, sandboxID string, ip netip.Addr) {
+	if cur, ok := st.leases[networkID][sandboxID]; ok && cur == ip {
+		return
+	}
+	if st.leases[networkID] == nil {
+		st.leases[networkID] = map[string]netip.Addr{}
+	}
+	st.leases[networkID][sandboxID] = ip
+	st.leasesDirty = true
+}
+
+func (st *state) overlapping(p netip.Prefix) (Network, bool) {
+	for _, n := range st.networks {
+		if n.Subnet.Overlaps(p) {
+			return n, true
+		}
+	}
+	return Network{}, false
+}
+
+// freeSubnet returns the first subnet of Docker's default pools that
+// overlaps no network: 172.17.0.0/16 ... 172.31.0.0/16 (172.17 is the
+// bridge's, so user networks start at 172.18), then 192.168.0.0/16 in /20
+// steps.
+func (st *state) freeSubnet() (netip.Prefix, bool) {
+	for _, p := range defaultPools() {
+		if _, taken := st.overlapping(p); !taken {
+			return p, true
+		}
+	}
+	return netip.Prefix{}, false
+}
+
+func defaultPools() []netip.Prefix {
+	var out []netip.Prefix
+	for b := 17; b <= 31; b++ {
+		out = append(out, netip.PrefixFrom(netip.AddrFrom4([4]byte{172, byte(b), 0, 0}), 16))
+	}
+	for b := 0; b < 256; b += 16 {
+		out = append(out, netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 168, byte(b), 0}), 20))
+	}
+	return out
+}
+
+// newID returns a random 64-hex-digit id no network has.
+func (st *state) newID() (string, error) {
+	for {
+		var b [32]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", fmt.Errorf("generating a network id: %w", err)
+		}
+		id := hex.EncodeToString(b[:])
+		if !slices.ContainsFunc(st.networks, func(n Network) bool { return n.ID == id }) {
+			return id, nil
+		}
+	}
+}
+
+// ensureBridge adds the built-in bridge network if it is missing.
+func (st *state) ensureBridge() error {
+	if slices.ContainsFunc(st.networks, Network.BuiltIn) {
+		return nil
+	}
+	id, err := st.newID()
+	if err != nil {
+		return err
+	}
+	st.networks = append(st.networks, Network{
+		ID:      id,
+		Name:    BridgeName,
+		Driver:  DriverBridge,
+		Subnet:  bridgeSubnet,
+		Gateway: bridgeGateway,
+		Created: time.Now().UTC(),
+	})
+	st.networksDirty = true
+	return nil
+}
+
+func sortNetworks(ns []Network) {
+	slices.SortFunc(ns, func(a, b Network) int {
+		if a.BuiltIn() != b.BuiltIn() {
+			if a.BuiltIn() {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.ID, b.ID))
+	})
+}
+
+func firstAddr(p netip.Prefix) netip.Addr {
+	return p.Masked().Addr().Next()
+}
