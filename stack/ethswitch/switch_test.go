@@ -1,0 +1,417 @@
+package ethswitch
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+)
+
+const quiet = 150 * time.Millisecond // how long "nothing arrives" is watched
+
+func payload(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + 3)
+	}
+	return b
+}
+
+func TestUnicastMemberToMember(t *testing.T) {
+	s := newSwitch(t, Options{})
+	gw := attachFake(s)
+	a, b, c := addSockMember(t, s, 2), addSockMember(t, s, 3), addSockMember(t, s, 4)
+
+	for _, n := range []int{0, 100, 1472, 65000 - 28} { // up to a frame near the MTU
+		f := udpFrame(b.mac, a.mac, a.ip, b.ip, 1000, 2000, payload(n))
+		a.send(f)
+		b.expect(f)
+	}
+	f := udpFrame(a.mac, b.mac, b.ip, a.ip, 2000, 1000, payload(10))
+	b.send(f)
+	a.expect(f)
+	c.expectNothing(quiet)
+	gw.expectNothing(t, 0)
+	a.expectNothing(0)
+	if st := s.Stats(); st.MemberIn != 5 || st.MemberOut != 5 || len(st.Drops) != 0 {
+		t.Fatalf("stats = %+v", st)
+	}
+}
+
+func TestUnknownUnicastDropped(t *testing.T) {
+	s := newSwitch(t, Options{})
+	gw := attachFake(s)
+	a, b := addSockMember(t, s, 2), addSockMember(t, s, 3)
+	a.send(udpFrame(strayMAC, a.mac, a.ip, memberIP(99), 1, 2, payload(10)))
+	waitDrop(t, s, DropUnknownUnicast, 1)
+	// A frame to oneself is not reflected either.
+	a.send(udpFrame(a.mac, a.mac, a.ip, a.ip, 1, 2, payload(10)))
+	waitDrop(t, s, DropHairpin, 1)
+	a.expectNothing(quiet)
+	b.expectNothing(0)
+	gw.expectNothing(t, 0)
+}
+
+func TestBroadcastAndMulticast(t *testing.T) {
+	s := newSwitch(t, Options{})
+	gw := attachFake(s)
+	a, b, c := addSockMember(t, s, 2), addSockMember(t, s, 3), addSockMember(t, s, 4)
+
+	req := arpFrame(bcastMAC, header.ARPRequest, a.mac, a.ip, net.HardwareAddr(make([]byte, 6)), b.ip)
+	a.send(req)
+	b.expect(req)
+	c.expect(req)
+	gw.expect(t, req)
+	a.expectNothing(quiet) // not reflected to the sender
+
+	// IPv4 multicast (mDNS) from a link-local IPv6 source and IPv4.
+	mc := udpFrame(net.HardwareAddr{0x01, 0x00, 0x5e, 0, 0, 0xfb}, b.mac, b.ip, netip.MustParseAddr("224.0.0.251"), 5353, 5353, payload(40))
+	b.send(mc)
+	a.expect(mc)
+	c.expect(mc)
+	gw.expect(t, mc)
+	b.expectNothing(quiet)
+}
+
+func TestSpoofedSourceMACDropped(t *testing.T) {
+	s := newSwitch(t, Options{})
+	gw := attachFake(s)
+	a, b := addSockMember(t, s, 2), addSockMember(t, s, 3)
+	// A claims B's MAC, toward B, the gateway and everyone.
+	a.send(udpFrame(b.mac, b.mac, b.ip, b.ip, 1, 2, payload(10)))
+	a.send(udpFrame(gwMAC, b.mac, a.ip, gwIP, 1, 2, payload(10)))
+	a.send(arpFrame(bcastMAC, header.ARPRequest, strayMAC, a.ip, make(net.HardwareAddr, 6), gwIP))
+	waitDrop(t, s, DropSrcMAC, 3)
+	b.expectNothing(quiet)
+	gw.expectNothing(t, 0)
+}
+
+func TestSpoofedSourceIPDropped(t *testing.T) {
+	s := newSwitch(t, Options{})
+	gw := attachFake(s)
+	a, b := addSockMember(t, s, 2), addSockMember(t, s, 3)
+	a.send(udpFrame(b.mac, a.mac, b.ip, b.ip, 1, 2, payload(10)))                                                           // B's address
+	a.send(udpFrame(gwMAC, a.mac, netip.MustParseAddr("8.8.8.8"), gwIP, 1, 2, payload(10)))                                 // anyone's
+	a.send(udpFrame(gwMAC, a.mac, netip.IPv4Unspecified(), gwIP, 68, 68, payload(10)))                                      // 0.0.0.0, not DHCP
+	a.send(udpFrame(bcastMAC, a.mac, netip.IPv4Unspecified(), netip.MustParseAddr("255.255.255.255"), 67, 68, payload(10))) // 0.0.0.0, wrong direction
+	waitDrop(t, s, DropSrcIP, 4)
+
+	// Malformed IPv4 headers are not forwarded either.
+	good := udpFrame(b.mac, a.mac, a.ip, b.ip, 1, 2, payload(10))
+	short := good[:14+19]
+	badLen := append([]byte(nil), good...)
+	binary.BigEndian.PutUint16(badLen[14+2:], uint16(len(good)))
+	badIHL := append([]byte(nil), good...)
+	badIHL[14] = 0x44
+	for _, f := range [][]byte{short, badLen, badIHL} {
+		a.send(f)
+	}
+	waitDrop(t, s, DropMalformed, 3)
+	b.expectNothing(quiet)
+	gw.expectNothing(t, 0)
+
+	// 0.0.0.0 is fine for a DHCP client (no hook: it is a plain broadcast).
+	disc := udpFrame(bcastMAC, a.mac, netip.IPv4Unspecified(), netip.MustParseAddr("255.255.255.255"), 68, 67, payload(300))
+	a.send(disc)
+	b.expect(disc)
+	gw.expect(t, disc)
+	// Ethernet padding after the IPv4 total length is fine.
+	padded := append(udpFrame(b.mac, a.mac, a.ip, b.ip, 1, 2, nil), make([]byte, 18)...)
+	a.send(padded)
+	b.expect(padded)
+}
+
+func TestARPSpoofDropped(t *testing.T) {
+	s := newSwitch(t, Options{})
+	gw := attachFake(s)
+	a, b := addSockMember(t, s, 2), addSockMember(t, s, 3)
+	zero := make(net.HardwareAddr, 6)
+
+	// Gratuitous ARP claiming B's IP (the classic poisoning).
+	a.send(arpFrame(bcastMAC, header.ARPReply, a.mac, b.ip, bcastMAC, b.ip))
+	// Reply to the gateway claiming to be the gateway.
+	a.send(arpFrame(gwMAC, header.ARPReply, a.mac, gwIP, gwMAC, gwIP))
+	// Sender hardware address other than the frame's (and the port's).
+	f := arpFrame(bcastMAC, header.ARPRequest, strayMAC, a.ip, zero, gwIP)
+	copy(f[6:12], a.mac)
+	a.send(f)
+	waitDrop(t, s, DropARPSpoof, 3)
+	// Not ARP for IPv4 over Ethernet.
+	bad := arpFrame(bcastMAC, header.ARPRequest, a.mac, a.ip, zero, gwIP)
+	bad[14] = 0x01 // hardware type 1 -> 0x0101
+	a.send(bad)
+	a.send(arpFrame(bcastMAC, header.ARPRequest, a.mac, a.ip, zero, gwIP)[:14+27])
+	waitDrop(t, s, DropMalformed, 2)
+	b.expectNothing(quiet)
+	gw.expectNothing(t, 0)
+
+	// A probe (sender 0.0.0.0) and an honest request pass.
+	probe := arpFrame(bcastMAC, header.ARPRequest, a.mac, netip.IPv4Unspecified(), zero, a.ip)
+	a.send(probe)
+	b.expect(probe)
+	gw.expect(t, probe)
+	reply := arpFrame(a.mac, header.ARPReply, b.mac, b.ip, a.mac, a.ip)
+	b.send(reply)
+	a.expect(reply)
+}
+
+func TestIPv6Sources(t *testing.T) {
+	s := newSwitch(t, Options{})
+	gw := attachFake(s)
+	a, b := addSockMember(t, s, 2), addSockMember(t, s, 3)
+	allNodes := net.HardwareAddr{0x33, 0x33, 0, 0, 0, 1}
+	ll := netip.MustParseAddr("fe80::42:aff:fe09:2")
+	mcast := netip.MustParseAddr("ff02::1")
+
+	ok := []([]byte){
+		ipv6Frame(allNodes, a.mac, ll, mcast, 58, payload(24)),                           // link-local
+		ipv6Frame(allNodes, a.mac, netip.IPv6Unspecified(), mcast, 58, payload(24)),      // DAD
+		ipv6Frame(allNodes, a.mac, netip.IPv6Unspecified(), mcast, 0, payload(24)),       // MLD (hop-by-hop)
+		ipv6Frame(b.mac, a.mac, ll, netip.MustParseAddr("fe80::42:aff:fe09:3"), 17, nil), // unicast link-local
+	}
+	for i, f := range ok {
+		a.send(f)
+		b.expect(f)
+		if i < 3 {
+			gw.expect(t, f)
+		}
+	}
+	a.send(ipv6Frame(allNodes, a.mac, netip.MustParseAddr("2001:db8::2"), mcast, 58, payload(24)))
+	a.send(ipv6Frame(allNodes, a.mac, netip.IPv6Unspecified(), mcast, 17, payload(24)))
+	waitDrop(t, s, DropIPv6Src, 2)
+	// Other ethertypes (here an 802.1Q tag) cannot be checked: dropped.
+	a.send(ethFrame(b.mac, a.mac, 0x8100, payload(46)))
+	waitDrop(t, s, DropEtherType, 1)
+	b.expectNothing(quiet)
+	gw.expectNothing(t, 0)
+}
+
+func TestRuntAndOversize(t *testing.T) {
+	s := newSwitch(t, Options{MTU: 1500})
+	gw := attachFake(s)
+	a, b := addSockMember(t, s, 2), addSockMember(t, s, 3)
+	a.send(make([]byte, 10))
+	waitDrop(t, s, DropRunt, 1)
+	big := udpFrame(b.mac, a.mac, a.ip, b.ip, 1, 2, payload(1500-28+1))
+	a.send(big)
+	waitDrop(t, s, DropOversize, 1)
+	fits := udpFrame(b.mac, a.mac, a.ip, b.ip, 1, 2, payload(1500-28))
+	a.send(fits)
+	b.expect(fits)
+	gw.expectNothing(t, 0)
+}
+
+func TestIsolate(t *testing.T) {
+	s := newSwitch(t, Options{Isolate: true})
+	gw := attachFake(s)
+	a, b := addSockMember(t, s, 2), addSockMember(t, s, 3)
+	a.send(udpFrame(b.mac, a.mac, a.ip, b.ip, 1, 2, payload(10)))
+	waitDrop(t, s, DropIsolated, 1)
+	req := arpFrame(bcastMAC, header.ARPRequest, a.mac, a.ip, make(net.HardwareAddr, 6), b.ip)
+	a.send(req)
+	gw.expect(t, req) // the gateway still sees broadcasts
+	b.expectNothing(quiet)
+	// Member -> gateway works.
+	toGW := udpFrame(gwMAC, a.mac, a.ip, gwIP, 1, 2, payload(10))
+	a.send(toGW)
+	gw.expect(t, toGW)
+}
+
+func TestGatewayUnattachedDrops(t *testing.T) {
+	s := newSwitch(t, Options{})
+	a := addSockMember(t, s, 2)
+	a.send(udpFrame(gwMAC, a.mac, a.ip, gwIP, 1, 2, payload(10)))
+	waitDrop(t, s, DropNoGateway, 1)
+}
+
+func TestDHCPHook(t *testing.T) {
+	type call struct {
+		req []byte
+		m   Member
+	}
+	calls := make(chan call, 4)
+	var bcastFlag atomic.Bool
+	s := newSwitch(t, Options{DHCP: func(req []byte, m Member) ([]byte, bool) {
+		calls <- call{append([]byte(nil), req...), m}
+		if string(req) == "ignore me" {
+			return nil, false
+		}
+		r := make([]byte, 300)
+		r[0] = 2 // BOOTREPLY
+		copy(r[4:8], req[4:8])
+		if bcastFlag.Load() {
+			r[10] = 0x80
+		}
+		copy(r[16:20], m.IP.AsSlice()) // yiaddr
+		copy(r[28:34], m.MAC)
+		copy(r[236:240], []byte{99, 130, 83, 99})
+		return r, true
+	}})
+	gw := attachFake(s)
+	a, b := addSockMember(t, s, 2), addSockMember(t, s, 3)
+
+	req := payload(300)
+	copy(req[4:8], "xid!")
+	bcastIP := netip.MustParseAddr("255.255.255.255")
+	check := func(wantDstMAC net.HardwareAddr, wantDstIP netip.Addr) {
+		t.Helper()
+		c := <-calls
+		if !bytes.Equal(c.req, req) || c.m.MAC.String() != a.mac.String() || c.m.IP != a.ip || c.m.FD != -1 {
+			t.Fatalf("hook called with %d bytes, member %+v", len(c.req), c.m)
+		}
+		f := a.recv(2 * time.Second)
+		if f == nil {
+			t.Fatal("no DHCP reply")
+		}
+		eth := header.Ethernet(f)
+		if eth.SourceAddress() != tcpip.LinkAddress(gwMAC) || eth.DestinationAddress() != tcpip.LinkAddress(wantDstMAC) || eth.Type() != header.IPv4ProtocolNumber {
+			t.Fatalf("ethernet %s -> %s type %#x", eth.SourceAddress(), eth.DestinationAddress(), eth.Type())
+		}
+		ip := header.IPv4(f[14:])
+		if !ip.IsValid(len(f)-14) || !ip.IsChecksumValid() || ip.SourceAddress() != tcpip.AddrFrom4(gwIP.As4()) || ip.DestinationAddress() != tcpip.AddrFrom4(wantDstIP.As4()) || ip.TransportProtocol() != header.UDPProtocolNumber {
+			t.Fatalf("bad IPv4 header %x", f[14:34])
+		}
+		udp := header.UDP(ip.Payload())
+		body := udp.Payload()
+		if udp.SourcePort() != 67 || udp.DestinationPort() != 68 || int(udp.Length()) != len(ip.Payload()) || len(body) != 300 || string(body[4:8]) != "xid!" {
+			t.Fatalf("bad UDP header %x", udp[:8])
+		}
+		if !udp.IsChecksumValid(ip.SourceAddress(), ip.DestinationAddress(), checksum.Checksum(body, 0)) {
+			t.Fatal("bad UDP checksum")
+		}
+	}
+	// DISCOVER from 0.0.0.0 to the broadcast address: answered to A's
+	// MAC at yiaddr (no broadcast flag), then with the flag, broadcast.
+	a.send(udpFrame(bcastMAC, a.mac, netip.IPv4Unspecified(), bcastIP, 68, 67, req))
+	check(a.mac, a.ip)
+	bcastFlag.Store(true)
+	a.send(udpFrame(bcastMAC, a.mac, netip.IPv4Unspecified(), bcastIP, 68, 67, req))
+	check(bcastMAC, bcastIP)
+	bcastFlag.Store(false)
+	// A renewal unicast to the gateway from A's address.
+	a.send(udpFrame(gwMAC, a.mac, a.ip, gwIP, 68, 67, req))
+	check(a.mac, a.ip)
+	// The hook declines: nothing is sent.
+	a.send(udpFrame(bcastMAC, a.mac, netip.IPv4Unspecified(), bcastIP, 68, 67, []byte("ignore me")))
+	<-calls
+	a.expectNothing(quiet)
+	// DHCP frames reach neither the other members nor gVisor.
+	b.expectNothing(0)
+	gw.expectNothing(t, 0)
+	// DHCP to another address is not the gateway's business: plain
+	// unicast to B (which may run a server).
+	toB := udpFrame(b.mac, a.mac, a.ip, b.ip, 68, 67, req)
+	a.send(toB)
+	b.expect(toB)
+	if len(calls) != 0 {
+		t.Fatal("hook called for DHCP to another member")
+	}
+}
+
+func TestRemovePort(t *testing.T) {
+	s := newSwitch(t, Options{})
+	a, b := addSockMember(t, s, 2), addSockMember(t, s, 3)
+	f := udpFrame(b.mac, a.mac, a.ip, b.ip, 1, 2, payload(10))
+	a.send(f)
+	b.expect(f)
+
+	s.RemovePort(b.mac)
+	// The switch's end is closed: the member's end sees EOF.
+	if n, err := unix.Read(b.fd, make([]byte, 100)); n != 0 || err != nil {
+		t.Fatalf("read after RemovePort = %d, %v; want EOF", n, err)
+	}
+	a.send(f)
+	waitDrop(t, s, DropUnknownUnicast, 1)
+	s.RemovePort(b.mac) // idempotent
+	s.RemovePort(strayMAC)
+
+	// B's address and MAC can be reused.
+	b2 := addSockMember(t, s, 3)
+	a.send(f)
+	b2.expect(f)
+}
+
+func TestAddPortErrors(t *testing.T) {
+	s := newSwitch(t, Options{})
+	addSockMember(t, s, 2)
+	cases := map[string]Member{
+		"duplicate MAC":  {MAC: memberMAC(2), IP: memberIP(3)},
+		"duplicate IP":   {MAC: memberMAC(3), IP: memberIP(2)},
+		"gateway MAC":    {MAC: gwMAC, IP: memberIP(4)},
+		"gateway IP":     {MAC: memberMAC(4), IP: gwIP},
+		"multicast MAC":  {MAC: net.HardwareAddr{1, 0, 0x5e, 0, 0, 1}, IP: memberIP(4)},
+		"short MAC":      {MAC: net.HardwareAddr{2, 0x42}, IP: memberIP(4)},
+		"IPv6":           {MAC: memberMAC(4), IP: netip.MustParseAddr("fd00::4")},
+		"no IP":          {MAC: memberMAC(4)},
+		"unspecified IP": {MAC: memberMAC(4), IP: netip.IPv4Unspecified()},
+	}
+	for name, m := range cases {
+		swEnd, mEnd := seqpacketPair(t)
+		m.FD = swEnd
+		if err := s.AddPort(m); err == nil {
+			t.Errorf("%s: AddPort succeeded", name)
+			continue
+		}
+		// The switch closed its end even though it refused the port.
+		if n, err := unix.Read(mEnd, make([]byte, 10)); n != 0 || err != nil {
+			t.Errorf("%s: fd not closed (read = %d, %v)", name, n, err)
+		}
+		unix.Close(mEnd)
+	}
+	if err := s.AddPort(Member{MAC: memberMAC(5), IP: memberIP(5), FD: -1}); err == nil {
+		t.Error("AddPort(fd -1) succeeded")
+	}
+	s.Close()
+	swEnd, mEnd := seqpacketPair(t)
+	defer unix.Close(mEnd)
+	if err := s.AddPort(Member{MAC: memberMAC(6), IP: memberIP(6), FD: swEnd}); err == nil {
+		t.Error("AddPort after Close succeeded")
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	for name, o := range map[string]Options{
+		"no gateway MAC":  {MTU: 1500},
+		"group MAC":       {GatewayMAC: bcastMAC, MTU: 1500},
+		"tiny MTU":        {GatewayMAC: gwMAC, MTU: 67},
+		"huge MTU":        {GatewayMAC: gwMAC, MTU: 65536},
+		"DHCP without IP": {GatewayMAC: gwMAC, MTU: 1500, DHCP: func([]byte, Member) ([]byte, bool) { return nil, false }},
+	} {
+		if _, err := New(o); err == nil {
+			t.Errorf("%s: New succeeded", name)
+		}
+	}
+}
+
+func TestCloseClosesPorts(t *testing.T) {
+	s := newSwitch(t, Options{})
+	a, b := addSockMember(t, s, 2), addSockMember(t, s, 3)
+	s.Close()
+	for _, m := range []*sockMember{a, b} {
+		if n, err := unix.Read(m.fd, make([]byte, 10)); n != 0 || err != nil {
+			t.Errorf("member %s: read after Close = %d, %v", m.mac, n, err)
+		}
+	}
+	s.Close()
+}
+
+// A member closing its end stops its port's reader without disturbing the
+// others.
+func TestMemberHangsUp(t *testing.T) {
+	s := newSwitch(t, Options{})
+	a, b, c := addSockMember(t, s, 2), addSockMember(t, s, 3), addSockMember(t, s, 4)
+	unix.Shutdown(a.fd, unix.SHUT_WR)
+	time.Sleep(20 * time.Millisecond)
+	f := udpFrame(c.mac, b.mac, b.ip, c.ip, 1, 2, payload(10))
+	b.send(f)
+	c.expect(f)
+	s.RemovePort(a.mac)
+}
