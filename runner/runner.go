@@ -1,11 +1,10 @@
-// Package runner runs one command in a sandbox on a private, one-member
-// segment hosted by this process: the sandbox, the gateway stack, the DNS
-// proxy and the published ports, started in that order and torn down in
-// reverse, so that nothing outlives the command.
+// Package runner runs one command in a sandbox: on a private one-member
+// segment hosted by this process, or as a member of a shared network hosted
+// by the per-user daemon. Either way the parts are started in order and torn
+// down in reverse, so that nothing outlives the command.
 package runner
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -16,17 +15,21 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"sync"
+	"path/filepath"
 	"syscall"
+	"time"
 
-	"github.com/netns-run/netns-run/dnsproxy"
+	"github.com/netns-run/netns-run/daemon"
 	"github.com/netns-run/netns-run/forward"
 	"github.com/netns-run/netns-run/hosts"
+	"github.com/netns-run/netns-run/registry"
 	"github.com/netns-run/netns-run/sandbox"
-	"github.com/netns-run/netns-run/stack"
 	"github.com/netns-run/netns-run/tap"
 	"golang.org/x/sys/unix"
 )
+
+// Private is the network name of a one-member segment in the supervisor.
+const Private = "private"
 
 // AddHost is one --add-host entry.
 type AddHost struct {
@@ -38,28 +41,45 @@ type AddHost struct {
 // Options are everything a run is asked for.
 type Options struct {
 	Argv         []string
+	Name         string // default: the short id
+	Network      string // Private, or a network name or id
+	IP           netip.Addr
+	MAC          string
+	Links        []daemon.Link
+	Aliases      []string
 	Publish      []forward.Mapping
 	HostLoopback bool
-	DNS          []netip.Addr // written into resolv.conf instead of the proxy
+	DNS          []netip.Addr // written into resolv.conf instead of the resolver
 	DNSSearch    []string
 	DNSOptions   []string
-	DNSUpstreams []netip.AddrPort // the proxy's upstreams; default: the host's
+	DNSUpstreams []netip.AddrPort // the private resolver's upstreams; default: the host's
 	Hostname     string
 	AddHosts     []AddHost
 	MTU          int
 	AutoUserNS   bool
 	LinkMode     tap.Mode
+	Detached     bool // keep the record after exit (unless AutoRemove), for ps -a and logs
+	AutoRemove   bool
+	// ID is the sandbox's id when the caller chose it (a detached run
+	// names its log by it); empty: a new one.
+	ID string
+	// Ready, when set, is called once the command runs, or with the error
+	// that stopped it from running.
+	Ready func(err error)
 	Logger       *slog.Logger
 	Stderr       io.Writer // where netns-run's own notices go
 }
 
-// The private segment, as slirp4netns lays it out.
-var (
-	subnet     = netip.MustParsePrefix("10.0.2.0/24")
-	gatewayIP  = netip.MustParseAddr("10.0.2.2")
-	resolverIP = netip.MustParseAddr("10.0.2.3")
-	memberIP   = netip.MustParseAddr("10.0.2.100")
-)
+// placement is where on its network a sandbox sits.
+type placement struct {
+	ip       netip.Addr
+	prefix   netip.Prefix
+	gateway  netip.Addr
+	resolver netip.Addr
+	mac      net.HardwareAddr
+	gwMAC    net.HardwareAddr
+	extra    []hosts.Entry // link entries
+}
 
 // MAC is Docker's rule: 02:42 followed by the IPv4 address.
 func MAC(ip netip.Addr) net.HardwareAddr {
@@ -71,87 +91,151 @@ func MAC(ip netip.Addr) net.HardwareAddr {
 // netns-run's own (or the command's failure to start) and comes with the
 // status to exit with.
 func Run(opts Options) (int, error) {
-	log := opts.Logger
-	upstreams, err := upstreams(opts.DNSUpstreams)
-	if err != nil {
-		return sandbox.ExitOwnError, err
+	code, err := run0(opts)
+	if err != nil && opts.Ready != nil {
+		opts.Ready(err)
 	}
-	proxy, err := dnsproxy.New(dnsproxy.Config{Upstreams: upstreams, Logger: log})
-	if err != nil {
-		return sandbox.ExitOwnError, fmt.Errorf("DNS proxy: %w", err)
-	}
-	// Ports first: a port in use must fail before anything is made.
-	listeners, err := forward.Bind(opts.Publish)
-	if err != nil {
-		return sandbox.ExitOwnError, err
-	}
-	closeListeners := func() {
-		for _, l := range listeners {
-			l.Close()
-		}
-	}
-	spec, err := buildSpec(opts)
-	if err != nil {
-		closeListeners()
-		return sandbox.ExitOwnError, err
-	}
-	sb, err := sandbox.Start(spec, sandbox.Options{AutoUserNS: opts.AutoUserNS, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
-	if err != nil {
-		closeListeners()
-		return statusOf(err), err
-	}
-	for _, w := range sb.Warnings() {
-		log.Warn(w)
-	}
-	link := sb.Link()
-	gw, err := stack.New(stack.Config{
-		Subnet: subnet, Gateway: gatewayIP, Resolver: resolverIP,
-		GatewayMAC: MAC(gatewayIP), MTU: uint32(opts.MTU),
-		HostLoopback: opts.HostLoopback, Logger: log,
-	}, stack.Link{FD: link.FD, Packet: link.Mode == tap.ModePacket})
-	if err != nil {
-		sb.Kill()
-		closeListeners()
-		return sandbox.ExitOwnError, err
-	}
-	log.Debug("sandbox up", "pid", sb.Pid(), "link", link.Mode)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	if err := serveDNS(ctx, &wg, gw, proxy); err != nil {
-		cancel()
-		sb.Kill()
-		gw.Close()
-		closeListeners()
-		return sandbox.ExitOwnError, err
-	}
-	for i, l := range listeners {
-		if opts.Publish[i].HostPort == 0 {
-			fmt.Fprintf(opts.Stderr, "netns-run: published %s\n", l.Mapping())
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l.Serve(ctx, memberIP, gw)
-		}()
-	}
-
-	stopSignals := forwardSignals(sb)
-	code, err := runAndWait(sb)
-	stopSignals()
-	cancel()
-	gw.Close()
-	wg.Wait()
 	return code, err
 }
 
-func runAndWait(sb *sandbox.Sandbox) (int, error) {
+func run0(opts Options) (int, error) {
+	id := opts.ID
+	if id == "" {
+		var err error
+		if id, err = newID(); err != nil {
+			return sandbox.ExitOwnError, err
+		}
+	}
+	rt, err := registry.RuntimeDir()
+	if err != nil {
+		return sandbox.ExitOwnError, err
+	}
+	reg, err := registry.Open(rt)
+	if err != nil {
+		return sandbox.ExitOwnError, err
+	}
+	if opts.Name == "" {
+		opts.Name = id[:12]
+	}
+	if opts.Hostname == "" {
+		opts.Hostname = id[:12]
+	}
+	start, _ := registry.StartTime(os.Getpid())
+	rec := registry.Record{
+		ID: id, Name: opts.Name, Hostname: opts.Hostname, Network: opts.Network,
+		Aliases: opts.Aliases, Command: opts.Argv, Created: time.Now(),
+		Pid: os.Getpid(), PidStart: start, State: registry.Running,
+		Detached: opts.Detached, AutoRemove: opts.AutoRemove,
+	}
+	if opts.Detached {
+		rec.LogPath = filepath.Join(reg.Dir(), id+".log")
+	}
+	if err := reg.Create(rec); err != nil {
+		return sandbox.ExitOwnError, err
+	}
+	r := &run{opts: opts, id: id, rt: rt, reg: reg, log: opts.Logger}
+	var code int
+	if opts.Network == Private {
+		code, err = r.private()
+	} else {
+		code, err = r.shared()
+	}
+	r.finish(code)
+	return code, err
+}
+
+// run is one sandbox's supervision.
+type run struct {
+	opts Options
+	id   string
+	rt   string
+	reg  *registry.Registry
+	log  *slog.Logger
+}
+
+// finish settles the record: gone, or kept as exited for ps -a.
+func (r *run) finish(code int) {
+	if !r.opts.Detached || r.opts.AutoRemove {
+		r.reg.Remove(r.id)
+		return
+	}
+	r.reg.Update(r.id, func(rec *registry.Record) {
+		rec.State, rec.ExitCode, rec.Finished = registry.Exited, code, time.Now()
+	})
+}
+
+// spec is the sandbox for a placement.
+func (r *run) spec(p placement) sandbox.Spec {
+	extra := append([]hosts.Entry{}, p.extra...)
+	var added []hosts.Entry
+	for _, h := range r.opts.AddHosts {
+		ip := h.IP
+		if h.HostGateway {
+			ip = p.gateway
+		}
+		added = append(added, hosts.Entry{IP: ip, Names: []string{h.Name}})
+	}
+	// Docker writes --add-host lines before --link lines.
+	extra = append(added, extra...)
+	nameservers := r.opts.DNS
+	if len(nameservers) == 0 {
+		nameservers = []netip.Addr{p.resolver}
+	}
+	return sandbox.Spec{
+		Hostname: r.opts.Hostname,
+		Link: tap.Config{
+			Name: "eth0", Mode: r.opts.LinkMode, MTU: r.opts.MTU,
+			MAC: p.mac.String(), PeerMAC: p.gwMAC.String(),
+			Address: netip.PrefixFrom(p.ip, p.prefix.Bits()), Gateway: p.gateway,
+		},
+		Files: map[string][]byte{
+			"/etc/hosts":       hosts.RenderHosts(hosts.Entry{IP: p.ip, Names: []string{r.opts.Hostname}}, extra),
+			"/etc/hostname":    hosts.RenderHostname(r.opts.Hostname),
+			"/etc/resolv.conf": hosts.RenderResolvConf(nameservers, r.opts.DNSSearch, r.opts.DNSOptions),
+		},
+		Argv: r.opts.Argv,
+		Env:  os.Environ(),
+	}
+}
+
+// startSandbox starts the agent and records where it sits.
+func (r *run) startSandbox(p placement, ports []forward.Mapping) (*sandbox.Sandbox, error) {
+	sb, err := sandbox.Start(r.spec(p), sandbox.Options{AutoUserNS: r.opts.AutoUserNS, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range sb.Warnings() {
+		r.log.Warn(w)
+	}
+	r.reg.Update(r.id, func(rec *registry.Record) {
+		rec.IP, rec.Prefix, rec.Gateway, rec.MAC = p.ip, p.prefix.Bits(), p.gateway, p.mac.String()
+		rec.AgentPid, rec.Ports = sb.Pid(), ports
+	})
+	return sb, nil
+}
+
+// reportAuto prints the host ports picked for mappings that asked for any.
+func (r *run) reportAuto(bound []forward.Mapping) {
+	for i, m := range bound {
+		if i < len(r.opts.Publish) && r.opts.Publish[i].HostPort == 0 {
+			fmt.Fprintf(r.opts.Stderr, "netns-run: published %s\n", m)
+		}
+	}
+}
+
+// runAndWait lets the command go, passing signals on, and returns its status.
+func (r *run) runAndWait(sb *sandbox.Sandbox) (int, error) {
+	stop := forwardSignals(sb)
+	defer stop()
 	if err := sb.Run(); err != nil {
 		sb.Kill()
 		return sandbox.ExitOwnError, err
 	}
-	code, err := sb.Wait()
-	return code, err
+	if r.opts.Ready != nil {
+		r.opts.Ready(nil)
+		r.opts.Ready = nil
+	}
+	return sb.Wait()
 }
 
 func statusOf(err error) int {
@@ -162,42 +246,6 @@ func statusOf(err error) int {
 	return sandbox.ExitOwnError
 }
 
-func serveDNS(ctx context.Context, wg *sync.WaitGroup, gw *stack.Gateway, proxy *dnsproxy.Proxy) error {
-	pc, ln, err := gw.ListenResolver()
-	if err != nil {
-		return err
-	}
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		proxy.ServePacket(ctx, pc)
-	}()
-	go func() {
-		defer wg.Done()
-		proxy.ServeStream(ctx, ln)
-	}()
-	return nil
-}
-
-// upstreams are the asked ones, else every nameserver of the host's
-// resolv.conf in order, else the resolver glibc assumes when it has none.
-func upstreams(asked []netip.AddrPort) ([]netip.AddrPort, error) {
-	if len(asked) > 0 {
-		return asked, nil
-	}
-	var out []netip.AddrPort
-	if data, err := os.ReadFile("/etc/resolv.conf"); err == nil {
-		ns, _, _ := hosts.ParseResolvConf(data)
-		for _, a := range ns {
-			out = append(out, netip.AddrPortFrom(a, 53))
-		}
-	}
-	if len(out) == 0 {
-		out = append(out, netip.MustParseAddrPort("127.0.0.1:53"))
-	}
-	return out, nil
-}
-
 // newID returns a Docker-like 64-hex-digit id.
 func newID() (string, error) {
 	var b [32]byte
@@ -205,44 +253,6 @@ func newID() (string, error) {
 		return "", fmt.Errorf("make sandbox id: %w", err)
 	}
 	return hex.EncodeToString(b[:]), nil
-}
-
-func buildSpec(opts Options) (sandbox.Spec, error) {
-	id, err := newID()
-	if err != nil {
-		return sandbox.Spec{}, err
-	}
-	hostname := opts.Hostname
-	if hostname == "" {
-		hostname = id[:12]
-	}
-	var extra []hosts.Entry
-	for _, h := range opts.AddHosts {
-		ip := h.IP
-		if h.HostGateway {
-			ip = gatewayIP
-		}
-		extra = append(extra, hosts.Entry{IP: ip, Names: []string{h.Name}})
-	}
-	nameservers := opts.DNS
-	if len(nameservers) == 0 {
-		nameservers = []netip.Addr{resolverIP}
-	}
-	return sandbox.Spec{
-		Hostname: hostname,
-		Link: tap.Config{
-			Name: "eth0", Mode: opts.LinkMode, MTU: opts.MTU,
-			MAC: MAC(memberIP).String(), PeerMAC: MAC(gatewayIP).String(),
-			Address: netip.PrefixFrom(memberIP, subnet.Bits()), Gateway: gatewayIP,
-		},
-		Files: map[string][]byte{
-			"/etc/hosts":       hosts.RenderHosts(hosts.Entry{IP: memberIP, Names: []string{hostname}}, extra),
-			"/etc/hostname":    hosts.RenderHostname(hostname),
-			"/etc/resolv.conf": hosts.RenderResolvConf(nameservers, opts.DNSSearch, opts.DNSOptions),
-		},
-		Argv: opts.Argv,
-		Env:  os.Environ(),
-	}, nil
 }
 
 // forwardSignals passes the signals a user sends netns-run on to the

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -38,7 +39,9 @@ type Config struct {
 	// HostLoopback lets Gateway:P reach the host's 127.0.0.1:P. Off by
 	// default: a sandbox must not reach local daemons unasked.
 	HostLoopback bool
-	Logger       *slog.Logger
+	// Internal refuses all outbound traffic (docker network create --internal).
+	Internal bool
+	Logger   *slog.Logger
 }
 
 // Link is the frame descriptor the stack reads and writes.
@@ -51,8 +54,11 @@ type Link struct {
 
 // Gateway is a running netstack attached to one link.
 type Gateway struct {
-	link  Link
+	close func() // releases what the link holds once the stack has stopped
 	cfg   Config
+	// loopbackFor holds members let through to the host's loopback
+	// individually (netns-run run --host-loopback on a shared segment).
+	loopbackFor sync.Map // netip.Addr -> struct{}
 	s     *gstack.Stack
 	log   *slog.Logger
 	limit *limits
@@ -63,22 +69,37 @@ type Gateway struct {
 // tuples still in TIME_WAIT (NETSTACK-NOTES pitfall 5).
 const timeWait = 500 * time.Millisecond
 
-// New builds the stack on link. The stack owns link.FD from then on, also
-// when New fails.
+// New builds the stack on a member's link descriptor, for a one-member
+// segment. The stack owns link.FD from then on, also when New fails.
 func New(cfg Config, link Link) (*Gateway, error) {
+	ep, err := fdLink(cfg, link)
+	if err != nil {
+		unix.Close(link.FD)
+		return nil, err
+	}
+	return newGateway(cfg, ep, func() { unix.Close(link.FD) })
+}
+
+// NewOnEndpoint builds the stack on a link endpoint of our own, such as a
+// switch's gateway port.
+func NewOnEndpoint(cfg Config, ep gstack.LinkEndpoint) (*Gateway, error) {
+	return newGateway(cfg, ep, func() {})
+}
+
+func newGateway(cfg Config, ep gstack.LinkEndpoint, release func()) (*Gateway, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	if !cfg.Subnet.Contains(cfg.Gateway) || !cfg.Subnet.Contains(cfg.Resolver) {
-		unix.Close(link.FD)
+		release()
 		return nil, fmt.Errorf("gateway %s and resolver %s must be inside %s", cfg.Gateway, cfg.Resolver, cfg.Subnet)
 	}
 	s := gstack.New(gstack.Options{
 		NetworkProtocols:   []gstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []gstack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
 	})
-	g := &Gateway{link: link, cfg: cfg, s: s, log: cfg.Logger, limit: newLimits()}
-	if err := g.attach(link); err != nil {
+	g := &Gateway{close: release, cfg: cfg, s: s, log: cfg.Logger, limit: newLimits()}
+	if err := g.attach(ep); err != nil {
 		g.Close()
 		return nil, err
 	}
@@ -90,12 +111,13 @@ func New(cfg Config, link Link) (*Gateway, error) {
 	return g, nil
 }
 
-func (g *Gateway) attach(link Link) error {
+// fdLink is gVisor's fdbased endpoint on a TAP or packet socket.
+func fdLink(cfg Config, link Link) (gstack.LinkEndpoint, error) {
 	opts := &fdbased.Options{
 		FDs:            []int{link.FD},
-		MTU:            g.cfg.MTU,
+		MTU:            cfg.MTU,
 		EthernetHeader: true,
-		Address:        tcpip.LinkAddress(g.cfg.GatewayMAC),
+		Address:        tcpip.LinkAddress(cfg.GatewayMAC),
 	}
 	if link.Packet {
 		// A socket fd allows GSO and a mapped ring (NETSTACK-NOTES §2).
@@ -105,8 +127,12 @@ func (g *Gateway) attach(link Link) error {
 	}
 	ep, err := fdbased.New(opts)
 	if err != nil {
-		return fmt.Errorf("attach link: %w", err)
+		return nil, fmt.Errorf("attach link: %w", err)
 	}
+	return ep, nil
+}
+
+func (g *Gateway) attach(ep gstack.LinkEndpoint) error {
 	// A fifo qdisc moves writes off the TCP goroutine: +35-50% toward the sandbox.
 	qdisc := fifo.New(ep, 1, 1000)
 	if terr := g.s.CreateNICWithOptions(nicID, ep, gstack.NICOptions{QDisc: qdisc}); terr != nil {
@@ -153,11 +179,21 @@ func (g *Gateway) tune() error {
 
 func ptr[T any](v T) *T { return &v }
 
+// AllowHostLoopback lets member reach the host's 127.0.0.1:P at the
+// gateway's address, or stops it.
+func (g *Gateway) AllowHostLoopback(member netip.Addr, allow bool) {
+	if allow {
+		g.loopbackFor.Store(member, struct{}{})
+	} else {
+		g.loopbackFor.Delete(member)
+	}
+}
+
 // Close stops the stack and closes its link (fdbased leaves the fd open).
 func (g *Gateway) Close() {
 	g.s.Close()
 	g.s.Wait()
-	unix.Close(g.link.FD)
+	g.close()
 }
 
 // addr converts to netstack's address type.

@@ -46,13 +46,15 @@ func (g *Gateway) startNAT() {
 	g.s.SetTransportProtocolHandler(udp.ProtocolNumber, uf.HandlePacket)
 }
 
-// hostTarget says where on the host a sandbox's connection to dst goes,
-// or false when it must be refused.
-func (g *Gateway) hostTarget(dst netip.AddrPort) (netip.AddrPort, bool) {
+// hostTarget says where on the host a connection from src to dst goes, or
+// false when it must be refused.
+func (g *Gateway) hostTarget(src netip.Addr, dst netip.AddrPort) (netip.AddrPort, bool) {
 	ip := dst.Addr()
 	switch {
+	case g.cfg.Internal:
+		return netip.AddrPort{}, false
 	case ip == g.cfg.Gateway:
-		if !g.cfg.HostLoopback {
+		if _, member := g.loopbackFor.Load(src); !g.cfg.HostLoopback && !member {
 			return netip.AddrPort{}, false
 		}
 		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), dst.Port()), true
@@ -68,7 +70,7 @@ func (g *Gateway) hostTarget(dst netip.AddrPort) (netip.AddrPort, bool) {
 func (g *Gateway) forwardTCP(r *tcp.ForwarderRequest) {
 	id := r.ID()
 	dst := netip.AddrPortFrom(netipAddr(id.LocalAddress), id.LocalPort)
-	target, ok := g.hostTarget(dst)
+	target, ok := g.hostTarget(netipAddr(id.RemoteAddress), dst)
 	if !ok || !take(&g.limit.tcp, g.limit.maxTCP) {
 		g.log.Debug("refused outbound TCP", "dst", dst, "allowed", ok)
 		r.Complete(true)
@@ -99,7 +101,7 @@ func (g *Gateway) forwardTCP(r *tcp.ForwarderRequest) {
 func (g *Gateway) forwardUDP(r *udp.ForwarderRequest) bool {
 	id := r.ID()
 	dst := netip.AddrPortFrom(netipAddr(id.LocalAddress), id.LocalPort)
-	target, ok := g.hostTarget(dst)
+	target, ok := g.hostTarget(netipAddr(id.RemoteAddress), dst)
 	if !ok || !take(&g.limit.udp, g.limit.maxUDP) {
 		g.log.Debug("refused outbound UDP", "dst", dst, "allowed", ok)
 		return false

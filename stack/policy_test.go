@@ -30,7 +30,7 @@ func TestHostTarget(t *testing.T) {
 		{"224.0.0.1:80", false, ""},
 	}
 	for _, c := range cases {
-		got, ok := testGateway(c.hostLoopback).hostTarget(ap(c.dst))
+		got, ok := testGateway(c.hostLoopback).hostTarget(netip.MustParseAddr("10.0.2.100"), ap(c.dst))
 		if c.want == "" {
 			if ok {
 				t.Errorf("hostTarget(%s, loopback=%v) = %s; want refused", c.dst, c.hostLoopback, got)
@@ -40,6 +40,23 @@ func TestHostTarget(t *testing.T) {
 		if !ok || got != ap(c.want) {
 			t.Errorf("hostTarget(%s, loopback=%v) = %s, %v; want %s", c.dst, c.hostLoopback, got, ok, c.want)
 		}
+	}
+}
+
+func TestHostLoopbackPerMember(t *testing.T) {
+	g := testGateway(false)
+	member, other := netip.MustParseAddr("10.0.2.5"), netip.MustParseAddr("10.0.2.6")
+	g.AllowHostLoopback(member, true)
+	dst := netip.MustParseAddrPort("10.0.2.2:8080")
+	if got, ok := g.hostTarget(member, dst); !ok || got != netip.MustParseAddrPort("127.0.0.1:8080") {
+		t.Errorf("allowed member: %s, %v", got, ok)
+	}
+	if _, ok := g.hostTarget(other, dst); ok {
+		t.Errorf("another member reached the host loopback")
+	}
+	g.AllowHostLoopback(member, false)
+	if _, ok := g.hostTarget(member, dst); ok {
+		t.Errorf("withdrawn member still reaches the host loopback")
 	}
 }
 

@@ -2,7 +2,10 @@ package main
 
 import (
 	"fmt"
+	"github.com/netns-run/netns-run/daemon"
+	"github.com/netns-run/netns-run/netstore"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -30,6 +33,14 @@ type runFlags struct {
 	linkMode     string
 	logLevel     string
 	logFormat    string
+	network      string
+	name         string
+	ip           string
+	mac          string
+	links        []string
+	aliases      []string
+	detach       bool
+	autoRemove   bool
 }
 
 func (f *runFlags) register(fs *pflag.FlagSet) {
@@ -45,6 +56,14 @@ func (f *runFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.mtu, "mtu", 65520, "MTU of the sandbox's eth0")
 	fs.StringVar(&f.userns, "userns", "", `"auto": map a subordinate id range (newuidmap) besides the caller`)
 	fs.StringVar(&f.linkMode, "link-mode", "auto", "how eth0 is made: tap, packet (veth + AF_PACKET, no /dev/net/tun needed) or auto")
+	fs.StringVar(&f.network, "network", runner.Private, `network to join: "private" (a one-member network in this process), "none", "bridge" or one made with netns-run network create`)
+	fs.StringVar(&f.name, "name", "", "the sandbox's name (default: its short id)")
+	fs.StringVar(&f.ip, "ip", "", "static IPv4 address on the network")
+	fs.StringVar(&f.mac, "mac-address", "", "MAC address (default: 02:42 + the IPv4 address)")
+	fs.StringArrayVar(&f.links, "link", nil, "add NAME[:ALIAS] of another sandbox on the network to /etc/hosts (repeatable)")
+	fs.StringArrayVar(&f.aliases, "network-alias", nil, "another name the network's DNS answers for this sandbox (repeatable)")
+	fs.BoolVarP(&f.detach, "detach", "d", false, "run in the background; see ps, logs, stop")
+	fs.BoolVar(&f.autoRemove, "rm", false, "with -d: forget the sandbox when it exits (foreground runs always do)")
 	fs.StringVar(&f.logLevel, "log-level", "warn", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 }
@@ -62,7 +81,8 @@ func newRootCommand() *cobra.Command {
 		},
 	}
 	f.register(root.Flags())
-	root.AddCommand(newRunCommand())
+	root.AddCommand(newRunCommand(), newNetworkCommand(), newPsCommand(), newInspectCommand(), newStopCommand(),
+		newRmCommand(), newLogsCommand(), newPortCommand(), newDaemonCommand())
 	return root
 }
 
@@ -87,6 +107,12 @@ func runCommand(f *runFlags, args []string) error {
 	opts, err := f.options(args)
 	if err != nil {
 		return err
+	}
+	if f.detach && !isDetachedChild() {
+		return startDetached(opts.ID)
+	}
+	if isDetachedChild() {
+		opts.Ready = readyReporter()
 	}
 	code, err := runner.Run(opts)
 	if err != nil {
@@ -156,6 +182,9 @@ func (f *runFlags) options(args []string) (runner.Options, error) {
 	if o.LinkMode, err = tap.ParseMode(f.linkMode); err != nil {
 		return o, fmt.Errorf("invalid --link-mode: %w", err)
 	}
+	if err := f.networkOptions(&o); err != nil {
+		return o, err
+	}
 	return o, nil
 }
 
@@ -185,3 +214,47 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("invalid --log-format %q: want text or json", format)
 }
 
+// networkOptions checks the flags that place the sandbox on a network.
+func (f *runFlags) networkOptions(o *runner.Options) error {
+	o.Network, o.Name, o.Aliases, o.MAC = f.network, f.name, f.aliases, f.mac
+	o.Detached, o.AutoRemove = f.detach, f.autoRemove
+	o.ID = detachedID()
+	if f.name != "" && !netstore.ValidName(f.name) {
+		return fmt.Errorf("invalid --name %q: use letters, digits, '_', '.' and '-', starting with a letter or digit", f.name)
+	}
+	if f.ip != "" {
+		ip, err := netip.ParseAddr(f.ip)
+		if err != nil || !ip.Is4() {
+			return fmt.Errorf("invalid --ip %q: want an IPv4 address", f.ip)
+		}
+		o.IP = ip
+	}
+	if f.mac != "" {
+		if _, err := net.ParseMAC(f.mac); err != nil {
+			return fmt.Errorf("invalid --mac-address %q: want six hex bytes like 02:42:ac:11:00:02", f.mac)
+		}
+	}
+	for _, l := range f.links {
+		name, alias, _ := strings.Cut(l, ":")
+		if name == "" || !netstore.ValidName(name) || (alias != "" && hosts.ValidHostname(alias) != nil) {
+			return fmt.Errorf("invalid --link %q: want NAME or NAME:ALIAS", l)
+		}
+		o.Links = append(o.Links, daemon.Link{Name: name, Alias: alias})
+	}
+	for _, a := range f.aliases {
+		if err := hosts.ValidHostname(a); err != nil {
+			return fmt.Errorf("invalid --network-alias %q: %v", a, err)
+		}
+	}
+	if f.network == "none" {
+		return fmt.Errorf("--network none is not supported yet: use --network private, which reaches nothing but its gateway unless you publish or connect out")
+	}
+	if f.network == runner.Private {
+		if f.ip != "" || f.mac != "" || len(f.links) > 0 || len(f.aliases) > 0 {
+			return fmt.Errorf("--ip, --mac-address, --link and --network-alias need a shared network: add --network bridge (or one from netns-run network create)")
+		}
+	} else if f.userns == "" && len(f.dnsUpstream) > 0 {
+		return fmt.Errorf("--dns-upstream applies to --network private; shared networks forward to the host's resolvers")
+	}
+	return nil
+}

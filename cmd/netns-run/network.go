@@ -1,0 +1,278 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/netns-run/netns-run/netstore"
+	"github.com/netns-run/netns-run/registry"
+	"github.com/spf13/cobra"
+)
+
+func openStore() (*netstore.Store, error) {
+	dir, err := netstore.DefaultDir()
+	if err != nil {
+		return nil, err
+	}
+	return netstore.Open(dir)
+}
+
+func openRegistry() (*registry.Registry, error) {
+	rt, err := registry.RuntimeDir()
+	if err != nil {
+		return nil, err
+	}
+	return registry.Open(rt)
+}
+
+func newNetworkCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "network", Short: "Manage networks shared by sandboxes"}
+	cmd.AddCommand(newNetworkCreate(), newNetworkLs(), newNetworkInspect(), newNetworkRm(), newNetworkPrune())
+	return cmd
+}
+
+func newNetworkCreate() *cobra.Command {
+	var driver, subnet, gateway, ipRange string
+	var internal bool
+	var opts []string
+	cmd := &cobra.Command{
+		Use:   "create [flags] NAME",
+		Short: "Create a network",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := netstore.CreateRequest{Name: args[0], Driver: driver, Internal: internal, Options: map[string]string{}}
+			var err error
+			if subnet != "" {
+				if req.Subnet, err = netip.ParsePrefix(subnet); err != nil {
+					return fmt.Errorf("invalid --subnet %q: want a CIDR like 192.168.57.0/24", subnet)
+				}
+			}
+			if ipRange != "" {
+				if req.IPRange, err = netip.ParsePrefix(ipRange); err != nil {
+					return fmt.Errorf("invalid --ip-range %q: want a CIDR like 192.168.57.128/25", ipRange)
+				}
+			}
+			if gateway != "" {
+				if req.Gateway, err = netip.ParseAddr(gateway); err != nil {
+					return fmt.Errorf("invalid --gateway %q: want an IPv4 address", gateway)
+				}
+			}
+			for _, o := range opts {
+				k, v, ok := strings.Cut(o, "=")
+				if !ok {
+					return fmt.Errorf("invalid -o %q: want KEY=VALUE", o)
+				}
+				req.Options[k] = v
+			}
+			store, err := openStore()
+			if err != nil {
+				return err
+			}
+			n, err := store.Create(req)
+			if err != nil {
+				return err
+			}
+			fmt.Println(n.ID)
+			return nil
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVarP(&driver, "driver", "d", netstore.DriverBridge, "bridge or macvlan")
+	fs.StringVar(&subnet, "subnet", "", "subnet in CIDR form (default: the next free 172.18+.0.0/16)")
+	fs.StringVar(&gateway, "gateway", "", "gateway address (default: the subnet's first)")
+	fs.StringVar(&ipRange, "ip-range", "", "allocate member addresses from this CIDR inside the subnet")
+	fs.BoolVar(&internal, "internal", false, "no outbound access")
+	fs.StringArrayVarP(&opts, "opt", "o", nil, "driver option: macvlan_mode=bridge|private")
+	return cmd
+}
+
+func newNetworkLs() *cobra.Command {
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List networks",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			store, err := openStore()
+			if err != nil {
+				return err
+			}
+			nets, err := store.List()
+			if err != nil {
+				return err
+			}
+			if quiet {
+				for _, n := range nets {
+					fmt.Println(n.ShortID())
+				}
+				return nil
+			}
+			w := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
+			fmt.Fprintln(w, "NETWORK ID\tNAME\tDRIVER\tSCOPE")
+			for _, n := range nets {
+				fmt.Fprintf(w, "%s\t%s\t%s\tlocal\n", n.ShortID(), n.Name, n.Driver)
+			}
+			return w.Flush()
+		},
+	}
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only ids")
+	return cmd
+}
+
+// networkView is `network inspect` output, in Docker's field names.
+type networkView struct {
+	Name       string                   `json:"Name"`
+	ID         string                   `json:"Id"`
+	Created    string                   `json:"Created"`
+	Driver     string                   `json:"Driver"`
+	Internal   bool                     `json:"Internal"`
+	IPAM       ipamView                 `json:"IPAM"`
+	Options    map[string]string        `json:"Options"`
+	Containers map[string]containerView `json:"Containers"`
+}
+
+type ipamView struct {
+	Config []ipamConfig `json:"Config"`
+}
+
+type ipamConfig struct {
+	Subnet  string `json:"Subnet"`
+	IPRange string `json:"IPRange,omitempty"`
+	Gateway string `json:"Gateway"`
+}
+
+type containerView struct {
+	Name        string `json:"Name"`
+	MacAddress  string `json:"MacAddress"`
+	IPv4Address string `json:"IPv4Address"`
+}
+
+func newNetworkInspect() *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect NETWORK...",
+		Short: "Show networks as JSON, with their members",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			store, err := openStore()
+			if err != nil {
+				return err
+			}
+			reg, err := openRegistry()
+			if err != nil {
+				return err
+			}
+			recs, err := reg.List()
+			if err != nil {
+				return err
+			}
+			var out []networkView
+			for _, ref := range args {
+				n, err := store.Get(ref)
+				if err != nil {
+					return err
+				}
+				v := networkView{Name: n.Name, ID: n.ID, Created: n.Created.Format("2006-01-02T15:04:05Z07:00"), Driver: n.Driver,
+					Internal: n.Internal, Options: n.Options, Containers: map[string]containerView{}}
+				if v.Options == nil {
+					v.Options = map[string]string{}
+				}
+				c := ipamConfig{Subnet: n.Subnet.String(), Gateway: n.Gateway.String()}
+				if n.IPRange.IsValid() {
+					c.IPRange = n.IPRange.String()
+				}
+				v.IPAM.Config = []ipamConfig{c}
+				for _, r := range recs {
+					if r.State == registry.Running && r.NetworkID == n.ID && r.IP.IsValid() {
+						v.Containers[r.ID] = containerView{Name: r.Name, MacAddress: r.MAC, IPv4Address: fmt.Sprintf("%s/%d", r.IP, r.Prefix)}
+					}
+				}
+				out = append(out, v)
+			}
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "    ")
+			return enc.Encode(out)
+		},
+	}
+}
+
+// inUse refuses removing a network that running sandboxes are on.
+func inUse(reg *registry.Registry) func(netstore.Network) error {
+	return func(n netstore.Network) error {
+		recs, err := reg.List()
+		if err != nil {
+			return err
+		}
+		var names []string
+		for _, r := range recs {
+			if r.State == registry.Running && r.NetworkID == n.ID {
+				names = append(names, r.Name)
+			}
+		}
+		if len(names) > 0 {
+			return fmt.Errorf("network %s is in use by %s: stop them first", n.Name, strings.Join(names, ", "))
+		}
+		return nil
+	}
+}
+
+func newNetworkRm() *cobra.Command {
+	return &cobra.Command{
+		Use:     "rm NETWORK...",
+		Aliases: []string{"remove"},
+		Short:   "Remove networks",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			store, err := openStore()
+			if err != nil {
+				return err
+			}
+			reg, err := openRegistry()
+			if err != nil {
+				return err
+			}
+			for _, ref := range args {
+				if err := store.Remove(ref, inUse(reg)); err != nil {
+					return err
+				}
+				fmt.Println(ref)
+			}
+			return nil
+		},
+	}
+}
+
+func newNetworkPrune() *cobra.Command {
+	return &cobra.Command{
+		Use:   "prune",
+		Short: "Remove every user-defined network no sandbox is on",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			store, err := openStore()
+			if err != nil {
+				return err
+			}
+			reg, err := openRegistry()
+			if err != nil {
+				return err
+			}
+			nets, err := store.List()
+			if err != nil {
+				return err
+			}
+			for _, n := range nets {
+				if n.BuiltIn() {
+					continue
+				}
+				if err := store.Remove(n.ID, inUse(reg)); err == nil {
+					fmt.Println(n.Name)
+				}
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,416 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/netns-run/netns-run/daemon"
+	"github.com/netns-run/netns-run/forward"
+	"github.com/netns-run/netns-run/registry"
+	"github.com/netns-run/netns-run/runner"
+	"github.com/spf13/cobra"
+)
+
+func newPsCommand() *cobra.Command {
+	var all, quiet bool
+	cmd := &cobra.Command{
+		Use:   "ps [-a]",
+		Short: "List sandboxes",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			reg, err := openRegistry()
+			if err != nil {
+				return err
+			}
+			recs, err := reg.List()
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
+			if !quiet {
+				fmt.Fprintln(w, "CONTAINER ID\tNAME\tNETWORK\tIP\tPORTS\tCOMMAND\tSTATUS")
+			}
+			for _, r := range recs {
+				if r.State != registry.Running && !all {
+					continue
+				}
+				if quiet {
+					fmt.Fprintln(w, r.ShortID())
+					continue
+				}
+				ip := ""
+				if r.IP.IsValid() {
+					ip = r.IP.String()
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%q\t%s\n", r.ShortID(), r.Name, r.Network, ip,
+					forward.FormatPorts(r.Ports), strings.Join(r.Command, " "), status(r))
+			}
+			return w.Flush()
+		},
+	}
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "also exited sandboxes")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only ids")
+	return cmd
+}
+
+// status is Docker's STATUS column.
+func status(r registry.Record) string {
+	if r.State == registry.Running {
+		return "Up " + human(time.Since(r.Created))
+	}
+	return fmt.Sprintf("Exited (%d) %s ago", r.ExitCode, human(time.Since(r.Finished)))
+}
+
+func human(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return "Less than a second"
+	case d < time.Minute:
+		return fmt.Sprintf("%d seconds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%d minutes", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%d hours", int(d.Hours()))
+	}
+	return fmt.Sprintf("%d days", int(d.Hours()/24))
+}
+
+// sandboxView is `inspect` output, with Docker's field names.
+type sandboxView struct {
+	ID              string            `json:"Id"`
+	Name            string            `json:"Name"`
+	Created         time.Time         `json:"Created"`
+	Path            string            `json:"Path"`
+	Args            []string          `json:"Args"`
+	State           stateView         `json:"State"`
+	Config          configView        `json:"Config"`
+	NetworkSettings networkSettings   `json:"NetworkSettings"`
+	LogPath         string            `json:"LogPath"`
+	HostConfig      map[string]string `json:"HostConfig"`
+}
+
+type stateView struct {
+	Status     string    `json:"Status"`
+	Running    bool      `json:"Running"`
+	Pid        int       `json:"Pid"`
+	ExitCode   int       `json:"ExitCode"`
+	StartedAt  time.Time `json:"StartedAt"`
+	FinishedAt time.Time `json:"FinishedAt"`
+}
+
+type configView struct {
+	Hostname string   `json:"Hostname"`
+	Cmd      []string `json:"Cmd"`
+}
+
+type networkSettings struct {
+	Networks map[string]endpointView `json:"Networks"`
+	Ports    map[string][]portView   `json:"Ports"`
+}
+
+type endpointView struct {
+	NetworkID   string   `json:"NetworkID"`
+	IPAddress   string   `json:"IPAddress"`
+	IPPrefixLen int      `json:"IPPrefixLen"`
+	Gateway     string   `json:"Gateway"`
+	MacAddress  string   `json:"MacAddress"`
+	Aliases     []string `json:"Aliases"`
+}
+
+type portView struct {
+	HostIP   string `json:"HostIp"`
+	HostPort string `json:"HostPort"`
+}
+
+func view(r registry.Record) sandboxView {
+	v := sandboxView{ID: r.ID, Name: "/" + r.Name, Created: r.Created, LogPath: r.LogPath, HostConfig: map[string]string{"NetworkMode": r.Network}}
+	if len(r.Command) > 0 {
+		v.Path, v.Args = r.Command[0], r.Command[1:]
+	}
+	v.State = stateView{Status: r.State, Running: r.State == registry.Running, ExitCode: r.ExitCode, StartedAt: r.Created, FinishedAt: r.Finished}
+	if v.State.Running {
+		v.State.Pid = r.AgentPid
+	}
+	v.Config = configView{Hostname: r.Hostname, Cmd: r.Command}
+	ep := endpointView{NetworkID: r.NetworkID, IPPrefixLen: r.Prefix, MacAddress: r.MAC, Aliases: append([]string{r.Name}, r.Aliases...)}
+	if r.IP.IsValid() {
+		ep.IPAddress, ep.Gateway = r.IP.String(), r.Gateway.String()
+	}
+	v.NetworkSettings.Networks = map[string]endpointView{r.Network: ep}
+	v.NetworkSettings.Ports = map[string][]portView{}
+	for _, m := range r.Ports {
+		key := fmt.Sprintf("%d/%s", m.ContainerPort, m.Proto)
+		hostIP := "0.0.0.0"
+		if m.HostIP.IsValid() {
+			hostIP = m.HostIP.String()
+		}
+		v.NetworkSettings.Ports[key] = append(v.NetworkSettings.Ports[key], portView{HostIP: hostIP, HostPort: fmt.Sprint(m.HostPort)})
+	}
+	return v
+}
+
+func newInspectCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect SANDBOX...",
+		Short: "Show sandboxes as JSON",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			reg, err := openRegistry()
+			if err != nil {
+				return err
+			}
+			var out []sandboxView
+			for _, ref := range args {
+				r, err := reg.Get(ref)
+				if err != nil {
+					return err
+				}
+				out = append(out, view(r))
+			}
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "    ")
+			return enc.Encode(out)
+		},
+	}
+}
+
+func newStopCommand() *cobra.Command {
+	var timeout int
+	cmd := &cobra.Command{
+		Use:   "stop [-t SECONDS] SANDBOX...",
+		Short: "Stop sandboxes: SIGTERM, then SIGKILL after the timeout",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			reg, err := openRegistry()
+			if err != nil {
+				return err
+			}
+			for _, ref := range args {
+				r, err := reg.Get(ref)
+				if err != nil {
+					return err
+				}
+				if r.State == registry.Running {
+					stop(r, time.Duration(timeout)*time.Second)
+				}
+				fmt.Println(ref)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().IntVarP(&timeout, "time", "t", 10, "seconds to wait before killing")
+	return cmd
+}
+
+// stop asks the command to end through its supervisor, then kills the
+// sandbox's agent, and waits for the supervisor to finish its cleanup.
+func stop(r registry.Record, grace time.Duration) {
+	gone := func(d time.Duration) bool {
+		for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if !registry.Alive(r.Pid, r.PidStart) {
+				return true
+			}
+		}
+		return !registry.Alive(r.Pid, r.PidStart)
+	}
+	syscall.Kill(r.Pid, syscall.SIGTERM)
+	if gone(grace) {
+		return
+	}
+	if r.AgentPid > 0 {
+		syscall.Kill(r.AgentPid, syscall.SIGKILL)
+	}
+	if !gone(5 * time.Second) {
+		syscall.Kill(r.Pid, syscall.SIGKILL)
+	}
+}
+
+func newRmCommand() *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "rm [-f] SANDBOX...",
+		Short: "Forget exited sandboxes (-f: stop running ones first)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			reg, err := openRegistry()
+			if err != nil {
+				return err
+			}
+			for _, ref := range args {
+				r, err := reg.Get(ref)
+				if err != nil {
+					return err
+				}
+				if r.State == registry.Running {
+					if !force {
+						return fmt.Errorf("sandbox %s is running: stop it first, or use rm -f", ref)
+					}
+					stop(r, 0)
+				}
+				reg.Remove(r.ID)
+				fmt.Println(ref)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "stop a running sandbox first")
+	return cmd
+}
+
+func newLogsCommand() *cobra.Command {
+	var follow bool
+	cmd := &cobra.Command{
+		Use:   "logs [-f] SANDBOX",
+		Short: "Show the output of a detached sandbox",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			reg, err := openRegistry()
+			if err != nil {
+				return err
+			}
+			r, err := reg.Get(args[0])
+			if err != nil {
+				return err
+			}
+			if r.LogPath == "" {
+				return fmt.Errorf("sandbox %s was not started with -d: its output went to its terminal", args[0])
+			}
+			f, err := os.Open(r.LogPath)
+			if err != nil {
+				return fmt.Errorf("open log: %w", err)
+			}
+			defer f.Close()
+			for {
+				if _, err := io.Copy(os.Stdout, f); err != nil {
+					return err
+				}
+				if !follow || !registry.Alive(r.Pid, r.PidStart) {
+					return nil
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		},
+	}
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing until the sandbox exits")
+	return cmd
+}
+
+func newPortCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "port SANDBOX",
+		Short: "List a sandbox's published ports (port add / port rm change them)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			reg, err := openRegistry()
+			if err != nil {
+				return err
+			}
+			r, err := reg.Get(args[0])
+			if err != nil {
+				return err
+			}
+			printPorts(r.Ports)
+			return nil
+		},
+	}
+	cmd.AddCommand(portChange("add", "Publish more ports of a running sandbox"), portChange("rm", "Withdraw published ports of a running sandbox"))
+	return cmd
+}
+
+// printPorts prints `docker port` lines: 80/tcp -> 0.0.0.0:8080.
+func printPorts(ms []forward.Mapping) {
+	for _, m := range ms {
+		host := "0.0.0.0"
+		if m.HostIP.IsValid() {
+			host = m.HostIP.String()
+		}
+		fmt.Printf("%d/%s -> %s\n", m.ContainerPort, m.Proto, net.JoinHostPort(host, fmt.Sprint(m.HostPort)))
+	}
+}
+
+func portChange(verb, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   verb + " SANDBOX SPEC...",
+		Short: short,
+		Args:  cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			reg, err := openRegistry()
+			if err != nil {
+				return err
+			}
+			r, err := reg.Get(args[0])
+			if err != nil {
+				return err
+			}
+			if r.State != registry.Running {
+				return fmt.Errorf("sandbox %s is not running", args[0])
+			}
+			if r.Network == runner.Private {
+				return fmt.Errorf("sandbox %s is on a private network: ports can change at run time only on shared networks (--network bridge or your own)", args[0])
+			}
+			var ms []forward.Mapping
+			for _, spec := range args[1:] {
+				got, err := forward.ParseSpec(spec)
+				if err != nil {
+					return err
+				}
+				ms = append(ms, got...)
+			}
+			req := daemon.Request{SandboxID: r.ID}
+			if verb == "add" {
+				req.AddPorts = ms
+			} else {
+				req.RemovePorts = ms
+			}
+			rt, err := registry.RuntimeDir()
+			if err != nil {
+				return err
+			}
+			rep, err := daemon.ChangePorts(rt, req)
+			if err != nil {
+				return err
+			}
+			reg.Update(r.ID, func(rec *registry.Record) { rec.Ports = rep.Ports })
+			printPorts(rep.Ports)
+			return nil
+		},
+	}
+}
+
+func newDaemonCommand() *cobra.Command {
+	var logLevel string
+	cmd := &cobra.Command{
+		Use:    "daemon",
+		Short:  "Host the shared networks (started on demand; not for direct use)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			logger, err := newLogger(logLevel, "text")
+			if err != nil {
+				return err
+			}
+			store, err := openStore()
+			if err != nil {
+				return err
+			}
+			rt, err := registry.RuntimeDir()
+			if err != nil {
+				return err
+			}
+			reg, err := registry.Open(rt)
+			if err != nil {
+				return err
+			}
+			return daemon.Serve(rt, daemon.Config{Store: store, Registry: reg, Upstreams: runner.HostUpstreams(), Logger: logger})
+		},
+	}
+	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}

@@ -1,0 +1,142 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/netns-run/netns-run/fdconn"
+)
+
+// startTimeout bounds how long a client waits for a daemon it started.
+const startTimeout = 5 * time.Second
+
+// dial connects to the daemon of runtimeDir, starting one if none runs.
+func dial(runtimeDir string) (*net.UnixConn, error) {
+	path := filepath.Join(runtimeDir, SocketName)
+	if c, err := fdconn.Dial(path); err == nil {
+		return c, nil
+	}
+	if err := start(runtimeDir); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(startTimeout)
+	for {
+		c, err := fdconn.Dial(path)
+		if err == nil {
+			return c, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the network daemon did not start (see %s): %w", filepath.Join(runtimeDir, "daemon.log"), err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// start launches `netns-run daemon` in its own session, logging to the
+// runtime dir; it is reaped by this process if it ends first, and by init
+// otherwise.
+func start(runtimeDir string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable: %w", err)
+	}
+	logf, err := os.OpenFile(filepath.Join(runtimeDir, "daemon.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("daemon log: %w", err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(self, "daemon")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start the network daemon: %w", err)
+	}
+	go cmd.Wait()
+	return nil
+}
+
+// Session is a member's place on a network: it lasts as long as the
+// connection does.
+type Session struct {
+	c      *net.UnixConn
+	Joined Joined
+}
+
+// JoinNetwork asks the daemon for a place on j.Network.
+func JoinNetwork(runtimeDir string, j Join) (*Session, error) {
+	c, err := dial(runtimeDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := fdconn.Send(c, Hello{Join: &j}); err != nil {
+		c.Close()
+		return nil, err
+	}
+	var joined Joined
+	if _, err := fdconn.Recv(c, &joined); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("network daemon: %w", err)
+	}
+	if joined.Error != "" {
+		c.Close()
+		return nil, errors.New(joined.Error)
+	}
+	return &Session{c: c, Joined: joined}, nil
+}
+
+// Attach hands the member's eth0 descriptor to the daemon (which gets its
+// own copy; fd stays the caller's).
+func (s *Session) Attach(fd int) (Reply, error) {
+	if err := fdconn.Send(s.c, Attach{}, fd); err != nil {
+		return Reply{}, err
+	}
+	var r Reply
+	if _, err := fdconn.Recv(s.c, &r); err != nil {
+		return r, fmt.Errorf("network daemon: %w", err)
+	}
+	if r.Error != "" {
+		return r, errors.New(r.Error)
+	}
+	return r, nil
+}
+
+// Wait blocks until the daemon ends the session (it died) or Close.
+func (s *Session) Wait() error {
+	var r Reply
+	for {
+		fds, err := fdconn.Recv(s.c, &r)
+		closeFDs(fds)
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// Close leaves the network.
+func (s *Session) Close() { s.c.Close() }
+
+// ChangePorts publishes or withdraws ports of a running member.
+func ChangePorts(runtimeDir string, r Request) (Reply, error) {
+	c, err := fdconn.Dial(filepath.Join(runtimeDir, SocketName))
+	if err != nil {
+		return Reply{}, fmt.Errorf("no network daemon runs, so %s is not on a shared network: %w", r.SandboxID, err)
+	}
+	defer c.Close()
+	if err := fdconn.Send(c, Hello{Request: &r}); err != nil {
+		return Reply{}, err
+	}
+	var rep Reply
+	if _, err := fdconn.Recv(c, &rep); err != nil {
+		return rep, fmt.Errorf("network daemon: %w", err)
+	}
+	if rep.Error != "" {
+		return rep, errors.New(rep.Error)
+	}
+	return rep, nil
+}

@@ -1,0 +1,71 @@
+// Package daemon is the per-user network host: one process, started on
+// demand and gone when idle, that runs every shared segment (switch, gateway
+// stack, DHCP, DNS) and serves the published ports of all their members.
+//
+// A sandbox's supervisor holds a member session with it: one SOCK_SEQPACKET
+// connection to members.sock carrying JSON messages (this file) and, once,
+// the member's eth0 descriptor. The session lasting is the membership:
+// when the connection closes, for whatever reason, the member's address
+// and ports are released.
+package daemon
+
+import (
+	"net/netip"
+
+	"github.com/netns-run/netns-run/forward"
+	"github.com/netns-run/netns-run/hosts"
+	"github.com/netns-run/netns-run/netstore"
+)
+
+// Link is one --link NAME[:ALIAS].
+type Link struct {
+	Name  string `json:"name"`
+	Alias string `json:"alias,omitempty"`
+}
+
+// Hello is the first message on a connection: a Join starts a member
+// session, a Request is a one-shot change to another session's member.
+type Hello struct {
+	Join    *Join    `json:"join,omitempty"`
+	Request *Request `json:"request,omitempty"`
+}
+
+// Join asks for a place on a network.
+type Join struct {
+	SandboxID    string            `json:"sandbox_id"`
+	Name         string            `json:"name"`
+	Network      string            `json:"network"`
+	IP           netip.Addr        `json:"ip,omitzero"`  // static --ip, or the address held before a daemon restart
+	MAC          string            `json:"mac,omitempty"` // --mac-address
+	Aliases      []string          `json:"aliases,omitempty"`
+	Links        []Link            `json:"links,omitempty"`
+	Ports        []forward.Mapping `json:"ports,omitempty"`
+	HostLoopback bool              `json:"host_loopback,omitempty"`
+}
+
+// Joined answers Join: the member's configuration, or Error.
+type Joined struct {
+	Error     string            `json:"error,omitempty"`
+	Network   netstore.Network  `json:"network"`
+	IP        netip.Addr        `json:"ip,omitzero"`
+	MAC       string            `json:"mac,omitempty"`
+	Ports     []forward.Mapping `json:"ports,omitempty"` // as bound: auto ports filled in
+	LinkHosts []hosts.Entry     `json:"link_hosts,omitempty"`
+}
+
+// Attach carries the member's eth0 descriptor (SCM_RIGHTS).
+type Attach struct{}
+
+// Request is a later message of a session, or the only message of a
+// one-shot connection that names the sandbox.
+type Request struct {
+	SandboxID   string            `json:"sandbox_id,omitempty"`
+	AddPorts    []forward.Mapping `json:"add_ports,omitempty"`
+	RemovePorts []forward.Mapping `json:"remove_ports,omitempty"`
+}
+
+// Reply answers Attach and Request.
+type Reply struct {
+	Error string            `json:"error,omitempty"`
+	Ports []forward.Mapping `json:"ports,omitempty"` // the member's ports after the change
+}

@@ -1,0 +1,428 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/netns-run/netns-run/fdconn"
+	"github.com/netns-run/netns-run/forward"
+	"github.com/netns-run/netns-run/hosts"
+	"github.com/netns-run/netns-run/ipam"
+	"github.com/netns-run/netns-run/netstore"
+	"github.com/netns-run/netns-run/registry"
+	"github.com/netns-run/netns-run/segment"
+	"golang.org/x/sys/unix"
+)
+
+// idleGrace is how long the daemon outlives its last member, so that a
+// quick succession of runs does not restart it each time.
+const idleGrace = 2 * time.Second
+
+// SocketName is the member socket in the runtime dir.
+const SocketName = "members.sock"
+
+// Server is a running daemon.
+type Server struct {
+	store     *netstore.Store
+	reg       *registry.Registry
+	upstreams []netip.AddrPort
+	log       *slog.Logger
+
+	mu       sync.Mutex
+	segments map[string]*segment.Segment // by network ID
+	members  map[string]*member          // by sandbox ID
+	idle     *time.Timer
+	done     chan struct{}
+}
+
+// member is one attached (or joining) sandbox.
+type member struct {
+	join      Join
+	net       netstore.Network
+	seg       *segment.Segment
+	ip        netip.Addr
+	mac       net.HardwareAddr
+	listeners []*forward.Listener
+	ctx       context.Context
+	cancel    context.CancelFunc
+}
+
+// Config is what a daemon serves from.
+type Config struct {
+	Store     *netstore.Store
+	Registry  *registry.Registry
+	Upstreams []netip.AddrPort
+	Logger    *slog.Logger
+}
+
+// Serve runs the daemon on the runtime dir until it has been idle (no
+// member) for a while. Only one daemon per user runs: a second returns nil
+// at once.
+func Serve(runtimeDir string, cfg Config) error {
+	lock, err := os.OpenFile(filepath.Join(runtimeDir, "daemon.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("daemon lock: %w", err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return nil // another daemon serves
+	}
+	path := filepath.Join(runtimeDir, SocketName)
+	os.Remove(path)
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", path, err)
+	}
+	defer os.Remove(path)
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return fmt.Errorf("chmod %s: %w", path, err)
+	}
+	s := &Server{
+		store: cfg.Store, reg: cfg.Registry, upstreams: cfg.Upstreams, log: cfg.Logger,
+		segments: make(map[string]*segment.Segment), members: make(map[string]*member),
+		done: make(chan struct{}),
+	}
+	s.dropStaleLeases()
+	s.mu.Lock()
+	s.armIdle()
+	s.mu.Unlock()
+	go func() {
+		<-s.done
+		ln.Close()
+	}()
+	var wg sync.WaitGroup
+	for {
+		c, err := ln.AcceptUnix()
+		if err != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.session(c)
+		}()
+	}
+	wg.Wait()
+	s.mu.Lock()
+	for _, seg := range s.segments {
+		seg.Close()
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// armIdle starts the idle countdown when no member is left; s.mu is held.
+func (s *Server) armIdle() {
+	if len(s.members) > 0 {
+		if s.idle != nil {
+			s.idle.Stop()
+			s.idle = nil
+		}
+		return
+	}
+	if s.idle != nil {
+		return
+	}
+	s.idle = time.AfterFunc(idleGrace, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if len(s.members) == 0 {
+			select {
+			case <-s.done:
+			default:
+				close(s.done)
+			}
+		}
+	})
+}
+
+// dropStaleLeases forgets the addresses of sandboxes that are gone, so a
+// restarted daemon frees them but never those of living members.
+func (s *Server) dropStaleLeases() {
+	recs, err := s.reg.List()
+	if err != nil {
+		s.log.Warn("cannot read sandbox records; keeping all leases", "err", err)
+		return
+	}
+	alive := make(map[string]bool)
+	for _, r := range recs {
+		if r.State == registry.Running {
+			alive[r.ID] = true
+		}
+	}
+	nets, err := s.store.List()
+	if err != nil {
+		s.log.Warn("cannot list networks", "err", err)
+		return
+	}
+	for _, n := range nets {
+		leases, err := s.store.Leases(n.ID)
+		if err != nil {
+			continue
+		}
+		for id := range leases {
+			if !alive[id] {
+				s.store.DropLease(n.ID, id)
+			}
+		}
+	}
+}
+
+// session serves one connection: a member's whole life, or one Request.
+func (s *Server) session(c *net.UnixConn) {
+	defer c.Close()
+	if err := peerIsUs(c); err != nil {
+		s.log.Warn("refused a connection", "err", err)
+		return
+	}
+	var hello Hello
+	fds, err := fdconn.Recv(c, &hello)
+	closeFDs(fds)
+	if err != nil {
+		return
+	}
+	if hello.Join == nil {
+		if hello.Request != nil {
+			fdconn.Send(c, s.request(*hello.Request))
+		}
+		return
+	}
+	m, joined := s.join(*hello.Join)
+	fdconn.Send(c, joined)
+	if m == nil {
+		return
+	}
+	defer s.leave(m)
+	var att Attach
+	fds, err = fdconn.Recv(c, &att)
+	if err != nil || len(fds) != 1 {
+		closeFDs(fds)
+		return
+	}
+	if err := s.attach(m, fds[0]); err != nil {
+		fdconn.Send(c, Reply{Error: err.Error()})
+		return
+	}
+	fdconn.Send(c, Reply{Ports: m.ports()})
+	for {
+		var req Request
+		fds, err := fdconn.Recv(c, &req)
+		closeFDs(fds)
+		if err != nil {
+			return
+		}
+		fdconn.Send(c, s.changePorts(m, req))
+	}
+}
+
+// join reserves an address and binds the member's ports.
+func (s *Server) join(j Join) (*member, Joined) {
+	fail := func(err error) (*member, Joined) { return nil, Joined{Error: err.Error()} }
+	n, err := s.store.Get(j.Network)
+	if err != nil {
+		return fail(err)
+	}
+	if n.Driver == netstore.DriverMacvlan && n.Options[netstore.OptParent] != "" {
+		return fail(fmt.Errorf("network %s has a kernel macvlan parent (%s); that needs privileges and is not served by the userspace daemon", n.Name, n.Options[netstore.OptParent]))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, dup := s.members[j.SandboxID]; dup {
+		return fail(fmt.Errorf("sandbox %s is already on a network", j.SandboxID))
+	}
+	seg, err := s.segment(n)
+	if err != nil {
+		return fail(err)
+	}
+	linkHosts, err := s.links(seg, n, j.Links)
+	if err != nil {
+		return fail(err)
+	}
+	ip, err := s.store.AllocateLease(n.ID, j.SandboxID, j.IP)
+	if err != nil {
+		return fail(err)
+	}
+	mac := ipam.MAC(ip)
+	if j.MAC != "" {
+		if mac, err = net.ParseMAC(j.MAC); err != nil {
+			s.store.DropLease(n.ID, j.SandboxID)
+			return fail(fmt.Errorf("invalid --mac-address %q: %v", j.MAC, err))
+		}
+	}
+	ls, err := forward.Bind(j.Ports)
+	if err != nil {
+		s.store.DropLease(n.ID, j.SandboxID)
+		return fail(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &member{join: j, net: n, seg: seg, ip: ip, mac: mac, listeners: ls, ctx: ctx, cancel: cancel}
+	s.members[j.SandboxID] = m
+	s.armIdle()
+	return m, Joined{Network: n, IP: ip, MAC: mac.String(), Ports: m.ports(), LinkHosts: linkHosts}
+}
+
+// segment returns the running segment of n, starting it; s.mu is held.
+func (s *Server) segment(n netstore.Network) (*segment.Segment, error) {
+	if seg, ok := s.segments[n.ID]; ok {
+		return seg, nil
+	}
+	seg, err := segment.New(segment.Config{Network: n, Upstreams: s.upstreams, Logger: s.log})
+	if err != nil {
+		return nil, err
+	}
+	s.segments[n.ID] = seg
+	return seg, nil
+}
+
+// links renders --link entries as Docker writes them: IP ALIAS ID NAME.
+func (s *Server) links(seg *segment.Segment, n netstore.Network, links []Link) ([]hosts.Entry, error) {
+	var out []hosts.Entry
+	for _, l := range links {
+		var target *member
+		for _, m := range s.members {
+			if m.seg == seg && (m.join.Name == l.Name || m.join.SandboxID == l.Name) {
+				target = m
+			}
+		}
+		if target == nil {
+			return nil, fmt.Errorf("cannot link to %s: no running sandbox of that name on network %s", l.Name, n.Name)
+		}
+		short := target.join.SandboxID[:12]
+		names := []string{target.join.Name, short}
+		if l.Alias != "" {
+			names = []string{l.Alias, short, target.join.Name}
+		}
+		out = append(out, hosts.Entry{IP: target.ip, Names: names})
+	}
+	return out, nil
+}
+
+// attach connects the member's eth0 and starts serving its ports.
+func (s *Server) attach(m *member, fd int) error {
+	names := append([]string{}, m.join.Aliases...)
+	for _, l := range m.join.Links {
+		if l.Alias != "" {
+			names = append(names, l.Alias)
+		}
+	}
+	err := m.seg.Add(segment.Member{ID: m.join.SandboxID, Name: m.join.Name, IP: m.ip, MAC: m.mac, Aliases: names}, fd)
+	if err != nil {
+		return err
+	}
+	if m.join.HostLoopback {
+		m.seg.Gateway().AllowHostLoopback(m.ip, true)
+	}
+	for _, l := range m.listeners {
+		go l.Serve(m.ctx, m.ip, m.seg.Gateway())
+	}
+	return nil
+}
+
+// leave releases everything the member held.
+func (s *Server) leave(m *member) {
+	m.cancel()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range m.listeners {
+		l.Close()
+	}
+	m.seg.Gateway().AllowHostLoopback(m.ip, false)
+	m.seg.Remove(m.join.SandboxID)
+	if err := s.store.DropLease(m.net.ID, m.join.SandboxID); err != nil {
+		s.log.Warn("drop lease", "sandbox", m.join.SandboxID, "err", err)
+	}
+	delete(s.members, m.join.SandboxID)
+	s.armIdle()
+}
+
+func (m *member) ports() []forward.Mapping {
+	out := make([]forward.Mapping, 0, len(m.listeners))
+	for _, l := range m.listeners {
+		out = append(out, l.Mapping())
+	}
+	return out
+}
+
+// request serves a one-shot request about a member of another session.
+func (s *Server) request(r Request) Reply {
+	s.mu.Lock()
+	m, ok := s.members[r.SandboxID]
+	s.mu.Unlock()
+	if !ok {
+		return Reply{Error: fmt.Sprintf("sandbox %s is not on a network served here", r.SandboxID)}
+	}
+	return s.changePorts(m, r)
+}
+
+// changePorts adds and removes published ports of a running member.
+func (s *Server) changePorts(m *member, r Request) Reply {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, rm := range r.RemovePorts {
+		kept := m.listeners[:0]
+		found := false
+		for _, l := range m.listeners {
+			if samePort(l.Mapping(), rm) {
+				l.Close()
+				found = true
+				continue
+			}
+			kept = append(kept, l)
+		}
+		m.listeners = kept
+		if !found {
+			return Reply{Error: fmt.Sprintf("%s is not published", rm), Ports: m.ports()}
+		}
+	}
+	added, err := forward.Bind(r.AddPorts)
+	if err != nil {
+		return Reply{Error: err.Error(), Ports: m.ports()}
+	}
+	for _, l := range added {
+		go l.Serve(m.ctx, m.ip, m.seg.Gateway())
+	}
+	m.listeners = append(m.listeners, added...)
+	return Reply{Ports: m.ports()}
+}
+
+// samePort matches a mapping to remove; an unset host port or address
+// matches any.
+func samePort(have, want forward.Mapping) bool {
+	return have.ContainerPort == want.ContainerPort && have.Proto == want.Proto &&
+		(want.HostPort == 0 || have.HostPort == want.HostPort) &&
+		(!want.HostIP.IsValid() || have.HostIP == want.HostIP)
+}
+
+// peerIsUs refuses connections from other users (the socket is 0600 in a
+// 0700 directory; this is the second lock).
+func peerIsUs(c *net.UnixConn) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	raw.Control(func(fd uintptr) { cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
+	if cerr != nil {
+		return cerr
+	}
+	if int(cred.Uid) != os.Getuid() {
+		return errors.New("peer is another user")
+	}
+	return nil
+}
+
+func closeFDs(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}

@@ -1,0 +1,394 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// user is an isolated netns-run user: its own data dir (networks) and
+// runtime dir (sandboxes, the network daemon), so that tests on shared
+// networks do not see each other.
+type user struct {
+	t   *testing.T
+	env []string
+	rt  string
+}
+
+func newUser(t *testing.T) *user {
+	t.Helper()
+	home := t.TempDir()
+	rt := filepath.Join(t.TempDir(), "xdg")
+	if err := os.Mkdir(rt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	u := &user{t: t, env: []string{"HOME=" + home, "XDG_DATA_HOME=" + filepath.Join(home, "data"), "XDG_RUNTIME_DIR=" + rt}, rt: rt}
+	t.Cleanup(u.cleanup)
+	return u
+}
+
+// nr runs netns-run as this user.
+func (u *user) nr(args ...string) result {
+	u.t.Helper()
+	return runNRWith(u.t, cmdOpts{env: u.env}, args...)
+}
+
+// ok runs netns-run and requires exit status 0.
+func (u *user) ok(args ...string) result {
+	u.t.Helper()
+	r := u.nr(args...)
+	wantExit(u.t, r, 0, "netns-run "+shellQuote(args))
+	return r
+}
+
+// cleanup stops what the test left running and waits for the network
+// daemon to go idle and exit, so no process outlives the test.
+func (u *user) cleanup() {
+	r := runNRWith(u.t, cmdOpts{env: u.env}, "ps", "-q")
+	for _, id := range nonEmptyLines(r.stdout) {
+		runNRWith(u.t, cmdOpts{env: u.env}, "stop", "-t", "1", id)
+	}
+	sock := filepath.Join(u.rt, "netns-run", "members.sock")
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(sock); os.IsNotExist(err) {
+			return
+		}
+	}
+	u.t.Errorf("the network daemon did not exit after its last member")
+}
+
+// inspect returns `netns-run inspect NAME` decoded.
+func (u *user) inspect(name string) map[string]any {
+	u.t.Helper()
+	r := u.ok("inspect", name)
+	var out []map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || len(out) != 1 {
+		u.t.Fatalf("inspect %s: %v\n%s", name, err, r)
+	}
+	return out[0]
+}
+
+// endpoint is NetworkSettings.Networks[network] of an inspected sandbox.
+func endpoint(t *testing.T, v map[string]any, network string) map[string]any {
+	t.Helper()
+	nets, _ := v["NetworkSettings"].(map[string]any)["Networks"].(map[string]any)
+	ep, ok := nets[network].(map[string]any)
+	if !ok {
+		t.Fatalf("no network %s in %v", network, v["NetworkSettings"])
+	}
+	return ep
+}
+
+// waitTCP retries until addr answers with something.
+func waitTCP(t *testing.T, addr string) string {
+	t.Helper()
+	var got string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if got = tryTCP(addr, "x"); got != "" {
+			return got
+		}
+	}
+	t.Fatalf("nothing answered on %s", addr)
+	return ""
+}
+
+// TestWalkthroughMacvlan is part 1 of the walk-through: a macvlan-style
+// network, two members with .2/.3 and MACs 02:42 + address, ping between
+// them, the address freed on stop.
+func TestWalkthroughMacvlan(t *testing.T) {
+	u := newUser(t)
+	r := u.ok("network", "create", "-d", "macvlan", "--subnet", "192.168.57.0/24", "--gateway", "192.168.57.1",
+		"--ip-range", "192.168.57.0/24", "macvlan1")
+	if !regexp.MustCompile(`^[0-9a-f]{64}\n$`).MatchString(r.stdout) {
+		t.Errorf("network create should print the 64-hex id: %q", r.stdout)
+	}
+	ls := u.ok("network", "ls").stdout
+	for _, re := range []string{`(?m)^NETWORK ID +NAME +DRIVER +SCOPE$`, `(?m)^[0-9a-f]{12} +bridge +bridge +local$`, `(?m)^[0-9a-f]{12} +macvlan1 +macvlan +local$`} {
+		if !regexp.MustCompile(re).MatchString(ls) {
+			t.Errorf("network ls does not match %s:\n%s", re, ls)
+		}
+	}
+	u.ok("run", "-d", "--name", "mac-nasa", "--network", "macvlan1", "--", probe, "sleep", "60s")
+	u.ok("run", "-d", "--name", "mac-nasa2", "--network", "macvlan1", "--", probe, "sleep", "60s")
+	for name, want := range map[string][2]string{"mac-nasa": {"192.168.57.2", "02:42:c0:a8:39:02"}, "mac-nasa2": {"192.168.57.3", "02:42:c0:a8:39:03"}} {
+		ep := endpoint(t, u.inspect(name), "macvlan1")
+		if ep["IPAddress"] != want[0] || ep["MacAddress"] != want[1] || ep["Gateway"] != "192.168.57.1" {
+			t.Errorf("%s: IPAddress %v MacAddress %v Gateway %v; want %s %s 192.168.57.1", name, ep["IPAddress"], ep["MacAddress"], ep["Gateway"], want[0], want[1])
+		}
+	}
+	ps := u.ok("ps").stdout
+	if !regexp.MustCompile(`(?m)^[0-9a-f]{12} +mac-nasa +macvlan1 +192\.168\.57\.2 .*Up `).MatchString(ps) {
+		t.Errorf("ps does not show mac-nasa on 192.168.57.2:\n%s", ps)
+	}
+	// A third member sees itself as the walk-through's `ip a` shows, and
+	// pings the second member directly, 5/5.
+	r = u.ok("run", "--network", "macvlan1", "--", "/bin/sh", "-c", probe+" ifinfo; busybox ping -c5 -W2 192.168.57.3")
+	if !strings.Contains(r.stdout, "192.168.57.4/24") || !strings.Contains(r.stdout, "02:42:c0:a8:39:04") {
+		t.Errorf("the third member's eth0:\n%s", r.stdout)
+	}
+	if !strings.Contains(r.stdout, "5 packets transmitted, 5 packets received, 0% packet loss") {
+		t.Errorf("ping between members:\n%s", r)
+	}
+	// Stop frees the address: the next member gets .2 again.
+	u.ok("stop", "-t", "1", "mac-nasa")
+	r = u.ok("run", "--network", "macvlan1", "--", probe, "ifinfo")
+	if !strings.Contains(r.stdout, "192.168.57.2/24") {
+		t.Errorf("after mac-nasa stopped, a new member should get 192.168.57.2:\n%s", r.stdout)
+	}
+	insp := u.ok("network", "inspect", "macvlan1").stdout
+	if !strings.Contains(insp, `"Name": "mac-nasa2"`) || !strings.Contains(insp, `"IPv4Address": "192.168.57.3/24"`) || strings.Contains(insp, `"Name": "mac-nasa"`) {
+		t.Errorf("network inspect members:\n%s", insp)
+	}
+}
+
+// TestWalkthroughLinks is part 2: --link NAME[:ALIAS] on the default
+// network writes Docker's hosts lines, and the name reaches the server.
+func TestWalkthroughLinks(t *testing.T) {
+	u := newUser(t)
+	u.ok("run", "-d", "--name", "web-nasa", "--network", "bridge", "--", probe, "serve-tcp", "80")
+	web := u.inspect("web-nasa")
+	webID := web["Id"].(string)[:12]
+	r := u.ok("run", "--network", "bridge", "--hostname", "link-nasa", "--link", "web-nasa", "--", "/bin/sh", "-c",
+		"cat /etc/hosts; for i in 1 2 3 4 5 6 7 8 9 10; do "+probe+" tcp web-nasa:80 It-works && break; sleep 0.3; done")
+	wantHosts := "172.17.0.2\tweb-nasa " + webID + "\n172.17.0.3\tlink-nasa\n"
+	if !strings.Contains(r.stdout, "ff02::2\tip6-allrouters\n"+wantHosts) {
+		t.Errorf("/etc/hosts with --link web-nasa should end with\n%s\ngot:\n%s", wantHosts, r.stdout)
+	}
+	if !regexp.MustCompile(`from 172\.17\.0\.3:\d+\nIt-works`).MatchString(r.stdout) {
+		t.Errorf("curl web-nasa through the link failed:\n%s", r)
+	}
+	r = u.ok("run", "--network", "bridge", "--link", "web-nasa:nasa1515", "--", "/bin/sh", "-c", "cat /etc/hosts; "+probe+" tcp nasa1515:80 x")
+	if !strings.Contains(r.stdout, "172.17.0.2\tnasa1515 "+webID+" web-nasa\n") {
+		t.Errorf("/etc/hosts with --link web-nasa:nasa1515:\n%s", r.stdout)
+	}
+	if !strings.Contains(r.stdout, "\nx") {
+		t.Errorf("the alias does not reach the server:\n%s", r)
+	}
+	r = u.nr("run", "--network", "bridge", "--link", "nobody", "--", probe, "exit", "0")
+	wantOwnError(t, r, "--link to a missing sandbox", "nobody")
+}
+
+// TestNetworkDNS: on a user-defined network the segment's DNS answers
+// member names and aliases with the current address, and forwards the rest.
+func TestNetworkDNS(t *testing.T) {
+	u := newUser(t)
+	u.ok("network", "create", "--subnet", "172.28.0.0/16", "appnet")
+	u.ok("run", "-d", "--name", "db", "--network", "appnet", "--network-alias", "database", "--", probe, "sleep", "60s")
+	r := u.ok("run", "--network", "appnet", "--", "/bin/sh", "-c", probe+" resolve db; "+probe+" resolve database; "+probe+" resolve "+worldName)
+	if r.stdout != "172.28.0.2\n172.28.0.2\n"+worldIP+"\n" {
+		t.Errorf("resolving db, database and %s on appnet: %q", worldName, r.stdout)
+	}
+	// db restarts with a new address and is found under its name at once.
+	u.ok("stop", "-t", "1", "db")
+	u.ok("run", "-d", "--name", "squatter", "--network", "appnet", "--", probe, "sleep", "60s")
+	u.ok("run", "-d", "--name", "db", "--network", "appnet", "--", probe, "sleep", "60s")
+	r = u.ok("run", "--network", "appnet", "--", probe, "resolve", "db")
+	if r.stdout != "172.28.0.3\n" {
+		t.Errorf("after its restart db should resolve to its new address 172.28.0.3: %q", r.stdout)
+	}
+}
+
+// TestSegmentPublish is part 3: a published port of a bridge member, the
+// PORTS column, loopback and world clients, ports changed at run time and
+// freed on stop.
+func TestSegmentPublish(t *testing.T) {
+	u := newUser(t)
+	u.ok("run", "-d", "--name", "pf-nasa-web", "--network", "bridge", "-p", "18160:80", "--", probe, "serve-tcp", "80")
+	if got := waitTCP(t, "127.0.0.1:18160"); !regexp.MustCompile(`^from 172\.17\.0\.1:\d+\nx$`).MatchString(got) {
+		t.Errorf("loopback client through 18160: %q; want it seen as the gateway 172.17.0.1", got)
+	}
+	resp := worldDial(t, "tcp", hostIP+":18160", "hello", 10*time.Second)
+	if resp.Error != "" || !regexp.MustCompile(`^from 198\.51\.100\.2:\d+\nhello$`).MatchString(resp.Reply) {
+		t.Errorf("world client: %q %q; want its own address", resp.Reply, resp.Error)
+	}
+	ps := u.ok("ps").stdout
+	if !strings.Contains(ps, "0.0.0.0:18160->80/tcp, [::]:18160->80/tcp") {
+		t.Errorf("ps PORTS column:\n%s", ps)
+	}
+	u.ok("port", "add", "pf-nasa-web", "18161:80")
+	if got := waitTCP(t, "127.0.0.1:18161"); !strings.HasPrefix(got, "from 172.17.0.1:") {
+		t.Errorf("port added at run time: %q", got)
+	}
+	if r := u.ok("port", "pf-nasa-web"); !strings.Contains(r.stdout, "80/tcp -> 0.0.0.0:18161") {
+		t.Errorf("port lists:\n%s", r.stdout)
+	}
+	u.ok("port", "rm", "pf-nasa-web", "18161:80")
+	if got := tryTCP("127.0.0.1:18161", "x"); got != "" {
+		t.Errorf("port removed at run time still answers: %q", got)
+	}
+	r := u.nr("run", "--network", "bridge", "-p", "18160:80", "--", probe, "exit", "0")
+	wantOwnError(t, r, "a host port another member holds", "already in use")
+	u.ok("stop", "-t", "1", "pf-nasa-web")
+	if got := tryTCP("127.0.0.1:18160", "x"); got != "" {
+		t.Errorf("the port still answers after stop: %q", got)
+	}
+}
+
+// TestSegmentErrors: every bad network request is one line, status 125,
+// and changes nothing.
+func TestSegmentErrors(t *testing.T) {
+	u := newUser(t)
+	u.ok("network", "create", "--subnet", "10.20.0.0/16", "net1")
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"network", "create", "--subnet", "10.20.5.0/24", "net2"}, "overlap"},
+		{[]string{"network", "create", "--subnet", "10.30.0.0/16", "net1"}, "already exists"},
+		{[]string{"network", "create", "--subnet", "10.40.0.0/16", "--gateway", "10.41.0.1", "net3"}, "10.41.0.1"},
+		{[]string{"network", "create", "--subnet", "10.40.0.0/16", "--ip-range", "10.50.0.0/24", "net3"}, "10.50.0.0/24"},
+		{[]string{"network", "create", "-d", "overlay", "net3"}, "overlay"},
+		{[]string{"run", "--network", "nosuchnet", "--", probe, "exit", "0"}, "nosuchnet"},
+		{[]string{"network", "rm", "bridge"}, "bridge"},
+	}
+	for _, c := range cases {
+		r := u.nr(c.args...)
+		wantOwnError(t, r, "netns-run "+shellQuote(c.args), c.want)
+	}
+	if ls := u.ok("network", "ls").stdout; strings.Contains(ls, "net2") || strings.Contains(ls, "net3") {
+		t.Errorf("a failed create left a network:\n%s", ls)
+	}
+	u.ok("run", "-d", "--name", "holder", "--network", "net1", "--ip", "10.20.0.9", "--", probe, "sleep", "60s")
+	wantOwnError(t, u.nr("network", "rm", "net1"), "removing a network in use", "in use")
+	wantOwnError(t, u.nr("run", "--network", "net1", "--ip", "10.20.0.9", "--", probe, "exit", "0"), "an address in use", "in use")
+	wantOwnError(t, u.nr("run", "--network", "net1", "--name", "holder", "--", probe, "exit", "0"), "a name in use", "holder")
+	u.ok("network", "create", "--subnet", "10.60.0.0/30", "tiny")
+	u.ok("run", "-d", "--network", "tiny", "--", probe, "sleep", "60s")
+	wantOwnError(t, u.nr("run", "--network", "tiny", "--", probe, "exit", "0"), "an exhausted range", "no free address")
+}
+
+// TestSegmentIsolationAndSpoofing: macvlan_mode=private keeps members
+// apart; a member cannot send as another address or MAC.
+func TestSegmentIsolationAndSpoofing(t *testing.T) {
+	u := newUser(t)
+	u.ok("network", "create", "-d", "macvlan", "--subnet", "10.70.0.0/24", "-o", "macvlan_mode=private", "priv")
+	u.ok("run", "-d", "--name", "a", "--network", "priv", "--", probe, "serve-tcp", "80")
+	r := u.nr("run", "--network", "priv", "--", "/bin/sh", "-c", "busybox ping -c2 -W1 10.70.0.2; busybox ping -c1 -W2 10.70.0.1")
+	if !strings.Contains(r.stdout, "2 packets transmitted, 0 packets received") || !strings.Contains(r.stdout, "1 packets transmitted, 1 packets received") {
+		t.Errorf("private mode: a member must reach the gateway but not another member:\n%s", r)
+	}
+
+	u.ok("network", "create", "--subnet", "10.80.0.0/24", "open")
+	u.ok("run", "-d", "--name", "b", "--network", "open", "--", probe, "serve-tcp", "80")
+	// Honest traffic works; the same from a stolen address, or from a
+	// forged MAC, does not.
+	r = u.nr("run", "--network", "open", "--", "/bin/sh", "-c",
+		probe+" tcp -timeout 3s 10.80.0.2:80 honest; "+
+			"ip addr add 10.80.0.99/24 dev eth0 && busybox ping -c2 -W1 -I 10.80.0.99 10.80.0.2; "+
+			"ip addr del 10.80.0.99/24 dev eth0; ip link set eth0 address 02:42:0a:50:00:63 && busybox ping -c2 -W1 10.80.0.2; true")
+	if !strings.Contains(r.stdout, "\nhonest") {
+		t.Errorf("honest member-to-member TCP failed:\n%s", r)
+	}
+	if strings.Count(r.stdout, "2 packets transmitted, 0 packets received") != 2 {
+		t.Errorf("spoofed source address or MAC got through:\n%s", r)
+	}
+}
+
+// TestDHCPLease: a DHCP client in a member gets the IPAM address, router
+// and DNS of the static configuration.
+func TestDHCPLease(t *testing.T) {
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Skip("no busybox for udhcpc")
+	}
+	u := newUser(t)
+	script := filepath.Join(t.TempDir(), "udhcpc.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\n[ \"$1\" = bound ] && echo \"lease ip=$ip router=$router dns=$dns\"\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	u.ok("network", "create", "--subnet", "10.90.0.0/24", "dhcpnet")
+	r := u.ok("run", "--network", "dhcpnet", "--", "busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "5", "-s", script)
+	if !strings.Contains(r.stdout, "lease ip=10.90.0.2 router=10.90.0.1 dns=10.90.0.1") {
+		t.Errorf("udhcpc lease:\n%s", r)
+	}
+}
+
+// TestSupervisorKilled: a member whose supervisor dies (SIGKILL) gives its
+// address and ports back.
+func TestSupervisorKilled(t *testing.T) {
+	u := newUser(t)
+	u.ok("run", "-d", "--name", "victim", "--network", "bridge", "-p", "18170:80", "--", probe, "serve-tcp", "80")
+	waitTCP(t, "127.0.0.1:18170")
+	agent := int(u.inspect("victim")["State"].(map[string]any)["Pid"].(float64))
+	st, ok := readStat(agent)
+	if !ok {
+		t.Fatalf("agent %d not found", agent)
+	}
+	if err := syscall.Kill(st.ppid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill the supervisor %d: %v", st.ppid, err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); tryTCP("127.0.0.1:18170", "x") != "" && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := tryTCP("127.0.0.1:18170", "x"); got != "" {
+		t.Errorf("the port of a killed supervisor still answers: %q", got)
+	}
+	r := u.ok("run", "--network", "bridge", "-p", "18170:80", "--", probe, "ifinfo")
+	if !strings.Contains(r.stdout, "172.17.0.2/16") {
+		t.Errorf("the killed member's address should be free again:\n%s", r.stdout)
+	}
+}
+
+// TestDaemonRestart: killing the network daemon wedges no member: it
+// re-attaches to the next daemon with its address and ports, and that
+// address is not handed out twice.
+func TestDaemonRestart(t *testing.T) {
+	u := newUser(t)
+	u.ok("run", "-d", "--name", "survivor", "--network", "bridge", "-p", "18180:80", "--", probe, "serve-tcp", "80")
+	waitTCP(t, "127.0.0.1:18180")
+	daemon := findDaemon(t, u)
+	if err := syscall.Kill(daemon, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill the daemon %d: %v", daemon, err)
+	}
+	got := waitTCP(t, "127.0.0.1:18180")
+	if !strings.HasPrefix(got, "from 172.17.0.1:") {
+		t.Errorf("the survivor's port after the daemon restart: %q", got)
+	}
+	r := u.ok("run", "--network", "bridge", "--", "/bin/sh", "-c", probe+" ifinfo; "+probe+" tcp -timeout 5s 172.17.0.2:80 again")
+	if strings.Contains(r.stdout, "172.17.0.2/16") || !strings.Contains(r.stdout, "172.17.0.3/16") {
+		t.Errorf("a new member got the survivor's address:\n%s", r.stdout)
+	}
+	if !strings.Contains(r.stdout, "\nagain") {
+		t.Errorf("the survivor is not reachable on the segment after the restart:\n%s", r)
+	}
+}
+
+// findDaemon finds this user's network daemon among our descendants or
+// orphans (the test binary is their subreaper).
+func findDaemon(t *testing.T, u *user) int {
+	t.Helper()
+	for _, p := range allProcs() {
+		cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p.pid))
+		if err != nil || !strings.HasSuffix(string(cmd), "netns-run\x00daemon\x00") {
+			continue
+		}
+		env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", p.pid))
+		if strings.Contains(string(env), "XDG_RUNTIME_DIR="+u.rt+"\x00") {
+			return p.pid
+		}
+	}
+	t.Fatal("no network daemon runs for this user")
+	return 0
+}
+
+// tryTCP sends send to addr and returns what comes back until EOF, or ""
+// when nothing answers.
+func tryTCP(addr, send string) string {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return ""
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	c.Write([]byte(send))
+	c.(*net.TCPConn).CloseWrite()
+	b, _ := io.ReadAll(c)
+	return string(b)
+}

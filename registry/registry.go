@@ -1,0 +1,286 @@
+// Package registry keeps the records of a user's sandboxes in their runtime
+// directory: what ps, inspect, stop, logs and port read, and what tells the
+// network daemon which address holders are still alive. A record belongs to
+// its supervisor process; a record whose supervisor is gone is stale.
+package registry
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/netns-run/netns-run/forward"
+	"golang.org/x/sys/unix"
+)
+
+// States of a record.
+const (
+	Running = "running"
+	Exited  = "exited"
+)
+
+// Record is one sandbox.
+type Record struct {
+	ID        string            `json:"id"`
+	Name      string            `json:"name"`
+	Hostname  string            `json:"hostname"`
+	Network   string            `json:"network"`
+	NetworkID string            `json:"network_id,omitempty"`
+	IP        netip.Addr        `json:"ip,omitzero"`
+	Prefix    int               `json:"prefix,omitempty"`
+	Gateway   netip.Addr        `json:"gateway,omitzero"`
+	MAC       string            `json:"mac,omitempty"`
+	Aliases   []string          `json:"aliases,omitempty"`
+	Ports     []forward.Mapping `json:"ports,omitempty"`
+	Command   []string          `json:"command"`
+	Created   time.Time         `json:"created"`
+	// Pid and PidStart identify the supervisor; a pid alone can be reused.
+	Pid        int       `json:"pid"`
+	PidStart   uint64    `json:"pid_start"`
+	AgentPid   int       `json:"agent_pid,omitempty"`
+	State      string    `json:"state"`
+	ExitCode   int       `json:"exit_code"`
+	Finished   time.Time `json:"finished,omitzero"`
+	Detached   bool      `json:"detached,omitempty"`
+	AutoRemove bool      `json:"auto_remove,omitempty"`
+	LogPath    string    `json:"log_path,omitempty"`
+	ExecSocket string    `json:"exec_socket,omitempty"`
+}
+
+// ShortID is the 12-hex-digit form Docker prints.
+func (r Record) ShortID() string {
+	if len(r.ID) < 12 {
+		return r.ID
+	}
+	return r.ID[:12]
+}
+
+// ErrNotFound is returned by Get for an unknown name or id.
+var ErrNotFound = errors.New("no such sandbox")
+
+// Registry is the records directory.
+type Registry struct{ dir string }
+
+// RuntimeDir is $XDG_RUNTIME_DIR/netns-run, or /tmp/netns-run-UID where
+// there is no XDG_RUNTIME_DIR; created 0700 and checked to be the user's.
+func RuntimeDir() (string, error) {
+	base := os.Getenv("XDG_RUNTIME_DIR")
+	dir := filepath.Join(base, "netns-run")
+	if base == "" {
+		dir = filepath.Join(os.TempDir(), fmt.Sprintf("netns-run-%d", os.Getuid()))
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("create runtime dir: %w", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		return "", fmt.Errorf("runtime dir: %w", err)
+	}
+	if int(st.Uid) != os.Getuid() || st.Mode&unix.S_IFMT != unix.S_IFDIR || st.Mode&0o077 != 0 {
+		return "", fmt.Errorf("runtime dir %s must be a directory owned by you with mode 0700", dir)
+	}
+	return dir, nil
+}
+
+// Open opens the registry under the runtime dir.
+func Open(runtimeDir string) (*Registry, error) {
+	dir := filepath.Join(runtimeDir, "sandboxes")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create registry: %w", err)
+	}
+	return &Registry{dir: dir}, nil
+}
+
+// Dir is where records, logs and exec sockets live.
+func (r *Registry) Dir() string { return r.dir }
+
+func (r *Registry) path(id string) string { return filepath.Join(r.dir, id+".json") }
+
+// lock serialises writers so that two sandboxes cannot take one name.
+func (r *Registry) lock() (func(), error) {
+	f, err := os.OpenFile(filepath.Join(r.dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock registry: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock registry: %w", err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// Create adds a record; its name must be free.
+func (r *Registry) Create(rec Record) error {
+	unlock, err := r.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	for _, other := range r.load() {
+		if other.Name == rec.Name {
+			return fmt.Errorf("the name %q is already in use by sandbox %s: choose another --name, or remove it with netns-run rm %s", rec.Name, other.ShortID(), rec.Name)
+		}
+	}
+	return r.write(rec)
+}
+
+// Update changes a record in place.
+func (r *Registry) Update(id string, change func(*Record)) error {
+	unlock, err := r.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	rec, err := r.read(r.path(id))
+	if err != nil {
+		return err
+	}
+	change(&rec)
+	return r.write(rec)
+}
+
+// Remove deletes a record and the files that go with it.
+func (r *Registry) Remove(id string) error {
+	unlock, err := r.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	r.removeFiles(id)
+	return nil
+}
+
+func (r *Registry) removeFiles(id string) {
+	for _, suffix := range []string{".json", ".log", ".sock"} {
+		os.Remove(filepath.Join(r.dir, id+suffix))
+	}
+}
+
+// List returns every record, oldest first. Running records whose
+// supervisor has died are settled on the way: removed, or kept as exited
+// for a detached sandbox that was not --rm.
+func (r *Registry) List() ([]Record, error) {
+	unlock, err := r.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	var out []Record
+	for _, rec := range r.load() {
+		if rec.State == Running && !Alive(rec.Pid, rec.PidStart) {
+			if !rec.Detached || rec.AutoRemove {
+				r.removeFiles(rec.ID)
+				continue
+			}
+			rec.State, rec.ExitCode, rec.Finished = Exited, 137, time.Now()
+			r.write(rec)
+		}
+		out = append(out, rec)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out, nil
+}
+
+// Get finds a record by name, full id or unique id prefix, as Docker does.
+func (r *Registry) Get(ref string) (Record, error) {
+	all, err := r.List()
+	if err != nil {
+		return Record{}, err
+	}
+	var byPrefix []Record
+	for _, rec := range all {
+		if rec.ID == ref || rec.Name == ref {
+			return rec, nil
+		}
+		if ref != "" && strings.HasPrefix(rec.ID, ref) {
+			byPrefix = append(byPrefix, rec)
+		}
+	}
+	if len(byPrefix) == 1 {
+		return byPrefix[0], nil
+	}
+	if len(byPrefix) > 1 {
+		return Record{}, fmt.Errorf("%q matches %d sandboxes: use more of the id", ref, len(byPrefix))
+	}
+	return Record{}, fmt.Errorf("%w: %s (see netns-run ps -a)", ErrNotFound, ref)
+}
+
+func (r *Registry) load() []Record {
+	paths, _ := filepath.Glob(filepath.Join(r.dir, "*.json"))
+	var out []Record
+	for _, p := range paths {
+		if rec, err := r.read(p); err == nil {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+func (r *Registry) read(path string) (Record, error) {
+	var rec Record
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return rec, ErrNotFound
+		}
+		return rec, fmt.Errorf("read sandbox record: %w", err)
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return rec, fmt.Errorf("read sandbox record %s: %w", filepath.Base(path), err)
+	}
+	return rec, nil
+}
+
+func (r *Registry) write(rec Record) error {
+	b, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode sandbox record: %w", err)
+	}
+	tmp := r.path(rec.ID) + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("write sandbox record: %w", err)
+	}
+	if err := os.Rename(tmp, r.path(rec.ID)); err != nil {
+		return fmt.Errorf("write sandbox record: %w", err)
+	}
+	return nil
+}
+
+// StartTime is a process's start time in clock ticks since boot, which
+// with the pid identifies it.
+func StartTime(pid int) (uint64, bool) {
+	_, start, ok := procStat(pid)
+	return start, ok
+}
+
+func procStat(pid int) (state string, start uint64, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return "", 0, false
+	}
+	// The command name may hold spaces and parentheses: count after the last ')'.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 20 {
+		return "", 0, false
+	}
+	v, err := strconv.ParseUint(f[19], 10, 64)
+	return f[0], v, err == nil
+}
+
+// Alive reports whether the process pid that started at start still runs
+// (a zombie does not).
+func Alive(pid int, start uint64) bool {
+	if pid <= 0 {
+		return false
+	}
+	state, got, ok := procStat(pid)
+	return ok && got == start && state != "Z"
+}

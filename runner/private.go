@@ -1,0 +1,134 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"sync"
+
+	"github.com/netns-run/netns-run/dnsproxy"
+	"github.com/netns-run/netns-run/forward"
+	"github.com/netns-run/netns-run/hosts"
+	"github.com/netns-run/netns-run/sandbox"
+	"github.com/netns-run/netns-run/stack"
+	"github.com/netns-run/netns-run/tap"
+)
+
+// The private segment, as slirp4netns lays it out.
+var (
+	privateSubnet   = netip.MustParsePrefix("10.0.2.0/24")
+	privateGateway  = netip.MustParseAddr("10.0.2.2")
+	privateResolver = netip.MustParseAddr("10.0.2.3")
+	privateMember   = netip.MustParseAddr("10.0.2.100")
+)
+
+// private hosts the sandbox's segment in this process: no daemon.
+func (r *run) private() (int, error) {
+	opts := r.opts
+	ups, err := upstreams(opts.DNSUpstreams)
+	if err != nil {
+		return sandbox.ExitOwnError, err
+	}
+	proxy, err := dnsproxy.New(dnsproxy.Config{Upstreams: ups, Logger: r.log})
+	if err != nil {
+		return sandbox.ExitOwnError, fmt.Errorf("DNS proxy: %w", err)
+	}
+	// Ports first: a port in use must fail before anything is made.
+	listeners, err := forward.Bind(opts.Publish)
+	if err != nil {
+		return sandbox.ExitOwnError, err
+	}
+	closeListeners := func() {
+		for _, l := range listeners {
+			l.Close()
+		}
+	}
+	bound := make([]forward.Mapping, len(listeners))
+	for i, l := range listeners {
+		bound[i] = l.Mapping()
+	}
+	p := placement{
+		ip: privateMember, prefix: privateSubnet, gateway: privateGateway, resolver: privateResolver,
+		mac: MAC(privateMember), gwMAC: MAC(privateGateway),
+	}
+	sb, err := r.startSandbox(p, bound)
+	if err != nil {
+		closeListeners()
+		return statusOf(err), err
+	}
+	link := sb.Link()
+	gw, err := stack.New(stack.Config{
+		Subnet: privateSubnet, Gateway: privateGateway, Resolver: privateResolver,
+		GatewayMAC: p.gwMAC, MTU: uint32(opts.MTU),
+		HostLoopback: opts.HostLoopback, Logger: r.log,
+	}, stack.Link{FD: link.FD, Packet: link.Mode == tap.ModePacket})
+	if err != nil {
+		sb.Kill()
+		closeListeners()
+		return sandbox.ExitOwnError, err
+	}
+	r.log.Debug("sandbox up", "pid", sb.Pid(), "link", link.Mode)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	if err := serveDNS(ctx, &wg, gw, proxy); err != nil {
+		cancel()
+		sb.Kill()
+		gw.Close()
+		closeListeners()
+		return sandbox.ExitOwnError, err
+	}
+	r.reportAuto(bound)
+	for _, l := range listeners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.Serve(ctx, privateMember, gw)
+		}()
+	}
+	code, err := r.runAndWait(sb)
+	cancel()
+	gw.Close()
+	wg.Wait()
+	return code, err
+}
+
+func serveDNS(ctx context.Context, wg *sync.WaitGroup, gw *stack.Gateway, proxy *dnsproxy.Proxy) error {
+	pc, ln, err := gw.ListenResolver()
+	if err != nil {
+		return err
+	}
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		proxy.ServePacket(ctx, pc)
+	}()
+	go func() {
+		defer wg.Done()
+		proxy.ServeStream(ctx, ln)
+	}()
+	return nil
+}
+
+// upstreams are the asked ones, else every nameserver of the host's
+// resolv.conf in order, else the resolver glibc assumes when it has none.
+func upstreams(asked []netip.AddrPort) ([]netip.AddrPort, error) {
+	if len(asked) > 0 {
+		return asked, nil
+	}
+	return HostUpstreams(), nil
+}
+
+// HostUpstreams are the host's nameservers, port 53.
+func HostUpstreams() []netip.AddrPort {
+	var out []netip.AddrPort
+	if data, err := os.ReadFile("/etc/resolv.conf"); err == nil {
+		ns, _, _ := hosts.ParseResolvConf(data)
+		out = dnsproxy.UpstreamsFromResolvConf(ns)
+	}
+	if len(out) == 0 {
+		out = append(out, netip.MustParseAddrPort("127.0.0.1:53"))
+	}
+	return out
+}

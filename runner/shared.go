@@ -1,0 +1,146 @@
+package runner
+
+import (
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/netns-run/netns-run/daemon"
+	"github.com/netns-run/netns-run/ipam"
+	"github.com/netns-run/netns-run/registry"
+	"github.com/netns-run/netns-run/sandbox"
+	"github.com/netns-run/netns-run/tap"
+	"golang.org/x/sys/unix"
+)
+
+// rejoinAttempts bounds how often a member re-attaches to a daemon that died.
+const rejoinAttempts = 5
+
+// shared makes the sandbox a member of a network hosted by the daemon.
+func (r *run) shared() (int, error) {
+	opts := r.opts
+	if opts.LinkMode == tap.ModePacket {
+		return sandbox.ExitOwnError, fmt.Errorf("--link-mode packet works only with --network private: shared networks switch TAP frames")
+	}
+	// The switch needs plain frames: a TAP, not the packet link.
+	opts.LinkMode = tap.ModeTAP
+	r.opts.LinkMode = tap.ModeTAP
+	join := daemon.Join{
+		SandboxID: r.id, Name: opts.Name, Network: opts.Network, IP: opts.IP, MAC: opts.MAC,
+		Aliases: opts.Aliases, Links: opts.Links, Ports: opts.Publish, HostLoopback: opts.HostLoopback,
+	}
+	sess, err := daemon.JoinNetwork(r.rt, join)
+	if err != nil {
+		return sandbox.ExitOwnError, err
+	}
+	j := sess.Joined
+	mac, err := net.ParseMAC(j.MAC)
+	if err != nil {
+		sess.Close()
+		return sandbox.ExitOwnError, fmt.Errorf("network daemon gave a bad MAC %q", j.MAC)
+	}
+	p := placement{
+		ip: j.IP, prefix: j.Network.Subnet, gateway: j.Network.Gateway, resolver: j.Network.Gateway,
+		mac: mac, gwMAC: ipam.MAC(j.Network.Gateway), extra: j.LinkHosts,
+	}
+	r.reg.Update(r.id, func(rec *registry.Record) { rec.Network, rec.NetworkID = j.Network.Name, j.Network.ID })
+	sb, err := r.startSandbox(p, j.Ports)
+	if err != nil {
+		sess.Close()
+		return statusOf(err), err
+	}
+	link := sb.Link()
+	// This process keeps its own copy of eth0's descriptor: the TAP then
+	// outlives a daemon crash and can be handed to the next daemon.
+	defer unix.Close(link.FD)
+	if _, err := sess.Attach(link.FD); err != nil {
+		sess.Close()
+		sb.Kill()
+		return sandbox.ExitOwnError, err
+	}
+	r.reportAuto(j.Ports)
+	join.IP, join.Ports = j.IP, j.Ports
+	m := &membership{sess: sess}
+	go r.keepMembership(m, join, link.FD)
+	code, err := r.runAndWait(sb)
+	m.end()
+	return code, err
+}
+
+// keepMembership re-joins when the daemon ends the session while the
+// sandbox runs (it was killed or crashed), keeping address and ports.
+func (r *run) keepMembership(m *membership, join daemon.Join, fd int) {
+	for {
+		if !m.wait() {
+			return
+		}
+		r.log.Warn("the network daemon went away; joining again", "network", join.Network)
+		var err error
+		for i := 0; i < rejoinAttempts; i++ {
+			var sess *daemon.Session
+			if sess, err = r.rejoin(join, fd); err == nil {
+				if !m.replace(sess) {
+					return
+				}
+				break
+			}
+			time.Sleep(time.Duration(i+1) * 200 * time.Millisecond)
+		}
+		if err != nil {
+			r.log.Error("cannot rejoin the network; the sandbox is cut off", "err", err)
+			return
+		}
+	}
+}
+
+func (r *run) rejoin(join daemon.Join, fd int) (*daemon.Session, error) {
+	sess, err := daemon.JoinNetwork(r.rt, join)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := sess.Attach(fd); err != nil {
+		sess.Close()
+		return nil, err
+	}
+	return sess, nil
+}
+
+// membership is the current session of a member, replaced on rejoin.
+type membership struct {
+	mu    sync.Mutex
+	sess  *daemon.Session
+	ended bool
+}
+
+// wait blocks until the session ends and reports whether that was the
+// daemon's doing (not end).
+func (m *membership) wait() bool {
+	m.mu.Lock()
+	sess := m.sess
+	m.mu.Unlock()
+	sess.Wait()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return !m.ended
+}
+
+// replace installs a new session, or closes it when the run has ended.
+func (m *membership) replace(sess *daemon.Session) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ended {
+		sess.Close()
+		return false
+	}
+	m.sess = sess
+	return true
+}
+
+// end leaves the network for good.
+func (m *membership) end() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.ended = true
+	m.sess.Close()
+}

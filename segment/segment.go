@@ -1,0 +1,212 @@
+// Package segment hosts one network shared by several sandboxes: the L2
+// switch between their eth0s, the gateway stack behind it (ARP, ping,
+// outbound NAT, published ports), DHCP, and a DNS that knows the members'
+// names on user-defined networks.
+package segment
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+
+	"github.com/miekg/dns"
+	"github.com/netns-run/netns-run/dnsproxy"
+	"github.com/netns-run/netns-run/ipam"
+	"github.com/netns-run/netns-run/netstore"
+	"github.com/netns-run/netns-run/stack"
+	"github.com/netns-run/netns-run/stack/dhcp"
+	"github.com/netns-run/netns-run/stack/ethswitch"
+)
+
+// MTU of userspace segments: netstack costs per packet (NETSTACK-NOTES).
+const MTU = 65520
+
+// dnsTTL is short: a member that restarts elsewhere must be found at once.
+const dnsTTL = 5
+
+// Member is one sandbox on the segment.
+type Member struct {
+	ID   string
+	Name string
+	IP   netip.Addr
+	MAC  net.HardwareAddr
+	// Aliases are further names the segment's DNS answers for it
+	// (--network-alias, link aliases).
+	Aliases []string
+}
+
+// Segment is a running network.
+type Segment struct {
+	Network netstore.Network
+	sw      *ethswitch.Switch
+	gw      *stack.Gateway
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+
+	mu      sync.Mutex
+	members map[string]Member // by ID
+}
+
+// Config is what a segment needs beyond its network definition.
+type Config struct {
+	Network   netstore.Network
+	Upstreams []netip.AddrPort // where the DNS forwards other names
+	Logger    *slog.Logger
+}
+
+// New starts the segment's switch, gateway, DHCP and DNS.
+func New(cfg Config) (*Segment, error) {
+	n := cfg.Network
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("network", n.Name)
+	gwMAC := ipam.MAC(n.Gateway)
+	dhcpSrv := dhcp.New(dhcp.Config{ServerIP: n.Gateway, Router: n.Gateway, Subnet: n.Subnet, DNS: []netip.Addr{n.Gateway}, MTU: MTU})
+	sw, err := ethswitch.New(ethswitch.Options{
+		GatewayMAC: gwMAC,
+		GatewayIP:  n.Gateway,
+		MTU:        MTU,
+		Isolate:    n.Options[netstore.OptMacvlanMode] == "private",
+		DHCP: func(req []byte, m ethswitch.Member) ([]byte, bool) {
+			return dhcpSrv.Respond(req, m.MAC, m.IP)
+		},
+		Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("network %s: switch: %w", n.Name, err)
+	}
+	gw, err := stack.NewOnEndpoint(stack.Config{
+		Subnet: n.Subnet, Gateway: n.Gateway, Resolver: n.Gateway,
+		GatewayMAC: gwMAC, MTU: MTU, Internal: n.Internal, Logger: log,
+	}, sw.GatewayEndpoint())
+	if err != nil {
+		sw.Close()
+		return nil, fmt.Errorf("network %s: gateway: %w", n.Name, err)
+	}
+	s := &Segment{Network: n, sw: sw, gw: gw, members: make(map[string]Member)}
+	pc, ln, err := gw.ListenResolver()
+	if err != nil {
+		s.closeStack()
+		return nil, err
+	}
+	dcfg := dnsproxy.Config{Upstreams: cfg.Upstreams, Logger: log}
+	if n.Name != netstore.BridgeName {
+		// As Docker: only user-defined networks resolve member names.
+		dcfg.Local = s.answer
+	}
+	if n.Internal {
+		dcfg.Upstreams = nil
+		dcfg.Local = s.answerOnly
+	}
+	proxy, err := dnsproxy.New(dcfg)
+	if err != nil {
+		pc.Close()
+		ln.Close()
+		s.closeStack()
+		return nil, fmt.Errorf("network %s: DNS: %w", n.Name, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); proxy.ServePacket(ctx, pc) }()
+	go func() { defer s.wg.Done(); proxy.ServeStream(ctx, ln) }()
+	return s, nil
+}
+
+// Gateway is the stack that dials into the segment for published ports.
+func (s *Segment) Gateway() *stack.Gateway { return s.gw }
+
+// Add connects a member's eth0 descriptor to the switch. The segment owns
+// fd from then on, also when Add fails.
+func (s *Segment) Add(m Member, fd int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.sw.AddPort(ethswitch.Member{MAC: m.MAC, IP: m.IP, FD: fd}); err != nil {
+		return fmt.Errorf("network %s: attach %s: %w", s.Network.Name, m.Name, err)
+	}
+	s.members[m.ID] = m
+	return nil
+}
+
+// Remove disconnects a member and closes its descriptor.
+func (s *Segment) Remove(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m, ok := s.members[id]; ok {
+		s.sw.RemovePort(m.MAC)
+		delete(s.members, id)
+	}
+}
+
+// Members returns the attached members.
+func (s *Segment) Members() []Member {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Member, 0, len(s.members))
+	for _, m := range s.members {
+		out = append(out, m)
+	}
+	return out
+}
+
+// Empty reports whether no member is attached.
+func (s *Segment) Empty() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.members) == 0
+}
+
+// Close stops everything; members' descriptors are closed.
+func (s *Segment) Close() {
+	s.cancel()
+	s.wg.Wait()
+	s.closeStack()
+}
+
+func (s *Segment) closeStack() {
+	s.gw.Close()
+	s.sw.Close()
+}
+
+// lookup finds a member by name, alias or short id (case-insensitive).
+func (s *Segment) lookup(name string) (netip.Addr, bool) {
+	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range s.members {
+		if strings.EqualFold(m.Name, name) || (len(name) >= 12 && strings.HasPrefix(m.ID, name)) {
+			return m.IP, true
+		}
+		for _, a := range m.Aliases {
+			if strings.EqualFold(a, name) {
+				return m.IP, true
+			}
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// answer resolves member names; other names go upstream.
+func (s *Segment) answer(q dns.Question) ([]dns.RR, bool) {
+	ip, ok := s.lookup(q.Name)
+	if !ok {
+		return nil, false
+	}
+	if q.Qtype != dns.TypeA {
+		return nil, true // the name exists, with no record of that type
+	}
+	rr := &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: dnsTTL}, A: ip.AsSlice()}
+	return []dns.RR{rr}, true
+}
+
+// answerOnly is answer on an internal network: nothing goes upstream.
+func (s *Segment) answerOnly(q dns.Question) ([]dns.RR, bool) {
+	rrs, _ := s.answer(q)
+	return rrs, true
+}
