@@ -186,8 +186,9 @@ func TestNetworkDNS(t *testing.T) {
 	if r.stdout != "172.28.0.2\n172.28.0.2\n"+worldIP+"\n" {
 		t.Errorf("resolving db, database and %s on appnet: %q", worldName, r.stdout)
 	}
-	// db restarts with a new address and is found under its name at once.
+	// db comes back with a new address and is found under its name at once.
 	u.ok("stop", "-t", "1", "db")
+	u.ok("rm", "db")
 	u.ok("run", "-d", "--name", "squatter", "--network", "appnet", "--", probe, "sleep", "60s")
 	u.ok("run", "-d", "--name", "db", "--network", "appnet", "--", probe, "sleep", "60s")
 	r = u.ok("run", "--network", "appnet", "--", probe, "resolve", "db")
