@@ -90,13 +90,10 @@ func RuntimeDir() (string, error) {
 	return dir, nil
 }
 
-// Open opens the registry under the runtime dir.
+// Open opens the registry under the runtime dir. Its directory exists
+// only while it holds records: nothing is left once the last sandbox ends.
 func Open(runtimeDir string) (*Registry, error) {
-	dir := filepath.Join(runtimeDir, "sandboxes")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create registry: %w", err)
-	}
-	return &Registry{dir: dir}, nil
+	return &Registry{dir: filepath.Join(runtimeDir, "sandboxes")}, nil
 }
 
 // Dir is where records, logs and exec sockets live.
@@ -104,17 +101,31 @@ func (r *Registry) Dir() string { return r.dir }
 
 func (r *Registry) path(id string) string { return filepath.Join(r.dir, id+".json") }
 
-// lock serialises writers so that two sandboxes cannot take one name.
+// lock serialises writers so that two sandboxes cannot take one name. The
+// lock is the directory itself, which the last Remove deletes: a waiter
+// that finds it deleted makes it again.
 func (r *Registry) lock() (func(), error) {
-	f, err := os.OpenFile(filepath.Join(r.dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("lock registry: %w", err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+	for {
+		if err := os.MkdirAll(r.dir, 0o700); err != nil {
+			return nil, fmt.Errorf("create registry: %w", err)
+		}
+		f, err := os.Open(r.dir)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			return nil, fmt.Errorf("lock registry: %w", err)
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("lock registry: %w", err)
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err == nil && st.Nlink > 0 {
+			return func() { f.Close() }, nil
+		}
 		f.Close()
-		return nil, fmt.Errorf("lock registry: %w", err)
 	}
-	return func() { f.Close() }, nil
 }
 
 // Create adds a record; its name must be free.
@@ -158,9 +169,14 @@ func (r *Registry) Remove(id string) error {
 	return nil
 }
 
+// removeFiles deletes a record's files, and the directory with the last
+// (rmdir fails on a directory that is not empty). The lock is held.
 func (r *Registry) removeFiles(id string) {
 	for _, suffix := range []string{".json", ".log", ".sock"} {
 		os.Remove(filepath.Join(r.dir, id+suffix))
+	}
+	if unix.Rmdir(r.dir) == nil {
+		unix.Rmdir(filepath.Dir(r.dir))
 	}
 }
 

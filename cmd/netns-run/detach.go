@@ -45,7 +45,15 @@ func startDetached(string) error {
 		return err
 	}
 	logPath := filepath.Join(reg.Dir(), id+".log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	var logf *os.File
+	for try := 0; ; try++ {
+		// The registry removes its directory when it empties: make it again
+		// if that happened in between.
+		os.MkdirAll(reg.Dir(), 0o700)
+		if logf, err = os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil || try == 3 {
+			break
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("create log: %w", err)
 	}
