@@ -128,6 +128,22 @@ func TestWalkthroughMacvlan(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^[0-9a-f]{12} +mac-nasa +macvlan1 +192\.168\.57\.2 .*Up `).MatchString(ps) {
 		t.Errorf("ps does not show mac-nasa on 192.168.57.2:\n%s", ps)
 	}
+	// The walk-through's docker exec: mac-nasa's own view, and 5/5 pings
+	// to mac-nasa2 straight across the segment.
+	r = u.ok("exec", "mac-nasa", "--", "/bin/sh", "-c", probe+" ifinfo; busybox ping -c5 -W2 192.168.57.3")
+	if !strings.Contains(r.stdout, "192.168.57.2/24") || !strings.Contains(r.stdout, "02:42:c0:a8:39:02") {
+		t.Errorf("exec mac-nasa -- ifinfo:\n%s", r.stdout)
+	}
+	if !strings.Contains(r.stdout, "5 packets transmitted, 5 packets received, 0% packet loss") {
+		t.Errorf("exec mac-nasa -- ping 192.168.57.3:\n%s", r)
+	}
+	r = u.nr("exec", "mac-nasa", "--", "/bin/sh", "-c", "exit 3")
+	wantExit(t, r, 3, "exec passes the exit status through")
+	r = runNRWith(t, cmdOpts{env: u.env, stdin: strings.NewReader("via-stdin\n")}, "exec", "-i", "mac-nasa", "--", "/bin/cat")
+	if r.stdout != "via-stdin\n" {
+		t.Errorf("exec -i should pass stdin: %q", r.stdout)
+	}
+	wantOwnError(t, u.nr("exec", "nobody", "--", "true"), "exec into a missing sandbox", "nobody")
 	// A third member sees itself as the walk-through's `ip a` shows, and
 	// pings the second member directly, 5/5.
 	r = u.ok("run", "--network", "macvlan1", "--", "/bin/sh", "-c", probe+" ifinfo; busybox ping -c5 -W2 192.168.57.3")

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 
 	"golang.org/x/sys/unix"
 )
@@ -87,13 +88,40 @@ func closeAll(fds []int) {
 	}
 }
 
-// Dial connects to a SOCK_SEQPACKET unix socket.
+// Dial connects to a SOCK_SEQPACKET unix socket, also at a path too long
+// for a socket address.
 func Dial(path string) (*net.UnixConn, error) {
-	c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: path, Net: "unixpacket"})
+	addr, dirFD, err := SocketAddr(path)
 	if err != nil {
 		return nil, err
 	}
-	return c, nil
+	if dirFD >= 0 {
+		defer unix.Close(dirFD)
+	}
+	return net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: addr, Net: "unixpacket"})
+}
+
+// Listen binds a SOCK_SEQPACKET unix socket at path (also one too long for
+// a socket address), mode 0600. Closing the listener does not remove the
+// file: the caller does.
+func Listen(path string) (*net.UnixListener, error) {
+	addr, dirFD, err := SocketAddr(path)
+	if err != nil {
+		return nil, err
+	}
+	if dirFD >= 0 {
+		defer unix.Close(dirFD)
+	}
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: addr, Net: "unixpacket"})
+	if err != nil {
+		return nil, err
+	}
+	ln.SetUnlinkOnClose(false)
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
 }
 
 // IsGone reports errors that mean the peer closed the connection.

@@ -5,6 +5,7 @@
 package runner
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -140,13 +141,17 @@ func run0(opts Options) (int, error) {
 	} else {
 		code, err = r.shared()
 	}
+	if r.stopExec != nil {
+		r.stopExec()
+	}
 	r.finish(code)
 	return code, err
 }
 
 // run is one sandbox's supervision.
 type run struct {
-	opts Options
+	stopExec context.CancelFunc // ends the exec socket's service
+	opts     Options
 	id   string
 	rt   string
 	reg  *registry.Registry
@@ -207,9 +212,19 @@ func (r *run) startSandbox(p placement, ports []forward.Mapping) (*sandbox.Sandb
 	for _, w := range sb.Warnings() {
 		r.log.Warn(w)
 	}
+	// netns-run exec NAME reaches the agent through this socket.
+	sock := filepath.Join(r.reg.Dir(), r.id+".sock")
+	ln, err := sandbox.ListenExec(sock)
+	if err != nil {
+		sb.Kill()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.stopExec = cancel
+	go sandbox.ServeExec(ctx, ln, sb)
 	r.reg.Update(r.id, func(rec *registry.Record) {
 		rec.IP, rec.Prefix, rec.Gateway, rec.MAC = p.ip, p.prefix.Bits(), p.gateway, p.mac.String()
-		rec.AgentPid, rec.Ports = sb.Pid(), ports
+		rec.AgentPid, rec.Ports, rec.ExecSocket = sb.Pid(), ports, sock
 	})
 	return sb, nil
 }

@@ -1,16 +1,19 @@
 package sandbox
 
 import (
-	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
 	"os/signal"
-	"strconv"
+	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/netns-run/netns-run/hosts"
 	"github.com/netns-run/netns-run/tap"
@@ -57,7 +60,8 @@ func reexecWhenMapped() {
 }
 
 func runAgent(conn *net.UnixConn) int {
-	m, _, err := recv(conn)
+	m, fds, err := recv(conn)
+	closeFDs(fds)
 	if err != nil || m.Spec == nil {
 		return ExitOwnError // the supervisor is gone or broken; it reports
 	}
@@ -80,28 +84,57 @@ func runAgent(conn *net.UnixConn) int {
 	if err := hosts.Place(spec.Files); err != nil {
 		warnings = append(warnings, err.Error())
 	}
+	if err := mountProc(); err != nil {
+		warnings = append(warnings, err.Error())
+	}
 	mode := link.Mode
 	err = send(conn, message{Link: &mode, Warnings: warnings}, link.FD)
 	unix.Close(link.FD)
 	if err != nil {
 		return ExitOwnError
 	}
-	if m, _, err := recv(conn); err != nil || !m.Start {
+	if m, fds, err := recv(conn); err != nil || !m.Start {
+		closeFDs(fds)
 		return ExitOwnError
 	}
 	return runCommand(conn, path, spec)
 }
 
-// runCommand starts the command, forwards the signals the agent receives
-// and returns the command's exit status. When the command ends, whatever
-// it left running in the sandbox is killed, as Docker stops a container
-// with its main process: the agent is their subreaper, so every orphan
-// comes back to it.
-func runCommand(conn *net.UnixConn, path string, spec *Spec) int {
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		return fail(conn, ExitOwnError, "become subreaper: %v", err)
+// mountProc mounts a procfs of the sandbox's pid namespace over /proc, so
+// that ps and /proc/PID show the sandbox's processes only. The kernel
+// refuses (EPERM) when the /proc we were given is not fully visible, e.g.
+// partly masked inside a container: then the host's stays, with a warning.
+func mountProc() error {
+	// Never propagate to the host's mount namespace.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("cannot mount a /proc of the sandbox (make / private: %v); ps in the sandbox shows the host's processes", err)
 	}
+	const flags = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	err := unix.Mount("proc", "/proc", "proc", flags, "")
+	if errors.Is(err, unix.EPERM) {
+		// A read-only /proc can only be mounted again read-only.
+		err = unix.Mount("proc", "/proc", "proc", flags|unix.MS_RDONLY, "")
+	}
+	if err != nil {
+		why := ""
+		if errors.Is(err, unix.EPERM) {
+			why = " (is /proc partly masked, as in a container?)"
+		}
+		return fmt.Errorf("cannot mount a /proc of the sandbox: %v%s; ps in the sandbox shows the host's processes", err, why)
+	}
+	return nil
+}
+
+// runCommand starts the command, forwards the signals the agent receives,
+// serves exec requests and returns the command's exit status. The agent is
+// pid 1 of the sandbox: every orphan comes back to it and is reaped. When
+// the command ends, whatever is left in the sandbox is killed (as Docker
+// stops a container with its main process) and the execs among it are
+// reported; the kernel would kill them anyway when pid 1 exits.
+func runCommand(conn *net.UnixConn, path string, spec *Spec) int {
 	// Catch (not ignore: ignored signals would be inherited) before start.
+	// The handlers also make pid 1 receive these signals at all: the
+	// kernel drops a signal to a namespace's init that has none.
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, forwardedSignals...)
 	cmd := exec.Command(path)
@@ -111,82 +144,312 @@ func runCommand(conn *net.UnixConn, path string, spec *Spec) int {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		code := lookPathStatus(err)
-		send(conn, message{Error: lookPathMessage(spec.Argv[0], err), Code: code}, -1)
+		send(conn, message{Error: lookPathMessage(spec.Argv[0], err), Code: code})
 		return code
 	}
-	done := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case sig := <-sigs:
-				cmd.Process.Signal(sig)
-			case <-done:
-				return
-			}
+	a := &agent{
+		conn:    conn,
+		env:     cmd.Env,
+		mainPid: cmd.Process.Pid,
+		byPid:   map[int]*agentExec{},
+		byID:    map[uint64]*agentExec{},
+	}
+	mainDone := make(chan unix.WaitStatus, 1)
+	reaped := make(chan struct{})
+	go a.reap(mainDone, reaped)
+	go a.serve() // ends with the control socket; the process does not wait for it
+
+	var ws unix.WaitStatus
+wait:
+	for {
+		select {
+		case sig := <-sigs:
+			cmd.Process.Signal(sig)
+		case ws = <-mainDone:
+			break wait
 		}
-	}()
-	ws := waitFor(cmd.Process.Pid)
-	close(done)
-	killRemaining()
+	}
+	a.stop()
+	// Everything was killed; reap it and report the execs. Bounded: a
+	// process stuck in the kernel must not keep the sandbox up (the
+	// kernel finishes the job when we exit).
+	bound, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	select {
+	case <-reaped: // no report starts after this
+		reported := make(chan struct{})
+		go func() { a.reports.Wait(); close(reported) }()
+		select {
+		case <-reported:
+		case <-bound.Done():
+		}
+	case <-bound.Done():
+	}
 	if ws.Signaled() {
 		return 128 + int(ws.Signal())
 	}
 	return ws.ExitStatus()
 }
 
-// waitFor reaps children, orphans included, until pid ends. cmd.Wait is
-// not used: its wait on one pid would leave orphans as zombies.
-func waitFor(pid int) unix.WaitStatus {
+// agent is the state of a running sandbox's pid 1.
+type agent struct {
+	conn    *net.UnixConn
+	env     []string // the command's, the default of execs
+	mainPid int
+
+	mu       sync.Mutex
+	byPid    map[int]*agentExec
+	byID     map[uint64]*agentExec
+	stopping bool           // the command ended: no more execs
+	reports  sync.WaitGroup // execExited messages being sent
+}
+
+// agentExec is one running exec. It stays in the maps until reaped, so
+// its pid cannot be reused while it is there.
+type agentExec struct {
+	id      uint64
+	proc    *os.Process
+	started chan struct{} // closed once execStarted is sent
+}
+
+// reap reaps every child of pid 1, orphans included, and hands each status
+// to its waiter: the command's to mainDone, an exec's to a report. It
+// returns when the sandbox is stopping and nothing is left. cmd.Wait is
+// not used anywhere: a wait on one pid would leave orphans as zombies and
+// race with this one.
+func (a *agent) reap(mainDone chan<- unix.WaitStatus, reaped chan<- struct{}) {
+	defer close(reaped)
 	for {
 		var ws unix.WaitStatus
-		got, err := unix.Wait4(-1, &ws, 0, nil)
+		pid, err := unix.Wait4(-1, &ws, 0, nil)
 		if err == unix.EINTR {
 			continue
 		}
-		if err != nil || got == pid {
-			return ws
+		if err != nil { // ECHILD: nothing left, for now
+			a.mu.Lock()
+			stopping := a.stopping
+			a.mu.Unlock()
+			if stopping {
+				return
+			}
+			// Only between the command's end and stop.
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		a.mu.Lock()
+		switch e := a.byPid[pid]; {
+		case pid == a.mainPid:
+			mainDone <- ws
+		case e != nil:
+			delete(a.byPid, pid)
+			delete(a.byID, e.id)
+			a.report(e, pid, ws, a.stopping && ws.Signaled() && ws.Signal() == unix.SIGKILL)
+		}
+		a.mu.Unlock()
+	}
+}
+
+// report sends an exec's exit once its start was sent. Called with a.mu.
+func (a *agent) report(e *agentExec, pid int, ws unix.WaitStatus, stopped bool) {
+	code := ws.ExitStatus()
+	if ws.Signaled() {
+		code = 128 + int(ws.Signal())
+	}
+	e.proc.Release()
+	a.reports.Add(1)
+	go func() {
+		defer a.reports.Done()
+		<-e.started
+		send(a.conn, message{ExecExited: &execStatus{ID: e.id, Pid: pid, Code: code, Stopped: stopped}})
+	}()
+}
+
+// stop refuses further execs and kills every process of the sandbox but
+// pid 1 (kill -1 from a namespace's init reaches exactly its namespace).
+func (a *agent) stop() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.stopping = true
+	unix.Kill(-1, unix.SIGKILL)
+}
+
+// serve handles the supervisor's requests until the control socket ends.
+// A supervisor that dies takes the agent with it (Pdeathsig).
+func (a *agent) serve() {
+	for {
+		m, fds, err := recv(a.conn)
+		if err != nil {
+			var bad *decodeError
+			if errors.As(err, &bad) {
+				continue
+			}
+			return
+		}
+		switch {
+		case m.Exec != nil:
+			a.startExec(m.Exec, fds)
+		case m.Signal != nil:
+			closeFDs(fds)
+			a.signalExec(m.Signal)
+		default:
+			closeFDs(fds)
 		}
 	}
 }
 
-// killRemaining kills and reaps every process left in the sandbox.
-func killRemaining() {
-	for {
-		for _, pid := range childrenOf(os.Getpid()) {
-			unix.Kill(pid, unix.SIGKILL)
+// startExec runs one exec with fds as its stdin, stdout and stderr and
+// replies execStarted, or execExited with the reason it did not start.
+func (a *agent) startExec(req *execMsg, fds []int) {
+	files := make([]*os.File, len(fds))
+	for i, fd := range fds {
+		// Blocking, as os/exec makes a child's stdio (File.Fd): most
+		// programs fail on EAGAIN. This is the open file's mode, shared
+		// with the client, which gave these files away.
+		unix.SetNonblock(fd, false)
+		files[i] = os.NewFile(uintptr(fd), fmt.Sprintf("exec-stdio-%d", i))
+	}
+	defer func() {
+		for _, f := range files {
+			f.Close() // the process has its own copies
 		}
-		if _, err := unix.Wait4(-1, nil, 0, nil); err == unix.ECHILD {
+	}()
+	refuse := func(code int, format string, args ...any) {
+		send(a.conn, message{ExecExited: &execStatus{ID: req.ID, Code: code, Error: fmt.Sprintf(format, args...)}})
+	}
+	if len(files) != 3 {
+		refuse(ExitOwnError, "exec: want 3 descriptors (stdin, stdout, stderr), got %d", len(files))
+		return
+	}
+	if len(req.Argv) == 0 || req.Argv[0] == "" {
+		refuse(ExitOwnError, "exec: no command given")
+		return
+	}
+	env := a.env
+	if req.Env != nil {
+		env = withoutMarker(req.Env)
+	}
+	if req.Dir != "" {
+		if st, err := os.Stat(req.Dir); err != nil || !st.IsDir() {
+			if err == nil {
+				err = unix.ENOTDIR
+			}
+			refuse(ExitCannotInvoke, "exec: working directory %s: %v", req.Dir, err)
 			return
 		}
 	}
+	path, err := lookPathIn(req.Argv[0], pathOf(env), req.Dir)
+	if err != nil {
+		refuse(lookPathStatus(err), "%s", lookPathMessage(req.Argv[0], err))
+		return
+	}
+	cmd := exec.Command(path)
+	cmd.Args = req.Argv
+	cmd.Env = env
+	cmd.Dir = req.Dir
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = files[0], files[1], files[2]
+	// A session of its own: a terminal's signals meant for the
+	// supervisor's foreground group must not reach it.
+	attr := &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
+	if req.Tty {
+		attr.Setctty, attr.Ctty = true, 0
+	}
+	cmd.SysProcAttr = attr
+	e := &agentExec{id: req.ID, started: make(chan struct{})}
+
+	a.mu.Lock()
+	if a.stopping {
+		a.mu.Unlock()
+		send(a.conn, message{ExecExited: &execStatus{ID: req.ID, Code: ExitKilled, Stopped: true, Error: "the sandbox is stopping"}})
+		return
+	}
+	if a.byID[req.ID] != nil {
+		a.mu.Unlock()
+		refuse(ExitOwnError, "exec: id %d is in use", req.ID)
+		return
+	}
+	err = cmd.Start()
+	pid := 0
+	if err == nil {
+		pid = cmd.Process.Pid // not after unlock: report releases it
+		e.proc = cmd.Process
+		a.byPid[pid] = e
+		a.byID[req.ID] = e
+	}
+	a.mu.Unlock()
+	if err != nil {
+		code, msg := lookPathStatus(err), lookPathMessage(req.Argv[0], err)
+		if req.Tty && (errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOTTY)) {
+			code, msg = ExitCannotInvoke, fmt.Sprintf("exec with a terminal: its stdin must be a terminal of no other session (a fresh pty): %v", err)
+		}
+		refuse(code, "%s", msg)
+		return
+	}
+	send(a.conn, message{ExecStarted: &execStatus{ID: req.ID, Pid: pid}})
+	close(e.started)
 }
 
-// childrenOf lists the pids whose parent is ppid.
-func childrenOf(ppid int) []int {
-	entries, _ := os.ReadDir("/proc")
-	var kids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// The command name may hold spaces and parentheses: parse after the last ')'.
-		rest := string(stat[bytes.LastIndexByte(stat, ')')+1:])
-		f := strings.Fields(rest)
-		if len(f) > 1 && f[1] == strconv.Itoa(ppid) {
-			kids = append(kids, pid)
+// signalExec signals a running exec; one that has ended is ignored.
+func (a *agent) signalExec(s *signalMsg) {
+	if s.Signal <= 0 || s.Signal > 64 {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if e := a.byID[s.ID]; e != nil {
+		e.proc.Signal(syscall.Signal(s.Signal))
+	}
+}
+
+// pathOf returns the PATH of env.
+func pathOf(env []string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(env[i], "PATH="); ok {
+			return v
 		}
 	}
-	return kids
+	return ""
+}
+
+// lookPathIn is exec.LookPath with the PATH of the exec's environment
+// rather than the agent's. A name with a slash is taken as is (relative
+// to dir); relative PATH entries are skipped, as Go's ErrDot would.
+func lookPathIn(name, path, dir string) (string, error) {
+	if strings.Contains(name, "/") {
+		p := name
+		if !filepath.IsAbs(p) && dir != "" {
+			p = filepath.Join(dir, p)
+		}
+		if err := executable(p); err != nil {
+			return "", &exec.Error{Name: name, Err: err}
+		}
+		return name, nil
+	}
+	for _, d := range filepath.SplitList(path) {
+		if !filepath.IsAbs(d) {
+			continue
+		}
+		p := filepath.Join(d, name)
+		if executable(p) == nil {
+			return p, nil
+		}
+	}
+	return "", &exec.Error{Name: name, Err: exec.ErrNotFound}
+}
+
+func executable(p string) error {
+	st, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if st.IsDir() || st.Mode()&0o111 == 0 {
+		return fs.ErrPermission
+	}
+	return nil
 }
 
 // fail reports an error to the supervisor and returns its exit status.
 func fail(conn *net.UnixConn, code int, format string, a ...any) int {
-	send(conn, message{Error: fmt.Sprintf(format, a...), Code: code}, -1)
+	send(conn, message{Error: fmt.Sprintf(format, a...), Code: code})
 	return code
 }
 

@@ -42,15 +42,20 @@ func fileConn(f *os.File) (*net.UnixConn, error) {
 	return uc, nil
 }
 
-// send writes one message, with fd attached when fd >= 0.
-func send(c *net.UnixConn, m message, fd int) error {
+// maxFDs bounds the descriptors one message carries (exec sends 3).
+const maxFDs = 3
+
+// send writes one message with fds attached (none, a TAP fd, or an exec's
+// stdin, stdout and stderr). The fds stay the caller's: the kernel passes
+// duplicates.
+func send(c *net.UnixConn, m message, fds ...int) error {
 	b, err := encode(m)
 	if err != nil {
 		return err
 	}
 	var oob []byte
-	if fd >= 0 {
-		oob = unix.UnixRights(fd)
+	if len(fds) > 0 {
+		oob = unix.UnixRights(fds...)
 	}
 	if _, _, err := c.WriteMsgUnix(b, oob, nil); err != nil {
 		return fmt.Errorf("send to sandbox peer: %w", err)
@@ -58,55 +63,91 @@ func send(c *net.UnixConn, m message, fd int) error {
 	return nil
 }
 
-// recv reads one message and the descriptor that came with it, or -1.
-// io.EOF means the peer is gone.
-func recv(c *net.UnixConn) (message, int, error) {
-	b := make([]byte, maxMessage)
-	oob := make([]byte, unix.CmsgSpace(4))
-	n, oobn, _, _, err := c.ReadMsgUnix(b, oob)
-	if err != nil {
-		return message{}, -1, err
-	}
-	fd := -1
-	if oobn > 0 {
-		fd, err = parseRights(oob[:oobn])
+// sendFiles is send with the descriptors of files, taken without putting
+// them in blocking mode (as File.Fd would).
+func sendFiles(c *net.UnixConn, m message, files []*os.File) error {
+	fds := make([]int, 0, len(files))
+	var rec func(i int) error
+	rec = func(i int) error {
+		if i == len(files) {
+			return send(c, m, fds...)
+		}
+		rc, err := files[i].SyscallConn()
 		if err != nil {
-			return message{}, -1, err
+			return fmt.Errorf("descriptor of %s: %w", files[i].Name(), err)
+		}
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			fds = append(fds, int(fd))
+			serr = rec(i + 1)
+		}); err != nil {
+			return fmt.Errorf("descriptor of %s: %w", files[i].Name(), err)
+		}
+		return serr
+	}
+	return rec(0)
+}
+
+// decodeError is a message that arrived but could not be understood; the
+// socket itself is fine.
+type decodeError struct{ error }
+
+// recv reads one message and the descriptors that came with it (close-on-
+// exec, the caller's to close). io.EOF or errPeerGone means the peer is
+// gone; a *decodeError only that this message was bad.
+func recv(c *net.UnixConn) (message, []int, error) {
+	b := make([]byte, maxMessage)
+	oob := make([]byte, unix.CmsgSpace(4*maxFDs))
+	n, oobn, flags, _, err := c.ReadMsgUnix(b, oob)
+	if err != nil {
+		return message{}, nil, err
+	}
+	var fds []int
+	if oobn > 0 {
+		fds, err = parseRights(oob[:oobn])
+		if err != nil {
+			return message{}, nil, &decodeError{err}
 		}
 	}
 	if n == 0 {
-		if fd >= 0 {
-			unix.Close(fd)
-		}
-		return message{}, -1, errPeerGone
+		closeFDs(fds)
+		return message{}, nil, errPeerGone
+	}
+	if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
+		closeFDs(fds)
+		return message{}, nil, &decodeError{fmt.Errorf("message too large or too many descriptors")}
 	}
 	m, err := decode(b[:n])
-	if err != nil && fd >= 0 {
-		unix.Close(fd)
-		fd = -1
+	if err != nil {
+		closeFDs(fds)
+		return m, nil, &decodeError{err}
 	}
-	return m, fd, err
+	return m, fds, nil
 }
 
 var errPeerGone = fmt.Errorf("sandbox peer closed the control socket")
 
-func parseRights(oob []byte) (int, error) {
+func parseRights(oob []byte) ([]int, error) {
 	msgs, err := unix.ParseSocketControlMessage(oob)
 	if err != nil {
-		return -1, fmt.Errorf("parse control message: %w", err)
+		return nil, fmt.Errorf("parse control message: %w", err)
 	}
+	var out []int
 	for _, m := range msgs {
 		fds, err := unix.ParseUnixRights(&m)
 		if err != nil {
 			continue
 		}
-		for _, extra := range fds[1:] {
-			unix.Close(extra)
+		for _, fd := range fds {
+			unix.CloseOnExec(fd)
 		}
-		if len(fds) > 0 {
-			unix.CloseOnExec(fds[0])
-			return fds[0], nil
-		}
+		out = append(out, fds...)
 	}
-	return -1, nil
+	return out, nil
+}
+
+func closeFDs(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
 }

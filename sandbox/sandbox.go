@@ -1,12 +1,37 @@
-// Package sandbox starts a command in its own user, network, mount and uts
-// namespaces. The supervisor side (Start) re-executes this binary as the
+// Package sandbox starts a command in its own user, network, mount, uts and
+// pid namespaces. The supervisor side (Start) re-executes this binary as the
 // sandbox agent (ChildMain), which makes eth0, hands its descriptor back over
-// a unix socket, places the hosts files and then runs the command and waits
-// for it. Nothing here knows about the host-side stack.
+// a unix socket, places the hosts files, mounts a fresh /proc and then runs
+// the command and waits for it.
+//
+// The agent is pid 1 of the sandbox's pid namespace: it reaps every orphan,
+// and when it exits the kernel kills whatever is left in the sandbox. While
+// the command runs it keeps serving its supervisor: it spawns the commands
+// of Exec (docker exec) inside the sandbox, since a multithreaded Go process
+// cannot setns into a user namespace. Nothing here knows about the
+// host-side stack.
+//
+// Protocol (one JSON message per SOCK_SEQPACKET packet, descriptors as
+// SCM_RIGHTS), supervisor <-> agent:
+//
+//	-> {mapped}                                 id maps written (--userns auto only)
+//	-> {spec}
+//	<- {link, warnings} + TAP fd                 or {error, code}, then the agent exits
+//	-> {start}
+//	<- {error, code}                             the command could not start; the agent exits
+//	-> {exec: {id, argv, env, dir, tty}} + 3 fds  stdin, stdout, stderr of the new process
+//	<- {execStarted: {id, pid}}                  pid as seen in the sandbox
+//	<- {execExited: {id, pid, code, stopped}}    or {execExited: {id, code, error}} if it could not start
+//	-> {signal: {id, signal}}                    to a running exec
+//
+// and on the exec socket (ServeExec, ExecVia), client <-> supervisor, the
+// same messages without ids: {exec} + 3 fds, {execStarted}, {signal},
+// {execExited}.
 package sandbox
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/netns-run/netns-run/tap"
@@ -48,7 +73,68 @@ type message struct {
 	Start    bool      `json:"start,omitempty"`    // supervisor -> agent: run the command
 	Error    string    `json:"error,omitempty"`    // agent -> supervisor, then it exits
 	Code     int       `json:"code,omitempty"`     // exit status that goes with Error
+
+	Exec        *execMsg    `json:"exec,omitempty"`        // -> agent, with 3 fds: run a command
+	ExecStarted *execStatus `json:"execStarted,omitempty"` // <- agent: it runs
+	ExecExited  *execStatus `json:"execExited,omitempty"`  // <- agent: it ended, or never started
+	Signal      *signalMsg  `json:"signal,omitempty"`      // -> agent: signal an exec
 }
+
+// execMsg asks for one process in the running sandbox.
+type execMsg struct {
+	ID   uint64   `json:"id,omitempty"`
+	Argv []string `json:"argv"`
+	Env  []string `json:"env"` // null: the command's environment
+	Dir  string   `json:"dir,omitempty"`
+	Tty  bool     `json:"tty,omitempty"`
+}
+
+// execStatus reports an exec's start or end.
+type execStatus struct {
+	ID    uint64 `json:"id,omitempty"`
+	Pid   int    `json:"pid,omitempty"`
+	Code  int    `json:"code"`
+	Error string `json:"error,omitempty"` // it could not start (Code says why) or was refused
+	// Stopped: it was killed because the sandbox ended (its command exited).
+	Stopped bool `json:"stopped,omitempty"`
+}
+
+// signalMsg sends a signal to the exec with ID.
+type signalMsg struct {
+	ID     uint64 `json:"id,omitempty"`
+	Signal int    `json:"signal"`
+}
+
+// ExecRequest is a command to run inside a running sandbox, as docker exec.
+type ExecRequest struct {
+	Argv []string
+	// Env is the whole environment of the process, e.g. the client's own
+	// (its PATH is also where Argv[0] is looked up). Nil means the
+	// environment the sandbox's command was started with; an empty,
+	// non-nil slice means none at all.
+	Env []string
+	// Tty makes the process a session leader whose controlling terminal
+	// is its stdin, which must then be a terminal that is no other
+	// session's controlling terminal (a fresh pty: ExecVia makes one).
+	// Without Tty the process still gets a session of its own, so that
+	// no terminal signal meant for the supervisor reaches it.
+	Tty bool
+	// Dir is the working directory; empty means the sandbox command's
+	// initial one (the supervisor's at Start).
+	Dir string
+}
+
+// ErrSandboxEnded: the sandbox ended while an exec'd process ran (its
+// command exited, or its agent was killed), which killed the process.
+// Exec and ExecVia return it with ExitKilled.
+var ErrSandboxEnded = errors.New("the sandbox ended while the command ran")
+
+// ErrNotRunning: Exec was called before Run or after the sandbox ended.
+var ErrNotRunning = errors.New("the sandbox is not running")
+
+// ExitKilled is the status of a process killed by SIGKILL (128+9), as
+// Docker reports an exec killed with its container.
+const ExitKilled = 137
 
 func encode(m message) ([]byte, error) {
 	b, err := json.Marshal(m)

@@ -7,7 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/netns-run/netns-run/tap"
 	"golang.org/x/sys/unix"
@@ -25,11 +27,28 @@ type Options struct {
 }
 
 // Sandbox is a started agent whose eth0 exists; Run lets its command go.
+//
+// After Run, one goroutine (the reader) reads the control socket and
+// dispatches the agent's messages: the command's start error to Wait, exec
+// starts and exits to their waiters. It ends when the agent closes the
+// socket (it exited) or when Wait or Kill close it.
 type Sandbox struct {
 	cmd      *exec.Cmd
 	conn     *net.UnixConn
 	link     tap.Link
 	warnings []string
+
+	reapOnce sync.Once
+	exited   chan struct{} // closed once the agent is reaped
+	waitErr  error         // cmd.Wait's, valid once exited is closed
+
+	mu         sync.Mutex
+	running    bool          // Run sent start; the reader runs
+	ended      bool          // the reader has stopped: no more execs
+	readerDone chan struct{} // closed when the reader stops
+	reported   *Error        // the command could not start
+	nextID     uint64
+	execs      map[uint64]*ExecProcess
 }
 
 // Start creates the namespaces, sends spec and waits until eth0 is made.
@@ -64,7 +83,9 @@ func Start(spec Spec, opts Options) (*Sandbox, error) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = opts.Stdin, opts.Stdout, opts.Stderr
 	cmd.ExtraFiles = []*os.File{childEnd}
 	attr := &syscall.SysProcAttr{
-		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET | syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS,
+		// The agent is pid 1 of the new pid namespace: when it exits,
+		// the kernel kills whatever is left in the sandbox.
+		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET | syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS | syscall.CLONE_NEWPID,
 		Pdeathsig:  syscall.SIGKILL,
 	}
 	if idmap == nil {
@@ -77,7 +98,11 @@ func Start(spec Spec, opts Options) (*Sandbox, error) {
 		conn.Close()
 		return nil, userNSError(err)
 	}
-	sb := &Sandbox{cmd: cmd, conn: conn, link: tap.Link{FD: -1}}
+	sb := &Sandbox{
+		cmd: cmd, conn: conn, link: tap.Link{FD: -1},
+		exited: make(chan struct{}), readerDone: make(chan struct{}),
+		execs: map[uint64]*ExecProcess{},
+	}
 	if err := sb.handshake(spec, idmap); err != nil {
 		sb.Kill()
 		return nil, err
@@ -90,27 +115,26 @@ func (sb *Sandbox) handshake(spec Spec, idmap *idMapping) error {
 		if err := idmap.apply(sb.cmd.Process.Pid); err != nil {
 			return err
 		}
-		if err := send(sb.conn, message{Mapped: true}, -1); err != nil {
+		if err := send(sb.conn, message{Mapped: true}); err != nil {
 			return err
 		}
 	}
-	if err := send(sb.conn, message{Spec: &spec}, -1); err != nil {
+	if err := send(sb.conn, message{Spec: &spec}); err != nil {
 		return err
 	}
-	m, fd, err := recv(sb.conn)
+	m, fds, err := recv(sb.conn)
 	if err != nil {
 		return sb.agentFailure(err)
 	}
 	if m.Error != "" {
+		closeFDs(fds)
 		return &Error{Msg: m.Error, Code: m.Code}
 	}
-	if m.Link == nil || fd < 0 {
-		if fd >= 0 {
-			unix.Close(fd)
-		}
+	if m.Link == nil || len(fds) != 1 {
+		closeFDs(fds)
 		return fmt.Errorf("sandbox agent sent no link")
 	}
-	sb.link = tap.Link{FD: fd, Mode: *m.Link}
+	sb.link = tap.Link{FD: fds[0], Mode: *m.Link}
 	sb.warnings = m.Warnings
 	return nil
 }
@@ -119,10 +143,22 @@ func (sb *Sandbox) handshake(spec Spec, idmap *idMapping) error {
 // reported anything: usually the agent died.
 func (sb *Sandbox) agentFailure(err error) error {
 	sb.conn.Close()
-	if werr := sb.cmd.Wait(); werr != nil {
-		return fmt.Errorf("sandbox agent failed before eth0 was made: %v", werr)
+	sb.reap()
+	<-sb.exited
+	if sb.waitErr != nil {
+		return fmt.Errorf("sandbox agent failed before eth0 was made: %v", sb.waitErr)
 	}
 	return fmt.Errorf("sandbox agent: %w", err)
+}
+
+// reap waits for the agent, once, whoever asks first (Wait, Kill).
+func (sb *Sandbox) reap() {
+	sb.reapOnce.Do(func() {
+		go func() {
+			sb.waitErr = sb.cmd.Wait()
+			close(sb.exited)
+		}()
+	})
 }
 
 // Link is the descriptor that carries eth0's frames. The caller owns it.
@@ -131,49 +167,120 @@ func (sb *Sandbox) Link() tap.Link { return sb.link }
 // Warnings are what the agent could not do but did not fail on.
 func (sb *Sandbox) Warnings() []string { return sb.warnings }
 
-// Pid is the agent's pid; its namespaces are the sandbox's.
+// Pid is the agent's pid (in the caller's pid namespace; it is 1 in the
+// sandbox's). Its namespaces are the sandbox's.
 func (sb *Sandbox) Pid() int { return sb.cmd.Process.Pid }
 
-// Run tells the agent to start the command.
+// Run tells the agent to start the command, and starts the reader of the
+// control socket.
 func (sb *Sandbox) Run() error {
-	return send(sb.conn, message{Start: true}, -1)
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	if sb.running {
+		return fmt.Errorf("sandbox: Run called twice")
+	}
+	if err := send(sb.conn, message{Start: true}); err != nil {
+		return err
+	}
+	sb.running = true
+	go sb.read()
+	return nil
 }
 
-// Signal sends sig to the agent, which forwards it to the command.
+// read dispatches the agent's messages until the control socket ends, then
+// fails the execs still waiting with ErrSandboxEnded.
+func (sb *Sandbox) read() {
+	defer close(sb.readerDone)
+	for {
+		m, fds, err := recv(sb.conn)
+		closeFDs(fds)
+		if err != nil {
+			var bad *decodeError
+			if errors.As(err, &bad) {
+				continue
+			}
+			break
+		}
+		sb.mu.Lock()
+		switch {
+		case m.ExecStarted != nil:
+			if p := sb.execs[m.ExecStarted.ID]; p != nil {
+				p.setStarted(m.ExecStarted.Pid)
+			}
+		case m.ExecExited != nil:
+			s := m.ExecExited
+			if p := sb.execs[s.ID]; p != nil {
+				delete(sb.execs, s.ID)
+				p.finish(s.Code, statusError(s))
+			}
+		case m.Error != "":
+			sb.reported = &Error{Msg: m.Error, Code: m.Code}
+		}
+		sb.mu.Unlock()
+	}
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	sb.ended = true
+	for id, p := range sb.execs {
+		delete(sb.execs, id)
+		p.finish(ExitKilled, ErrSandboxEnded)
+	}
+}
+
+// Signal sends sig to the agent, which forwards it to the command (only:
+// execs get their own through ExecProcess.Signal).
 func (sb *Sandbox) Signal(sig os.Signal) error {
 	return sb.cmd.Process.Signal(sig)
 }
 
 // Wait waits for the agent and returns the command's exit status. An error
 // the agent reported on the socket before the command ran is returned as
-// *Error.
+// *Error. Execs still running when the command ends are killed with the
+// sandbox; their Exec returns ErrSandboxEnded. Wait may run concurrently
+// with Exec and Kill; it closes the control socket.
 func (sb *Sandbox) Wait() (int, error) {
-	defer sb.conn.Close()
-	reported := make(chan *Error, 1)
-	go func() {
-		m, fd, err := recv(sb.conn)
-		if fd >= 0 {
-			unix.Close(fd)
-		}
-		if err == nil && m.Error != "" {
-			reported <- &Error{Msg: m.Error, Code: m.Code}
-		}
-		close(reported)
-	}()
-	err := sb.cmd.Wait()
-	sb.conn.Close()
-	if rerr := <-reported; rerr != nil {
-		return rerr.Code, rerr
+	sb.reap()
+	<-sb.exited
+	sb.closeConn()
+	sb.mu.Lock()
+	reported := sb.reported
+	sb.mu.Unlock()
+	if reported != nil {
+		return reported.Code, reported
 	}
-	return exitStatus(sb.cmd.ProcessState, err)
+	return exitStatus(sb.cmd.ProcessState, sb.waitErr)
 }
 
-// Kill ends the agent (and so the command, through its death signal) and
-// reaps it. The link descriptor stays the caller's to close.
+// closeConn closes the control socket once the agent is gone: after the
+// reader has taken the agent's last messages (the exits of the execs it
+// killed), or a moment later if something else still holds its end.
+func (sb *Sandbox) closeConn() {
+	sb.mu.Lock()
+	running := sb.running
+	sb.mu.Unlock()
+	if running {
+		select {
+		case <-sb.readerDone:
+		case <-time.After(2 * time.Second):
+		}
+	}
+	sb.conn.Close()
+	if running {
+		<-sb.readerDone
+	}
+}
+
+// Kill ends the sandbox: it SIGKILLs the agent, pid 1 of the sandbox's pid
+// namespace, and the kernel then kills every process in the sandbox (the
+// command, what it left behind, the execs), and reaps the agent. It returns
+// once they are all gone. Safe to call more than once and concurrently
+// with Wait (which then returns 137). The link descriptor stays the
+// caller's to close.
 func (sb *Sandbox) Kill() {
 	sb.cmd.Process.Kill()
-	sb.conn.Close()
-	sb.cmd.Wait()
+	sb.reap()
+	<-sb.exited
+	sb.closeConn()
 }
 
 func exitStatus(ps *os.ProcessState, err error) (int, error) {
@@ -199,6 +306,8 @@ func userNSError(err error) error {
 	switch {
 	case read("/proc/sys/user/max_user_namespaces") == "0":
 		return fmt.Errorf("user namespaces are disabled: sysctl user.max_user_namespaces is 0; set it to a positive number (e.g. sysctl -w user.max_user_namespaces=15000)")
+	case read("/proc/sys/user/max_pid_namespaces") == "0":
+		return fmt.Errorf("pid namespaces are disabled: sysctl user.max_pid_namespaces is 0; set it to a positive number (e.g. sysctl -w user.max_pid_namespaces=15000)")
 	case read("/proc/sys/kernel/unprivileged_userns_clone") == "0":
 		return fmt.Errorf("unprivileged user namespaces are disabled: set sysctl kernel.unprivileged_userns_clone=1")
 	case read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":

@@ -82,7 +82,7 @@ func newRootCommand() *cobra.Command {
 	}
 	f.register(root.Flags())
 	root.AddCommand(newRunCommand(), newNetworkCommand(), newPsCommand(), newInspectCommand(), newStopCommand(),
-		newRmCommand(), newLogsCommand(), newPortCommand(), newDaemonCommand())
+		newRmCommand(), newLogsCommand(), newPortCommand(), newExecCommand(), newDaemonCommand())
 	return root
 }
 

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/netns-run/netns-run/registry"
+	"github.com/netns-run/netns-run/sandbox"
+	"github.com/spf13/cobra"
+)
+
+func newExecCommand() *cobra.Command {
+	var interactive, tty bool
+	cmd := &cobra.Command{
+		Use:   "exec [-i] [-t] SANDBOX [--] CMD [ARG...]",
+		Short: "Run a command inside a running sandbox",
+		Args:  cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			reg, err := openRegistry()
+			if err != nil {
+				return err
+			}
+			r, err := reg.Get(args[0])
+			if err != nil {
+				return err
+			}
+			if r.State != registry.Running || r.ExecSocket == "" {
+				return fmt.Errorf("sandbox %s is not running", args[0])
+			}
+			stdin := os.Stdin
+			if !interactive {
+				devnull, err := os.Open(os.DevNull)
+				if err != nil {
+					return err
+				}
+				defer devnull.Close()
+				stdin = devnull
+			}
+			req := sandbox.ExecRequest{Argv: args[1:], Env: os.Environ(), Tty: tty}
+			code, err := sandbox.ExecVia(r.ExecSocket, req, stdin, os.Stdout, os.Stderr)
+			var se *sandbox.Error
+			if err != nil && !errors.As(err, &se) && !errors.Is(err, sandbox.ErrSandboxEnded) {
+				return err
+			}
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "netns-run: %v\n", err)
+			}
+			if code != 0 {
+				return &exitError{code: code}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().SetInterspersed(false) // flags after CMD are CMD's
+	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "pass stdin to the command")
+	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "give the command a terminal")
+	return cmd
+}
