@@ -35,7 +35,7 @@ type Join struct {
 	SandboxID    string            `json:"sandbox_id"`
 	Name         string            `json:"name"`
 	Network      string            `json:"network"`
-	IP           netip.Addr        `json:"ip,omitzero"`  // static --ip, or the address held before a daemon restart
+	IP           netip.Addr        `json:"ip,omitzero"`   // static --ip, or the address held before a daemon restart
 	MAC          string            `json:"mac,omitempty"` // --mac-address
 	Aliases      []string          `json:"aliases,omitempty"`
 	Links        []Link            `json:"links,omitempty"`

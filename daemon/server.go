@@ -77,15 +77,11 @@ func Serve(runtimeDir string, cfg Config) error {
 	}
 	path := filepath.Join(runtimeDir, SocketName)
 	os.Remove(path)
-	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
+	ln, err := fdconn.Listen(path)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", path, err)
 	}
 	defer os.Remove(path)
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return fmt.Errorf("chmod %s: %w", path, err)
-	}
 	s := &Server{
 		store: cfg.Store, reg: cfg.Registry, upstreams: cfg.Upstreams, log: cfg.Logger,
 		segments: make(map[string]*segment.Segment), members: make(map[string]*member),

@@ -207,7 +207,30 @@ func startCmd(t *testing.T, o cmdOpts, name string, args ...string) *proc {
 func startNR(t *testing.T, args ...string) *proc {
 	t.Helper()
 	requireNetnsRun(t)
-	return startCmd(t, cmdOpts{}, netnsRun, args...)
+	return startCmd(t, cmdOpts{}, netnsRun, onPrivate(args)...)
+}
+
+// onPrivate makes a run that names no network use --network private: the
+// suites of the core sandbox check its fixed 10.0.2.0/24 layout, and the
+// shared networks have suites of their own (segment_test.go).
+func onPrivate(args []string) []string {
+	i := 0
+	if len(args) > 0 && args[0] == "run" {
+		i = 1
+	} else if len(args) > 0 && args[0] != "--" && !strings.HasPrefix(args[0], "-") {
+		return args // another subcommand
+	}
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "--network" || strings.HasPrefix(a, "--network=") {
+			return args
+		}
+	}
+	out := append([]string{}, args[:i]...)
+	out = append(out, "--network", "private")
+	return append(out, args[i:]...)
 }
 
 func (p *proc) pid() int { return p.cmd.Process.Pid }
@@ -293,14 +316,14 @@ func runCmd(t *testing.T, o cmdOpts, name string, args ...string) result {
 func runNR(t *testing.T, args ...string) result {
 	t.Helper()
 	requireNetnsRun(t)
-	return runCmd(t, cmdOpts{}, netnsRun, args...)
+	return runCmd(t, cmdOpts{}, netnsRun, onPrivate(args)...)
 }
 
 // runNRWith runs netns-run with extra environment and a timeout.
 func runNRWith(t *testing.T, o cmdOpts, args ...string) result {
 	t.Helper()
 	requireNetnsRun(t)
-	return runCmd(t, o, netnsRun, args...)
+	return runCmd(t, o, netnsRun, onPrivate(args)...)
 }
 
 // sandboxed is `netns-run [flags] -- probe ARGS...`.

@@ -124,7 +124,7 @@ func TestErrors(t *testing.T) {
 		}
 		requireNetnsRun(t)
 		r := runCmd(t, cmdOpts{}, unshare, "--user", "--map-root-user", "/bin/sh", "-c",
-			disable+` && exec "$0" -- /bin/sh -c "echo RAN"`, netnsRun)
+			disable+` && exec "$0" --network private -- /bin/sh -c "echo RAN"`, netnsRun)
 		wantOwnError(t, r, "netns-run with user.max_user_namespaces=0", "max_user_namespaces")
 		if strings.Contains(r.stdout, "RAN") {
 			t.Errorf("the command ran without a user namespace")
@@ -149,15 +149,24 @@ func TestErrors(t *testing.T) {
 	}
 
 	t.Run("no /dev/net/tun with --link-mode tap", func(t *testing.T) {
-		r := hideTun(t, `exec "$NR" --link-mode tap -- /bin/sh -c "echo RAN"`)
+		r := hideTun(t, `exec "$NR" --network private --link-mode tap -- /bin/sh -c "echo RAN"`)
 		wantOwnError(t, r, "--link-mode tap without /dev/net/tun", "/dev/net/tun")
 		if strings.Contains(r.stdout, "RAN") {
 			t.Errorf("the command ran without its TAP")
 		}
 	})
 
+	t.Run("no /dev/net/tun on the shared default network", func(t *testing.T) {
+		rt := t.TempDir()
+		r := hideTun(t, `XDG_RUNTIME_DIR=`+rt+` HOME=`+rt+` exec "$NR" -- /bin/sh -c "echo RAN"`)
+		wantOwnError(t, r, "the default network without /dev/net/tun", "/dev/net/tun", "--network private")
+		if strings.Contains(r.stdout, "RAN") {
+			t.Errorf("the command ran without its TAP")
+		}
+	})
+
 	t.Run("no /dev/net/tun with --link-mode auto falls back to packet", func(t *testing.T) {
-		r := hideTun(t, fmt.Sprintf(`exec "$NR" --link-mode auto -- %s tcp %s hello-packet`, probe, whoamiAddr))
+		r := hideTun(t, fmt.Sprintf(`exec "$NR" --network private --link-mode auto -- %s tcp %s hello-packet`, probe, whoamiAddr))
 		wantExit(t, r, 0, "--link-mode auto without /dev/net/tun")
 		if !regexp.MustCompile(`^from 198\.51\.100\.1:\d+\nhello-packet$`).MatchString(r.stdout) {
 			t.Errorf("outbound TCP over the packet link: %q; want \"from %s:PORT\\nhello-packet\"", r.stdout, hostIP)
@@ -269,7 +278,7 @@ func TestNoLeftovers(t *testing.T) {
 		}
 		requireNetnsRun(t)
 		args := sandboxed([]string{"-p", "18120:80", "-p", "18121:53/udp"}, "serve-tcp", "80")
-		p := startCmd(t, cmdOpts{env: []string{"XDG_RUNTIME_DIR=" + runtimeDir}}, netnsRun, args...)
+		p := startCmd(t, cmdOpts{env: []string{"XDG_RUNTIME_DIR=" + runtimeDir}}, netnsRun, onPrivate(args)...)
 		p.waitReady()
 		got := tcpExchange(t, "tcp4", "127.0.0.1:18120", "x", 10*time.Second)
 		if !strings.HasPrefix(got, "from ") {

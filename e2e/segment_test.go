@@ -409,3 +409,45 @@ func tryTCP(addr, send string) string {
 	b, _ := io.ReadAll(c)
 	return string(b)
 }
+
+// TestDefaultNetwork: a sandbox that names no network joins the shared
+// bridge (172.17.0.0/16) and gets the whole core service there: outbound
+// TCP and UDP, the host's resolvers, published ports that keep a world
+// client's address, and the host loopback only when asked.
+func TestDefaultNetwork(t *testing.T) {
+	u := newUser(t)
+	run := func(args ...string) result {
+		t.Helper()
+		// Not u.ok: that helper would add --network private to a bare run.
+		r := runCmd(t, cmdOpts{env: u.env}, netnsRun, args...)
+		wantExit(t, r, 0, "netns-run "+shellQuote(args))
+		return r
+	}
+	r := run("--", "/bin/sh", "-c", probe+" ifinfo; cat /etc/resolv.conf; "+probe+" tcp "+whoamiAddr+" out-tcp; "+
+		probe+" udp "+whoamiAddr+" out-udp; "+probe+" resolve "+worldName)
+	for _, want := range []string{"172.17.0.2/16", "02:42:ac:11:00:02", "nameserver 172.17.0.1", "\nout-tcp", " out-udp\n", worldIP + "\n"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("a sandbox on the default network: no %q in\n%s", want, r)
+		}
+	}
+	if !regexp.MustCompile(`from 198\.51\.100\.1:\d+\nout-tcp`).MatchString(r.stdout) {
+		t.Errorf("outbound TCP should leave from the host's address:\n%s", r.stdout)
+	}
+	ln := serveWhoamiTCP(t, "127.0.0.1:0")
+	port := ln.Addr().(*net.TCPAddr).Port
+	closed := runCmd(t, cmdOpts{env: u.env}, netnsRun, "--", probe, "tcp", "-timeout", "3s", fmt.Sprintf("172.17.0.1:%d", port), "x")
+	if closed.code == 0 {
+		t.Errorf("the host loopback must be closed by default:\n%s", closed)
+	}
+	open := run("--host-loopback", "--", probe, "tcp", "-timeout", "5s", fmt.Sprintf("172.17.0.1:%d", port), "x")
+	if !strings.Contains(open.stdout, "from 127.0.0.1:") {
+		t.Errorf("--host-loopback on the default network:\n%s", open)
+	}
+	p := startCmd(t, cmdOpts{env: u.env}, netnsRun, "-p", "18190:80", "--", probe, "serve-tcp", "80")
+	p.waitReady()
+	resp := worldDial(t, "tcp", hostIP+":18190", "hello", 10*time.Second)
+	if resp.Error != "" || !regexp.MustCompile(`^from 198\.51\.100\.2:\d+\nhello$`).MatchString(resp.Reply) {
+		t.Errorf("world client through a port of the default network: %q %q", resp.Reply, resp.Error)
+	}
+	p.stop()
+}

@@ -66,9 +66,9 @@ type Options struct {
 	ID string
 	// Ready, when set, is called once the command runs, or with the error
 	// that stopped it from running.
-	Ready func(err error)
-	Logger       *slog.Logger
-	Stderr       io.Writer // where netns-run's own notices go
+	Ready  func(err error)
+	Logger *slog.Logger
+	Stderr io.Writer // where netns-run's own notices go
 }
 
 // placement is where on its network a sandbox sits.
@@ -152,10 +152,10 @@ func run0(opts Options) (int, error) {
 type run struct {
 	stopExec context.CancelFunc // ends the exec socket's service
 	opts     Options
-	id   string
-	rt   string
-	reg  *registry.Registry
-	log  *slog.Logger
+	id       string
+	rt       string
+	reg      *registry.Registry
+	log      *slog.Logger
 }
 
 // finish settles the record: gone, or kept as exited for ps -a.

@@ -3,6 +3,7 @@ package runner
 import (
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,6 +49,9 @@ func (r *run) shared() (int, error) {
 	sb, err := r.startSandbox(p, j.Ports)
 	if err != nil {
 		sess.Close()
+		if strings.Contains(err.Error(), "/dev/net/tun") {
+			err = fmt.Errorf("%v (shared networks need a TAP: without /dev/net/tun use --network private)", err)
+		}
 		return statusOf(err), err
 	}
 	link := sb.Link()

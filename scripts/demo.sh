@@ -25,8 +25,9 @@ step "netns-run --host-loopback -p 127.0.0.1:$PUB_PORT:80 -- (a sandboxed server
 "$NR" --host-loopback -p "127.0.0.1:$PUB_PORT:80" -- /bin/sh -c "
   echo '[sandbox] eth0:' \$(ip -br addr show eth0 2>/dev/null)
   echo '[sandbox] /etc/hosts:'; sed 's/^/[sandbox]   /' /etc/hosts
-  echo '[sandbox] reaching out to the host at 10.0.2.2:$HOST_PORT:'
-  '$PROBE' tcp 10.0.2.2:$HOST_PORT 'hello from the sandbox' 2>/dev/null | sed 's/^/[sandbox]   /'; echo
+  gw=\$(ip route show default | awk '{print \$3; exit}')
+  echo \"[sandbox] reaching out to the host at its gateway \$gw:$HOST_PORT:\"
+  '$PROBE' tcp \$gw:$HOST_PORT 'hello from the sandbox' 2>/dev/null | sed 's/^/[sandbox]   /'; echo
   exec '$PROBE' serve-tcp 80
 " > >(sed -u 's/^/  /') 2>&1 &
 pids+=($!)

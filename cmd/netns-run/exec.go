@@ -37,7 +37,14 @@ func newExecCommand() *cobra.Command {
 				defer devnull.Close()
 				stdin = devnull
 			}
-			req := sandbox.ExecRequest{Argv: args[1:], Env: os.Environ(), Tty: tty}
+			argv := args[1:]
+			if argv[0] == "--" {
+				argv = argv[1:]
+			}
+			if len(argv) == 0 {
+				return fmt.Errorf("no command given: usage: netns-run exec [-i] [-t] SANDBOX -- CMD [ARG...]")
+			}
+			req := sandbox.ExecRequest{Argv: argv, Env: os.Environ(), Tty: tty}
 			code, err := sandbox.ExecVia(r.ExecSocket, req, stdin, os.Stdout, os.Stderr)
 			var se *sandbox.Error
 			if err != nil && !errors.As(err, &se) && !errors.Is(err, sandbox.ErrSandboxEnded) {

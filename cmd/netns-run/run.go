@@ -56,7 +56,7 @@ func (f *runFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.mtu, "mtu", 65520, "MTU of the sandbox's eth0")
 	fs.StringVar(&f.userns, "userns", "", `"auto": map a subordinate id range (newuidmap) besides the caller`)
 	fs.StringVar(&f.linkMode, "link-mode", "auto", "how eth0 is made: tap, packet (veth + AF_PACKET, no /dev/net/tun needed) or auto")
-	fs.StringVar(&f.network, "network", runner.Private, `network to join: "private" (a one-member network in this process), "none", "bridge" or one made with netns-run network create`)
+	fs.StringVar(&f.network, "network", "bridge", `network to join: "bridge" (shared, 172.17.0.0/16), one made with netns-run network create, or "private" (a one-member network in this process, no daemon)`)
 	fs.StringVar(&f.name, "name", "", "the sandbox's name (default: its short id)")
 	fs.StringVar(&f.ip, "ip", "", "static IPv4 address on the network")
 	fs.StringVar(&f.mac, "mac-address", "", "MAC address (default: 02:42 + the IPv4 address)")
