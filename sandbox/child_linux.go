@@ -76,9 +76,14 @@ func runAgent(conn *net.UnixConn) int {
 	if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
 		return fail(conn, ExitOwnError, "set hostname: %v", err)
 	}
-	link, err := tap.Make(spec.Link)
+	link := tap.Link{FD: -1}
+	if spec.Link == nil {
+		err = tap.LoopbackUp()
+	} else if link, err = tap.Make(*spec.Link); err != nil {
+		err = fmt.Errorf("make %s: %w", spec.Link.Name, err)
+	}
 	if err != nil {
-		return fail(conn, ExitOwnError, "make %s: %v", spec.Link.Name, err)
+		return fail(conn, ExitOwnError, "%v", err)
 	}
 	var warnings []string
 	if err := hosts.Place(spec.Files); err != nil {
@@ -87,9 +92,14 @@ func runAgent(conn *net.UnixConn) int {
 	if err := mountProc(); err != nil {
 		warnings = append(warnings, err.Error())
 	}
-	mode := link.Mode
-	err = send(conn, message{Link: &mode, Warnings: warnings}, link.FD)
-	unix.Close(link.FD)
+	reply := message{Warnings: warnings}
+	var linkFDs []int
+	if link.FD >= 0 {
+		reply.Link = &link.Mode
+		linkFDs = append(linkFDs, link.FD)
+	}
+	err = send(conn, reply, linkFDs...)
+	closeFDs(linkFDs)
 	if err != nil {
 		return ExitOwnError
 	}
@@ -291,6 +301,11 @@ func (a *agent) serve() {
 		case m.Signal != nil:
 			closeFDs(fds)
 			a.signalExec(m.Signal)
+		case m.DialChannel && len(fds) == 1:
+			go serveDialChannel(fds[0])
+		case m.AddLink != nil:
+			closeFDs(fds)
+			go a.addLink(*m.AddLink)
 		default:
 			closeFDs(fds)
 		}

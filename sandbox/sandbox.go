@@ -57,7 +57,7 @@ const (
 // Spec is what the sandbox is made of.
 type Spec struct {
 	Hostname string
-	Link     tap.Config
+	Link     *tap.Config // nil: no eth0, only lo (--network none)
 	// Files maps a path in the sandbox (/etc/hosts, ...) to its content.
 	Files map[string][]byte
 	Argv  []string
@@ -78,6 +78,16 @@ type message struct {
 	ExecStarted *execStatus `json:"execStarted,omitempty"` // <- agent: it runs
 	ExecExited  *execStatus `json:"execExited,omitempty"`  // <- agent: it ended, or never started
 	Signal      *signalMsg  `json:"signal,omitempty"`      // -> agent: signal an exec
+	DialChannel bool        `json:"dialChannel,omitempty"` // -> agent, with 1 fd: serve dials on it (dial_linux.go)
+
+	AddLink   *tap.Config `json:"addLink,omitempty"`   // -> agent: make another interface
+	LinkAdded *linkAdded  `json:"linkAdded,omitempty"` // <- agent, with its fd
+}
+
+// linkAdded answers AddLink.
+type linkAdded struct {
+	Mode  tap.Mode `json:"mode,omitempty"`
+	Error string   `json:"error,omitempty"`
 }
 
 // execMsg asks for one process in the running sandbox.

@@ -104,7 +104,7 @@ func startSandbox(t *testing.T, withStdin bool, argv ...string) *testSandbox {
 	}
 	spec := Spec{
 		Hostname: testHostname,
-		Link: tap.Config{
+		Link: &tap.Config{
 			Name: "eth0", Mode: tap.ModeAuto, MTU: 1500,
 			MAC: "02:42:0a:00:02:64", PeerMAC: "02:42:0a:00:02:02",
 			Address: netip.MustParsePrefix("10.0.2.100/24"), Gateway: netip.MustParseAddr("10.0.2.2"),
@@ -583,7 +583,7 @@ func TestCommandEnds(t *testing.T) {
 		if code, err := ts.Wait(); code != 0 || err != nil {
 			t.Errorf("Wait: %d, %v", code, err)
 		}
-		_, err := Start(Spec{Hostname: "x", Link: tap.Config{Name: "eth0", Mode: tap.ModeAuto, MTU: 1500, MAC: "02:42:0a:00:02:64",
+		_, err := Start(Spec{Hostname: "x", Link: &tap.Config{Name: "eth0", Mode: tap.ModeAuto, MTU: 1500, MAC: "02:42:0a:00:02:64",
 			Address: netip.MustParsePrefix("10.0.2.100/24"), Gateway: netip.MustParseAddr("10.0.2.2")},
 			Argv: []string{"no-such-command-sbtest"}, Env: os.Environ()}, Options{})
 		var e *Error

@@ -49,6 +49,8 @@ type Sandbox struct {
 	reported   *Error        // the command could not start
 	nextID     uint64
 	execs      map[uint64]*ExecProcess
+	linkReply  chan linkResult // the pending AddLink's, if any
+	linkCall   sync.Mutex      // one AddLink at a time
 }
 
 // Start creates the namespaces, sends spec and waits until eth0 is made.
@@ -130,6 +132,10 @@ func (sb *Sandbox) handshake(spec Spec, idmap *idMapping) error {
 		closeFDs(fds)
 		return &Error{Msg: m.Error, Code: m.Code}
 	}
+	if spec.Link == nil && m.Link == nil && len(fds) == 0 {
+		sb.warnings = m.Warnings
+		return nil // --network none: lo only
+	}
 	if m.Link == nil || len(fds) != 1 {
 		closeFDs(fds)
 		return fmt.Errorf("sandbox agent sent no link")
@@ -193,7 +199,6 @@ func (sb *Sandbox) read() {
 	defer close(sb.readerDone)
 	for {
 		m, fds, err := recv(sb.conn)
-		closeFDs(fds)
 		if err != nil {
 			var bad *decodeError
 			if errors.As(err, &bad) {
@@ -201,6 +206,11 @@ func (sb *Sandbox) read() {
 			}
 			break
 		}
+		if m.LinkAdded != nil {
+			sb.linkAdded(*m.LinkAdded, fds)
+			continue
+		}
+		closeFDs(fds)
 		sb.mu.Lock()
 		switch {
 		case m.ExecStarted != nil:

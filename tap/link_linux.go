@@ -160,12 +160,18 @@ func configure(cfg Config) error {
 	if err := netlink.LinkSetUp(link); err != nil {
 		return fmt.Errorf("bring %s up: %w", cfg.Name, err)
 	}
+	if cfg.NoDefaultRoute {
+		return nil
+	}
 	route := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: cfg.Gateway.AsSlice()}
 	if err := netlink.RouteAdd(route); err != nil {
 		return fmt.Errorf("add default route via %s: %w", cfg.Gateway, err)
 	}
 	return nil
 }
+
+// LoopbackUp brings lo up: all the network a --network none sandbox has.
+func LoopbackUp() error { return setUp("lo") }
 
 func setUp(name string) error {
 	link, err := netlink.LinkByName(name)

@@ -42,6 +42,9 @@ type Config struct {
 	PeerMAC string       // the gateway's MAC; the packet link gives it to the veth peer
 	Address netip.Prefix // the member's address and the segment's prefix length
 	Gateway netip.Addr   // default route
+	// NoDefaultRoute leaves the default route alone: a second network
+	// (netns-run network connect) reaches only its own subnet, as Docker.
+	NoDefaultRoute bool
 }
 
 // Validate reports a configuration that cannot be applied.

@@ -1,0 +1,85 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/netns-run/netns-run/tap"
+	"golang.org/x/sys/unix"
+)
+
+// linkTimeout bounds how long the agent may take to make an interface.
+const linkTimeout = 10 * time.Second
+
+type linkResult struct {
+	link tap.Link
+	err  error
+}
+
+// AddLink makes another interface in the running sandbox (netns-run
+// network connect) and returns its frame descriptor, which the caller owns.
+func (sb *Sandbox) AddLink(cfg tap.Config) (tap.Link, error) {
+	sb.linkCall.Lock()
+	defer sb.linkCall.Unlock()
+	reply := make(chan linkResult, 1)
+	sb.mu.Lock()
+	if !sb.running || sb.ended {
+		sb.mu.Unlock()
+		return tap.Link{}, ErrNotRunning
+	}
+	sb.linkReply = reply
+	sb.mu.Unlock()
+	defer func() {
+		sb.mu.Lock()
+		sb.linkReply = nil
+		sb.mu.Unlock()
+	}()
+	if err := send(sb.conn, message{AddLink: &cfg}); err != nil {
+		return tap.Link{}, err
+	}
+	select {
+	case r := <-reply:
+		return r.link, r.err
+	case <-sb.readerDone:
+		return tap.Link{}, ErrNotRunning
+	case <-time.After(linkTimeout):
+		return tap.Link{}, errors.New("the sandbox agent did not make the interface in time")
+	}
+}
+
+// linkAdded hands the agent's answer to the waiting AddLink (the reader
+// goroutine calls it).
+func (sb *Sandbox) linkAdded(m linkAdded, fds []int) {
+	r := linkResult{err: errors.New(m.Error)}
+	if m.Error == "" {
+		if len(fds) == 1 {
+			r = linkResult{link: tap.Link{FD: fds[0], Mode: m.Mode}}
+			fds = nil
+		} else {
+			r.err = errors.New("the sandbox agent sent no descriptor with the interface")
+		}
+	}
+	closeFDs(fds)
+	sb.mu.Lock()
+	reply := sb.linkReply
+	sb.mu.Unlock()
+	if reply == nil {
+		if r.link.FD > 0 {
+			unix.Close(r.link.FD)
+		}
+		return
+	}
+	reply <- r
+}
+
+// addLink makes the interface inside the sandbox and sends its descriptor.
+func (a *agent) addLink(cfg tap.Config) {
+	link, err := tap.Make(cfg)
+	if err != nil {
+		send(a.conn, message{LinkAdded: &linkAdded{Error: fmt.Sprintf("make %s: %v", cfg.Name, err)}})
+		return
+	}
+	send(a.conn, message{LinkAdded: &linkAdded{Mode: link.Mode}}, link.FD)
+	unix.Close(link.FD)
+}
