@@ -41,6 +41,9 @@ type Join struct {
 	Links        []Link            `json:"links,omitempty"`
 	Ports        []forward.Mapping `json:"ports,omitempty"`
 	HostLoopback bool              `json:"host_loopback,omitempty"`
+	// Secondary is a further network of a running sandbox (network
+	// connect): its published ports stay with its first network.
+	Secondary bool `json:"secondary,omitempty"`
 }
 
 // Joined answers Join: the member's configuration, or Error.

@@ -38,7 +38,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	segments map[string]*segment.Segment // by network ID
-	members  map[string]*member          // by sandbox ID
+	members  map[string]*member          // by memberKey
 	idle     *time.Timer
 	done     chan struct{}
 }
@@ -230,10 +230,13 @@ func (s *Server) join(j Join) (*member, Joined) {
 	if n.Driver == netstore.DriverMacvlan && n.Options[netstore.OptParent] != "" {
 		return fail(fmt.Errorf("network %s has a kernel macvlan parent (%s); that needs privileges and is not served by the userspace daemon", n.Name, n.Options[netstore.OptParent]))
 	}
+	if j.Secondary && len(j.Ports) > 0 {
+		return fail(fmt.Errorf("ports are published on a sandbox's first network"))
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, dup := s.members[j.SandboxID]; dup {
-		return fail(fmt.Errorf("sandbox %s is already on a network", j.SandboxID))
+	if _, dup := s.members[memberKey(j.SandboxID, n.ID)]; dup {
+		return fail(fmt.Errorf("sandbox %s is already on network %s", j.Name, n.Name))
 	}
 	seg, err := s.segment(n)
 	if err != nil {
@@ -261,7 +264,7 @@ func (s *Server) join(j Join) (*member, Joined) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &member{join: j, net: n, seg: seg, ip: ip, mac: mac, listeners: ls, ctx: ctx, cancel: cancel}
-	s.members[j.SandboxID] = m
+	s.members[memberKey(j.SandboxID, n.ID)] = m
 	s.armIdle()
 	return m, Joined{Network: n, IP: ip, MAC: mac.String(), Ports: m.ports(), LinkHosts: linkHosts}
 }
@@ -323,6 +326,9 @@ func (s *Server) attach(m *member, fd int) error {
 	return nil
 }
 
+// memberKey names one sandbox's place on one network.
+func memberKey(sandboxID, networkID string) string { return sandboxID + "/" + networkID }
+
 // leave releases everything the member held.
 func (s *Server) leave(m *member) {
 	m.cancel()
@@ -336,7 +342,7 @@ func (s *Server) leave(m *member) {
 	if err := s.store.DropLease(m.net.ID, m.join.SandboxID); err != nil {
 		s.log.Warn("drop lease", "sandbox", m.join.SandboxID, "err", err)
 	}
-	delete(s.members, m.join.SandboxID)
+	delete(s.members, memberKey(m.join.SandboxID, m.net.ID))
 	s.armIdle()
 }
 
@@ -351,9 +357,14 @@ func (m *member) ports() []forward.Mapping {
 // request serves a one-shot request about a member of another session.
 func (s *Server) request(r Request) Reply {
 	s.mu.Lock()
-	m, ok := s.members[r.SandboxID]
+	var m *member
+	for _, cand := range s.members {
+		if cand.join.SandboxID == r.SandboxID && !cand.join.Secondary {
+			m = cand
+		}
+	}
 	s.mu.Unlock()
-	if !ok {
+	if m == nil {
 		return Reply{Error: fmt.Sprintf("sandbox %s is not on a network served here", r.SandboxID)}
 	}
 	return s.changePorts(m, r)

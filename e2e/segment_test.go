@@ -341,11 +341,16 @@ func TestSupervisorKilled(t *testing.T) {
 	if err := syscall.Kill(st.ppid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill the supervisor %d: %v", st.ppid, err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); tryTCP("127.0.0.1:18170", "x") != "" && time.Now().Before(deadline); {
-		time.Sleep(100 * time.Millisecond)
+	// The daemon sees the session close and releases the port.
+	freed := false
+	for deadline := time.Now().Add(10 * time.Second); !freed && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if l, err := net.Listen("tcp", ":18170"); err == nil {
+			l.Close()
+			freed = true
+		}
 	}
-	if got := tryTCP("127.0.0.1:18170", "x"); got != "" {
-		t.Errorf("the port of a killed supervisor still answers: %q", got)
+	if !freed {
+		t.Fatalf("the port of a killed supervisor is still held")
 	}
 	r := u.ok("run", "--network", "bridge", "-p", "18170:80", "--", probe, "ifinfo")
 	if !strings.Contains(r.stdout, "172.17.0.2/16") {
@@ -450,4 +455,45 @@ func TestDefaultNetwork(t *testing.T) {
 		t.Errorf("world client through a port of the default network: %q %q", resp.Reply, resp.Error)
 	}
 	p.stop()
+}
+
+// TestNetworkConnect: a running sandbox joins a second network as eth1
+// (its default route stays on eth0), is reachable and resolvable there,
+// and leaves it again.
+func TestNetworkConnect(t *testing.T) {
+	u := newUser(t)
+	u.ok("network", "create", "--subnet", "10.99.0.0/24", "backend")
+	u.ok("run", "-d", "--name", "multi", "--network", "bridge", "--", probe, "serve-tcp", "80")
+	u.ok("network", "connect", "--alias", "api", "backend", "multi")
+	r := u.ok("exec", "multi", "--", "/bin/sh", "-c", probe+" ifinfo eth1; ip route show default")
+	if !strings.Contains(r.stdout, "10.99.0.2/24") || !strings.Contains(r.stdout, "default via 172.17.0.1 dev eth0") {
+		t.Errorf("after connect, eth1 on backend and the default route still on eth0:\n%s", r.stdout)
+	}
+	ep := endpoint(t, u.inspect("multi"), "backend")
+	if ep["IPAddress"] != "10.99.0.2" {
+		t.Errorf("inspect: backend endpoint %v", ep)
+	}
+	endpoint(t, u.inspect("multi"), "bridge")
+	r = u.ok("run", "--network", "backend", "--", "/bin/sh", "-c", probe+" resolve multi; "+probe+" resolve api; "+probe+" tcp -timeout 5s 10.99.0.2:80 on-backend")
+	if !strings.HasPrefix(r.stdout, "10.99.0.2\n10.99.0.2\n") || !strings.Contains(r.stdout, "\non-backend") {
+		t.Errorf("a backend member reaching multi by name and address:\n%s", r)
+	}
+	wantOwnError(t, u.nr("network", "disconnect", "bridge", "multi"), "disconnecting the first network", "bridge")
+	wantOwnError(t, u.nr("network", "rm", "backend"), "removing a network a connected sandbox is on", "in use")
+	u.ok("network", "disconnect", "backend", "multi")
+	r = u.nr("exec", "multi", "--", "/bin/sh", "-c", "ip -o link show | cut -d: -f2")
+	if !strings.Contains(r.stdout, "eth0") || strings.Contains(r.stdout, "eth1") {
+		t.Errorf("eth1 is still there after disconnect:\n%s", r.stdout)
+	}
+	u.ok("network", "rm", "backend")
+}
+
+// TestNetworkNone: --network none gives the sandbox lo and nothing else.
+func TestNetworkNone(t *testing.T) {
+	u := newUser(t)
+	r := u.ok("run", "--network", "none", "--", "/bin/sh", "-c", "ip -o link show | cut -d: -f2 | tr -d ' '; cat /etc/hosts")
+	if !strings.HasPrefix(r.stdout, "lo\n127.0.0.1\tlocalhost\n") {
+		t.Errorf("--network none should have only lo, and hosts without a self line:\n%s", r.stdout)
+	}
+	wantOwnError(t, u.nr("run", "--network", "none", "-p", "18199:80", "--", probe, "exit", "0"), "-p with --network none", "--network none")
 }

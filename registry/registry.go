@@ -53,6 +53,22 @@ type Record struct {
 	AutoRemove bool      `json:"auto_remove,omitempty"`
 	LogPath    string    `json:"log_path,omitempty"`
 	ExecSocket string    `json:"exec_socket,omitempty"`
+	// ControlSocket takes network connect/disconnect for the supervisor.
+	ControlSocket string `json:"control_socket,omitempty"`
+	// Extra are the networks joined later with network connect.
+	Extra []Endpoint `json:"extra,omitempty"`
+}
+
+// Endpoint is a sandbox's place on a network it was connected to.
+type Endpoint struct {
+	Network   string     `json:"network"`
+	NetworkID string     `json:"network_id"`
+	Interface string     `json:"interface"`
+	IP        netip.Addr `json:"ip"`
+	Prefix    int        `json:"prefix"`
+	Gateway   netip.Addr `json:"gateway"`
+	MAC       string     `json:"mac"`
+	Aliases   []string   `json:"aliases,omitempty"`
 }
 
 // ShortID is the 12-hex-digit form Docker prints.
@@ -172,7 +188,7 @@ func (r *Registry) Remove(id string) error {
 // removeFiles deletes a record's files, and the directory with the last
 // (rmdir fails on a directory that is not empty). The lock is held.
 func (r *Registry) removeFiles(id string) {
-	for _, suffix := range []string{".json", ".log", ".sock"} {
+	for _, suffix := range []string{".json", ".log", ".sock", ".ctl"} {
 		os.Remove(filepath.Join(r.dir, id+suffix))
 	}
 	if unix.Rmdir(r.dir) == nil {

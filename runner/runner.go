@@ -32,6 +32,9 @@ import (
 // Private is the network name of a one-member segment in the supervisor.
 const Private = "private"
 
+// None is the network name of a sandbox with only lo.
+const None = "none"
+
 // AddHost is one --add-host entry.
 type AddHost struct {
 	Name        string
@@ -136,9 +139,12 @@ func run0(opts Options) (int, error) {
 	}
 	r := &run{opts: opts, id: id, rt: rt, reg: reg, log: opts.Logger}
 	var code int
-	if opts.Network == Private {
+	switch opts.Network {
+	case Private:
 		code, err = r.private()
-	} else {
+	case None:
+		code, err = r.none()
+	default:
 		code, err = r.shared()
 	}
 	if r.stopExec != nil {
@@ -183,16 +189,20 @@ func (r *run) spec(p placement) sandbox.Spec {
 	// Docker writes --add-host lines before --link lines.
 	extra = append(added, extra...)
 	nameservers := r.opts.DNS
-	if len(nameservers) == 0 {
+	if len(nameservers) == 0 && p.resolver.IsValid() {
 		nameservers = []netip.Addr{p.resolver}
 	}
-	return sandbox.Spec{
-		Hostname: r.opts.Hostname,
-		Link: tap.Config{
+	var link *tap.Config
+	if p.ip.IsValid() {
+		link = &tap.Config{
 			Name: "eth0", Mode: r.opts.LinkMode, MTU: r.opts.MTU,
 			MAC: p.mac.String(), PeerMAC: p.gwMAC.String(),
 			Address: netip.PrefixFrom(p.ip, p.prefix.Bits()), Gateway: p.gateway,
-		},
+		}
+	}
+	return sandbox.Spec{
+		Hostname: r.opts.Hostname,
+		Link:     link,
 		Files: map[string][]byte{
 			"/etc/hosts":       hosts.RenderHosts(hosts.Entry{IP: p.ip, Names: []string{r.opts.Hostname}}, extra),
 			"/etc/hostname":    hosts.RenderHostname(r.opts.Hostname),
@@ -222,11 +232,28 @@ func (r *run) startSandbox(p placement, ports []forward.Mapping) (*sandbox.Sandb
 	ctx, cancel := context.WithCancel(context.Background())
 	r.stopExec = cancel
 	go sandbox.ServeExec(ctx, ln, sb)
+	ctl, err := r.serveControl(ctx, sb)
+	if err != nil {
+		cancel()
+		sb.Kill()
+		return nil, err
+	}
 	r.reg.Update(r.id, func(rec *registry.Record) {
-		rec.IP, rec.Prefix, rec.Gateway, rec.MAC = p.ip, p.prefix.Bits(), p.gateway, p.mac.String()
-		rec.AgentPid, rec.Ports, rec.ExecSocket = sb.Pid(), ports, sock
+		if p.ip.IsValid() {
+			rec.IP, rec.Prefix, rec.Gateway, rec.MAC = p.ip, p.prefix.Bits(), p.gateway, p.mac.String()
+		}
+		rec.AgentPid, rec.Ports, rec.ExecSocket, rec.ControlSocket = sb.Pid(), ports, sock, ctl
 	})
 	return sb, nil
+}
+
+// none runs the sandbox with lo only.
+func (r *run) none() (int, error) {
+	sb, err := r.startSandbox(placement{}, nil)
+	if err != nil {
+		return statusOf(err), err
+	}
+	return r.runAndWait(sb)
 }
 
 // reportAuto prints the host ports picked for mappings that asked for any.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/netns-run/netns-run/netstore"
 	"github.com/netns-run/netns-run/registry"
+	"github.com/netns-run/netns-run/runner"
 	"github.com/spf13/cobra"
 )
 
@@ -31,7 +32,8 @@ func openRegistry() (*registry.Registry, error) {
 
 func newNetworkCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "network", Short: "Manage networks shared by sandboxes"}
-	cmd.AddCommand(newNetworkCreate(), newNetworkLs(), newNetworkInspect(), newNetworkRm(), newNetworkPrune())
+	cmd.AddCommand(newNetworkCreate(), newNetworkLs(), newNetworkInspect(), newNetworkRm(), newNetworkPrune(),
+		newNetworkConnect(), newNetworkDisconnect())
 	return cmd
 }
 
@@ -187,8 +189,13 @@ func newNetworkInspect() *cobra.Command {
 				}
 				v.IPAM.Config = []ipamConfig{c}
 				for _, r := range recs {
-					if r.State == registry.Running && r.NetworkID == n.ID && r.IP.IsValid() {
-						v.Containers[r.ID] = containerView{Name: r.Name, MacAddress: r.MAC, IPv4Address: fmt.Sprintf("%s/%d", r.IP, r.Prefix)}
+					if r.State != registry.Running {
+						continue
+					}
+					for _, ep := range endpoints(r) {
+						if ep.NetworkID == n.ID && ep.IP.IsValid() {
+							v.Containers[r.ID] = containerView{Name: r.Name, MacAddress: ep.MAC, IPv4Address: fmt.Sprintf("%s/%d", ep.IP, ep.Prefix)}
+						}
 					}
 				}
 				out = append(out, v)
@@ -209,8 +216,13 @@ func inUse(reg *registry.Registry) func(netstore.Network) error {
 		}
 		var names []string
 		for _, r := range recs {
-			if r.State == registry.Running && r.NetworkID == n.ID {
-				names = append(names, r.Name)
+			if r.State != registry.Running {
+				continue
+			}
+			for _, ep := range endpoints(r) {
+				if ep.NetworkID == n.ID {
+					names = append(names, r.Name)
+				}
 			}
 		}
 		if len(names) > 0 {
@@ -275,4 +287,77 @@ func newNetworkPrune() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// endpoints are every network a sandbox is on: the one it started on,
+// then those connected since.
+func endpoints(r registry.Record) []registry.Endpoint {
+	out := []registry.Endpoint{{Network: r.Network, NetworkID: r.NetworkID, Interface: "eth0", IP: r.IP, Prefix: r.Prefix, Gateway: r.Gateway, MAC: r.MAC, Aliases: r.Aliases}}
+	return append(out, r.Extra...)
+}
+
+func newNetworkConnect() *cobra.Command {
+	var ip string
+	var aliases []string
+	cmd := &cobra.Command{
+		Use:   "connect [--ip IP] [--alias A] NETWORK SANDBOX",
+		Short: "Put a running sandbox on one more network (its next ethN)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := runner.ConnectRequest{Network: args[0], Aliases: aliases}
+			if ip != "" {
+				a, err := netip.ParseAddr(ip)
+				if err != nil || !a.Is4() {
+					return fmt.Errorf("invalid --ip %q: want an IPv4 address", ip)
+				}
+				req.IP = a
+			}
+			rec, err := runningRecord(args[1])
+			if err != nil {
+				return err
+			}
+			store, err := openStore()
+			if err != nil {
+				return err
+			}
+			if _, err := store.Get(args[0]); err != nil {
+				return err
+			}
+			return runner.Control(rec.ControlSocket, runner.ControlRequest{Connect: &req})
+		},
+	}
+	cmd.Flags().StringVar(&ip, "ip", "", "static IPv4 address on the network")
+	cmd.Flags().StringArrayVar(&aliases, "alias", nil, "another name the network's DNS answers for the sandbox (repeatable)")
+	return cmd
+}
+
+func newNetworkDisconnect() *cobra.Command {
+	return &cobra.Command{
+		Use:   "disconnect NETWORK SANDBOX",
+		Short: "Take a sandbox off a network it was connected to",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rec, err := runningRecord(args[1])
+			if err != nil {
+				return err
+			}
+			return runner.Control(rec.ControlSocket, runner.ControlRequest{Disconnect: args[0]})
+		},
+	}
+}
+
+// runningRecord finds a running sandbox with a control socket.
+func runningRecord(ref string) (registry.Record, error) {
+	reg, err := openRegistry()
+	if err != nil {
+		return registry.Record{}, err
+	}
+	rec, err := reg.Get(ref)
+	if err != nil {
+		return rec, err
+	}
+	if rec.State != registry.Running || rec.ControlSocket == "" {
+		return rec, fmt.Errorf("sandbox %s is not running", ref)
+	}
+	return rec, nil
 }

@@ -246,12 +246,12 @@ func (f *runFlags) networkOptions(o *runner.Options) error {
 			return fmt.Errorf("invalid --network-alias %q: %v", a, err)
 		}
 	}
-	if f.network == "none" {
-		return fmt.Errorf("--network none is not supported yet: use --network private, which reaches nothing but its gateway unless you publish or connect out")
+	if f.network == runner.None && (len(f.publish) > 0 || f.hostLoopback) {
+		return fmt.Errorf("--network none has no network to publish ports on or reach the host from: drop -p/--host-loopback or pick a network")
 	}
-	if f.network == runner.Private {
+	if f.network == runner.Private || f.network == runner.None {
 		if f.ip != "" || f.mac != "" || len(f.links) > 0 || len(f.aliases) > 0 {
-			return fmt.Errorf("--ip, --mac-address, --link and --network-alias need a shared network: add --network bridge (or one from netns-run network create)")
+			return fmt.Errorf("--ip, --mac-address, --link and --network-alias need a shared network: use --network bridge (the default) or one from netns-run network create")
 		}
 	} else if f.userns == "" && len(f.dnsUpstream) > 0 {
 		return fmt.Errorf("--dns-upstream applies to --network private; shared networks forward to the host's resolvers")

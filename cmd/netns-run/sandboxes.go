@@ -45,11 +45,14 @@ func newPsCommand() *cobra.Command {
 					fmt.Fprintln(w, r.ShortID())
 					continue
 				}
-				ip := ""
-				if r.IP.IsValid() {
-					ip = r.IP.String()
+				var nets, ips []string
+				for _, ep := range endpoints(r) {
+					nets = append(nets, ep.Network)
+					if ep.IP.IsValid() {
+						ips = append(ips, ep.IP.String())
+					}
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%q\t%s\n", r.ShortID(), r.Name, r.Network, ip,
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%q\t%s\n", r.ShortID(), r.Name, strings.Join(nets, ","), strings.Join(ips, ","),
 					forward.FormatPorts(r.Ports), strings.Join(r.Command, " "), status(r))
 			}
 			return w.Flush()
@@ -139,11 +142,14 @@ func view(r registry.Record) sandboxView {
 		v.State.Pid = r.AgentPid
 	}
 	v.Config = configView{Hostname: r.Hostname, Cmd: r.Command}
-	ep := endpointView{NetworkID: r.NetworkID, IPPrefixLen: r.Prefix, MacAddress: r.MAC, Aliases: append([]string{r.Name}, r.Aliases...)}
-	if r.IP.IsValid() {
-		ep.IPAddress, ep.Gateway = r.IP.String(), r.Gateway.String()
+	v.NetworkSettings.Networks = map[string]endpointView{}
+	for _, e := range endpoints(r) {
+		ep := endpointView{NetworkID: e.NetworkID, IPPrefixLen: e.Prefix, MacAddress: e.MAC, Aliases: append([]string{r.Name}, e.Aliases...)}
+		if e.IP.IsValid() {
+			ep.IPAddress, ep.Gateway = e.IP.String(), e.Gateway.String()
+		}
+		v.NetworkSettings.Networks[e.Network] = ep
 	}
-	v.NetworkSettings.Networks = map[string]endpointView{r.Network: ep}
 	v.NetworkSettings.Ports = map[string][]portView{}
 	for _, m := range r.Ports {
 		key := fmt.Sprintf("%d/%s", m.ContainerPort, m.Proto)

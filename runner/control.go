@@ -1,0 +1,208 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/netns-run/netns-run/daemon"
+	"github.com/netns-run/netns-run/fdconn"
+	"github.com/netns-run/netns-run/ipam"
+	"github.com/netns-run/netns-run/registry"
+	"github.com/netns-run/netns-run/sandbox"
+	"github.com/netns-run/netns-run/tap"
+	"golang.org/x/sys/unix"
+)
+
+// ControlRequest is what `netns-run network connect|disconnect` asks a
+// sandbox's supervisor, over its control socket.
+type ControlRequest struct {
+	Connect    *ConnectRequest `json:"connect,omitempty"`
+	Disconnect string          `json:"disconnect,omitempty"` // network name or id
+}
+
+// ConnectRequest puts a running sandbox on one more network.
+type ConnectRequest struct {
+	Network string     `json:"network"`
+	IP      netip.Addr `json:"ip,omitzero"`
+	Aliases []string   `json:"aliases,omitempty"`
+}
+
+// controlReply answers a ControlRequest.
+type controlReply struct {
+	Error string `json:"error,omitempty"`
+}
+
+// Control sends req to the supervisor listening on socket.
+func Control(socket string, req ControlRequest) error {
+	c, err := fdconn.Dial(socket)
+	if err != nil {
+		return fmt.Errorf("reach the sandbox's supervisor (is it running?): %w", err)
+	}
+	defer c.Close()
+	if err := fdconn.Send(c, req); err != nil {
+		return err
+	}
+	var rep controlReply
+	if _, err := fdconn.Recv(c, &rep); err != nil {
+		return fmt.Errorf("the sandbox's supervisor: %w", err)
+	}
+	if rep.Error != "" {
+		return errors.New(rep.Error)
+	}
+	return nil
+}
+
+// attachment is a network joined with network connect.
+type attachment struct {
+	m  *membership
+	fd int // this process's copy of the interface's descriptor
+	ep registry.Endpoint
+}
+
+// control serves one sandbox's control socket.
+type control struct {
+	r  *run
+	sb *sandbox.Sandbox
+
+	mu       sync.Mutex
+	attached []*attachment
+	nextIf   int
+}
+
+// serveControl listens on the sandbox's control socket until ctx ends, then
+// leaves every network joined through it. It returns the socket's path.
+func (r *run) serveControl(ctx context.Context, sb *sandbox.Sandbox) (string, error) {
+	path := filepath.Join(r.reg.Dir(), r.id+".ctl")
+	ln, err := fdconn.Listen(path)
+	if err != nil {
+		return "", fmt.Errorf("control socket: %w", err)
+	}
+	c := &control{r: r, sb: sb, nextIf: 1}
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+		os.Remove(path)
+		c.leaveAll()
+	}()
+	go func() {
+		for {
+			conn, err := ln.AcceptUnix()
+			if err != nil {
+				return
+			}
+			go c.serve(conn)
+		}
+	}()
+	return path, nil
+}
+
+func (c *control) serve(conn *net.UnixConn) {
+	defer conn.Close()
+	var req ControlRequest
+	fds, err := fdconn.Recv(conn, &req)
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+	if err != nil {
+		return
+	}
+	switch {
+	case req.Connect != nil:
+		err = c.connect(*req.Connect)
+	case req.Disconnect != "":
+		err = c.disconnect(req.Disconnect)
+	default:
+		err = errors.New("empty request")
+	}
+	rep := controlReply{}
+	if err != nil {
+		rep.Error = err.Error()
+	}
+	fdconn.Send(conn, rep)
+}
+
+// connect joins the network through the daemon, makes the next ethN in
+// the sandbox (no default route: that stays with eth0) and attaches it.
+func (c *control) connect(req ConnectRequest) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.r
+	join := daemon.Join{SandboxID: r.id, Name: r.opts.Name, Network: req.Network, IP: req.IP, Aliases: req.Aliases, Secondary: true}
+	sess, err := daemon.JoinNetwork(r.rt, join)
+	if err != nil {
+		return err
+	}
+	j := sess.Joined
+	name := fmt.Sprintf("eth%d", c.nextIf)
+	link, err := c.sb.AddLink(tap.Config{
+		Name: name, Mode: tap.ModeTAP, MTU: r.opts.MTU, MAC: j.MAC, PeerMAC: ipam.MAC(j.Network.Gateway).String(),
+		Address: netip.PrefixFrom(j.IP, j.Network.Subnet.Bits()), Gateway: j.Network.Gateway, NoDefaultRoute: true,
+	})
+	if err != nil {
+		sess.Close()
+		return err
+	}
+	if _, err := sess.Attach(link.FD); err != nil {
+		sess.Close()
+		unix.Close(link.FD)
+		return err
+	}
+	c.nextIf++
+	m := &membership{sess: sess}
+	join.IP = j.IP
+	go r.keepMembership(m, join, link.FD)
+	a := &attachment{m: m, fd: link.FD, ep: registry.Endpoint{
+		Network: j.Network.Name, NetworkID: j.Network.ID, Interface: name, IP: j.IP,
+		Prefix: j.Network.Subnet.Bits(), Gateway: j.Network.Gateway, MAC: j.MAC, Aliases: req.Aliases,
+	}}
+	c.attached = append(c.attached, a)
+	r.reg.Update(r.id, func(rec *registry.Record) { rec.Extra = append(rec.Extra, a.ep) })
+	return nil
+}
+
+// disconnect leaves a network joined with connect; its interface vanishes
+// with the last descriptor.
+func (c *control) disconnect(network string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, a := range c.attached {
+		if a.ep.Network != network && !(len(network) >= 12 && strings.HasPrefix(a.ep.NetworkID, network)) {
+			continue
+		}
+		a.m.end()
+		unix.Close(a.fd)
+		c.attached = append(c.attached[:i], c.attached[i+1:]...)
+		c.r.reg.Update(c.r.id, func(rec *registry.Record) {
+			kept := rec.Extra[:0]
+			for _, ep := range rec.Extra {
+				if ep.NetworkID != a.ep.NetworkID {
+					kept = append(kept, ep)
+				}
+			}
+			rec.Extra = kept
+		})
+		return nil
+	}
+	rec, _ := c.r.reg.Get(c.r.id)
+	if rec.Network == network || rec.NetworkID == network {
+		return fmt.Errorf("%s was started on network %s: only networks added with network connect can be disconnected", rec.Name, network)
+	}
+	return fmt.Errorf("sandbox %s is not connected to network %s", rec.Name, network)
+}
+
+func (c *control) leaveAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, a := range c.attached {
+		a.m.end()
+		unix.Close(a.fd)
+	}
+	c.attached = nil
+}
