@@ -497,3 +497,35 @@ func TestNetworkNone(t *testing.T) {
 	}
 	wantOwnError(t, u.nr("run", "--network", "none", "-p", "18199:80", "--", probe, "exit", "0"), "-p with --network none", "--network none")
 }
+
+// TestKernelMacvlan: with privileges over a parent interface, -o parent
+// hands the segment to the kernel: real macvlan sub-interfaces moved into
+// the sandboxes. The test gets those privileges in a user+net namespace of
+// its own, with one end of a veth pair as the parent.
+func TestKernelMacvlan(t *testing.T) {
+	unshare := requireTool(t, "unshare")
+	rt := t.TempDir()
+	script := fmt.Sprintf(`set -e
+export XDG_RUNTIME_DIR=%[1]s HOME=%[1]s
+ip link add parent0 type veth peer name parent0-peer && ip link set parent0 up && ip link set parent0-peer up
+NR=%[2]s P=%[3]s
+$NR network create -d macvlan --subnet 10.77.0.0/24 --gateway 10.77.0.1 -o parent=parent0 kmac >/dev/null
+$NR run -d --name k1 --network kmac -- $P serve-tcp 80 >/dev/null
+$NR run --network kmac -- /bin/sh -c "ip -d link show eth0 | grep -o 'macvlan mode bridge'; $P ifinfo; for i in 1 2 3 4 5 6 7 8 9 10; do $P tcp -timeout 2s 10.77.0.2:80 kernel && break; sleep 0.3; done"
+$NR stop -t 1 k1 >/dev/null
+`, rt, netnsRun, probe)
+	r := runCmd(t, cmdOpts{}, unshare, "--user", "--map-root-user", "--net", "--mount", "/bin/sh", "-c", script)
+	wantExit(t, r, 0, "a kernel macvlan network in a user+net namespace")
+	for _, want := range []string{"macvlan mode bridge", "10.77.0.3/24", "02:42:0a:4d:00:03"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("the second member's eth0: no %q in\n%s", want, r)
+		}
+	}
+	if !regexp.MustCompile(`from 10\.77\.0\.3:\d+\nkernel`).MatchString(r.stdout) {
+		t.Errorf("member to member over the kernel macvlan:\n%s", r)
+	}
+	// Without privileges over the parent: one clear line.
+	u := newUser(t)
+	u.ok("network", "create", "-d", "macvlan", "--subnet", "10.78.0.0/24", "-o", "parent=world0", "nopriv")
+	wantOwnError(t, u.nr("run", "--network", "nopriv", "--", probe, "exit", "0"), "a kernel macvlan without privileges", "CAP_NET_ADMIN")
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/netns-run/netns-run/daemon"
 	"github.com/netns-run/netns-run/forward"
 	"github.com/netns-run/netns-run/hosts"
+	"github.com/netns-run/netns-run/netstore"
 	"github.com/netns-run/netns-run/registry"
 	"github.com/netns-run/netns-run/sandbox"
 	"github.com/netns-run/netns-run/tap"
@@ -83,6 +84,7 @@ type placement struct {
 	mac      net.HardwareAddr
 	gwMAC    net.HardwareAddr
 	extra    []hosts.Entry // link entries
+	kernel   bool          // eth0 comes later, a kernel macvlan adopted by the agent
 }
 
 // MAC is Docker's rule: 02:42 followed by the IPv4 address.
@@ -145,7 +147,7 @@ func run0(opts Options) (int, error) {
 	case None:
 		code, err = r.none()
 	default:
-		code, err = r.shared()
+		code, err = r.sharedOrKernel()
 	}
 	if r.stopExec != nil {
 		r.stopExec()
@@ -193,7 +195,7 @@ func (r *run) spec(p placement) sandbox.Spec {
 		nameservers = []netip.Addr{p.resolver}
 	}
 	var link *tap.Config
-	if p.ip.IsValid() {
+	if p.ip.IsValid() && !p.kernel {
 		link = &tap.Config{
 			Name: "eth0", Mode: r.opts.LinkMode, MTU: r.opts.MTU,
 			MAC: p.mac.String(), PeerMAC: p.gwMAC.String(),
@@ -245,6 +247,23 @@ func (r *run) startSandbox(p placement, ports []forward.Mapping) (*sandbox.Sandb
 		rec.AgentPid, rec.Ports, rec.ExecSocket, rec.ControlSocket = sb.Pid(), ports, sock, ctl
 	})
 	return sb, nil
+}
+
+// sharedOrKernel joins a network: through the daemon, or for a macvlan
+// network with a parent interface, on a kernel macvlan.
+func (r *run) sharedOrKernel() (int, error) {
+	store, err := openStore()
+	if err != nil {
+		return sandbox.ExitOwnError, err
+	}
+	n, err := store.Get(r.opts.Network)
+	if err != nil {
+		return sandbox.ExitOwnError, err
+	}
+	if n.Options[netstore.OptParent] != "" {
+		return r.kernelMacvlan(n)
+	}
+	return r.shared()
 }
 
 // none runs the sandbox with lo only.

@@ -103,9 +103,21 @@ func runAgent(conn *net.UnixConn) int {
 	if err != nil {
 		return ExitOwnError
 	}
-	if m, fds, err := recv(conn); err != nil || !m.Start {
+	// Until the start, the supervisor may add interfaces (a kernel
+	// macvlan it moved in), one request at a time.
+	for {
+		m, fds, err := recv(conn)
 		closeFDs(fds)
-		return ExitOwnError
+		if err != nil {
+			return ExitOwnError
+		}
+		if m.Start {
+			break
+		}
+		if m.AddLink == nil {
+			return ExitOwnError
+		}
+		(&agent{conn: conn}).addLink(*m.AddLink)
 	}
 	return runCommand(conn, path, spec)
 }

@@ -24,7 +24,12 @@ func (sb *Sandbox) AddLink(cfg tap.Config) (tap.Link, error) {
 	defer sb.linkCall.Unlock()
 	reply := make(chan linkResult, 1)
 	sb.mu.Lock()
-	if !sb.running || sb.ended {
+	if !sb.running {
+		// Before Run nobody else reads the socket: ask and read here.
+		sb.mu.Unlock()
+		return sb.addLinkBeforeRun(cfg)
+	}
+	if sb.ended {
 		sb.mu.Unlock()
 		return tap.Link{}, ErrNotRunning
 	}
@@ -48,15 +53,43 @@ func (sb *Sandbox) AddLink(cfg tap.Config) (tap.Link, error) {
 	}
 }
 
+func (sb *Sandbox) addLinkBeforeRun(cfg tap.Config) (tap.Link, error) {
+	if err := send(sb.conn, message{AddLink: &cfg}); err != nil {
+		return tap.Link{}, err
+	}
+	m, fds, err := recv(sb.conn)
+	if err != nil {
+		closeFDs(fds)
+		return tap.Link{}, fmt.Errorf("sandbox agent: %w", err)
+	}
+	if m.LinkAdded == nil {
+		closeFDs(fds)
+		return tap.Link{}, errors.New("sandbox agent: unexpected answer to AddLink")
+	}
+	reply := make(chan linkResult, 1)
+	sb.mu.Lock()
+	sb.linkReply = reply
+	sb.mu.Unlock()
+	sb.linkAdded(*m.LinkAdded, fds)
+	sb.mu.Lock()
+	sb.linkReply = nil
+	sb.mu.Unlock()
+	r := <-reply
+	return r.link, r.err
+}
+
 // linkAdded hands the agent's answer to the waiting AddLink (the reader
 // goroutine calls it).
 func (sb *Sandbox) linkAdded(m linkAdded, fds []int) {
 	r := linkResult{err: errors.New(m.Error)}
 	if m.Error == "" {
-		if len(fds) == 1 {
+		switch {
+		case m.Mode == tap.ModeAdopt && len(fds) == 0:
+			r = linkResult{link: tap.Link{FD: -1, Mode: m.Mode}}
+		case len(fds) == 1:
 			r = linkResult{link: tap.Link{FD: fds[0], Mode: m.Mode}}
 			fds = nil
-		} else {
+		default:
 			r.err = errors.New("the sandbox agent sent no descriptor with the interface")
 		}
 	}
@@ -78,6 +111,10 @@ func (a *agent) addLink(cfg tap.Config) {
 	link, err := tap.Make(cfg)
 	if err != nil {
 		send(a.conn, message{LinkAdded: &linkAdded{Error: fmt.Sprintf("make %s: %v", cfg.Name, err)}})
+		return
+	}
+	if link.FD < 0 { // an adopted kernel interface: no descriptor
+		send(a.conn, message{LinkAdded: &linkAdded{Mode: link.Mode}})
 		return
 	}
 	send(a.conn, message{LinkAdded: &linkAdded{Mode: link.Mode}}, link.FD)

@@ -59,9 +59,9 @@ type Gateway struct {
 	// loopbackFor holds members let through to the host's loopback
 	// individually (netns-run run --host-loopback on a shared segment).
 	loopbackFor sync.Map // netip.Addr -> struct{}
-	s     *gstack.Stack
-	log   *slog.Logger
-	limit *limits
+	s           *gstack.Stack
+	log         *slog.Logger
+	limit       *limits
 }
 
 // TIME_WAIT is short because forwarder endpoints cannot be reused: with the

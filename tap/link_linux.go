@@ -43,15 +43,20 @@ func Make(cfg Config) (Link, error) {
 		return Link{}, err
 	}
 	if err := configure(cfg); err != nil {
-		unix.Close(link.FD)
+		if link.FD >= 0 {
+			unix.Close(link.FD)
+		}
 		return Link{}, err
 	}
 	return link, nil
 }
 
 func makeLink(cfg Config) (Link, error) {
-	if cfg.Mode == ModePacket {
+	switch cfg.Mode {
+	case ModePacket:
 		return makePacketLink(cfg)
+	case ModeAdopt:
+		return adopt(cfg)
 	}
 	fd, err := openTAP(cfg.Name)
 	if err == nil {
@@ -89,6 +94,19 @@ func openTAP(name string) (int, error) {
 		return -1, fmt.Errorf("tap: dup: %w", err)
 	}
 	return fd, nil
+}
+
+// adopt renames an interface moved in from the host to cfg.Name. Its
+// frames are the kernel's: there is no descriptor (FD -1).
+func adopt(cfg Config) (Link, error) {
+	link, err := netlink.LinkByName(cfg.Adopt)
+	if err != nil {
+		return Link{}, fmt.Errorf("find %s: %w", cfg.Adopt, err)
+	}
+	if err := netlink.LinkSetName(link, cfg.Name); err != nil {
+		return Link{}, fmt.Errorf("rename %s to %s: %w", cfg.Adopt, cfg.Name, err)
+	}
+	return Link{FD: -1, Mode: ModeAdopt}, nil
 }
 
 // makePacketLink makes eth0 one end of a veth pair and returns an AF_PACKET

@@ -22,6 +22,9 @@ const (
 	// ModePacket makes eth0 one end of a veth pair whose peer is read and
 	// written through an AF_PACKET socket; it needs no /dev/net/tun.
 	ModePacket Mode = "packet"
+	// ModeAdopt takes an interface already moved into the namespace (a
+	// kernel macvlan made by a privileged supervisor), named by Config.Adopt.
+	ModeAdopt Mode = "adopt"
 )
 
 // ParseMode checks a --link-mode value.
@@ -45,6 +48,8 @@ type Config struct {
 	// NoDefaultRoute leaves the default route alone: a second network
 	// (netns-run network connect) reaches only its own subnet, as Docker.
 	NoDefaultRoute bool
+	// Adopt names the interface ModeAdopt renames to Name and configures.
+	Adopt string
 }
 
 // Validate reports a configuration that cannot be applied.

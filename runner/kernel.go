@@ -1,0 +1,101 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/netns-run/netns-run/forward"
+	"github.com/netns-run/netns-run/ipam"
+	"github.com/netns-run/netns-run/netstore"
+	"github.com/netns-run/netns-run/registry"
+	"github.com/netns-run/netns-run/sandbox"
+	"github.com/netns-run/netns-run/tap"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// kernelMacvlan puts the sandbox on a real macvlan sub-interface of the
+// network's parent, as Docker's macvlan driver: no userspace stack at all.
+// It needs CAP_NET_ADMIN over the parent, so it is for privileged users.
+func (r *run) kernelMacvlan(n netstore.Network) (int, error) {
+	if len(r.opts.Publish) > 0 || r.opts.HostLoopback {
+		return sandbox.ExitOwnError, errors.New("a kernel macvlan network has no userspace gateway: -p and --host-loopback do not apply (members are reachable on the parent's LAN)")
+	}
+	parentName := n.Options[netstore.OptParent]
+	parent, err := netlink.LinkByName(parentName)
+	if err != nil {
+		return sandbox.ExitOwnError, fmt.Errorf("network %s: parent interface %s: %v", n.Name, parentName, err)
+	}
+	if n.Options[netstore.OptPromisc] == "on" {
+		if err := netlink.SetPromiscOn(parent); err != nil {
+			return sandbox.ExitOwnError, privileged(fmt.Errorf("make %s promiscuous: %w", parentName, err), parentName)
+		}
+	}
+	store, err := openStore()
+	if err != nil {
+		return sandbox.ExitOwnError, err
+	}
+	ip, err := store.AllocateLease(n.ID, r.id, r.opts.IP)
+	if err != nil {
+		return sandbox.ExitOwnError, err
+	}
+	defer store.DropLease(n.ID, r.id)
+	mac := ipam.MAC(ip)
+	if len(r.opts.DNS) == 0 {
+		// On the parent's LAN the host's own resolvers serve, as Docker's
+		// macvlan driver gives them; a loopback one would be the sandbox's.
+		for _, up := range HostUpstreams() {
+			if !up.Addr().IsLoopback() {
+				r.opts.DNS = append(r.opts.DNS, up.Addr())
+			}
+		}
+	}
+	p := placement{ip: ip, prefix: n.Subnet, gateway: n.Gateway, mac: mac, kernel: true}
+	r.reg.Update(r.id, func(rec *registry.Record) { rec.Network, rec.NetworkID = n.Name, n.ID })
+	sb, err := r.startSandbox(p, []forward.Mapping{})
+	if err != nil {
+		return statusOf(err), err
+	}
+	tmp := "nrm" + r.id[:10]
+	mode := netlink.MACVLAN_MODE_BRIDGE
+	if n.Options[netstore.OptMacvlanMode] == "private" {
+		mode = netlink.MACVLAN_MODE_PRIVATE
+	}
+	mtu := parent.Attrs().MTU
+	mv := &netlink.Macvlan{LinkAttrs: netlink.LinkAttrs{Name: tmp, ParentIndex: parent.Attrs().Index, MTU: mtu, HardwareAddr: mac}, Mode: mode}
+	if err := netlink.LinkAdd(mv); err != nil {
+		sb.Kill()
+		return sandbox.ExitOwnError, privileged(fmt.Errorf("create a macvlan on %s: %w", parentName, err), parentName)
+	}
+	if err := netlink.LinkSetNsPid(mv, sb.Pid()); err != nil {
+		netlink.LinkDel(mv)
+		sb.Kill()
+		return sandbox.ExitOwnError, privileged(fmt.Errorf("move the macvlan into the sandbox: %w", err), parentName)
+	}
+	_, err = sb.AddLink(tap.Config{
+		Name: "eth0", Mode: tap.ModeAdopt, Adopt: tmp, MTU: mtu, MAC: mac.String(),
+		Address: netip.PrefixFrom(ip, n.Subnet.Bits()), Gateway: n.Gateway,
+	})
+	if err != nil {
+		sb.Kill()
+		return sandbox.ExitOwnError, err
+	}
+	return r.runAndWait(sb)
+}
+
+// privileged adds what to do to a permission error.
+func privileged(err error, parent string) error {
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		return fmt.Errorf("%v: a macvlan on %s needs CAP_NET_ADMIN over it (run as root), or drop -o parent to use the userspace macvlan network", err, parent)
+	}
+	return err
+}
+
+func openStore() (*netstore.Store, error) {
+	dir, err := netstore.DefaultDir()
+	if err != nil {
+		return nil, err
+	}
+	return netstore.Open(dir)
+}
