@@ -529,3 +529,59 @@ $NR stop -t 1 k1 >/dev/null
 	u.ok("network", "create", "-d", "macvlan", "--subnet", "10.78.0.0/24", "-o", "parent=world0", "nopriv")
 	wantOwnError(t, u.nr("run", "--network", "nopriv", "--", probe, "exit", "0"), "a kernel macvlan without privileges", "CAP_NET_ADMIN")
 }
+
+// TestDetachedLifecycle: -d keeps output in a log, ps -a shows an exited
+// sandbox until rm, --rm forgets it by itself.
+func TestDetachedLifecycle(t *testing.T) {
+	u := newUser(t)
+	id := strings.TrimSpace(u.ok("run", "-d", "--name", "chatty", "--network", "bridge", "--", "/bin/sh", "-c", "echo hello; exec "+probe+" sleep 60s").stdout)
+	if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(id) {
+		t.Errorf("run -d should print the 64-hex id: %q", id)
+	}
+	var logs string
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs, "hello") && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		logs = u.ok("logs", "chatty").stdout
+	}
+	if logs != "hello\n" {
+		t.Errorf("logs chatty: %q", logs)
+	}
+	follow := startCmd(t, cmdOpts{env: u.env}, netnsRun, "logs", "-f", "chatty")
+	u.ok("stop", "-t", "1", "chatty")
+	if r := follow.wait(10 * time.Second); r.code != 0 || r.stdout != "hello\n" {
+		t.Errorf("logs -f should print the log and return when the sandbox exits:\n%s", r)
+	}
+	if ps := u.ok("ps").stdout; strings.Contains(ps, "chatty") {
+		t.Errorf("ps lists a stopped sandbox:\n%s", ps)
+	}
+	if ps := u.ok("ps", "-a").stdout; !regexp.MustCompile(`(?m)^` + id[:12] + ` +chatty .*Exited \(143\)`).MatchString(ps) {
+		t.Errorf("ps -a should show chatty as exited by SIGTERM:\n%s", ps)
+	}
+	u.ok("rm", "chatty")
+	if ps := u.ok("ps", "-a").stdout; strings.Contains(ps, "chatty") {
+		t.Errorf("rm left chatty in ps -a:\n%s", ps)
+	}
+	u.ok("run", "-d", "--rm", "--name", "fleeting", "--network", "bridge", "--", probe, "sleep", "60s")
+	u.ok("stop", "-t", "1", "fleeting")
+	if ps := u.ok("ps", "-a").stdout; strings.Contains(ps, "fleeting") {
+		t.Errorf("--rm sandbox still listed after it stopped:\n%s", ps)
+	}
+}
+
+// TestInternalNetwork: --internal members reach each other and each
+// other's names, but nothing outside.
+func TestInternalNetwork(t *testing.T) {
+	u := newUser(t)
+	u.ok("network", "create", "--internal", "--subnet", "10.66.0.0/24", "inet")
+	u.ok("run", "-d", "--name", "peer", "--network", "inet", "--mac-address", "02:42:aa:bb:cc:dd", "--", probe, "serve-tcp", "80")
+	r := u.nr("run", "--network", "inet", "--", "/bin/sh", "-c",
+		probe+" tcp -timeout 5s peer:80 inside; "+probe+" tcp -timeout 2s "+whoamiAddr+" outside; "+probe+" resolve -timeout 2s "+worldName+"; ip neigh show 10.66.0.2")
+	if !strings.Contains(r.stdout, "\ninside") {
+		t.Errorf("members of an internal network should reach each other by name:\n%s", r)
+	}
+	if strings.Contains(r.stdout, "outside") || strings.Contains(r.stdout, worldIP+"\n") {
+		t.Errorf("a member of an internal network reached the world:\n%s", r)
+	}
+	if !strings.Contains(r.stdout, "02:42:aa:bb:cc:dd") {
+		t.Errorf("--mac-address: the peer should be known by its own MAC:\n%s", r)
+	}
+}
