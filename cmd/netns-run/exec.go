@@ -17,11 +17,7 @@ func newExecCommand() *cobra.Command {
 		Short: "Run a command inside a running sandbox",
 		Args:  cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			reg, err := openRegistry()
-			if err != nil {
-				return err
-			}
-			r, err := reg.Get(args[0])
+			_, r, err := findSandbox(args[0])
 			if err != nil {
 				return err
 			}

@@ -348,11 +348,7 @@ func newNetworkDisconnect() *cobra.Command {
 
 // runningRecord finds a running sandbox with a control socket.
 func runningRecord(ref string) (registry.Record, error) {
-	reg, err := openRegistry()
-	if err != nil {
-		return registry.Record{}, err
-	}
-	rec, err := reg.Get(ref)
+	_, rec, err := findSandbox(ref)
 	if err != nil {
 		return rec, err
 	}

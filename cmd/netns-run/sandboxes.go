@@ -194,25 +194,46 @@ func newStopCommand() *cobra.Command {
 		Short: "Stop sandboxes: SIGTERM, then SIGKILL after the timeout",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			reg, err := openRegistry()
-			if err != nil {
-				return err
-			}
-			for _, ref := range args {
-				r, err := reg.Get(ref)
-				if err != nil {
-					return err
-				}
+			return eachSandbox(args, func(_ *registry.Registry, r registry.Record) error {
 				if r.State == registry.Running {
 					stop(r, time.Duration(timeout)*time.Second)
 				}
-				fmt.Println(ref)
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	cmd.Flags().IntVarP(&timeout, "time", "t", 10, "seconds to wait before killing")
 	return cmd
+}
+
+// eachSandbox runs do for every named sandbox, printing each name done, as
+// docker stop and docker rm do.
+func eachSandbox(refs []string, do func(*registry.Registry, registry.Record) error) error {
+	reg, err := openRegistry()
+	if err != nil {
+		return err
+	}
+	for _, ref := range refs {
+		r, err := reg.Get(ref)
+		if err != nil {
+			return err
+		}
+		if err := do(reg, r); err != nil {
+			return err
+		}
+		fmt.Println(ref)
+	}
+	return nil
+}
+
+// findSandbox opens the registry and finds one sandbox in it.
+func findSandbox(ref string) (*registry.Registry, registry.Record, error) {
+	reg, err := openRegistry()
+	if err != nil {
+		return nil, registry.Record{}, err
+	}
+	r, err := reg.Get(ref)
+	return reg, r, err
 }
 
 // stop asks the command to end through its supervisor, then kills the
@@ -245,25 +266,15 @@ func newRmCommand() *cobra.Command {
 		Short: "Forget exited sandboxes (-f: stop running ones first)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			reg, err := openRegistry()
-			if err != nil {
-				return err
-			}
-			for _, ref := range args {
-				r, err := reg.Get(ref)
-				if err != nil {
-					return err
-				}
+			return eachSandbox(args, func(reg *registry.Registry, r registry.Record) error {
 				if r.State == registry.Running {
 					if !force {
-						return fmt.Errorf("sandbox %s is running: stop it first, or use rm -f", ref)
+						return fmt.Errorf("sandbox %s is running: stop it first, or use rm -f", r.Name)
 					}
 					stop(r, 0)
 				}
-				reg.Remove(r.ID)
-				fmt.Println(ref)
-			}
-			return nil
+				return reg.Remove(r.ID)
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "stop a running sandbox first")
@@ -277,11 +288,7 @@ func newLogsCommand() *cobra.Command {
 		Short: "Show the output of a detached sandbox",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			reg, err := openRegistry()
-			if err != nil {
-				return err
-			}
-			r, err := reg.Get(args[0])
+			_, r, err := findSandbox(args[0])
 			if err != nil {
 				return err
 			}
@@ -314,11 +321,7 @@ func newPortCommand() *cobra.Command {
 		Short: "List a sandbox's published ports (port add / port rm change them)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			reg, err := openRegistry()
-			if err != nil {
-				return err
-			}
-			r, err := reg.Get(args[0])
+			_, r, err := findSandbox(args[0])
 			if err != nil {
 				return err
 			}
@@ -347,11 +350,7 @@ func portChange(verb, short string) *cobra.Command {
 		Short: short,
 		Args:  cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			reg, err := openRegistry()
-			if err != nil {
-				return err
-			}
-			r, err := reg.Get(args[0])
+			reg, r, err := findSandbox(args[0])
 			if err != nil {
 				return err
 			}
