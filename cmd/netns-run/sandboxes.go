@@ -207,23 +207,29 @@ func newStopCommand() *cobra.Command {
 }
 
 // eachSandbox runs do for every named sandbox, printing each name done, as
-// docker stop and docker rm do.
+// docker stop and docker rm do: a failure is reported and the rest still
+// handled.
 func eachSandbox(refs []string, do func(*registry.Registry, registry.Record) error) error {
 	reg, err := openRegistry()
 	if err != nil {
 		return err
 	}
+	var failed error
 	for _, ref := range refs {
 		r, err := reg.Get(ref)
-		if err != nil {
-			return err
+		if err == nil {
+			err = do(reg, r)
 		}
-		if err := do(reg, r); err != nil {
-			return err
+		if err != nil {
+			if failed != nil {
+				fmt.Fprintf(os.Stderr, "netns-run: %v\n", failed)
+			}
+			failed = err
+			continue
 		}
 		fmt.Println(ref)
 	}
-	return nil
+	return failed
 }
 
 // findSandbox opens the registry and finds one sandbox in it.
