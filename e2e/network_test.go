@@ -237,10 +237,11 @@ func (p *proc) stop() result {
 var autoRE = regexp.MustCompile(`^netns-run: published 0\.0\.0\.0:(\d+)->(\d+)/(tcp|udp)$`)
 
 // TestPublish checks published ports, TCP and UDP, from a client on the
-// host's loopback (seen in the sandbox as the gateway) and from a world
-// client (seen with its own address).
+// host's loopback (over TCP served by the loopback fast path, so seen in
+// the sandbox as its own 127.0.0.1, see fastpath_test.go; over UDP seen as
+// the gateway) and from a world client (seen with its own address).
 func TestPublish(t *testing.T) {
-	fromGW := regexp.MustCompile(`^from 10\.0\.2\.2:\d+\n`)
+	fromLo := regexp.MustCompile(`^from 127\.0\.0\.1:\d+\n`)
 	fromWorld := regexp.MustCompile(`^from 198\.51\.100\.2:\d+\n`)
 	fromGWUDP := regexp.MustCompile(`^from 10\.0\.2\.2:\d+ `)
 	fromWorldUDP := regexp.MustCompile(`^from 198\.51\.100\.2:\d+ `)
@@ -249,8 +250,8 @@ func TestPublish(t *testing.T) {
 		p := startNR(t, sandboxed([]string{"-p", "127.0.0.1:18080:80"}, "serve-tcp", "80")...)
 		p.waitReady()
 		got := tcpExchange(t, "tcp4", "127.0.0.1:18080", "ping", 10*time.Second)
-		if !fromGW.MatchString(got) || !strings.HasSuffix(got, "\nping") {
-			t.Errorf("through 127.0.0.1:18080 the sandbox said %q; want \"from %s:PORT\\nping\"", got, gatewayIP)
+		if !fromLo.MatchString(got) || !strings.HasSuffix(got, "\nping") {
+			t.Errorf("through 127.0.0.1:18080 the sandbox said %q; want \"from %s:PORT\\nping\"", got, loopbackIP)
 		}
 		// Published on 127.0.0.1 only: the world must not reach it.
 		resp := worldDial(t, "tcp", hostIP+":18080", "x", 2*time.Second)
@@ -269,13 +270,13 @@ func TestPublish(t *testing.T) {
 				hostIP, resp.Reply, resp.Error, worldIP)
 		}
 		got := tcpExchange(t, "tcp4", "127.0.0.1:18081", "ping", 10*time.Second)
-		if !fromGW.MatchString(got) {
-			t.Errorf("loopback client through 127.0.0.1:18081: %q; want \"from %s:PORT\"", got, gatewayIP)
+		if !fromLo.MatchString(got) {
+			t.Errorf("loopback client through 127.0.0.1:18081: %q; want \"from %s:PORT\"", got, loopbackIP)
 		}
 		if hasIPv6Loopback() {
 			got := tcpExchange(t, "tcp6", "[::1]:18081", "ping6", 10*time.Second)
-			if !fromGW.MatchString(got) || !strings.HasSuffix(got, "\nping6") {
-				t.Errorf("IPv6 loopback client through [::1]:18081 (empty HOST_IP = IPv4 and IPv6): %q; want \"from %s:PORT\"", got, gatewayIP)
+			if !fromLo.MatchString(got) || !strings.HasSuffix(got, "\nping6") {
+				t.Errorf("IPv6 loopback client through [::1]:18081 (empty HOST_IP = IPv4 and IPv6): %q; want \"from %s:PORT\"", got, loopbackIP)
 			}
 		} else {
 			t.Log("no ::1 in the host namespace: IPv6 publishing not checked")
@@ -312,7 +313,7 @@ func TestPublish(t *testing.T) {
 		p.waitReady()
 		for _, port := range []string{"18090", "18091"} {
 			got := tcpExchange(t, "tcp4", "127.0.0.1:"+port, "r"+port, 10*time.Second)
-			if !fromGW.MatchString(got) || !strings.HasSuffix(got, "\nr"+port) {
+			if !fromLo.MatchString(got) || !strings.HasSuffix(got, "\nr"+port) {
 				t.Errorf("through 127.0.0.1:%s: %q", port, got)
 			}
 		}
@@ -334,7 +335,7 @@ func TestPublish(t *testing.T) {
 			}
 			if proto == "tcp" {
 				got := tcpExchange(t, "tcp4", "127.0.0.1:"+port, "auto", 10*time.Second)
-				if !fromGW.MatchString(got) || !strings.HasSuffix(got, "\nauto") {
+				if !fromLo.MatchString(got) || !strings.HasSuffix(got, "\nauto") {
 					t.Errorf("through the auto port 127.0.0.1:%s: %q", port, got)
 				}
 				resp := worldDial(t, "tcp", hostIP+":"+port, "auto", 10*time.Second)
@@ -351,6 +352,10 @@ func TestPublish(t *testing.T) {
 		})
 	}
 }
+
+// loopbackIP is where a TCP client on the host's loopback appears in the
+// sandbox: the loopback fast path connects from the sandbox's own.
+const loopbackIP = "127.0.0.1"
 
 func hasIPv6Loopback() bool {
 	l, err := net.Listen("tcp6", "[::1]:0")

@@ -30,6 +30,15 @@ type Dialer interface {
 	DialUDP(client netip.Addr, dst netip.AddrPort) (net.Conn, error)
 }
 
+// LocalDialer connects to a member's TCP port from inside the member's own
+// network namespace (the loopback fast path). The connection is a kernel
+// socket, so the relay moves bytes kernel to kernel (splice) and never
+// through the gVisor stack. A refusal must come back as an error that
+// errors.Is syscall.ECONNREFUSED.
+type LocalDialer interface {
+	DialLocal(ctx context.Context, port uint16) (net.Conn, error)
+}
+
 // Listener is one published port bound on the host.
 type Listener struct {
 	m   Mapping // HostPort is the bound one, also when asked for 0
@@ -137,6 +146,19 @@ func (l *Listener) Close() {
 // Serve forwards clients to member until ctx ends, then closes the
 // listener. Connections already relayed run until either side ends them.
 func (l *Listener) Serve(ctx context.Context, member netip.Addr, d Dialer) {
+	l.ServeWithLocal(ctx, member, d, nil)
+}
+
+// ServeWithLocal is Serve with a fast path: TCP clients on the host's
+// loopback (127.0.0.0/8, ::1), which d would make appear as the gateway
+// anyway, are served through local when it is not nil; the member then
+// sees them come from its own loopback. Every other client goes through d
+// and keeps its address. A refusal from local closes the client, as d's
+// would; any other failure of local (the sandbox is ending) falls back to
+// d. UDP always goes through d: a flow through a socket made inside
+// measured no faster (the per-datagram cost is this process's read and
+// write either way) and would cost a round trip to the sandbox per flow.
+func (l *Listener) ServeWithLocal(ctx context.Context, member netip.Addr, d Dialer, local LocalDialer) {
 	stop := context.AfterFunc(ctx, l.Close)
 	defer stop()
 	dst := netip.AddrPortFrom(member, l.m.ContainerPort)
@@ -144,10 +166,13 @@ func (l *Listener) Serve(ctx context.Context, member netip.Addr, d Dialer) {
 		l.serveUDP(ctx, dst, d)
 		return
 	}
-	l.serveTCP(ctx, dst, d)
+	l.serveTCP(ctx, dst, d, local)
 }
 
-func (l *Listener) serveTCP(ctx context.Context, dst netip.AddrPort, d Dialer) {
+// isLoopback: a TCP client the fast path serves.
+func isLoopback(a netip.Addr) bool { return a.Unmap().IsLoopback() }
+
+func (l *Listener) serveTCP(ctx context.Context, dst netip.AddrPort, d Dialer, local LocalDialer) {
 	for {
 		c, err := l.tcp.Accept()
 		if err != nil {
@@ -160,7 +185,7 @@ func (l *Listener) serveTCP(ctx context.Context, dst netip.AddrPort, d Dialer) {
 		go func() {
 			client := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr()
 			dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-			inner, err := d.DialTCP(dctx, client, dst)
+			inner, err := dialTCP(dctx, d, local, client, dst)
 			cancel()
 			if err != nil {
 				c.Close()
@@ -169,6 +194,18 @@ func (l *Listener) serveTCP(ctx context.Context, dst netip.AddrPort, d Dialer) {
 			relay.TCP(c, inner)
 		}()
 	}
+}
+
+// dialTCP reaches dst for client: through local for a loopback client,
+// else (or when local fails for another reason than a refusal) through d.
+func dialTCP(ctx context.Context, d Dialer, local LocalDialer, client netip.Addr, dst netip.AddrPort) (net.Conn, error) {
+	if local != nil && isLoopback(client) {
+		c, err := local.DialLocal(ctx, dst.Port())
+		if err == nil || errors.Is(err, syscall.ECONNREFUSED) || ctx.Err() != nil {
+			return c, err
+		}
+	}
+	return d.DialTCP(ctx, client, dst)
 }
 
 // udpFlow is one client's conversation with the member.

@@ -37,9 +37,17 @@ func TCP(a, b net.Conn) {
 }
 
 // copyHalf copies src to dst, then half-closes dst. On an error (reset) it
-// closes both so the other direction ends too.
+// closes both so the other direction ends too. Between two kernel sockets
+// it splices (splice_linux.go), else it copies through a pooled buffer.
 func copyHalf(dst, src net.Conn) {
-	err := copyPooled(dst, src)
+	var err error
+	rd, dk := rawSocket(dst)
+	rs, sk := rawSocket(src)
+	if dk && sk {
+		err = spliceHalf(rd, rs)
+	} else {
+		err = copyPooled(dst, src)
+	}
 	if err != nil {
 		dst.Close()
 		src.Close()

@@ -3,8 +3,10 @@ package runner
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/netns-run/netns-run/dnsproxy"
@@ -80,11 +82,17 @@ func (r *run) private() (int, error) {
 		return sandbox.ExitOwnError, err
 	}
 	r.reportAuto(bound)
+	var local forward.LocalDialer
+	if len(listeners) > 0 && loopbackFastPath() {
+		ins := &insideDialer{sb: sb, addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1"), privateMember}}
+		defer ins.Close()
+		local = ins
+	}
 	for _, l := range listeners {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l.Serve(ctx, privateMember, gw)
+			l.ServeWithLocal(ctx, privateMember, gw, local)
 		}()
 	}
 	code, err := r.runAndWait(sb)
@@ -92,6 +100,76 @@ func (r *run) private() (int, error) {
 	gw.Close()
 	wg.Wait()
 	return code, err
+}
+
+// fastPathEnv turns the loopback fast path of published ports off when
+// set to 0, off or false: loopback clients then cross the gVisor stack
+// and appear as the gateway, as world clients appear with their address.
+const fastPathEnv = "NETNS_RUN_LOOPBACK_FASTPATH"
+
+func loopbackFastPath() bool {
+	switch strings.ToLower(os.Getenv(fastPathEnv)) {
+	case "0", "off", "false", "no":
+		return false
+	}
+	return true
+}
+
+// insideDialer is the loopback fast path of published ports: the host's
+// loopback clients are served by sockets that the sandbox's agent connects
+// inside the sandbox (to its 127.0.0.1, else to the member's own address,
+// for a server bound to it only), relayed kernel socket to kernel socket.
+// The agent's dial channel is opened at the first such client (the agent
+// serves requests only once the command runs); until it can be, and once
+// the sandbox has ended, DialLocal fails and forward falls back to gVisor.
+type insideDialer struct {
+	sb    *sandbox.Sandbox
+	addrs []netip.Addr
+
+	mu     sync.Mutex
+	d      *sandbox.InsideDialer
+	closed bool
+}
+
+func (l *insideDialer) DialLocal(ctx context.Context, port uint16) (net.Conn, error) {
+	d, err := l.dialer()
+	if err != nil {
+		return nil, err
+	}
+	return d.DialTCP(ctx, port)
+}
+
+func (l *insideDialer) dialer() (*sandbox.InsideDialer, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil, sandbox.ErrDialChannelClosed
+	}
+	if l.d != nil {
+		select {
+		case <-l.d.Done(): // the agent went away
+			l.d.Close()
+			l.d = nil
+		default:
+			return l.d, nil
+		}
+	}
+	d, err := l.sb.InsideDialer(l.addrs...)
+	if err != nil {
+		return nil, err
+	}
+	l.d = d
+	return d, nil
+}
+
+func (l *insideDialer) Close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closed = true
+	if l.d != nil {
+		l.d.Close()
+		l.d = nil
+	}
 }
 
 func serveDNS(ctx context.Context, wg *sync.WaitGroup, gw *stack.Gateway, proxy *dnsproxy.Proxy) error {

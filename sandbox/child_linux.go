@@ -313,6 +313,8 @@ func (a *agent) serve() {
 		case m.Signal != nil:
 			closeFDs(fds)
 			a.signalExec(m.Signal)
+		case m.DialChannel && len(fds) == 1:
+			go serveDialChannel(fds[0])
 		case m.AddLink != nil:
 			closeFDs(fds)
 			go a.addLink(*m.AddLink)

@@ -78,6 +78,7 @@ type message struct {
 	ExecStarted *execStatus `json:"execStarted,omitempty"` // <- agent: it runs
 	ExecExited  *execStatus `json:"execExited,omitempty"`  // <- agent: it ended, or never started
 	Signal      *signalMsg  `json:"signal,omitempty"`      // -> agent: signal an exec
+	DialChannel bool        `json:"dialChannel,omitempty"` // -> agent, with 1 fd: serve dials on it (dial_linux.go)
 
 	AddLink   *tap.Config `json:"addLink,omitempty"`   // -> agent: make another interface
 	LinkAdded *linkAdded  `json:"linkAdded,omitempty"` // <- agent, with its fd

@@ -1,0 +1,180 @@
+package relay
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// proxied returns a client connection whose bytes reach srv's accepted
+// connection through relay.TCP between two kernel sockets (the splice path).
+func proxied(t testing.TB, serve func(net.Conn)) net.Conn {
+	t.Helper()
+	back, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	front, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { back.Close(); front.Close() })
+	go func() {
+		for {
+			c, err := back.Accept()
+			if err != nil {
+				return
+			}
+			go serve(c)
+		}
+	}()
+	go func() {
+		for {
+			c, err := front.Accept()
+			if err != nil {
+				return
+			}
+			inner, err := net.Dial("tcp4", back.Addr().String())
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go TCP(c, inner)
+		}
+	}()
+	c, err := net.Dial("tcp4", front.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func echo(c net.Conn) {
+	defer c.Close()
+	io.Copy(struct{ io.Writer }{c}, struct{ io.Reader }{c})
+	c.(*net.TCPConn).CloseWrite()
+}
+
+func TestSpliceEchoHalfClose(t *testing.T) {
+	c := proxied(t, echo)
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	data := make([]byte, 16<<20)
+	rand.Read(data)
+	go func() {
+		c.Write(data)
+		c.(*net.TCPConn).CloseWrite() // the server sees EOF only through the relay's half-close
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("read: %v after %d bytes", err, len(got))
+	}
+	if sha256.Sum256(got) != sha256.Sum256(data) {
+		t.Fatalf("echo of %d bytes came back as %d bytes, not intact", len(data), len(got))
+	}
+}
+
+// TestSpliceServerHalfClose: the server ends its side first and keeps
+// reading; the client's bytes must still arrive.
+func TestSpliceServerHalfClose(t *testing.T) {
+	got := make(chan string, 1)
+	c := proxied(t, func(s net.Conn) {
+		defer s.Close()
+		io.WriteString(s, "bye")
+		s.(*net.TCPConn).CloseWrite()
+		b, _ := io.ReadAll(s)
+		got <- string(b)
+	})
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	b, err := io.ReadAll(c) // EOF: the server's half-close came through
+	if err != nil || string(b) != "bye" {
+		t.Fatalf("client read %q, %v; want \"bye\" then EOF", b, err)
+	}
+	io.WriteString(c, "still here")
+	c.(*net.TCPConn).CloseWrite()
+	select {
+	case s := <-got:
+		if s != "still here" {
+			t.Fatalf("server read %q after its half-close", s)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server did not get the client's bytes and EOF")
+	}
+}
+
+// TestSpliceIdleHoldsNoPipe: connections that carry nothing hold no pipe,
+// and the pipes of finished ones are kept for reuse, bounded.
+func TestSpliceIdleHoldsNoPipe(t *testing.T) {
+	base := pipeFDs(t) - 2*IdlePipes() // stdout and stderr may be pipes
+	var conns []net.Conn
+	for range 20 {
+		c := proxied(t, echo)
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, "x")
+		b := make([]byte, 1)
+		if _, err := io.ReadFull(c, b); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	// 20 open, idle, relayed connections: every pipe is back in the idle
+	// pool once each relay has found its source empty again.
+	held := 0
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if held = pipeFDs(t) - 2*IdlePipes() - base; held == 0 {
+			break
+		}
+	}
+	if held != 0 {
+		t.Errorf("20 idle relayed connections hold %d pipe descriptors", held)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	if n := IdlePipes(); n > maxIdlePipes {
+		t.Errorf("%d idle pipes kept, want at most %d", n, maxIdlePipes)
+	}
+}
+
+// pipeFDs counts this process's pipe descriptors.
+func pipeFDs(t testing.TB) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(l, "pipe:") {
+			n++
+		}
+	}
+	return n
+}
+
+// BenchmarkRelay moves bytes one way through a relay between two kernel
+// sockets (the splice path). The receiver reads 256 KiB at a time: with
+// io.Copy's small reads the receiver, not the relay, is what is measured.
+func BenchmarkRelay(b *testing.B) {
+	sink := make(chan int64, 1)
+	c := proxied(b, func(s net.Conn) {
+		n, _ := io.CopyBuffer(struct{ io.Writer }{io.Discard}, struct{ io.Reader }{s}, make([]byte, 256<<10))
+		s.Close()
+		sink <- n
+	})
+	buf := bytes.Repeat([]byte{'x'}, 256<<10)
+	b.SetBytes(int64(len(buf)))
+	b.ResetTimer()
+	for range b.N {
+		if _, err := c.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c.(*net.TCPConn).CloseWrite()
+	<-sink
+}
