@@ -633,7 +633,7 @@ nr_start() { # EXTRA_FLAGS...
 	# The network process is the supervisor: the netns-run process in the
 	# host namespace that runs the gVisor stack and the forwarders.
 	NET_PIDS="$NR_PID"; TO_HOST=10.0.2.2; PUB_LO=127.0.0.1; PUB_WORLD=$HOST_W; PUB_OFF=10000
-	DESC="as $BUSER: netns-run $NR_ARGS -- holder; the ns reaches the host's 127.0.0.1 at 10.0.2.2 (--host-loopback); loopback clients appear from the gateway, world clients keep their address."
+	DESC="as $BUSER: netns-run $NR_ARGS -- holder; the ns reaches the host's 127.0.0.1 at 10.0.2.2 (--host-loopback); TCP loopback clients take the fast path (a socket connected inside the sandbox, spliced), world clients go through gVisor and keep their address."
 }
 nr_stop() { kill_own "$NR_PID" "$NS_PID"; }
 nr_startup() { # EXTRA_FLAGS...
