@@ -12,6 +12,7 @@ import (
 	"github.com/netns-run/netns-run/dnsproxy"
 	"github.com/netns-run/netns-run/forward"
 	"github.com/netns-run/netns-run/hosts"
+	"github.com/netns-run/netns-run/ipam"
 	"github.com/netns-run/netns-run/sandbox"
 	"github.com/netns-run/netns-run/stack"
 	"github.com/netns-run/netns-run/tap"
@@ -52,7 +53,7 @@ func (r *run) private() (int, error) {
 	}
 	p := placement{
 		ip: privateMember, prefix: privateSubnet, gateway: privateGateway, resolver: privateResolver,
-		mac: MAC(privateMember), gwMAC: MAC(privateGateway),
+		mac: ipam.MAC(privateMember), gwMAC: ipam.MAC(privateGateway),
 	}
 	sb, err := r.startSandbox(p, bound)
 	if err != nil {

@@ -87,12 +87,6 @@ type placement struct {
 	kernel   bool          // eth0 comes later, a kernel macvlan adopted by the agent
 }
 
-// MAC is Docker's rule: 02:42 followed by the IPv4 address.
-func MAC(ip netip.Addr) net.HardwareAddr {
-	a := ip.As4()
-	return net.HardwareAddr{0x02, 0x42, a[0], a[1], a[2], a[3]}
-}
-
 // Run runs the command and returns its exit status. An error is
 // netns-run's own (or the command's failure to start) and comes with the
 // status to exit with.

@@ -22,6 +22,16 @@ func openStore() (*netstore.Store, error) {
 	return netstore.Open(dir)
 }
 
+// openStoreAndRegistry opens both: the network commands check members.
+func openStoreAndRegistry() (*netstore.Store, *registry.Registry, error) {
+	store, err := openStore()
+	if err != nil {
+		return nil, nil, err
+	}
+	reg, err := openRegistry()
+	return store, reg, err
+}
+
 func openRegistry() (*registry.Registry, error) {
 	rt, err := registry.RuntimeDir()
 	if err != nil {
@@ -160,11 +170,7 @@ func newNetworkInspect() *cobra.Command {
 		Short: "Show networks as JSON, with their members",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := openStore()
-			if err != nil {
-				return err
-			}
-			reg, err := openRegistry()
+			store, reg, err := openStoreAndRegistry()
 			if err != nil {
 				return err
 			}
@@ -239,11 +245,7 @@ func newNetworkRm() *cobra.Command {
 		Short:   "Remove networks",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := openStore()
-			if err != nil {
-				return err
-			}
-			reg, err := openRegistry()
+			store, reg, err := openStoreAndRegistry()
 			if err != nil {
 				return err
 			}
@@ -264,11 +266,7 @@ func newNetworkPrune() *cobra.Command {
 		Short: "Remove every user-defined network no sandbox is on",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := openStore()
-			if err != nil {
-				return err
-			}
-			reg, err := openRegistry()
+			store, reg, err := openStoreAndRegistry()
 			if err != nil {
 				return err
 			}
