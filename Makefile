@@ -23,7 +23,7 @@ build:
 unit:
 	@pkgs=$$($(GO) list ./... | grep -v '/e2e$$'); \
 	if [ -z "$$pkgs" ]; then echo "unit: no packages to test"; \
-	else echo "$(GO) test <every package but ./e2e>"; $(GO) test $$pkgs; fi
+	else echo "$(GO) test <every package but ./e2e>"; $(GO) test -timeout 5m $$pkgs; fi
 
 e2e-build: build
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/probe ./e2e/probe

@@ -19,8 +19,10 @@ type gatewayEndpoint struct {
 	sw  *Switch
 	mtu atomic.Uint32
 
-	// mu is held shared while a frame is delivered to the dispatcher, so
-	// that Attach(nil) (NIC removal) waits for deliveries in flight.
+	// mu guards dispatcher. It is not held while a frame is delivered:
+	// gVisor calls Attach(nil) with its stack lock held, and a delivery
+	// takes that lock too. A delivery racing NIC removal reaches a disabled
+	// NIC, which drops it.
 	mu         sync.RWMutex
 	dispatcher stack.NetworkDispatcher
 	attached   atomic.Bool
@@ -45,8 +47,8 @@ func newGatewayEndpoint(s *Switch) *gatewayEndpoint {
 // per small segment.
 func (g *gatewayEndpoint) deliver(frame []byte, v *buffer.View, from *port) bool {
 	g.mu.RLock()
-	defer g.mu.RUnlock()
 	d := g.dispatcher
+	g.mu.RUnlock()
 	if d == nil {
 		from.drop(dropNoGateway, frame)
 		return false
@@ -160,8 +162,7 @@ func (*gatewayEndpoint) Capabilities() stack.LinkEndpointCapabilities {
 	return stack.CapabilityResolutionRequired
 }
 
-// Attach implements stack.LinkEndpoint. Attach(nil) waits for deliveries in
-// flight.
+// Attach implements stack.LinkEndpoint.
 func (g *gatewayEndpoint) Attach(d stack.NetworkDispatcher) {
 	g.mu.Lock()
 	g.dispatcher = d
