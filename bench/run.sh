@@ -68,6 +68,8 @@ label() {
 }
 ROWS='out|sandbox -> host TCP Gbit/s|1|2
 out_R|host -> sandbox TCP Gbit/s (sandbox dials, iperf3 -R)|1|2
+out_gw|sandbox -> host through the gateway (gVisor) TCP Gbit/s|1|2
+out_gw_R|host -> sandbox through the gateway (gVisor), -R, TCP Gbit/s|1|2
 in_lo|host loopback -> published port TCP Gbit/s|1|2
 in_lo_R|published port -> host loopback TCP Gbit/s (-R)|1|2
 in_world|world -> published port TCP Gbit/s|1|2
@@ -278,7 +280,9 @@ port it translates). Host side:
 \`iperf3 -s -p $HOST_IPERF\` and \`rtt sink -l :$HOST_PROBE\` (accept and close).
 
 * sandbox -> host: inside, \`iperf3 -c TO_HOST -p $HOST_IPERF -t $IPERF_T [-R] -J\`, where TO_HOST is the
-  sandbox's way to the host's loopback (per column above). Gbit/s is iperf3's receiver rate, 1 stream.
+  sandbox's way to the host's loopback (per column above): pasta and netns-run forward the
+  sandbox's own 127.0.0.1:$HOST_IPERF (-T). Gbit/s is iperf3's receiver rate, 1 stream. The
+  "through the gateway" rows are netns-run's stack path (10.0.2.2, --host-loopback), for reference.
 * published port: \`iperf3 -c ADDR -p 15201 -t $IPERF_T [-R] -J\`, from the host as ADDR=127.0.0.1, and
   from the world namespace as ADDR=$HOST_W (veth: the namespace's own $VETH_NS, routed by the host).
 * member <-> member: two namespaces on one segment, \`iperf3 -c\` from one to the other
@@ -619,8 +623,10 @@ NR_PUBS="-p 0.0.0.0:$((NS_IPERF + 10000)):$NS_IPERF -p 0.0.0.0:$((NS_HTTP + 1000
 # itself, 10.0.2.0/24): the setup this bench compares. Newer netns-run joins a
 # shared network by default and needs --network private for it.
 nr_net() { "$NR" --help 2>&1 | grep -q -- '--network string' && echo "--network private"; }
+# -T (as pasta's): the sandbox's 127.0.0.1:HOST_IPERF is the host's, spliced.
+nr_tcp_ns() { "$NR" --help 2>&1 | grep -q -- '--tcp-ns' && echo "-T $HOST_IPERF"; }
 nr_start() { # EXTRA_FLAGS...
-	NR_ARGS="$(nr_net) --host-loopback $* $NR_PUBS"
+	NR_ARGS="$(nr_net) --host-loopback $(nr_tcp_ns) $* $NR_PUBS"
 	rm -f "$W/ns.pid"
 	"${AS_USER[@]}" "$NR" $NR_ARGS -- "$HOLDER" "$W/ns.pid" >> "$LOGD/$T.log" 2>&1 & track $!; NR_PID=$!
 	wait_file "$W/ns.pid" || return 1
@@ -633,7 +639,12 @@ nr_start() { # EXTRA_FLAGS...
 	# The network process is the supervisor: the netns-run process in the
 	# host namespace that runs the gVisor stack and the forwarders.
 	NET_PIDS="$NR_PID"; TO_HOST=10.0.2.2; PUB_LO=127.0.0.1; PUB_WORLD=$HOST_W; PUB_OFF=10000
-	DESC="as $BUSER: netns-run $NR_ARGS -- holder; the ns reaches the host's 127.0.0.1 at 10.0.2.2 (--host-loopback); TCP loopback clients take the fast path (a socket connected inside the sandbox, spliced), world clients go through gVisor and keep their address."
+	local how="at 10.0.2.2 (--host-loopback, through gVisor)"
+	if [ -n "$(nr_tcp_ns)" ]; then
+		TO_HOST=127.0.0.1; TO_HOST_GW=10.0.2.2
+		how="at its own 127.0.0.1 (-T, a listener made inside, spliced; as pasta -T), and at 10.0.2.2 through gVisor (--host-loopback; the 'through the gateway' rows)"
+	fi
+	DESC="as $BUSER: netns-run $NR_ARGS -- holder; the ns reaches the host's 127.0.0.1:$HOST_IPERF $how; TCP loopback clients of published ports take the fast path (a socket connected inside the sandbox, spliced), world clients go through gVisor and keep their address."
 }
 nr_stop() { kill_own "$NR_PID" "$NS_PID"; }
 nr_startup() { # EXTRA_FLAGS...
@@ -733,6 +744,7 @@ measure_round() {
 	T=$1
 	local pub_ok=1 i out
 	log "== $(label "$T") (round $ROUND/$ROUNDS)"
+	TO_HOST_GW=""
 	if ! "tool_${T}_start"; then
 		failed start "could not start (see $LOGD/)"
 		for m in out out_R in_lo in_lo_R in_world in_world_R rtt_p50 rtt_p99 udp_pps rps_close rps_ka; do rec "$T" $m fail; done
@@ -761,6 +773,12 @@ measure_steps() {
 	for j in "" -R; do
 		m=out${j/-/_}
 		iperf "$m" ns "$TO_HOST" $HOST_IPERF $j && [ -z "$j" ] && rec_cpu cpu_out
+		crashed "$m" && return
+	done
+	# netns-run: also its stack's own way to the host, without -T
+	for j in ${TO_HOST_GW:+"" -R}; do
+		m=out_gw${j/-/_}
+		iperf "$m" ns "$TO_HOST_GW" $HOST_IPERF $j
 		crashed "$m" && return
 	done
 	declare -F "tool_${T}_member" >/dev/null && "tool_${T}_member"

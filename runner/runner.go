@@ -45,14 +45,16 @@ type AddHost struct {
 
 // Options are everything a run is asked for.
 type Options struct {
-	Argv         []string
-	Name         string // default: the short id
-	Network      string // Private, or a network name or id
-	IP           netip.Addr
-	MAC          string
-	Links        []daemon.Link
-	Aliases      []string
-	Publish      []forward.Mapping
+	Argv    []string
+	Name    string // default: the short id
+	Network string // Private, or a network name or id
+	IP      netip.Addr
+	MAC     string
+	Links   []daemon.Link
+	Aliases []string
+	Publish []forward.Mapping
+	// HostForwards: the sandbox's loopback ports that reach the host's (-T).
+	HostForwards []forward.HostForward
 	HostLoopback bool
 	DNS          []netip.Addr // written into resolv.conf instead of the resolver
 	DNSSearch    []string
@@ -152,7 +154,7 @@ func run0(opts Options) (int, error) {
 
 // run is one sandbox's supervision.
 type run struct {
-	stopExec context.CancelFunc // ends the exec socket's service
+	stopExec context.CancelFunc // ends the service of the exec socket and the -T listeners
 	opts     Options
 	id       string
 	rt       string
@@ -204,8 +206,30 @@ func (r *run) spec(p placement) sandbox.Spec {
 			"/etc/hostname":    hosts.RenderHostname(r.opts.Hostname),
 			"/etc/resolv.conf": hosts.RenderResolvConf(nameservers, r.opts.DNSSearch, r.opts.DNSOptions),
 		},
-		Argv: r.opts.Argv,
-		Env:  os.Environ(),
+		Argv:        r.opts.Argv,
+		Env:         os.Environ(),
+		LoopbackTCP: sandboxPorts(r.opts.HostForwards),
+	}
+}
+
+func sandboxPorts(fs []forward.HostForward) []uint16 {
+	var ports []uint16
+	for _, f := range fs {
+		ports = append(ports, f.SandboxPort)
+	}
+	return ports
+}
+
+// serveHostForwards relays the clients of the sandbox's -T listeners to
+// the host's loopback until ctx ends.
+func (r *run) serveHostForwards(ctx context.Context, sb *sandbox.Sandbox) {
+	hostPort := map[uint16]uint16{}
+	for _, f := range r.opts.HostForwards {
+		hostPort[f.SandboxPort] = f.HostPort
+	}
+	for _, ln := range sb.LoopbackListeners() {
+		port := uint16(ln.Addr().(*net.TCPAddr).Port)
+		go forward.ServeToHost(ctx, ln, hostPort[port])
 	}
 }
 
@@ -222,11 +246,15 @@ func (r *run) startSandbox(p placement, ports []forward.Mapping) (*sandbox.Sandb
 	sock := filepath.Join(r.reg.Dir(), r.id+".sock")
 	ln, err := sandbox.ListenExec(sock)
 	if err != nil {
+		for _, l := range sb.LoopbackListeners() {
+			l.Close()
+		}
 		sb.Kill()
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.stopExec = cancel
+	r.serveHostForwards(ctx, sb)
 	go sandbox.ServeExec(ctx, ln, sb)
 	ctl, err := r.serveControl(ctx, sb)
 	if err != nil {

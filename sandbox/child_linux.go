@@ -92,14 +92,19 @@ func runAgent(conn *net.UnixConn) int {
 	if err := mountProc(); err != nil {
 		warnings = append(warnings, err.Error())
 	}
-	reply := message{Warnings: warnings}
-	var linkFDs []int
+	listeners, err := listenLoopback(spec.LoopbackTCP)
+	if err != nil {
+		return fail(conn, ExitOwnError, "%v", err)
+	}
+	reply := message{Warnings: warnings, Listeners: len(listeners)}
+	var passed []int
 	if link.FD >= 0 {
 		reply.Link = &link.Mode
-		linkFDs = append(linkFDs, link.FD)
+		passed = append(passed, link.FD)
 	}
-	err = send(conn, reply, linkFDs...)
-	closeFDs(linkFDs)
+	passed = append(passed, listeners...)
+	err = send(conn, reply, passed...)
+	closeFDs(passed)
 	if err != nil {
 		return ExitOwnError
 	}

@@ -42,8 +42,10 @@ func fileConn(f *os.File) (*net.UnixConn, error) {
 	return uc, nil
 }
 
-// maxFDs bounds the descriptors one message carries (exec sends 3).
-const maxFDs = 3
+// maxFDs bounds the descriptors one message carries: exec sends 3, the
+// agent's first reply eth0's and two listeners (IPv4, IPv6) per
+// Spec.LoopbackTCP port (SCM_RIGHTS takes at most 253).
+const maxFDs = 1 + 2*MaxLoopbackTCP
 
 // send writes one message with fds attached (none, a TAP fd, or an exec's
 // stdin, stdout and stderr). The fds stay the caller's: the kernel passes

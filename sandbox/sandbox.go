@@ -16,7 +16,7 @@
 //
 //	-> {mapped}                                 id maps written (--userns auto only)
 //	-> {spec}
-//	<- {link, warnings} + TAP fd                 or {error, code}, then the agent exits
+//	<- {link, warnings, listeners} + TAP fd + listener fds   or {error, code}, then the agent exits
 //	-> {start}
 //	<- {error, code}                             the command could not start; the agent exits
 //	-> {exec: {id, argv, env, dir, tty}} + 3 fds  stdin, stdout, stderr of the new process
@@ -54,6 +54,9 @@ const (
 	ExitNotFound     = 127 // the command was not found
 )
 
+// MaxLoopbackTCP bounds Spec.LoopbackTCP.
+const MaxLoopbackTCP = 64
+
 // Spec is what the sandbox is made of.
 type Spec struct {
 	Hostname string
@@ -62,6 +65,9 @@ type Spec struct {
 	Files map[string][]byte
 	Argv  []string
 	Env   []string
+	// LoopbackTCP are ports the agent listens on, on 127.0.0.1 and ::1,
+	// before the command starts (Sandbox.LoopbackListeners).
+	LoopbackTCP []uint16 `json:",omitempty"`
 }
 
 // message is one packet on the supervisor-agent socket.
@@ -70,9 +76,11 @@ type message struct {
 	Spec     *Spec     `json:"spec,omitempty"`     // supervisor -> agent, first
 	Link     *tap.Mode `json:"link,omitempty"`     // agent -> supervisor, with the fd
 	Warnings []string  `json:"warnings,omitempty"` // agent -> supervisor, with Link
-	Start    bool      `json:"start,omitempty"`    // supervisor -> agent: run the command
-	Error    string    `json:"error,omitempty"`    // agent -> supervisor, then it exits
-	Code     int       `json:"code,omitempty"`     // exit status that goes with Error
+	// Listeners counts the descriptors after Link's: Spec.LoopbackTCP's sockets.
+	Listeners int    `json:"listeners,omitempty"`
+	Start     bool   `json:"start,omitempty"` // supervisor -> agent: run the command
+	Error     string `json:"error,omitempty"` // agent -> supervisor, then it exits
+	Code      int    `json:"code,omitempty"`  // exit status that goes with Error
 
 	Exec        *execMsg    `json:"exec,omitempty"`        // -> agent, with 3 fds: run a command
 	ExecStarted *execStatus `json:"execStarted,omitempty"` // <- agent: it runs

@@ -33,10 +33,11 @@ type Options struct {
 // starts and exits to their waiters. It ends when the agent closes the
 // socket (it exited) or when Wait or Kill close it.
 type Sandbox struct {
-	cmd      *exec.Cmd
-	conn     *net.UnixConn
-	link     tap.Link
-	warnings []string
+	cmd       *exec.Cmd
+	conn      *net.UnixConn
+	link      tap.Link
+	listeners []net.Listener
+	warnings  []string
 
 	reapOnce sync.Once
 	exited   chan struct{} // closed once the agent is reaped
@@ -56,6 +57,9 @@ type Sandbox struct {
 // Start creates the namespaces, sends spec and waits until eth0 is made.
 // On error nothing is left: the agent is killed and reaped.
 func Start(spec Spec, opts Options) (*Sandbox, error) {
+	if len(spec.LoopbackTCP) > MaxLoopbackTCP {
+		return nil, fmt.Errorf("a sandbox listens on at most %d loopback ports, not %d", MaxLoopbackTCP, len(spec.LoopbackTCP))
+	}
 	var idmap *idMapping
 	if opts.AutoUserNS {
 		m, err := subordinateMapping()
@@ -132,15 +136,21 @@ func (sb *Sandbox) handshake(spec Spec, idmap *idMapping) error {
 		closeFDs(fds)
 		return &Error{Msg: m.Error, Code: m.Code}
 	}
-	if spec.Link == nil && m.Link == nil && len(fds) == 0 {
-		sb.warnings = m.Warnings
-		return nil // --network none: lo only
+	nLink := 0
+	if m.Link != nil {
+		nLink = 1
 	}
-	if m.Link == nil || len(fds) != 1 {
+	if (spec.Link != nil && m.Link == nil) || len(fds) != nLink+m.Listeners || m.Listeners < 0 {
 		closeFDs(fds)
-		return fmt.Errorf("sandbox agent sent no link")
+		return fmt.Errorf("sandbox agent sent %d descriptors for %d listeners and link %v", len(fds), m.Listeners, m.Link != nil)
 	}
-	sb.link = tap.Link{FD: fds[0], Mode: *m.Link}
+	if sb.listeners, err = loopbackListeners(fds[nLink:]); err != nil {
+		closeFDs(fds[:nLink])
+		return err
+	}
+	if m.Link != nil {
+		sb.link = tap.Link{FD: fds[0], Mode: *m.Link}
+	}
 	sb.warnings = m.Warnings
 	return nil
 }
@@ -169,6 +179,10 @@ func (sb *Sandbox) reap() {
 
 // Link is the descriptor that carries eth0's frames. The caller owns it.
 func (sb *Sandbox) Link() tap.Link { return sb.link }
+
+// LoopbackListeners are the listeners of Spec.LoopbackTCP, made inside the
+// sandbox (on 127.0.0.1, and on ::1 where it has IPv6). The caller owns them.
+func (sb *Sandbox) LoopbackListeners() []net.Listener { return sb.listeners }
 
 // Warnings are what the agent could not do but did not fail on.
 func (sb *Sandbox) Warnings() []string { return sb.warnings }

@@ -13,6 +13,7 @@ import (
 	"github.com/netns-run/netns-run/forward"
 	"github.com/netns-run/netns-run/hosts"
 	"github.com/netns-run/netns-run/runner"
+	"github.com/netns-run/netns-run/sandbox"
 	"github.com/netns-run/netns-run/tap"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -21,6 +22,7 @@ import (
 // runFlags are the flags of `netns-run [flags] -- CMD` and `netns-run run`.
 type runFlags struct {
 	publish      []string
+	tcpNS        []string
 	hostLoopback bool
 	dns          []string
 	dnsSearch    []string
@@ -46,6 +48,7 @@ type runFlags struct {
 func (f *runFlags) register(fs *pflag.FlagSet) {
 	fs.SetInterspersed(false) // flags after CMD are CMD's
 	fs.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a port: [HOST_IP:][HOST_PORT[-END]:]PORT[-END][/tcp|/udp] (repeatable)")
+	fs.StringArrayVarP(&f.tcpNS, "tcp-ns", "T", nil, "forward the sandbox's 127.0.0.1 (and ::1) TCP ports to the host's loopback, as pasta -T: PORT[-END][:HOST_PORT[-END]][,...] (repeatable)")
 	fs.BoolVar(&f.hostLoopback, "host-loopback", false, "let the sandbox reach the host's 127.0.0.1:PORT at GATEWAY:PORT")
 	fs.StringArrayVar(&f.dns, "dns", nil, "nameserver for the sandbox's resolv.conf instead of the built-in resolver (repeatable)")
 	fs.StringArrayVar(&f.dnsSearch, "dns-search", nil, "DNS search domain (repeatable)")
@@ -138,6 +141,12 @@ func (f *runFlags) options(args []string) (runner.Options, error) {
 			return o, err
 		}
 		o.Publish = append(o.Publish, ms...)
+	}
+	if o.HostForwards, err = forward.ParseHostForwards(f.tcpNS); err != nil {
+		return o, err
+	}
+	if len(o.HostForwards) > sandbox.MaxLoopbackTCP {
+		return o, fmt.Errorf("-T forwards %d ports; at most %d can be forwarded", len(o.HostForwards), sandbox.MaxLoopbackTCP)
 	}
 	for _, s := range f.dns {
 		ip, err := netip.ParseAddr(s)
