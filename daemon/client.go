@@ -93,7 +93,24 @@ func JoinNetwork(runtimeDir string, j Join) (*Session, error) {
 // Attach hands the member's eth0 descriptor to the daemon (which gets its
 // own copy; fd stays the caller's).
 func (s *Session) Attach(fd int) (Reply, error) {
-	if err := fdconn.Send(s.c, Attach{}, fd); err != nil {
+	return s.roundTrip(Attach{}, fd)
+}
+
+// SendDialChannel hands the daemon a dial channel into the member's
+// sandbox (sandbox.OpenDialChannel; the daemon gets its own copy, f stays
+// the caller's), for the loopback fast path of its published ports. Call
+// it before Wait, which would take its reply.
+func (s *Session) SendDialChannel(f *os.File) error {
+	if _, err := s.roundTrip(Request{DialChannel: true}, int(f.Fd())); err != nil {
+		return fmt.Errorf("send the dial channel: %w", err)
+	}
+	return nil
+}
+
+// roundTrip sends one message of the session and returns the daemon's
+// Reply, whose Error comes back as an error.
+func (s *Session) roundTrip(msg any, fds ...int) (Reply, error) {
+	if err := fdconn.Send(s.c, msg, fds...); err != nil {
 		return Reply{}, err
 	}
 	var r Reply

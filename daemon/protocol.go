@@ -4,7 +4,9 @@
 //
 // A sandbox's supervisor holds a member session with it: one SOCK_SEQPACKET
 // connection to members.sock carrying JSON messages (this file) and, once,
-// the member's eth0 descriptor. The session lasting is the membership:
+// the member's eth0 descriptor; on the sandbox's first network also, once
+// its command runs, a dial channel into the sandbox (the loopback fast
+// path of its published ports). The session lasting is the membership:
 // when the connection closes, for whatever reason, the member's address
 // and ports are released.
 package daemon
@@ -65,6 +67,14 @@ type Request struct {
 	SandboxID   string            `json:"sandbox_id,omitempty"`
 	AddPorts    []forward.Mapping `json:"add_ports,omitempty"`
 	RemovePorts []forward.Mapping `json:"remove_ports,omitempty"`
+	// DialChannel, on a member's own session after Attach, comes with one
+	// descriptor: a dial channel into the member's sandbox
+	// (sandbox.OpenDialChannel). Through it the daemon serves the host's
+	// loopback clients of the member's published TCP ports with sockets
+	// connected inside the sandbox (the loopback fast path), until the
+	// session ends or another channel replaces it. A rejoining member
+	// sends a fresh one: a channel does not outlive the daemon it went to.
+	DialChannel bool `json:"dial_channel,omitempty"`
 }
 
 // Reply answers Attach and Request.

@@ -51,6 +51,7 @@ type member struct {
 	ip        netip.Addr
 	mac       net.HardwareAddr
 	listeners []*forward.Listener
+	fast      fastPath // the loopback fast path of the listeners
 	ctx       context.Context
 	cancel    context.CancelFunc
 }
@@ -212,12 +213,31 @@ func (s *Server) session(c *net.UnixConn) {
 	for {
 		var req Request
 		fds, err := fdconn.Recv(c, &req)
-		closeFDs(fds)
 		if err != nil {
 			return
 		}
+		if req.DialChannel {
+			fdconn.Send(c, s.dialChannel(m, fds))
+			continue
+		}
+		closeFDs(fds)
 		fdconn.Send(c, s.changePorts(m, req))
 	}
+}
+
+// dialChannel takes the member's dial channel (fds, which it closes) for
+// the loopback fast path of its published ports.
+func (s *Server) dialChannel(m *member, fds []int) Reply {
+	if len(fds) != 1 || m.join.Secondary {
+		closeFDs(fds)
+		return Reply{Error: "a dial channel comes alone, on the session of the sandbox's first network"}
+	}
+	d, err := newInsideDialer(fds[0], m.ip)
+	if err != nil {
+		return Reply{Error: fmt.Sprintf("sandbox %s: %v", m.join.Name, err)}
+	}
+	m.fast.set(d)
+	return Reply{}
 }
 
 // join reserves an address and binds the member's ports.
@@ -321,7 +341,7 @@ func (s *Server) attach(m *member, fd int) error {
 		m.seg.Gateway().AllowHostLoopback(m.ip, true)
 	}
 	for _, l := range m.listeners {
-		go l.Serve(m.ctx, m.ip, m.seg.Gateway())
+		go l.ServeWithLocal(m.ctx, m.ip, m.seg.Gateway(), &m.fast)
 	}
 	return nil
 }
@@ -332,6 +352,7 @@ func memberKey(sandboxID, networkID string) string { return sandboxID + "/" + ne
 // leave releases everything the member held.
 func (s *Server) leave(m *member) {
 	m.cancel()
+	m.fast.set(nil)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, l := range m.listeners {
@@ -367,6 +388,9 @@ func (s *Server) request(r Request) Reply {
 	if m == nil {
 		return Reply{Error: fmt.Sprintf("sandbox %s is not on a network served here", r.SandboxID)}
 	}
+	if r.DialChannel {
+		return Reply{Error: "a dial channel comes on the member's own session"}
+	}
 	return s.changePorts(m, r)
 }
 
@@ -395,7 +419,7 @@ func (s *Server) changePorts(m *member, r Request) Reply {
 		return Reply{Error: err.Error(), Ports: m.ports()}
 	}
 	for _, l := range added {
-		go l.Serve(m.ctx, m.ip, m.seg.Gateway())
+		go l.ServeWithLocal(m.ctx, m.ip, m.seg.Gateway(), &m.fast)
 	}
 	m.listeners = append(m.listeners, added...)
 	return Reply{Ports: m.ports()}
