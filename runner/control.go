@@ -157,7 +157,7 @@ func (c *control) connect(req ConnectRequest) error {
 	c.nextIf++
 	m := &membership{sess: sess}
 	join.IP = j.IP
-	go r.keepMembership(m, join, link.FD)
+	go r.keepMembership(m, join, link.FD, c.sb)
 	a := &attachment{m: m, fd: link.FD, ep: registry.Endpoint{
 		Network: j.Network.Name, NetworkID: j.Network.ID, Interface: name, IP: j.IP,
 		Prefix: j.Network.Subnet.Bits(), Gateway: j.Network.Gateway, MAC: j.MAC, Aliases: req.Aliases,

@@ -81,7 +81,7 @@ func (r *run) kernelMacvlan(n netstore.Network) (int, error) {
 		sb.Kill()
 		return sandbox.ExitOwnError, err
 	}
-	return r.runAndWait(sb)
+	return r.runAndWait(sb, nil)
 }
 
 // privileged adds what to do to a permission error.

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strings"
 	"sync"
 
 	"github.com/netns-run/netns-run/dnsproxy"
@@ -84,7 +83,7 @@ func (r *run) private() (int, error) {
 	}
 	r.reportAuto(bound)
 	var local forward.LocalDialer
-	if len(listeners) > 0 && loopbackFastPath() {
+	if len(listeners) > 0 && r.fastPath {
 		ins := &insideDialer{sb: sb, addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1"), privateMember}}
 		defer ins.Close()
 		local = ins
@@ -96,24 +95,11 @@ func (r *run) private() (int, error) {
 			l.ServeWithLocal(ctx, privateMember, gw, local)
 		}()
 	}
-	code, err := r.runAndWait(sb)
+	code, err := r.runAndWait(sb, nil)
 	cancel()
 	gw.Close()
 	wg.Wait()
 	return code, err
-}
-
-// fastPathEnv turns the loopback fast path of published ports off when
-// set to 0, off or false: loopback clients then cross the gVisor stack
-// and appear as the gateway, as world clients appear with their address.
-const fastPathEnv = "NETNS_RUN_LOOPBACK_FASTPATH"
-
-func loopbackFastPath() bool {
-	switch strings.ToLower(os.Getenv(fastPathEnv)) {
-	case "0", "off", "false", "no":
-		return false
-	}
-	return true
 }
 
 // insideDialer is the loopback fast path of published ports: the host's

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -135,7 +136,7 @@ func run0(opts Options) (int, error) {
 	if err := reg.Create(rec); err != nil {
 		return sandbox.ExitOwnError, err
 	}
-	r := &run{opts: opts, id: id, rt: rt, reg: reg, log: opts.Logger}
+	r := &run{opts: opts, id: id, rt: rt, reg: reg, log: opts.Logger, fastPath: loopbackFastPath()}
 	var code int
 	switch opts.Network {
 	case Private:
@@ -160,6 +161,23 @@ type run struct {
 	rt       string
 	reg      *registry.Registry
 	log      *slog.Logger
+	fastPath bool // serve loopback clients of published ports from inside (loopbackFastPath)
+}
+
+// fastPathEnv turns the loopback fast path of published ports off when
+// set to 0, off or false: loopback clients then cross the gVisor stack
+// and appear as the gateway, as world clients appear with their address.
+// Only the supervisor reads it (a shared network's daemon, started by
+// whichever run came first, serves the fast path of a member only when
+// that member's supervisor sends it a dial channel).
+const fastPathEnv = "NETNS_RUN_LOOPBACK_FASTPATH"
+
+func loopbackFastPath() bool {
+	switch strings.ToLower(os.Getenv(fastPathEnv)) {
+	case "0", "off", "false", "no":
+		return false
+	}
+	return true
 }
 
 // finish settles the record: gone, or kept as exited for ps -a.
@@ -294,7 +312,7 @@ func (r *run) none() (int, error) {
 	if err != nil {
 		return statusOf(err), err
 	}
-	return r.runAndWait(sb)
+	return r.runAndWait(sb, nil)
 }
 
 // reportAuto prints the host ports picked for mappings that asked for any.
@@ -306,13 +324,18 @@ func (r *run) reportAuto(bound []forward.Mapping) {
 	}
 }
 
-// runAndWait lets the command go, passing signals on, and returns its status.
-func (r *run) runAndWait(sb *sandbox.Sandbox) (int, error) {
+// runAndWait lets the command go, passing signals on, and returns its
+// status. running, when not nil, is called once the command runs, before
+// Ready.
+func (r *run) runAndWait(sb *sandbox.Sandbox, running func()) (int, error) {
 	stop := forwardSignals(sb)
 	defer stop()
 	if err := sb.Run(); err != nil {
 		sb.Kill()
 		return sandbox.ExitOwnError, err
+	}
+	if running != nil {
+		running()
 	}
 	if r.opts.Ready != nil {
 		r.opts.Ready(nil)

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -66,15 +67,43 @@ func (r *run) shared() (int, error) {
 	r.reportAuto(j.Ports)
 	join.IP, join.Ports = j.IP, j.Ports
 	m := &membership{sess: sess}
-	go r.keepMembership(m, join, link.FD)
-	code, err := r.runAndWait(sb)
+	code, err := r.runAndWait(sb, func() {
+		// The agent serves a dial channel once the command runs. It is
+		// sent before keepMembership reads the session (Wait), and before
+		// Ready, so that a detached run's ports take the fast path as soon
+		// as the run returns.
+		r.sendDialChannel(sb, sess)
+		go r.keepMembership(m, join, link.FD, sb)
+	})
 	m.end()
 	return code, err
 }
 
+// sendDialChannel hands the daemon a new dial channel into the sandbox,
+// through which it serves the host's loopback clients of the published TCP
+// ports (the loopback fast path). Without one they take the gVisor path,
+// so a failure is only a warning.
+func (r *run) sendDialChannel(sb *sandbox.Sandbox, sess *daemon.Session) {
+	if !r.fastPath {
+		return
+	}
+	f, err := sb.OpenDialChannel()
+	if errors.Is(err, sandbox.ErrNotRunning) {
+		return // the command has ended: no client to serve
+	}
+	if err != nil {
+		r.log.Warn("no loopback fast path for the published ports", "err", err)
+		return
+	}
+	defer f.Close()
+	if err := sess.SendDialChannel(f); err != nil {
+		r.log.Warn("no loopback fast path for the published ports", "err", err)
+	}
+}
+
 // keepMembership re-joins when the daemon ends the session while the
 // sandbox runs (it was killed or crashed), keeping address and ports.
-func (r *run) keepMembership(m *membership, join daemon.Join, fd int) {
+func (r *run) keepMembership(m *membership, join daemon.Join, fd int, sb *sandbox.Sandbox) {
 	for {
 		if !m.wait() {
 			return
@@ -83,7 +112,7 @@ func (r *run) keepMembership(m *membership, join daemon.Join, fd int) {
 		var err error
 		for i := 0; i < rejoinAttempts; i++ {
 			var sess *daemon.Session
-			if sess, err = r.rejoin(join, fd); err == nil {
+			if sess, err = r.rejoin(join, fd, sb); err == nil {
 				if !m.replace(sess) {
 					return
 				}
@@ -98,7 +127,10 @@ func (r *run) keepMembership(m *membership, join daemon.Join, fd int) {
 	}
 }
 
-func (r *run) rejoin(join daemon.Join, fd int) (*daemon.Session, error) {
+// rejoin joins and attaches again; on the sandbox's first network, which
+// serves its published ports, it sends the new daemon a fresh dial channel
+// (the last one closed with the daemon it went to).
+func (r *run) rejoin(join daemon.Join, fd int, sb *sandbox.Sandbox) (*daemon.Session, error) {
 	sess, err := daemon.JoinNetwork(r.rt, join)
 	if err != nil {
 		return nil, err
@@ -106,6 +138,9 @@ func (r *run) rejoin(join daemon.Join, fd int) (*daemon.Session, error) {
 	if _, err := sess.Attach(fd); err != nil {
 		sess.Close()
 		return nil, err
+	}
+	if !join.Secondary {
+		r.sendDialChannel(sb, sess)
 	}
 	return sess, nil
 }
