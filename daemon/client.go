@@ -98,10 +98,15 @@ func (s *Session) Attach(fd int) (Reply, error) {
 
 // SendDialChannel hands the daemon a dial channel into the member's
 // sandbox (sandbox.OpenDialChannel; the daemon gets its own copy, f stays
-// the caller's), for the loopback fast path of its published ports. Call
-// it before Wait, which would take its reply.
+// the caller's), for the loopback fast path of its published ports; nil
+// tells it that none will come. Call it before Wait, which would take its
+// reply.
 func (s *Session) SendDialChannel(f *os.File) error {
-	if _, err := s.roundTrip(Request{DialChannel: true}, int(f.Fd())); err != nil {
+	var fds []int
+	if f != nil {
+		fds = append(fds, int(f.Fd()))
+	}
+	if _, err := s.roundTrip(Request{DialChannel: true}, fds...); err != nil {
 		return fmt.Errorf("send the dial channel: %w", err)
 	}
 	return nil

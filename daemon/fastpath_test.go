@@ -70,6 +70,37 @@ func TestFastPathSet(t *testing.T) {
 	noChannel("after the member left")
 }
 
+// While a dial channel is expected, loopback clients wait for it (or for
+// their deadline), and go on when it comes or it is known that none will.
+func TestFastPathExpected(t *testing.T) {
+	var p fastPath
+	p.expect()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := p.DialLocal(ctx, 80); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("DialLocal before the expected channel = %v; want it to wait until its deadline", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.DialLocal(context.Background(), 80)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("DialLocal returned %v before the expected channel came", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	p.set(nil) // none will come
+	select {
+	case err := <-done:
+		if !errors.Is(err, errNoDialChannel) {
+			t.Errorf("DialLocal once no channel will come = %v; want errNoDialChannel (the gVisor path)", err)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("DialLocal still waits once no channel will come")
+	}
+}
+
 // newInsideDialer takes the descriptor: it is closed whether or not a
 // dialer could be made of it.
 func TestNewInsideDialerClosesFD(t *testing.T) {

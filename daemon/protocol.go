@@ -46,6 +46,11 @@ type Join struct {
 	// Secondary is a further network of a running sandbox (network
 	// connect): its published ports stay with its first network.
 	Secondary bool `json:"secondary,omitempty"`
+	// FastPath: once the command runs, the session brings a dial channel
+	// (Request.DialChannel) for the loopback fast path of the published
+	// ports. Loopback clients that come earlier wait for it, so that
+	// they all appear in the sandbox alike (as 127.0.0.1).
+	FastPath bool `json:"fast_path,omitempty"`
 }
 
 // Joined answers Join: the member's configuration, or Error.
@@ -74,6 +79,8 @@ type Request struct {
 	// connected inside the sandbox (the loopback fast path), until the
 	// session ends or another channel replaces it. A rejoining member
 	// sends a fresh one: a channel does not outlive the daemon it went to.
+	// With no descriptor it says that none will come (the sandbox could
+	// not open one): loopback clients then take the gVisor path.
 	DialChannel bool `json:"dial_channel,omitempty"`
 }
 

@@ -226,17 +226,23 @@ func (s *Server) session(c *net.UnixConn) {
 }
 
 // dialChannel takes the member's dial channel (fds, which it closes) for
-// the loopback fast path of its published ports.
+// the loopback fast path of its published ports, or with none the news
+// that none will come.
 func (s *Server) dialChannel(m *member, fds []int) Reply {
-	if len(fds) != 1 || m.join.Secondary {
+	if len(fds) > 1 || m.join.Secondary {
 		closeFDs(fds)
+		m.fast.set(nil)
 		return Reply{Error: "a dial channel comes alone, on the session of the sandbox's first network"}
 	}
+	if len(fds) == 0 {
+		m.fast.set(nil)
+		return Reply{}
+	}
 	d, err := newInsideDialer(fds[0], m.ip)
+	m.fast.set(d) // nil on error: the gVisor path
 	if err != nil {
 		return Reply{Error: fmt.Sprintf("sandbox %s: %v", m.join.Name, err)}
 	}
-	m.fast.set(d)
 	return Reply{}
 }
 
@@ -250,7 +256,7 @@ func (s *Server) join(j Join) (*member, Joined) {
 	if n.Driver == netstore.DriverMacvlan && n.Options[netstore.OptParent] != "" {
 		return fail(fmt.Errorf("network %s has a kernel macvlan parent (%s); that needs privileges and is not served by the userspace daemon", n.Name, n.Options[netstore.OptParent]))
 	}
-	if j.Secondary && len(j.Ports) > 0 {
+	if j.Secondary && (len(j.Ports) > 0 || j.FastPath) {
 		return fail(fmt.Errorf("ports are published on a sandbox's first network"))
 	}
 	s.mu.Lock()
@@ -284,6 +290,9 @@ func (s *Server) join(j Join) (*member, Joined) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &member{join: j, net: n, seg: seg, ip: ip, mac: mac, listeners: ls, ctx: ctx, cancel: cancel}
+	if j.FastPath {
+		m.fast.expect()
+	}
 	s.members[memberKey(j.SandboxID, n.ID)] = m
 	s.armIdle()
 	return m, Joined{Network: n, IP: ip, MAC: mac.String(), Ports: m.ports(), LinkHosts: linkHosts}

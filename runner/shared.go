@@ -31,6 +31,7 @@ func (r *run) shared() (int, error) {
 	join := daemon.Join{
 		SandboxID: r.id, Name: opts.Name, Network: opts.Network, IP: opts.IP, MAC: opts.MAC,
 		Aliases: opts.Aliases, Links: opts.Links, Ports: opts.Publish, HostLoopback: opts.HostLoopback,
+		FastPath: r.fastPath,
 	}
 	sess, err := daemon.JoinNetwork(r.rt, join)
 	if err != nil {
@@ -72,7 +73,9 @@ func (r *run) shared() (int, error) {
 		// sent before keepMembership reads the session (Wait), and before
 		// Ready, so that a detached run's ports take the fast path as soon
 		// as the run returns.
-		r.sendDialChannel(sb, sess)
+		if join.FastPath {
+			r.sendDialChannel(sb, sess)
+		}
 		go r.keepMembership(m, join, link.FD, sb)
 	})
 	m.end()
@@ -81,21 +84,16 @@ func (r *run) shared() (int, error) {
 
 // sendDialChannel hands the daemon a new dial channel into the sandbox,
 // through which it serves the host's loopback clients of the published TCP
-// ports (the loopback fast path). Without one they take the gVisor path,
-// so a failure is only a warning.
+// ports (the loopback fast path), as Join.FastPath promised; when none can
+// be opened it says so, and they take the gVisor path.
 func (r *run) sendDialChannel(sb *sandbox.Sandbox, sess *daemon.Session) {
-	if !r.fastPath {
-		return
-	}
 	f, err := sb.OpenDialChannel()
-	if errors.Is(err, sandbox.ErrNotRunning) {
-		return // the command has ended: no client to serve
-	}
-	if err != nil {
+	switch {
+	case err == nil:
+		defer f.Close()
+	case !errors.Is(err, sandbox.ErrNotRunning): // else the command has ended: nothing to serve
 		r.log.Warn("no loopback fast path for the published ports", "err", err)
-		return
 	}
-	defer f.Close()
 	if err := sess.SendDialChannel(f); err != nil {
 		r.log.Warn("no loopback fast path for the published ports", "err", err)
 	}
@@ -127,9 +125,9 @@ func (r *run) keepMembership(m *membership, join daemon.Join, fd int, sb *sandbo
 	}
 }
 
-// rejoin joins and attaches again; on the sandbox's first network, which
-// serves its published ports, it sends the new daemon a fresh dial channel
-// (the last one closed with the daemon it went to).
+// rejoin joins and attaches again, and sends the new daemon a fresh dial
+// channel when the first join promised one (the last one closed with the
+// daemon it went to).
 func (r *run) rejoin(join daemon.Join, fd int, sb *sandbox.Sandbox) (*daemon.Session, error) {
 	sess, err := daemon.JoinNetwork(r.rt, join)
 	if err != nil {
@@ -139,7 +137,7 @@ func (r *run) rejoin(join daemon.Join, fd int, sb *sandbox.Sandbox) (*daemon.Ses
 		sess.Close()
 		return nil, err
 	}
-	if !join.Secondary {
+	if join.FastPath {
 		r.sendDialChannel(sb, sess)
 	}
 	return sess, nil
