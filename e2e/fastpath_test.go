@@ -17,13 +17,14 @@ import (
 	"github.com/netns-run/netns-run/e2e/internal/whoami"
 )
 
-// The loopback fast path of published ports (--network private): a TCP
-// client on the host's loopback is served by a socket made inside the
-// sandbox (it appears there as 127.0.0.1), relayed kernel socket to kernel
-// socket; every other client crosses the gVisor stack and keeps its
-// address, and UDP always does (loopback UDP clients appear as the
-// gateway). With NETNS_RUN_LOOPBACK_FASTPATH=0 loopback TCP clients take
-// the gVisor path too. One suite runs against both paths.
+// The loopback fast path of published ports: a TCP client on the host's
+// loopback is served by a socket made inside the sandbox (it appears there
+// as 127.0.0.1), relayed kernel socket to kernel socket; every other client
+// crosses the gVisor stack and keeps its address, and UDP always does
+// (loopback UDP clients appear as the gateway). With
+// NETNS_RUN_LOOPBACK_FASTPATH=0 loopback TCP clients take the gVisor path
+// too. One suite runs against both paths, on --network private (the
+// supervisor relays) and on the shared bridge (the per-user daemon does).
 
 // fastPathHelperEnv makes this test binary, run as a sandbox's command,
 // serve the suite's ports instead of testing (see init).
@@ -89,15 +90,29 @@ func serveFastPathHelper() error {
 	select {}
 }
 
+// fastPathNet is a network the suite runs on.
+type fastPathNet struct {
+	name    string // --network
+	gateway string // where loopback clients appear on the gVisor path
+	shared  bool   // served by the per-user daemon
+}
+
+var (
+	bridgeNet    = fastPathNet{name: "bridge", gateway: "172.17.0.1", shared: true}
+	fastPathNets = []fastPathNet{{name: "private", gateway: gatewayIP}, bridgeNet}
+)
+
 // fastPathRun is a running sandbox with the helper and its published ports.
 type fastPathRun struct {
 	p                                     *proc
+	net                                   fastPathNet
+	u                                     *user  // on a shared network: its own daemon
 	echo, loOnly, serverHalf, closed, udp string // host ports
 }
 
-// startFastPath starts the helper in a sandbox on --network private with
-// the ports published on base+1..base+5 (all host addresses).
-func startFastPath(t *testing.T, base int, env ...string) *fastPathRun {
+// startFastPath starts the helper in a sandbox on network n with the ports
+// published on base+1..base+5 (all host addresses).
+func startFastPath(t *testing.T, n fastPathNet, base int, env ...string) *fastPathRun {
 	t.Helper()
 	requireNetnsRun(t)
 	self, err := os.Executable()
@@ -105,17 +120,23 @@ func startFastPath(t *testing.T, base int, env ...string) *fastPathRun {
 		t.Fatal(err)
 	}
 	r := &fastPathRun{
+		net:  n,
 		echo: fmt.Sprint(base + 1), loOnly: fmt.Sprint(base + 2), serverHalf: fmt.Sprint(base + 3),
 		closed: fmt.Sprint(base + 4), udp: fmt.Sprint(base + 5),
 	}
 	args := []string{
+		"--network", n.name,
 		"-p", fmt.Sprintf("%s:%d", r.echo, fpEcho), "-p", fmt.Sprintf("%s:%d", r.loOnly, fpLoOnly),
 		"-p", fmt.Sprintf("%s:%d", r.serverHalf, fpServerHalf), "-p", fmt.Sprintf("%s:%d", r.closed, fpClosed),
 		"-p", fmt.Sprintf("%s:%d/udp", r.udp, fpUDP),
 		"--", self,
 	}
+	if n.shared {
+		r.u = newUser(t)
+		env = append(append([]string{}, r.u.env...), env...)
+	}
 	env = append(env, fastPathHelperEnv+"=1")
-	r.p = startCmd(t, cmdOpts{env: env}, netnsRun, onPrivate(args)...)
+	r.p = startCmd(t, cmdOpts{env: env}, netnsRun, args...)
 	r.p.waitReady()
 	return r
 }
@@ -124,38 +145,51 @@ func startFastPath(t *testing.T, base int, env ...string) *fastPathRun {
 type fastPathMode struct {
 	name string
 	env  []string
-	from string // where a loopback client appears in the sandbox
-	// loOnly: a server bound to the sandbox's 127.0.0.1 only is reachable
-	// (the fast path connects from inside; the gVisor path dials eth0).
-	loOnly bool
+	// fast: loopback TCP clients are connected from inside the sandbox, so
+	// they appear there as 127.0.0.1 and reach a server bound to its
+	// 127.0.0.1 only; on the gVisor path they appear as the gateway and
+	// reach the sandbox's eth0 address only.
+	fast bool
 }
 
 var fastPathModes = []fastPathMode{
-	{name: "fast path", from: loopbackIP, loOnly: true},
-	{name: "gVisor path", env: []string{"NETNS_RUN_LOOPBACK_FASTPATH=0"}, from: gatewayIP},
+	{name: "fast path", fast: true},
+	{name: "gVisor path", env: []string{"NETNS_RUN_LOOPBACK_FASTPATH=0"}},
 }
 
-// TestFastPath runs one suite against each path of loopback clients, with
-// world clients checked alongside (they always take the gVisor path).
+// from is where a loopback TCP client appears in the sandbox.
+func (m fastPathMode) from(n fastPathNet) string {
+	if m.fast {
+		return loopbackIP
+	}
+	return n.gateway
+}
+
+// TestFastPath runs one suite against each path of loopback clients on
+// each kind of network, with world clients checked alongside (they always
+// take the gVisor path).
 func TestFastPath(t *testing.T) {
-	for i, mode := range fastPathModes {
-		t.Run(mode.name, func(t *testing.T) {
-			r := startFastPath(t, 18300+20*i, mode.env...)
-			fastPathSuite(t, r, mode)
-			r.p.stop()
-		})
+	for i, n := range fastPathNets {
+		for j, mode := range fastPathModes {
+			t.Run(n.name+" "+mode.name, func(t *testing.T) {
+				r := startFastPath(t, n, 18300+100*i+20*j, mode.env...)
+				fastPathSuite(t, r, mode)
+				r.p.stop()
+			})
+		}
 	}
 }
 
 func fastPathSuite(t *testing.T, r *fastPathRun, mode fastPathMode) {
-	fromLo := regexp.MustCompile(`^from ` + regexp.QuoteMeta(mode.from) + `:\d+\n`)
-	fromGWUDP := regexp.MustCompile(`^from ` + regexp.QuoteMeta(gatewayIP) + `:\d+ `)
+	from := mode.from(r.net)
+	fromLo := regexp.MustCompile(`^from ` + regexp.QuoteMeta(from) + `:\d+\n`)
+	fromGWUDP := regexp.MustCompile(`^from ` + regexp.QuoteMeta(r.net.gateway) + `:\d+ `)
 	lo := func(port string) string { return "127.0.0.1:" + port }
 
 	t.Run("loopback client, echo with client half-close", func(t *testing.T) {
 		got := tcpExchange(t, "tcp4", lo(r.echo), "ping", 10*time.Second)
 		if !fromLo.MatchString(got) || !strings.HasSuffix(got, "\nping") {
-			t.Errorf("through %s: %q; want \"from %s:PORT\\nping\"", lo(r.echo), got, mode.from)
+			t.Errorf("through %s: %q; want \"from %s:PORT\\nping\"", lo(r.echo), got, from)
 		}
 	})
 
@@ -165,7 +199,7 @@ func fastPathSuite(t *testing.T, r *fastPathRun, mode fastPathMode) {
 		}
 		got := tcpExchange(t, "tcp6", "[::1]:"+r.echo, "ping6", 10*time.Second)
 		if !fromLo.MatchString(got) || !strings.HasSuffix(got, "\nping6") {
-			t.Errorf("through [::1]:%s: %q; want \"from %s:PORT\\nping6\"", r.echo, got, mode.from)
+			t.Errorf("through [::1]:%s: %q; want \"from %s:PORT\\nping6\"", r.echo, got, from)
 		}
 	})
 
@@ -244,10 +278,10 @@ func fastPathSuite(t *testing.T, r *fastPathRun, mode fastPathMode) {
 		c.(*net.TCPConn).CloseWrite()
 		b, _ := io.ReadAll(c)
 		got := string(b)
-		if mode.loOnly && (!fromLo.MatchString(got) || !strings.HasSuffix(got, "\nlo")) {
-			t.Errorf("through %s: %q; want the loopback-only server (\"from %s:PORT\\nlo\")", lo(r.loOnly), got, mode.from)
+		if mode.fast && (!fromLo.MatchString(got) || !strings.HasSuffix(got, "\nlo")) {
+			t.Errorf("through %s: %q; want the loopback-only server (\"from %s:PORT\\nlo\")", lo(r.loOnly), got, from)
 		}
-		if !mode.loOnly && got != "" {
+		if !mode.fast && got != "" {
 			t.Errorf("through %s: %q; the gVisor path dials eth0 and must not reach a server on 127.0.0.1 only", lo(r.loOnly), got)
 		}
 		// A world client never reaches it.
@@ -260,7 +294,7 @@ func fastPathSuite(t *testing.T, r *fastPathRun, mode fastPathMode) {
 	t.Run("loopback client udp (always through gVisor)", func(t *testing.T) {
 		got := udpExchange(t, "udp4", lo(r.udp), "q", 10*time.Second)
 		if !fromGWUDP.MatchString(got) || !strings.HasSuffix(got, " q") {
-			t.Errorf("through %s/udp: %q; want \"from %s:PORT q\"", lo(r.udp), got, gatewayIP)
+			t.Errorf("through %s/udp: %q; want \"from %s:PORT q\"", lo(r.udp), got, r.net.gateway)
 		}
 	})
 
@@ -326,11 +360,21 @@ func burst(n, conc int, send func(i int) (string, error)) []error {
 }
 
 // TestFastPathNoLeaks: many loopback connections through the fast path,
-// served and refused, leave no descriptor behind in netns-run or in its
-// sandbox agent (a relay or dial goroutine that never ended would hold
-// its sockets).
+// served and refused, leave no descriptor behind in the process that
+// relays them (netns-run on a private network, the network daemon on a
+// shared one) or in the sandbox agent (a relay or dial goroutine that
+// never ended would hold its sockets).
 func TestFastPathNoLeaks(t *testing.T) {
-	r := startFastPath(t, 18360)
+	for i, n := range fastPathNets {
+		t.Run(n.name, func(t *testing.T) { fastPathNoLeaks(t, startFastPath(t, n, 18360+100*i)) })
+	}
+}
+
+func fastPathNoLeaks(t *testing.T, r *fastPathRun) {
+	relayer, what := r.p.pid(), "netns-run"
+	if r.net.shared {
+		relayer, what = findDaemon(t, r.u), "the network daemon"
+	}
 	var agent int
 	for _, s := range descendants(r.p.pid()) {
 		if s.ppid == r.p.pid() {
@@ -368,27 +412,27 @@ func TestFastPathNoLeaks(t *testing.T) {
 	work(64)
 	settle := func() (int, int) {
 		time.Sleep(300 * time.Millisecond)
-		return countFDs(r.p.pid()), countFDs(agent)
+		return countFDs(relayer), countFDs(agent)
 	}
-	nrBefore, agentBefore := settle()
-	if nrBefore < 0 {
-		t.Fatalf("cannot read /proc/%d/fd of netns-run", r.p.pid())
+	relBefore, agentBefore := settle()
+	if relBefore < 0 {
+		t.Fatalf("cannot read /proc/%d/fd of %s", relayer, what)
 	}
 	work(600)
 	// The dial pool refills in batches: it may hold up to 24 sockets more
 	// or fewer than before; a leak of one per connection shows as hundreds.
 	const slack = 32
-	var nrAfter, agentAfter int
+	var relAfter, agentAfter int
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		nrAfter, agentAfter = settle()
-		if nrAfter <= nrBefore+slack && (agentBefore < 0 || agentAfter <= agentBefore+2) || time.Now().After(deadline) {
+		relAfter, agentAfter = settle()
+		if relAfter <= relBefore+slack && (agentBefore < 0 || agentAfter <= agentBefore+2) || time.Now().After(deadline) {
 			break
 		}
 	}
-	t.Logf("netns-run (pid %d) descriptors: %d before, %d after 600 connections; its agent (pid %d): %d, %d",
-		r.p.pid(), nrBefore, nrAfter, agent, agentBefore, agentAfter)
-	if nrAfter > nrBefore+slack {
-		t.Errorf("netns-run holds %d descriptors after 600 connections, %d before", nrAfter, nrBefore)
+	t.Logf("%s (pid %d) descriptors: %d before, %d after 600 connections; the agent (pid %d): %d, %d",
+		what, relayer, relBefore, relAfter, agent, agentBefore, agentAfter)
+	if relAfter > relBefore+slack {
+		t.Errorf("%s holds %d descriptors after 600 connections, %d before", what, relAfter, relBefore)
 	}
 	if agentBefore < 0 {
 		t.Logf("the agent's descriptors cannot be read (pid %d)", agent)

@@ -215,36 +215,52 @@ func TestNetworkDNS(t *testing.T) {
 
 // TestSegmentPublish is part 3: a published port of a bridge member, the
 // PORTS column, loopback and world clients, ports changed at run time and
-// freed on stop.
+// freed on stop; on each path of loopback clients (fastpath_test.go): the
+// fast path, where they appear as the member's own 127.0.0.1, and the
+// gVisor path, where they appear as the gateway.
 func TestSegmentPublish(t *testing.T) {
-	u := newUser(t)
-	u.ok("run", "-d", "--name", "pf-nasa-web", "--network", "bridge", "-p", "18160:80", "--", probe, "serve-tcp", "80")
-	if got := waitTCP(t, "127.0.0.1:18160"); !regexp.MustCompile(`^from 172\.17\.0\.1:\d+\nx$`).MatchString(got) {
-		t.Errorf("loopback client through 18160: %q; want it seen as the gateway 172.17.0.1", got)
+	for i, mode := range fastPathModes {
+		t.Run(mode.name, func(t *testing.T) { segmentPublish(t, mode, 18160+2*i) })
 	}
-	resp := worldDial(t, "tcp", hostIP+":18160", "hello", 10*time.Second)
+}
+
+func segmentPublish(t *testing.T, mode fastPathMode, port int) {
+	from := mode.from(bridgeNet)
+	fromLo := regexp.MustCompile(`^from ` + regexp.QuoteMeta(from) + `:\d+\nx$`)
+	u := newUser(t)
+	u.env = append(u.env, mode.env...)
+	p, added := fmt.Sprint(port), fmt.Sprint(port+1)
+	u.ok("run", "-d", "--name", "pf-nasa-web", "--network", "bridge", "-p", p+":80", "--", probe, "serve-tcp", "80")
+	if got := waitTCP(t, "127.0.0.1:"+p); !fromLo.MatchString(got) {
+		t.Errorf("loopback client through %s: %q; want it seen as %s", p, got, from)
+	}
+	resp := worldDial(t, "tcp", hostIP+":"+p, "hello", 10*time.Second)
 	if resp.Error != "" || !regexp.MustCompile(`^from 198\.51\.100\.2:\d+\nhello$`).MatchString(resp.Reply) {
 		t.Errorf("world client: %q %q; want its own address", resp.Reply, resp.Error)
 	}
 	ps := u.ok("ps").stdout
-	if !strings.Contains(ps, "0.0.0.0:18160->80/tcp, [::]:18160->80/tcp") {
+	if !strings.Contains(ps, "0.0.0.0:"+p+"->80/tcp, [::]:"+p+"->80/tcp") {
 		t.Errorf("ps PORTS column:\n%s", ps)
 	}
-	u.ok("port", "add", "pf-nasa-web", "18161:80")
-	if got := waitTCP(t, "127.0.0.1:18161"); !strings.HasPrefix(got, "from 172.17.0.1:") {
-		t.Errorf("port added at run time: %q", got)
+	u.ok("port", "add", "pf-nasa-web", added+":80")
+	if got := waitTCP(t, "127.0.0.1:"+added); !fromLo.MatchString(got) {
+		t.Errorf("loopback client through the port added at run time: %q; want it seen as %s", got, from)
 	}
-	if r := u.ok("port", "pf-nasa-web"); !strings.Contains(r.stdout, "80/tcp -> 0.0.0.0:18161") {
+	resp = worldDial(t, "tcp", hostIP+":"+added, "hello", 10*time.Second)
+	if resp.Error != "" || !regexp.MustCompile(`^from 198\.51\.100\.2:\d+\nhello$`).MatchString(resp.Reply) {
+		t.Errorf("world client through the port added at run time: %q %q; want its own address", resp.Reply, resp.Error)
+	}
+	if r := u.ok("port", "pf-nasa-web"); !strings.Contains(r.stdout, "80/tcp -> 0.0.0.0:"+added) {
 		t.Errorf("port lists:\n%s", r.stdout)
 	}
-	u.ok("port", "rm", "pf-nasa-web", "18161:80")
-	if got := tryTCP("127.0.0.1:18161", "x"); got != "" {
+	u.ok("port", "rm", "pf-nasa-web", added+":80")
+	if got := tryTCP("127.0.0.1:"+added, "x"); got != "" {
 		t.Errorf("port removed at run time still answers: %q", got)
 	}
-	r := u.nr("run", "--network", "bridge", "-p", "18160:80", "--", probe, "exit", "0")
+	r := u.nr("run", "--network", "bridge", "-p", p+":80", "--", probe, "exit", "0")
 	wantOwnError(t, r, "a host port another member holds", "already in use")
 	u.ok("stop", "-t", "1", "pf-nasa-web")
-	if got := tryTCP("127.0.0.1:18160", "x"); got != "" {
+	if got := tryTCP("127.0.0.1:"+p, "x"); got != "" {
 		t.Errorf("the port still answers after stop: %q", got)
 	}
 }
@@ -359,19 +375,30 @@ func TestSupervisorKilled(t *testing.T) {
 }
 
 // TestDaemonRestart: killing the network daemon wedges no member: it
-// re-attaches to the next daemon with its address and ports, and that
-// address is not handed out twice.
+// re-attaches to the next daemon with its address and ports (whose
+// loopback clients keep their path: the member hands the new daemon a
+// fresh dial channel), and that address is not handed out twice.
 func TestDaemonRestart(t *testing.T) {
+	for i, mode := range fastPathModes {
+		t.Run(mode.name, func(t *testing.T) { daemonRestart(t, mode, fmt.Sprint(18180+i)) })
+	}
+}
+
+func daemonRestart(t *testing.T, mode fastPathMode, port string) {
+	from := "from " + mode.from(bridgeNet) + ":"
 	u := newUser(t)
-	u.ok("run", "-d", "--name", "survivor", "--network", "bridge", "-p", "18180:80", "--", probe, "serve-tcp", "80")
-	waitTCP(t, "127.0.0.1:18180")
+	u.env = append(u.env, mode.env...)
+	u.ok("run", "-d", "--name", "survivor", "--network", "bridge", "-p", port+":80", "--", probe, "serve-tcp", "80")
+	if got := waitTCP(t, "127.0.0.1:"+port); !strings.HasPrefix(got, from) {
+		t.Errorf("the survivor's port: %q; want it to see %s...", got, from)
+	}
 	daemon := findDaemon(t, u)
 	if err := syscall.Kill(daemon, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill the daemon %d: %v", daemon, err)
 	}
-	got := waitTCP(t, "127.0.0.1:18180")
-	if !strings.HasPrefix(got, "from 172.17.0.1:") {
-		t.Errorf("the survivor's port after the daemon restart: %q", got)
+	got := waitTCP(t, "127.0.0.1:"+port)
+	if !strings.HasPrefix(got, from) {
+		t.Errorf("the survivor's port after the daemon restart: %q; want it to see %s...", got, from)
 	}
 	r := u.ok("run", "--network", "bridge", "--", "/bin/sh", "-c", probe+" ifinfo; "+probe+" tcp -timeout 5s 172.17.0.2:80 again")
 	if strings.Contains(r.stdout, "172.17.0.2/16") || !strings.Contains(r.stdout, "172.17.0.3/16") {
@@ -459,12 +486,20 @@ func TestDefaultNetwork(t *testing.T) {
 
 // TestNetworkConnect: a running sandbox joins a second network as eth1
 // (its default route stays on eth0), is reachable and resolvable there,
-// and leaves it again.
+// and leaves it again; its published port, on its first network, keeps
+// the loopback fast path throughout.
 func TestNetworkConnect(t *testing.T) {
 	u := newUser(t)
 	u.ok("network", "create", "--subnet", "10.99.0.0/24", "backend")
-	u.ok("run", "-d", "--name", "multi", "--network", "bridge", "--", probe, "serve-tcp", "80")
+	u.ok("run", "-d", "--name", "multi", "--network", "bridge", "-p", "18196:80", "--", probe, "serve-tcp", "80")
+	fromLo := regexp.MustCompile(`^from 127\.0\.0\.1:\d+\nx$`)
+	if got := waitTCP(t, "127.0.0.1:18196"); !fromLo.MatchString(got) {
+		t.Errorf("loopback client of multi's published port: %q; want it seen as 127.0.0.1", got)
+	}
 	u.ok("network", "connect", "--alias", "api", "backend", "multi")
+	if got := tryTCP("127.0.0.1:18196", "x"); !fromLo.MatchString(got) {
+		t.Errorf("loopback client of multi's published port after connect: %q; want it seen as 127.0.0.1", got)
+	}
 	r := u.ok("exec", "multi", "--", "/bin/sh", "-c", probe+" ifinfo eth1; ip route show default")
 	if !strings.Contains(r.stdout, "10.99.0.2/24") || !strings.Contains(r.stdout, "default via 172.17.0.1 dev eth0") {
 		t.Errorf("after connect, eth1 on backend and the default route still on eth0:\n%s", r.stdout)
@@ -481,6 +516,9 @@ func TestNetworkConnect(t *testing.T) {
 	wantOwnError(t, u.nr("network", "disconnect", "bridge", "multi"), "disconnecting the first network", "bridge")
 	wantOwnError(t, u.nr("network", "rm", "backend"), "removing a network a connected sandbox is on", "in use")
 	u.ok("network", "disconnect", "backend", "multi")
+	if got := tryTCP("127.0.0.1:18196", "x"); !fromLo.MatchString(got) {
+		t.Errorf("loopback client of multi's published port after disconnect: %q; want it seen as 127.0.0.1", got)
+	}
 	r = u.nr("exec", "multi", "--", "/bin/sh", "-c", "ip -o link show | cut -d: -f2")
 	if !strings.Contains(r.stdout, "eth0") || strings.Contains(r.stdout, "eth1") {
 		t.Errorf("eth1 is still there after disconnect:\n%s", r.stdout)
