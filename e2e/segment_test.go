@@ -380,11 +380,11 @@ func TestSupervisorKilled(t *testing.T) {
 // fresh dial channel), and that address is not handed out twice.
 func TestDaemonRestart(t *testing.T) {
 	for i, mode := range fastPathModes {
-		t.Run(mode.name, func(t *testing.T) { daemonRestart(t, mode, fmt.Sprint(18180+i)) })
+		t.Run(mode.name, func(t *testing.T) { daemonRestart(t, mode, fmt.Sprint(18180+i), fmt.Sprint(18190+i)) })
 	}
 }
 
-func daemonRestart(t *testing.T, mode fastPathMode, port string) {
+func daemonRestart(t *testing.T, mode fastPathMode, port, added string) {
 	from := "from " + mode.from(bridgeNet) + ":"
 	u := newUser(t)
 	u.env = append(u.env, mode.env...)
@@ -392,13 +392,16 @@ func daemonRestart(t *testing.T, mode fastPathMode, port string) {
 	if got := waitTCP(t, "127.0.0.1:"+port); !strings.HasPrefix(got, from) {
 		t.Errorf("the survivor's port: %q; want it to see %s...", got, from)
 	}
+	// A port added while it runs survives the restart too.
+	u.ok("port", "add", "survivor", added+":80")
 	daemon := findDaemon(t, u)
 	if err := syscall.Kill(daemon, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill the daemon %d: %v", daemon, err)
 	}
-	got := waitTCP(t, "127.0.0.1:"+port)
-	if !strings.HasPrefix(got, from) {
-		t.Errorf("the survivor's port after the daemon restart: %q; want it to see %s...", got, from)
+	for _, p := range []string{port, added} {
+		if got := waitTCP(t, "127.0.0.1:"+p); !strings.HasPrefix(got, from) {
+			t.Errorf("the survivor's port %s after the daemon restart: %q; want it to see %s...", p, got, from)
+		}
 	}
 	r := u.ok("run", "--network", "bridge", "--", "/bin/sh", "-c", probe+" ifinfo; "+probe+" tcp -timeout 5s 172.17.0.2:80 again")
 	if strings.Contains(r.stdout, "172.17.0.2/16") || !strings.Contains(r.stdout, "172.17.0.3/16") {

@@ -107,6 +107,11 @@ func (r *run) keepMembership(m *membership, join daemon.Join, fd int, sb *sandbo
 			return
 		}
 		r.log.Warn("the network daemon went away; joining again", "network", join.Network)
+		// netns-run port add/rm changed the ports through the daemon
+		// that is gone; the record holds the ports as they are now.
+		if rec, err := r.reg.Get(r.id); err == nil {
+			join.Ports = rec.Ports
+		}
 		var err error
 		for i := 0; i < rejoinAttempts; i++ {
 			var sess *daemon.Session
