@@ -143,6 +143,11 @@ func (s *Session) Wait() error {
 // Close leaves the network.
 func (s *Session) Close() { s.c.Close() }
 
+// Leave asks the daemon to let the member go, without closing: the daemon
+// releases the member (its switch port and eth descriptor included) and
+// then ends the session, which ends Wait. Close still follows.
+func (s *Session) Leave() error { return s.c.CloseWrite() }
+
 // ChangePorts publishes or withdraws ports of a running member.
 func ChangePorts(runtimeDir string, r Request) (Reply, error) {
 	c, err := fdconn.Dial(filepath.Join(runtimeDir, SocketName))

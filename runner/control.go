@@ -155,7 +155,7 @@ func (c *control) connect(req ConnectRequest) error {
 		return err
 	}
 	c.nextIf++
-	m := &membership{sess: sess}
+	m := newMembership(sess)
 	join.IP = j.IP
 	go r.keepMembership(m, join, link.FD, c.sb)
 	a := &attachment{m: m, fd: link.FD, ep: registry.Endpoint{
@@ -167,8 +167,8 @@ func (c *control) connect(req ConnectRequest) error {
 	return nil
 }
 
-// disconnect leaves a network joined with connect; its interface vanishes
-// with the last descriptor.
+// disconnect leaves a network joined with connect. It returns once the
+// interface is gone: it vanishes with its last descriptor, the daemon's.
 func (c *control) disconnect(network string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -176,8 +176,8 @@ func (c *control) disconnect(network string) error {
 		if a.ep.Network != network && !(len(network) >= 12 && strings.HasPrefix(a.ep.NetworkID, network)) {
 			continue
 		}
-		a.m.end()
 		unix.Close(a.fd)
+		a.m.leave()
 		c.attached = append(c.attached[:i], c.attached[i+1:]...)
 		c.r.reg.Update(c.r.id, func(rec *registry.Record) {
 			kept := rec.Extra[:0]

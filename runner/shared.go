@@ -67,7 +67,7 @@ func (r *run) shared() (int, error) {
 	}
 	r.reportAuto(j.Ports)
 	join.IP, join.Ports = j.IP, j.Ports
-	m := &membership{sess: sess}
+	m := newMembership(sess)
 	code, err := r.runAndWait(sb, func() {
 		// The agent serves a dial channel once the command runs. It is
 		// sent before keepMembership reads the session (Wait), and before
@@ -102,6 +102,7 @@ func (r *run) sendDialChannel(sb *sandbox.Sandbox, sess *daemon.Session) {
 // keepMembership re-joins when the daemon ends the session while the
 // sandbox runs (it was killed or crashed), keeping address and ports.
 func (r *run) keepMembership(m *membership, join daemon.Join, fd int, sb *sandbox.Sandbox) {
+	defer close(m.kept)
 	for {
 		if !m.wait() {
 			return
@@ -150,9 +151,14 @@ func (r *run) rejoin(join daemon.Join, fd int, sb *sandbox.Sandbox) (*daemon.Ses
 
 // membership is the current session of a member, replaced on rejoin.
 type membership struct {
+	kept  chan struct{} // closed when keepMembership returns
 	mu    sync.Mutex
 	sess  *daemon.Session
 	ended bool
+}
+
+func newMembership(sess *daemon.Session) *membership {
+	return &membership{sess: sess, kept: make(chan struct{})}
 }
 
 // wait blocks until the session ends and reports whether that was the
@@ -185,4 +191,23 @@ func (m *membership) end() {
 	defer m.mu.Unlock()
 	m.ended = true
 	m.sess.Close()
+}
+
+// leaveTimeout bounds how long leave waits for the daemon.
+const leaveTimeout = 5 * time.Second
+
+// leave is end, once the daemon has released the member: when it
+// returns, the member's interface is gone from the sandbox (the daemon's
+// was the last descriptor holding it), as after docker network
+// disconnect. keepMembership must be running.
+func (m *membership) leave() {
+	m.mu.Lock()
+	m.ended = true
+	m.sess.Leave()
+	m.mu.Unlock()
+	select {
+	case <-m.kept:
+	case <-time.After(leaveTimeout):
+	}
+	m.end()
 }
