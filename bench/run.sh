@@ -235,6 +235,7 @@ namespace's address directly).
 
 $(cat "$OUT/targets.md")
 
+$(if [ -s "$HERE/TARGETS.md" ]; then cat "$HERE/TARGETS.md"; echo; fi)
 ### Spread: min–max over the rounds
 
 $(cat "$OUT/table-range.md")
@@ -286,7 +287,8 @@ port it translates). Host side:
 * published port: \`iperf3 -c ADDR -p 15201 -t $IPERF_T [-R] -J\`, from the host as ADDR=127.0.0.1, and
   from the world namespace as ADDR=$HOST_W (veth: the namespace's own $VETH_NS, routed by the host).
 * member <-> member: two namespaces on one segment, \`iperf3 -c\` from one to the other
-  (veth: a veth pair between two namespaces). netns-run: segments are not implemented yet.
+  (veth: a veth pair between two namespaces). netns-run: two members of its shared \`bridge\`
+  network (\`netns-run run --network bridge\`), frames switched TAP to TAP by the network daemon.
 * HTTP: \`wrk $WRK_ARGS -d${WRK_D}s -H 'Connection: close' http://127.0.0.1:18080/\`, then without the
   header (keep-alive).
 * round trip: \`rtt ping -c 127.0.0.1:17001 -t ${LAT_T}s -s 16\`: one TCP connection, one 16-byte message in
