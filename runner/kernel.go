@@ -53,7 +53,7 @@ func (r *run) kernelMacvlan(n netstore.Network) (int, error) {
 	}
 	p := placement{ip: ip, prefix: n.Subnet, gateway: n.Gateway, mac: mac, kernel: true}
 	r.reg.Update(r.id, func(rec *registry.Record) { rec.Network, rec.NetworkID = n.Name, n.ID })
-	sb, err := r.startSandbox(p, []forward.Mapping{})
+	sb, err := r.startSandbox(p, []forward.Mapping{}, nil)
 	if err != nil {
 		return statusOf(err), err
 	}

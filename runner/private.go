@@ -54,19 +54,27 @@ func (r *run) private() (int, error) {
 		ip: privateMember, prefix: privateSubnet, gateway: privateGateway, resolver: privateResolver,
 		mac: ipam.MAC(privateMember), gwMAC: ipam.MAC(privateGateway),
 	}
-	sb, err := r.startSandbox(p, bound)
+	// The stack is built while the agent starts; only the link waits for eth0.
+	var gw *stack.Gateway
+	sb, err := r.startSandbox(p, bound, func() (err error) {
+		gw, err = stack.New(stack.Config{
+			Subnet: privateSubnet, Gateway: privateGateway, Resolver: privateResolver,
+			GatewayMAC: p.gwMAC, MTU: uint32(opts.MTU),
+			HostLoopback: opts.HostLoopback, Logger: r.log,
+		})
+		return err
+	})
 	if err != nil {
+		if gw != nil {
+			gw.Close()
+		}
 		closeListeners()
 		return statusOf(err), err
 	}
 	link := sb.Link()
-	gw, err := stack.New(stack.Config{
-		Subnet: privateSubnet, Gateway: privateGateway, Resolver: privateResolver,
-		GatewayMAC: p.gwMAC, MTU: uint32(opts.MTU),
-		HostLoopback: opts.HostLoopback, Logger: r.log,
-	}, stack.Link{FD: link.FD, Packet: link.Mode == tap.ModePacket})
-	if err != nil {
+	if err := gw.AttachFD(stack.Link{FD: link.FD, Packet: link.Mode == tap.ModePacket}); err != nil {
 		sb.Kill()
+		gw.Close()
 		closeListeners()
 		return sandbox.ExitOwnError, err
 	}

@@ -251,9 +251,15 @@ func (r *run) serveHostForwards(ctx context.Context, sb *sandbox.Sandbox) {
 	}
 }
 
-// startSandbox starts the agent and records where it sits.
-func (r *run) startSandbox(p placement, ports []forward.Mapping) (*sandbox.Sandbox, error) {
-	sb, err := sandbox.Start(r.spec(p), sandbox.Options{AutoUserNS: r.opts.AutoUserNS, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
+// startSandbox starts the agent and records where it sits. While the
+// agent starts, this process runs prepare, if given (sandbox.Options
+// WhileStarting): the private network builds its stack meanwhile rather
+// than after.
+func (r *run) startSandbox(p placement, ports []forward.Mapping, prepare func() error) (*sandbox.Sandbox, error) {
+	sb, err := sandbox.Start(r.spec(p), sandbox.Options{
+		AutoUserNS: r.opts.AutoUserNS, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+		WhileStarting: prepare,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -308,7 +314,7 @@ func (r *run) sharedOrKernel() (int, error) {
 
 // none runs the sandbox with lo only.
 func (r *run) none() (int, error) {
-	sb, err := r.startSandbox(placement{}, nil)
+	sb, err := r.startSandbox(placement{}, nil, nil)
 	if err != nil {
 		return statusOf(err), err
 	}

@@ -48,7 +48,7 @@ func (r *run) shared() (int, error) {
 		mac: mac, gwMAC: ipam.MAC(j.Network.Gateway), extra: j.LinkHosts,
 	}
 	r.reg.Update(r.id, func(rec *registry.Record) { rec.Network, rec.NetworkID = j.Network.Name, j.Network.ID })
-	sb, err := r.startSandbox(p, j.Ports)
+	sb, err := r.startSandbox(p, j.Ports, nil)
 	if err != nil {
 		sess.Close()
 		if strings.Contains(err.Error(), "/dev/net/tun") {

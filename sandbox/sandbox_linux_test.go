@@ -593,6 +593,23 @@ func TestCommandEnds(t *testing.T) {
 	})
 }
 
+// TestWhileStartingError: an error of Options.WhileStarting ends the start
+// (the agent is killed) and is what Start returns.
+func TestWhileStartingError(t *testing.T) {
+	errPrepare := errors.New("prepare failed")
+	ran := false
+	_, err := Start(Spec{Hostname: "x", Link: &tap.Config{Name: "eth0", Mode: tap.ModeAuto, MTU: 1500, MAC: "02:42:0a:00:02:64",
+		Address: netip.MustParsePrefix("10.0.2.100/24"), Gateway: netip.MustParseAddr("10.0.2.2")},
+		Argv: []string{"/bin/true"}, Env: os.Environ()},
+		Options{WhileStarting: func() error { ran = true; return errPrepare }})
+	if err != nil && strings.Contains(err.Error(), "user namespace") {
+		t.Skipf("cannot make a sandbox here: %v", err)
+	}
+	if !ran || !errors.Is(err, errPrepare) {
+		t.Errorf("Start: ran %v, %v; want WhileStarting run and its error", ran, err)
+	}
+}
+
 // TestExecVia runs execs through a real exec socket, as `netns-run exec`.
 func TestExecVia(t *testing.T) {
 	ts := startSandbox(t, false, "/bin/sh", "-c", "echo ready; exec sleep 300")

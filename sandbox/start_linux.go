@@ -24,6 +24,13 @@ type Options struct {
 	Stdin      *os.File
 	Stdout     *os.File
 	Stderr     *os.File
+	// WhileStarting, if set, runs while the agent starts: after it was
+	// executed, before Start waits for eth0. The agent needs ~5 ms for
+	// that (a Go runtime in fresh namespaces, then netlink), in which the
+	// caller can do what does not need the sandbox; its error ends the
+	// start. Not earlier: until the agent is executed it shares this
+	// process's pages copy-on-write, and work here would fault on them.
+	WhileStarting func() error
 }
 
 // Sandbox is a started agent whose eth0 exists; Run lets its command go.
@@ -108,6 +115,12 @@ func Start(spec Spec, opts Options) (*Sandbox, error) {
 		cmd: cmd, conn: conn, link: tap.Link{FD: -1},
 		exited: make(chan struct{}), readerDone: make(chan struct{}),
 		execs: map[uint64]*ExecProcess{},
+	}
+	if opts.WhileStarting != nil {
+		if err := opts.WhileStarting(); err != nil {
+			sb.Kill()
+			return nil, err
+		}
 	}
 	if err := sb.handshake(spec, idmap); err != nil {
 		sb.Kill()

@@ -69,45 +69,52 @@ type Gateway struct {
 // tuples still in TIME_WAIT (NETSTACK-NOTES pitfall 5).
 const timeWait = 500 * time.Millisecond
 
-// New builds the stack on a member's link descriptor, for a one-member
-// segment. The stack owns link.FD from then on, also when New fails.
-func New(cfg Config, link Link) (*Gateway, error) {
-	ep, err := fdLink(cfg, link)
-	if err != nil {
-		unix.Close(link.FD)
-		return nil, err
-	}
-	return newGateway(cfg, ep, func() { unix.Close(link.FD) })
-}
-
-// NewOnEndpoint builds the stack on a link endpoint of our own, such as a
-// switch's gateway port.
-func NewOnEndpoint(cfg Config, ep gstack.LinkEndpoint) (*Gateway, error) {
-	return newGateway(cfg, ep, func() {})
-}
-
-func newGateway(cfg Config, ep gstack.LinkEndpoint, release func()) (*Gateway, error) {
+// New builds the gateway's stack without its link, which AttachFD adds, so
+// that a supervisor can build it while the sandbox's agent starts rather
+// than after (~0.25 ms less before the command runs).
+func New(cfg Config) (*Gateway, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	if !cfg.Subnet.Contains(cfg.Gateway) || !cfg.Subnet.Contains(cfg.Resolver) {
-		release()
 		return nil, fmt.Errorf("gateway %s and resolver %s must be inside %s", cfg.Gateway, cfg.Resolver, cfg.Subnet)
 	}
 	s := gstack.New(gstack.Options{
 		NetworkProtocols:   []gstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []gstack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
 	})
-	g := &Gateway{close: release, cfg: cfg, s: s, log: cfg.Logger, limit: newLimits()}
-	if err := g.attach(ep); err != nil {
-		g.Close()
-		return nil, err
-	}
+	g := &Gateway{close: func() {}, cfg: cfg, s: s, log: cfg.Logger, limit: newLimits()}
 	if err := g.tune(); err != nil {
 		g.Close()
 		return nil, err
 	}
 	g.startNAT()
+	return g, nil
+}
+
+// AttachFD gives the stack a member's link descriptor, for a one-member
+// segment. The stack owns link.FD from then on, also when AttachFD fails.
+func (g *Gateway) AttachFD(link Link) error {
+	ep, err := fdLink(g.cfg, link)
+	if err != nil {
+		unix.Close(link.FD)
+		return err
+	}
+	g.close = func() { unix.Close(link.FD) }
+	return g.attach(ep)
+}
+
+// NewOnEndpoint builds the stack on a link endpoint of our own, such as a
+// switch's gateway port.
+func NewOnEndpoint(cfg Config, ep gstack.LinkEndpoint) (*Gateway, error) {
+	g, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.attach(ep); err != nil {
+		g.Close()
+		return nil, err
+	}
 	return g, nil
 }
 
