@@ -53,7 +53,7 @@ func (r *run) kernelMacvlan(n netstore.Network) (int, error) {
 	}
 	p := placement{ip: ip, prefix: n.Subnet, gateway: n.Gateway, mac: mac, kernel: true}
 	r.reg.Update(r.id, func(rec *registry.Record) { rec.Network, rec.NetworkID = n.Name, n.ID })
-	sb, err := r.startSandbox(p, []forward.Mapping{}, nil)
+	sb, err := r.startSandbox(p, nil)
 	if err != nil {
 		return statusOf(err), err
 	}
@@ -81,7 +81,7 @@ func (r *run) kernelMacvlan(n netstore.Network) (int, error) {
 		sb.Kill()
 		return sandbox.ExitOwnError, err
 	}
-	return r.runAndWait(sb, nil)
+	return r.runAndWait(sb, p, []forward.Mapping{}, nil)
 }
 
 // privileged adds what to do to a permission error.

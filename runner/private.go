@@ -56,7 +56,7 @@ func (r *run) private() (int, error) {
 	}
 	// The stack is built while the agent starts; only the link waits for eth0.
 	var gw *stack.Gateway
-	sb, err := r.startSandbox(p, bound, func() (err error) {
+	sb, err := r.startSandbox(p, func() (err error) {
 		gw, err = stack.New(stack.Config{
 			Subnet: privateSubnet, Gateway: privateGateway, Resolver: privateResolver,
 			GatewayMAC: p.gwMAC, MTU: uint32(opts.MTU),
@@ -103,7 +103,7 @@ func (r *run) private() (int, error) {
 			l.ServeWithLocal(ctx, privateMember, gw, local)
 		}()
 	}
-	code, err := r.runAndWait(sb, nil)
+	code, err := r.runAndWait(sb, p, bound, nil)
 	cancel()
 	gw.Close()
 	wg.Wait()

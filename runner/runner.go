@@ -158,7 +158,8 @@ func run0(opts Options) (int, error) {
 
 // run is one sandbox's supervision.
 type run struct {
-	stopExec context.CancelFunc // ends the service of the exec socket and the -T listeners
+	serving  context.Context    // the service of the sandbox's sockets (exec, control, -T)
+	stopExec context.CancelFunc // ends it
 	signals  *signalForwarder   // made by startSandbox, stopped by run0
 	opts     Options
 	id       string
@@ -255,11 +256,13 @@ func (r *run) serveHostForwards(ctx context.Context, sb *sandbox.Sandbox) {
 	}
 }
 
-// startSandbox starts the agent and records where it sits. While the
-// agent starts, this process catches the signals it will forward
+// startSandbox starts the agent and returns once it has made eth0. While
+// the agent starts, this process catches the signals it will forward
 // (catchSignals) and runs prepare, if given: the private network builds
 // its stack meanwhile rather than after (sandbox.Options.WhileStarting).
-func (r *run) startSandbox(p placement, ports []forward.Mapping, prepare func() error) (*sandbox.Sandbox, error) {
+// The -T listeners are served from here on; the rest once the command
+// runs (serve).
+func (r *run) startSandbox(p placement, prepare func() error) (*sandbox.Sandbox, error) {
 	sb, err := sandbox.Start(r.spec(p), sandbox.Options{
 		AutoUserNS: r.opts.AutoUserNS, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 		WhileStarting: func() error {
@@ -276,25 +279,28 @@ func (r *run) startSandbox(p placement, ports []forward.Mapping, prepare func() 
 	for _, w := range sb.Warnings() {
 		r.log.Warn(w)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.serving, r.stopExec = ctx, cancel
+	r.serveHostForwards(ctx, sb)
+	return sb, nil
+}
+
+// serve serves the sandbox's exec and control sockets until run0 ends,
+// and records where the sandbox sits. It runs once the command does: the
+// command needs none of it, and the ~0.8 ms it takes would delay it. It
+// fails only if the runtime directory, where registry.Create has just
+// written, has broken under us.
+func (r *run) serve(sb *sandbox.Sandbox, p placement, ports []forward.Mapping) error {
 	// netns-run exec NAME reaches the agent through this socket.
 	sock := filepath.Join(r.reg.Dir(), r.id+".sock")
 	ln, err := sandbox.ListenExec(sock)
 	if err != nil {
-		for _, l := range sb.LoopbackListeners() {
-			l.Close()
-		}
-		sb.Kill()
-		return nil, err
+		return err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r.stopExec = cancel
-	r.serveHostForwards(ctx, sb)
-	go sandbox.ServeExec(ctx, ln, sb)
-	ctl, err := r.serveControl(ctx, sb)
+	go sandbox.ServeExec(r.serving, ln, sb)
+	ctl, err := r.serveControl(r.serving, sb)
 	if err != nil {
-		cancel()
-		sb.Kill()
-		return nil, err
+		return err
 	}
 	r.reg.Update(r.id, func(rec *registry.Record) {
 		if p.ip.IsValid() {
@@ -302,7 +308,7 @@ func (r *run) startSandbox(p placement, ports []forward.Mapping, prepare func() 
 		}
 		rec.AgentPid, rec.Ports, rec.ExecSocket, rec.ControlSocket = sb.Pid(), ports, sock, ctl
 	})
-	return sb, nil
+	return nil
 }
 
 // sharedOrKernel joins a network: through the daemon, or for a macvlan
@@ -324,11 +330,11 @@ func (r *run) sharedOrKernel() (int, error) {
 
 // none runs the sandbox with lo only.
 func (r *run) none() (int, error) {
-	sb, err := r.startSandbox(placement{}, nil, nil)
+	sb, err := r.startSandbox(placement{}, nil)
 	if err != nil {
 		return statusOf(err), err
 	}
-	return r.runAndWait(sb, nil)
+	return r.runAndWait(sb, placement{}, nil, nil)
 }
 
 // reportAuto prints the host ports picked for mappings that asked for any.
@@ -340,12 +346,16 @@ func (r *run) reportAuto(bound []forward.Mapping) {
 	}
 }
 
-// runAndWait lets the command go, passing signals on, and returns its
-// status. running, when not nil, is called once the command runs, before
-// Ready.
-func (r *run) runAndWait(sb *sandbox.Sandbox, running func()) (int, error) {
+// runAndWait lets the command go, serves the sandbox (serve), passes
+// signals on and returns the command's status. running, when not nil, is
+// called once the command runs, before Ready.
+func (r *run) runAndWait(sb *sandbox.Sandbox, p placement, ports []forward.Mapping, running func()) (int, error) {
 	r.signals.forwardTo(sb)
 	if err := sb.Run(); err != nil {
+		sb.Kill()
+		return sandbox.ExitOwnError, err
+	}
+	if err := r.serve(sb, p, ports); err != nil {
 		sb.Kill()
 		return sandbox.ExitOwnError, err
 	}

@@ -48,7 +48,7 @@ func (r *run) shared() (int, error) {
 		mac: mac, gwMAC: ipam.MAC(j.Network.Gateway), extra: j.LinkHosts,
 	}
 	r.reg.Update(r.id, func(rec *registry.Record) { rec.Network, rec.NetworkID = j.Network.Name, j.Network.ID })
-	sb, err := r.startSandbox(p, j.Ports, nil)
+	sb, err := r.startSandbox(p, nil)
 	if err != nil {
 		sess.Close()
 		if strings.Contains(err.Error(), "/dev/net/tun") {
@@ -68,7 +68,7 @@ func (r *run) shared() (int, error) {
 	r.reportAuto(j.Ports)
 	join.IP, join.Ports = j.IP, j.Ports
 	m := newMembership(sess)
-	code, err := r.runAndWait(sb, func() {
+	code, err := r.runAndWait(sb, p, j.Ports, func() {
 		// The agent serves a dial channel once the command runs. It is
 		// sent before keepMembership reads the session (Wait), and before
 		// Ready, so that a detached run's ports take the fast path as soon
