@@ -106,6 +106,7 @@ func runAgent(conn *net.UnixConn) int {
 	if err != nil {
 		return ExitOwnError
 	}
+	signals := catchSignals()
 	// Until the start, the supervisor may add interfaces (a kernel
 	// macvlan it moved in), one request at a time.
 	for {
@@ -122,7 +123,7 @@ func runAgent(conn *net.UnixConn) int {
 		}
 		(&agent{conn: conn}).addLink(*m.AddLink)
 	}
-	return runCommand(conn, path, spec)
+	return runCommand(conn, path, spec, signals())
 }
 
 // placeFiles places the sandbox's files (/etc/hosts, ...) and its /proc;
@@ -163,18 +164,34 @@ func mountProc() error {
 	return nil
 }
 
+// catchSignals starts catching the signals the agent forwards to its
+// command, in the background; the returned function waits until they are
+// caught. Catching them (not ignoring them: ignored signals would be
+// inherited) before the command starts also makes pid 1 receive them at
+// all: the kernel drops a signal to a namespace's init that has no handler.
+// The Go runtime takes ~0.45 ms to enable the seven, one hand-off to its
+// signal thread each: runAgent starts this once it has sent eth0, so that
+// it overlaps with the wait for the supervisor's start.
+func catchSignals() func() <-chan os.Signal {
+	sigs := make(chan os.Signal, 8)
+	caught := make(chan struct{})
+	go func() {
+		signal.Notify(sigs, forwardedSignals...)
+		close(caught)
+	}()
+	return func() <-chan os.Signal {
+		<-caught
+		return sigs
+	}
+}
+
 // runCommand starts the command, forwards the signals the agent receives,
 // serves exec requests and returns the command's exit status. The agent is
 // pid 1 of the sandbox: every orphan comes back to it and is reaped. When
 // the command ends, whatever is left in the sandbox is killed (as Docker
 // stops a container with its main process) and the execs among it are
 // reported; the kernel would kill them anyway when pid 1 exits.
-func runCommand(conn *net.UnixConn, path string, spec *Spec) int {
-	// Catch (not ignore: ignored signals would be inherited) before start.
-	// The handlers also make pid 1 receive these signals at all: the
-	// kernel drops a signal to a namespace's init that has none.
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, forwardedSignals...)
+func runCommand(conn *net.UnixConn, path string, spec *Spec, sigs <-chan os.Signal) int {
 	cmd := exec.Command(path)
 	cmd.Args = spec.Argv
 	cmd.Env = withoutMarker(spec.Env)
