@@ -133,10 +133,15 @@ func run0(opts Options) (int, error) {
 	if opts.Detached {
 		rec.LogPath = filepath.Join(reg.Dir(), id+".log")
 	}
-	if err := reg.Create(rec); err != nil {
+	r := &run{opts: opts, id: id, rt: rt, reg: reg, log: opts.Logger, fastPath: loopbackFastPath()}
+	if opts.Network == Private || opts.Network == None {
+		// No network daemon needs to see the record first (it keeps the
+		// addresses of recorded sandboxes only): startSandbox makes it
+		// while the agent starts, ~0.4 ms less before the command runs.
+		r.record = &rec
+	} else if err := reg.Create(rec); err != nil {
 		return sandbox.ExitOwnError, err
 	}
-	r := &run{opts: opts, id: id, rt: rt, reg: reg, log: opts.Logger, fastPath: loopbackFastPath()}
 	var code int
 	switch opts.Network {
 	case Private:
@@ -161,6 +166,7 @@ type run struct {
 	serving  context.Context    // the service of the sandbox's sockets (exec, control, -T)
 	stopExec context.CancelFunc // ends it
 	signals  *signalForwarder   // made by startSandbox, stopped by run0
+	record   *registry.Record   // for startSandbox to create, if run0 did not
 	opts     Options
 	id       string
 	rt       string
@@ -257,15 +263,21 @@ func (r *run) serveHostForwards(ctx context.Context, sb *sandbox.Sandbox) {
 }
 
 // startSandbox starts the agent and returns once it has made eth0. While
-// the agent starts, this process catches the signals it will forward
-// (catchSignals) and runs prepare, if given: the private network builds
-// its stack meanwhile rather than after (sandbox.Options.WhileStarting).
+// the agent starts, this process creates the record if run0 left it,
+// catches the signals it will forward (catchSignals) and runs prepare, if
+// given: the private network builds its stack meanwhile rather than after
+// (sandbox.Options.WhileStarting).
 // The -T listeners are served from here on; the rest once the command
 // runs (serve).
 func (r *run) startSandbox(p placement, prepare func() error) (*sandbox.Sandbox, error) {
 	sb, err := sandbox.Start(r.spec(p), sandbox.Options{
 		AutoUserNS: r.opts.AutoUserNS, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 		WhileStarting: func() error {
+			if r.record != nil {
+				if err := r.reg.Create(*r.record); err != nil {
+					return err
+				}
+			}
 			r.signals = catchSignals()
 			if prepare != nil {
 				return prepare()
