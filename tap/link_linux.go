@@ -35,14 +35,19 @@ func Make(cfg Config) (Link, error) {
 	if err := cfg.Validate(); err != nil {
 		return Link{}, err
 	}
-	if err := setUp("lo"); err != nil {
-		return Link{}, err
-	}
-	link, err := makeLink(cfg)
+	h, err := newHandle()
 	if err != nil {
 		return Link{}, err
 	}
-	if err := configure(cfg); err != nil {
+	defer h.Close()
+	if err := setUp(h, "lo"); err != nil {
+		return Link{}, err
+	}
+	link, err := makeLink(h, cfg)
+	if err != nil {
+		return Link{}, err
+	}
+	if err := configure(h, cfg); err != nil {
 		if link.FD >= 0 {
 			unix.Close(link.FD)
 		}
@@ -51,12 +56,12 @@ func Make(cfg Config) (Link, error) {
 	return link, nil
 }
 
-func makeLink(cfg Config) (Link, error) {
+func makeLink(h *netlink.Handle, cfg Config) (Link, error) {
 	switch cfg.Mode {
 	case ModePacket:
-		return makePacketLink(cfg)
+		return makePacketLink(h, cfg)
 	case ModeAdopt:
-		return adopt(cfg)
+		return adopt(h, cfg)
 	}
 	fd, err := openTAP(cfg.Name)
 	if err == nil {
@@ -64,7 +69,7 @@ func makeLink(cfg Config) (Link, error) {
 	}
 	var tunErr *TunError
 	if cfg.Mode == ModeAuto && errors.As(err, &tunErr) {
-		return makePacketLink(cfg)
+		return makePacketLink(h, cfg)
 	}
 	return Link{}, err
 }
@@ -98,12 +103,12 @@ func openTAP(name string) (int, error) {
 
 // adopt renames an interface moved in from the host to cfg.Name. Its
 // frames are the kernel's: there is no descriptor (FD -1).
-func adopt(cfg Config) (Link, error) {
-	link, err := netlink.LinkByName(cfg.Adopt)
+func adopt(h *netlink.Handle, cfg Config) (Link, error) {
+	link, err := h.LinkByName(cfg.Adopt)
 	if err != nil {
 		return Link{}, fmt.Errorf("find %s: %w", cfg.Adopt, err)
 	}
-	if err := netlink.LinkSetName(link, cfg.Name); err != nil {
+	if err := h.LinkSetName(link, cfg.Name); err != nil {
 		return Link{}, fmt.Errorf("rename %s to %s: %w", cfg.Adopt, cfg.Name, err)
 	}
 	return Link{FD: -1, Mode: ModeAdopt}, nil
@@ -112,20 +117,20 @@ func adopt(cfg Config) (Link, error) {
 // makePacketLink makes eth0 one end of a veth pair and returns an AF_PACKET
 // socket bound to the other end, with virtio headers so that gVisor can
 // exchange 64 KiB GSO frames even at a small MTU.
-func makePacketLink(cfg Config) (Link, error) {
+func makePacketLink(h *netlink.Handle, cfg Config) (Link, error) {
 	mac, _ := net.ParseMAC(cfg.MAC)
 	veth := &netlink.Veth{
 		LinkAttrs: netlink.LinkAttrs{Name: cfg.Name, MTU: cfg.MTU, HardwareAddr: mac},
 		PeerName:  packetPeer,
 	}
-	if err := netlink.LinkAdd(veth); err != nil {
+	if err := h.LinkAdd(veth); err != nil {
 		return Link{}, fmt.Errorf("create veth %s: %w", cfg.Name, err)
 	}
-	peer, err := netlink.LinkByName(packetPeer)
+	peer, err := h.LinkByName(packetPeer)
 	if err != nil {
 		return Link{}, fmt.Errorf("find veth peer: %w", err)
 	}
-	if err := netlink.LinkSetMTU(peer, cfg.MTU); err != nil {
+	if err := h.LinkSetMTU(peer, cfg.MTU); err != nil {
 		return Link{}, fmt.Errorf("set MTU of veth peer: %w", err)
 	}
 	if cfg.PeerMAC != "" {
@@ -133,11 +138,11 @@ func makePacketLink(cfg Config) (Link, error) {
 		if err != nil {
 			return Link{}, fmt.Errorf("gateway MAC: %w", err)
 		}
-		if err := netlink.LinkSetHardwareAddr(peer, peerMAC); err != nil {
+		if err := h.LinkSetHardwareAddr(peer, peerMAC); err != nil {
 			return Link{}, fmt.Errorf("set MAC of veth peer: %w", err)
 		}
 	}
-	if err := netlink.LinkSetUp(peer); err != nil {
+	if err := h.LinkSetUp(peer); err != nil {
 		return Link{}, fmt.Errorf("bring veth peer up: %w", err)
 	}
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
@@ -156,47 +161,64 @@ func makePacketLink(cfg Config) (Link, error) {
 	return Link{FD: fd, Mode: ModePacket}, nil
 }
 
-func configure(cfg Config) error {
-	link, err := netlink.LinkByName(cfg.Name)
+func configure(h *netlink.Handle, cfg Config) error {
+	link, err := h.LinkByName(cfg.Name)
 	if err != nil {
 		return fmt.Errorf("find %s: %w", cfg.Name, err)
 	}
 	mac, _ := net.ParseMAC(cfg.MAC)
-	if err := netlink.LinkSetHardwareAddr(link, mac); err != nil {
+	if err := h.LinkSetHardwareAddr(link, mac); err != nil {
 		return fmt.Errorf("set MAC of %s: %w", cfg.Name, err)
 	}
-	if err := netlink.LinkSetMTU(link, cfg.MTU); err != nil {
+	if err := h.LinkSetMTU(link, cfg.MTU); err != nil {
 		return fmt.Errorf("set MTU of %s: %w", cfg.Name, err)
 	}
 	addr := &netlink.Addr{IPNet: &net.IPNet{
 		IP:   cfg.Address.Addr().AsSlice(),
 		Mask: net.CIDRMask(cfg.Address.Bits(), cfg.Address.Addr().BitLen()),
 	}}
-	if err := netlink.AddrAdd(link, addr); err != nil {
+	if err := h.AddrAdd(link, addr); err != nil {
 		return fmt.Errorf("add %s to %s: %w", cfg.Address, cfg.Name, err)
 	}
-	if err := netlink.LinkSetUp(link); err != nil {
+	if err := h.LinkSetUp(link); err != nil {
 		return fmt.Errorf("bring %s up: %w", cfg.Name, err)
 	}
 	if cfg.NoDefaultRoute {
 		return nil
 	}
 	route := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: cfg.Gateway.AsSlice()}
-	if err := netlink.RouteAdd(route); err != nil {
+	if err := h.RouteAdd(route); err != nil {
 		return fmt.Errorf("add default route via %s: %w", cfg.Gateway, err)
 	}
 	return nil
 }
 
 // LoopbackUp brings lo up: all the network a --network none sandbox has.
-func LoopbackUp() error { return setUp("lo") }
+func LoopbackUp() error {
+	h, err := newHandle()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	return setUp(h, "lo")
+}
 
-func setUp(name string) error {
-	link, err := netlink.LinkByName(name)
+// newHandle opens one rtnetlink socket for all of a link's requests: the
+// package-level functions of netlink open one per request.
+func newHandle() (*netlink.Handle, error) {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("rtnetlink: %w", err)
+	}
+	return h, nil
+}
+
+func setUp(h *netlink.Handle, name string) error {
+	link, err := h.LinkByName(name)
 	if err != nil {
 		return fmt.Errorf("find %s: %w", name, err)
 	}
-	if err := netlink.LinkSetUp(link); err != nil {
+	if err := h.LinkSetUp(link); err != nil {
 		return fmt.Errorf("bring %s up: %w", name, err)
 	}
 	return nil
