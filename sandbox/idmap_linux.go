@@ -33,10 +33,7 @@ func subordinateMapping() (*idMapping, error) {
 		return nil, fmt.Errorf("--userns=auto needs newgidmap in PATH: install the uidmap package (apt install uidmap, dnf install shadow-utils)")
 	}
 	uid, gid := os.Getuid(), os.Getgid()
-	name := strconv.Itoa(uid)
-	if u, err := user.LookupId(name); err == nil {
-		name = u.Username
-	}
+	name := userName(uid)
 	subuid, err := findRange("/etc/subuid", name, uid)
 	if err != nil {
 		return nil, err
@@ -46,6 +43,21 @@ func subordinateMapping() (*idMapping, error) {
 		return nil, err
 	}
 	return &idMapping{uid: uid, gid: gid, subuid: subuid, subgid: subgid, newuidmap: newuidmap, newgidmap: newgidmap}, nil
+}
+
+// userName is uid's login name, or uid in decimal when it has none. The
+// binary is static (no libc), so os/user reads /etc/passwd only; a user of
+// a directory (LDAP, SSSD) is found through NSS by getent.
+func userName(uid int) string {
+	id := strconv.Itoa(uid)
+	if u, err := user.LookupId(id); err == nil {
+		return u.Username
+	}
+	out, err := exec.Command("getent", "passwd", id).Output()
+	if name, _, ok := strings.Cut(string(out), ":"); err == nil && ok && name != "" {
+		return name
+	}
+	return id
 }
 
 func findRange(path, name string, uid int) (idRange, error) {

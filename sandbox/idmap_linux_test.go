@@ -34,3 +34,13 @@ func TestWithoutMarker(t *testing.T) {
 		t.Fatalf("withoutMarker changed its input: %q", env)
 	}
 }
+
+func TestUserName(t *testing.T) {
+	if got := userName(0); got != "root" {
+		t.Errorf("userName(0) = %q, want root", got)
+	}
+	// No such user, in /etc/passwd or through NSS: the uid itself.
+	if got := userName(3999999999); got != "3999999999" {
+		t.Errorf("userName(3999999999) = %q, want the uid", got)
+	}
+}
