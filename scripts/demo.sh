@@ -39,6 +39,6 @@ for _ in $(seq 50); do
   fi
   sleep 0.1
 done
-step "the host calls the published port 127.0.0.1:$PUB_PORT (the sandbox sees the gateway, as with docker-proxy)"
+step "the host calls the published port 127.0.0.1:$PUB_PORT (a loopback client: the sandbox sees 127.0.0.1, served by a socket connected inside it, as with pasta)"
 printf '%s\n' "$out" | sed 's/^/  [host client] /'
 step "done: the sandbox and its ports are gone when netns-run exits"
