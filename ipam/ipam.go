@@ -10,11 +10,12 @@ package ipam
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"slices"
 	"sort"
+
+	"github.com/netns-run/netns-run/internal/kinderr"
 )
 
 // Sentinel errors, for errors.Is. The errors the package returns carry a
@@ -28,18 +29,10 @@ var (
 	ErrInvalid = errors.New("invalid address")
 )
 
-// Error is the error type of the package: Error() is the message for people,
-// Unwrap() the sentinel (ErrExhausted, ErrInUse or ErrInvalid).
-type Error struct {
-	Msg  string
-	Kind error
-}
-
-func (e *Error) Error() string { return e.Msg }
-func (e *Error) Unwrap() error { return e.Kind }
-
+// errorf is the package's error: a message for people that wraps one of
+// the sentinels above, for errors.Is.
 func errorf(kind error, format string, args ...any) error {
-	return &Error{Msg: fmt.Sprintf(format, args...), Kind: kind}
+	return kinderr.New(kind, format, args...)
 }
 
 // InUseError is the error for an address another sandbox already holds:

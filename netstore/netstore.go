@@ -31,6 +31,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/netns-run/netns-run/internal/kinderr"
 	"github.com/netns-run/netns-run/ipam"
 )
 
@@ -61,18 +62,10 @@ var (
 	ErrInvalid   = errors.New("invalid network definition")
 )
 
-// Error is the error type of the package: Error() is the message for people,
-// Unwrap() the sentinel.
-type Error struct {
-	Msg  string
-	Kind error
-}
-
-func (e *Error) Error() string { return e.Msg }
-func (e *Error) Unwrap() error { return e.Kind }
-
+// errorf is the package's error: a message for people that wraps one of
+// the sentinels above, for errors.Is.
 func errorf(kind error, format string, args ...any) error {
-	return &Error{Msg: fmt.Sprintf(format, args...), Kind: kind}
+	return kinderr.New(kind, format, args...)
 }
 
 // notFound is the error for a name or id that matches no network.
