@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/netns-run/netns-run/relay"
+	"github.com/netns-run/netns-run/forward/relay"
 )
 
 const (

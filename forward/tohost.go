@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/netns-run/netns-run/relay"
+	"github.com/netns-run/netns-run/forward/relay"
 )
 
 // HostForward is one port of the sandbox's loopback forwarded to the

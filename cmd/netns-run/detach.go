@@ -13,7 +13,7 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/netns-run/netns-run/registry"
+	"github.com/netns-run/netns-run/internal/registry"
 )
 
 // A detached run is this binary started again in its own session, with

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/netns-run/netns-run/registry"
-	"github.com/netns-run/netns-run/sandbox"
+	"github.com/netns-run/netns-run/internal/registry"
+	"github.com/netns-run/netns-run/internal/sandbox"
 	"github.com/spf13/cobra"
 )
 

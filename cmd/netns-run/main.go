@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/netns-run/netns-run/sandbox"
+	"github.com/netns-run/netns-run/internal/sandbox"
 )
 
 func main() {

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/netns-run/netns-run/netstore"
-	"github.com/netns-run/netns-run/registry"
-	"github.com/netns-run/netns-run/runner"
+	"github.com/netns-run/netns-run/internal/netstore"
+	"github.com/netns-run/netns-run/internal/registry"
+	"github.com/netns-run/netns-run/internal/runner"
 	"github.com/spf13/cobra"
 )
 

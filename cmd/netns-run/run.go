@@ -2,8 +2,8 @@ package main
 
 import (
 	"fmt"
-	"github.com/netns-run/netns-run/daemon"
-	"github.com/netns-run/netns-run/netstore"
+	"github.com/netns-run/netns-run/internal/daemon"
+	"github.com/netns-run/netns-run/internal/netstore"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -12,8 +12,8 @@ import (
 
 	"github.com/netns-run/netns-run/forward"
 	"github.com/netns-run/netns-run/hosts"
-	"github.com/netns-run/netns-run/runner"
-	"github.com/netns-run/netns-run/sandbox"
+	"github.com/netns-run/netns-run/internal/runner"
+	"github.com/netns-run/netns-run/internal/sandbox"
 	"github.com/netns-run/netns-run/tap"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"

@@ -11,10 +11,10 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/netns-run/netns-run/daemon"
 	"github.com/netns-run/netns-run/forward"
-	"github.com/netns-run/netns-run/registry"
-	"github.com/netns-run/netns-run/runner"
+	"github.com/netns-run/netns-run/internal/daemon"
+	"github.com/netns-run/netns-run/internal/registry"
+	"github.com/netns-run/netns-run/internal/runner"
 	"github.com/spf13/cobra"
 )
 

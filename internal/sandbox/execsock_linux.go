@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/netns-run/netns-run/fdconn"
+	"github.com/netns-run/netns-run/internal/wire"
 	"golang.org/x/sys/unix"
 )
 
@@ -36,7 +36,7 @@ import (
 // socket address takes is bound through a descriptor of its directory,
 // which ServeExec closes too.
 func ListenExec(path string) (*net.UnixListener, error) {
-	name, dirFD, err := fdconn.SocketAddr(path)
+	name, dirFD, err := wire.SocketAddr(path)
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +70,7 @@ func ListenExec(path string) (*net.UnixListener, error) {
 // directory descriptor it was bound through, if any.
 func closeExecListener(ln *net.UnixListener) {
 	ln.Close()
-	if fd := fdconn.DirFDOf(ln.Addr().String()); fd >= 0 {
+	if fd := wire.DirFDOf(ln.Addr().String()); fd >= 0 {
 		unix.Close(fd)
 	}
 }
@@ -250,7 +250,7 @@ func ExecVia(socketPath string, req ExecRequest, stdin, stdout, stderr *os.File)
 	if stdin == nil || stdout == nil || stderr == nil {
 		return ExitOwnError, fmt.Errorf("exec: stdin, stdout and stderr must be set")
 	}
-	name, dirFD, err := fdconn.SocketAddr(socketPath)
+	name, dirFD, err := wire.SocketAddr(socketPath)
 	if err != nil {
 		return ExitOwnError, err
 	}

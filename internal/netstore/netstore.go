@@ -31,8 +31,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/netns-run/netns-run/internal/ipam"
 	"github.com/netns-run/netns-run/internal/kinderr"
-	"github.com/netns-run/netns-run/ipam"
 )
 
 // Drivers.

@@ -8,7 +8,7 @@ import (
 	"os"
 	"sync"
 
-	"github.com/netns-run/netns-run/sandbox"
+	"github.com/netns-run/netns-run/internal/sandbox"
 )
 
 // errNoDialChannel: no dial channel has come (yet). It is no refusal, so

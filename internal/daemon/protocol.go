@@ -16,7 +16,7 @@ import (
 
 	"github.com/netns-run/netns-run/forward"
 	"github.com/netns-run/netns-run/hosts"
-	"github.com/netns-run/netns-run/netstore"
+	"github.com/netns-run/netns-run/internal/netstore"
 )
 
 // Link is one --link NAME[:ALIAS].

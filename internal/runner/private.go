@@ -8,12 +8,12 @@ import (
 	"os"
 	"sync"
 
-	"github.com/netns-run/netns-run/dnsproxy"
 	"github.com/netns-run/netns-run/forward"
 	"github.com/netns-run/netns-run/hosts"
-	"github.com/netns-run/netns-run/ipam"
-	"github.com/netns-run/netns-run/sandbox"
+	"github.com/netns-run/netns-run/internal/ipam"
+	"github.com/netns-run/netns-run/internal/sandbox"
 	"github.com/netns-run/netns-run/stack"
+	"github.com/netns-run/netns-run/stack/resolver"
 	"github.com/netns-run/netns-run/tap"
 )
 
@@ -32,7 +32,7 @@ func (r *run) private() (int, error) {
 	if err != nil {
 		return sandbox.ExitOwnError, err
 	}
-	proxy, err := dnsproxy.New(dnsproxy.Config{Upstreams: ups, Logger: r.log})
+	proxy, err := resolver.New(resolver.Config{Upstreams: ups, Logger: r.log})
 	if err != nil {
 		return sandbox.ExitOwnError, fmt.Errorf("DNS proxy: %w", err)
 	}
@@ -167,7 +167,7 @@ func (l *insideDialer) Close() {
 	}
 }
 
-func serveDNS(ctx context.Context, wg *sync.WaitGroup, gw *stack.Gateway, proxy *dnsproxy.Proxy) error {
+func serveDNS(ctx context.Context, wg *sync.WaitGroup, gw *stack.Gateway, proxy *resolver.Proxy) error {
 	pc, ln, err := gw.ListenResolver()
 	if err != nil {
 		return err
@@ -198,7 +198,7 @@ func HostUpstreams() []netip.AddrPort {
 	var out []netip.AddrPort
 	if data, err := os.ReadFile("/etc/resolv.conf"); err == nil {
 		ns, _, _ := hosts.ParseResolvConf(data)
-		out = dnsproxy.UpstreamsFromResolvConf(ns)
+		out = resolver.UpstreamsFromResolvConf(ns)
 	}
 	if len(out) == 0 {
 		out = append(out, netip.MustParseAddrPort("127.0.0.1:53"))

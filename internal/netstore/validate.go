@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/netns-run/netns-run/ipam"
+	"github.com/netns-run/netns-run/internal/ipam"
 )
 
 // reserved reports whether name cannot be given to a user-defined network:

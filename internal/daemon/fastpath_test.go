@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/netns-run/netns-run/sandbox"
+	"github.com/netns-run/netns-run/internal/sandbox"
 	"golang.org/x/sys/unix"
 )
 

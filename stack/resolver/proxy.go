@@ -1,4 +1,4 @@
-// Package dnsproxy is the DNS forwarder that runs on the host side of a
+// Package resolver is the DNS forwarder that runs on the host side of a
 // sandbox's network.
 //
 // The sandbox's resolv.conf names an address that the userspace network
@@ -24,7 +24,7 @@
 // handled: other opcodes get NOTIMP and other question counts FORMERR.
 // Malformed messages, and messages with the QR (response) bit set, are
 // dropped without a reply.
-package dnsproxy
+package resolver
 
 import (
 	"context"
@@ -93,15 +93,15 @@ type Proxy struct {
 // Local, or has an invalid upstream or a negative Timeout.
 func New(cfg Config) (*Proxy, error) {
 	if len(cfg.Upstreams) == 0 && cfg.Local == nil {
-		return nil, errors.New("dnsproxy: no upstreams and no Local resolver")
+		return nil, errors.New("resolver: no upstreams and no Local resolver")
 	}
 	for _, u := range cfg.Upstreams {
 		if !u.IsValid() || u.Port() == 0 {
-			return nil, fmt.Errorf("dnsproxy: invalid upstream %q", u)
+			return nil, fmt.Errorf("resolver: invalid upstream %q", u)
 		}
 	}
 	if cfg.Timeout < 0 {
-		return nil, fmt.Errorf("dnsproxy: negative timeout %v", cfg.Timeout)
+		return nil, fmt.Errorf("resolver: negative timeout %v", cfg.Timeout)
 	}
 	p := &Proxy{
 		upstreams: append([]netip.AddrPort(nil), cfg.Upstreams...),
@@ -158,7 +158,7 @@ func (p *Proxy) release() { <-p.inflight }
 // from Config.Local) from taking down the process.
 func (p *Proxy) recoverPanic(transport string) {
 	if r := recover(); r != nil {
-		p.log.Error("dnsproxy: panic while answering query",
+		p.log.Error("resolver: panic while answering query",
 			"transport", transport, "panic", r, "stack", string(debug.Stack()))
 	}
 }
@@ -167,13 +167,13 @@ func (p *Proxy) recoverPanic(transport string) {
 // that are to be dropped: malformed ones and responses.
 func (p *Proxy) parse(b []byte, transport string, client net.Addr) *dns.Msg {
 	if len(b) < headerLen {
-		p.log.Debug("dnsproxy: dropping short message",
+		p.log.Debug("resolver: dropping short message",
 			"transport", transport, "client", client, "len", len(b))
 		return nil
 	}
 	req := new(dns.Msg)
 	if err := req.Unpack(b); err != nil {
-		p.log.Debug("dnsproxy: dropping malformed message",
+		p.log.Debug("resolver: dropping malformed message",
 			"transport", transport, "client", client, "err", err)
 		return nil
 	}
@@ -183,12 +183,12 @@ func (p *Proxy) parse(b []byte, transport string, client net.Addr) *dns.Msg {
 		int(binary.BigEndian.Uint16(b[6:])) != len(req.Answer) ||
 		int(binary.BigEndian.Uint16(b[8:])) != len(req.Ns) ||
 		int(binary.BigEndian.Uint16(b[10:])) != len(req.Extra) {
-		p.log.Debug("dnsproxy: dropping message with missing records",
+		p.log.Debug("resolver: dropping message with missing records",
 			"transport", transport, "client", client)
 		return nil
 	}
 	if req.Response {
-		p.log.Debug("dnsproxy: dropping message with QR set",
+		p.log.Debug("resolver: dropping message with QR set",
 			"transport", transport, "client", client)
 		return nil
 	}
@@ -224,7 +224,7 @@ func (p *Proxy) resolve(ctx context.Context, req *dns.Msg) *dns.Msg {
 	if ctx.Err() != nil {
 		return nil
 	}
-	p.log.Debug("dnsproxy: no upstream answered, replying SERVFAIL",
+	p.log.Debug("resolver: no upstream answered, replying SERVFAIL",
 		"qname", q.Name, "qtype", dns.Type(q.Qtype))
 	return synth(req, dns.RcodeServerFailure)
 }
@@ -251,7 +251,7 @@ func (p *Proxy) forward(ctx context.Context, req *dns.Msg) *dns.Msg {
 			return resp
 		}
 		if ctx.Err() == nil {
-			p.log.Debug("dnsproxy: upstream failed",
+			p.log.Debug("resolver: upstream failed",
 				"upstream", up, "qname", req.Question[0].Name,
 				"qtype", dns.Type(req.Question[0].Qtype), "err", err)
 		}

@@ -1,6 +1,6 @@
-// Package fdconn sends JSON messages, optionally with file descriptors,
+// Package wire sends JSON messages, optionally with file descriptors,
 // over SOCK_SEQPACKET unix sockets: one message per packet, so no framing.
-package fdconn
+package wire
 
 import (
 	"encoding/json"

@@ -1,4 +1,4 @@
-package dnsproxy
+package resolver
 
 import (
 	"context"

@@ -14,12 +14,12 @@ import (
 	"sync"
 
 	"github.com/miekg/dns"
-	"github.com/netns-run/netns-run/dnsproxy"
-	"github.com/netns-run/netns-run/ipam"
-	"github.com/netns-run/netns-run/netstore"
+	"github.com/netns-run/netns-run/internal/ipam"
+	"github.com/netns-run/netns-run/internal/netstore"
 	"github.com/netns-run/netns-run/stack"
 	"github.com/netns-run/netns-run/stack/dhcp"
 	"github.com/netns-run/netns-run/stack/ethswitch"
+	"github.com/netns-run/netns-run/stack/resolver"
 )
 
 // MTU of userspace segments: netstack costs per packet (NETSTACK-NOTES).
@@ -95,7 +95,7 @@ func New(cfg Config) (*Segment, error) {
 		s.closeStack()
 		return nil, err
 	}
-	dcfg := dnsproxy.Config{Upstreams: cfg.Upstreams, Logger: log}
+	dcfg := resolver.Config{Upstreams: cfg.Upstreams, Logger: log}
 	if n.Name != netstore.BridgeName {
 		// As Docker: only user-defined networks resolve member names.
 		dcfg.Local = s.answer
@@ -104,7 +104,7 @@ func New(cfg Config) (*Segment, error) {
 		dcfg.Upstreams = nil
 		dcfg.Local = s.answerOnly
 	}
-	proxy, err := dnsproxy.New(dcfg)
+	proxy, err := resolver.New(dcfg)
 	if err != nil {
 		pc.Close()
 		ln.Close()

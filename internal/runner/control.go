@@ -11,11 +11,11 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/netns-run/netns-run/daemon"
-	"github.com/netns-run/netns-run/fdconn"
-	"github.com/netns-run/netns-run/ipam"
-	"github.com/netns-run/netns-run/registry"
-	"github.com/netns-run/netns-run/sandbox"
+	"github.com/netns-run/netns-run/internal/daemon"
+	"github.com/netns-run/netns-run/internal/ipam"
+	"github.com/netns-run/netns-run/internal/registry"
+	"github.com/netns-run/netns-run/internal/sandbox"
+	"github.com/netns-run/netns-run/internal/wire"
 	"github.com/netns-run/netns-run/tap"
 	"golang.org/x/sys/unix"
 )
@@ -41,16 +41,16 @@ type controlReply struct {
 
 // Control sends req to the supervisor listening on socket.
 func Control(socket string, req ControlRequest) error {
-	c, err := fdconn.Dial(socket)
+	c, err := wire.Dial(socket)
 	if err != nil {
 		return fmt.Errorf("reach the sandbox's supervisor (is it running?): %w", err)
 	}
 	defer c.Close()
-	if err := fdconn.Send(c, req); err != nil {
+	if err := wire.Send(c, req); err != nil {
 		return err
 	}
 	var rep controlReply
-	if _, err := fdconn.Recv(c, &rep); err != nil {
+	if _, err := wire.Recv(c, &rep); err != nil {
 		return fmt.Errorf("the sandbox's supervisor: %w", err)
 	}
 	if rep.Error != "" {
@@ -80,7 +80,7 @@ type control struct {
 // leaves every network joined through it. It returns the socket's path.
 func (r *run) serveControl(ctx context.Context, sb *sandbox.Sandbox) (string, error) {
 	path := filepath.Join(r.reg.Dir(), r.id+".ctl")
-	ln, err := fdconn.Listen(path)
+	ln, err := wire.Listen(path)
 	if err != nil {
 		return "", fmt.Errorf("control socket: %w", err)
 	}
@@ -106,7 +106,7 @@ func (r *run) serveControl(ctx context.Context, sb *sandbox.Sandbox) (string, er
 func (c *control) serve(conn *net.UnixConn) {
 	defer conn.Close()
 	var req ControlRequest
-	fds, err := fdconn.Recv(conn, &req)
+	fds, err := wire.Recv(conn, &req)
 	for _, fd := range fds {
 		unix.Close(fd)
 	}
@@ -125,7 +125,7 @@ func (c *control) serve(conn *net.UnixConn) {
 	if err != nil {
 		rep.Error = err.Error()
 	}
-	fdconn.Send(conn, rep)
+	wire.Send(conn, rep)
 }
 
 // connect joins the network through the daemon, makes the next ethN in

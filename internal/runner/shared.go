@@ -8,10 +8,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/netns-run/netns-run/daemon"
-	"github.com/netns-run/netns-run/ipam"
-	"github.com/netns-run/netns-run/registry"
-	"github.com/netns-run/netns-run/sandbox"
+	"github.com/netns-run/netns-run/internal/daemon"
+	"github.com/netns-run/netns-run/internal/ipam"
+	"github.com/netns-run/netns-run/internal/registry"
+	"github.com/netns-run/netns-run/internal/sandbox"
 	"github.com/netns-run/netns-run/tap"
 	"golang.org/x/sys/unix"
 )

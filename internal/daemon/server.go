@@ -12,13 +12,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/netns-run/netns-run/fdconn"
 	"github.com/netns-run/netns-run/forward"
 	"github.com/netns-run/netns-run/hosts"
-	"github.com/netns-run/netns-run/ipam"
-	"github.com/netns-run/netns-run/netstore"
-	"github.com/netns-run/netns-run/registry"
-	"github.com/netns-run/netns-run/segment"
+	"github.com/netns-run/netns-run/internal/ipam"
+	"github.com/netns-run/netns-run/internal/netstore"
+	"github.com/netns-run/netns-run/internal/registry"
+	"github.com/netns-run/netns-run/internal/wire"
+	"github.com/netns-run/netns-run/stack/segment"
 	"golang.org/x/sys/unix"
 )
 
@@ -78,7 +78,7 @@ func Serve(runtimeDir string, cfg Config) error {
 	}
 	path := filepath.Join(runtimeDir, SocketName)
 	os.Remove(path)
-	ln, err := fdconn.Listen(path)
+	ln, err := wire.Listen(path)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", path, err)
 	}
@@ -182,46 +182,46 @@ func (s *Server) session(c *net.UnixConn) {
 		return
 	}
 	var hello Hello
-	fds, err := fdconn.Recv(c, &hello)
+	fds, err := wire.Recv(c, &hello)
 	closeFDs(fds)
 	if err != nil {
 		return
 	}
 	if hello.Join == nil {
 		if hello.Request != nil {
-			fdconn.Send(c, s.request(*hello.Request))
+			wire.Send(c, s.request(*hello.Request))
 		}
 		return
 	}
 	m, joined := s.join(*hello.Join)
-	fdconn.Send(c, joined)
+	wire.Send(c, joined)
 	if m == nil {
 		return
 	}
 	defer s.leave(m)
 	var att Attach
-	fds, err = fdconn.Recv(c, &att)
+	fds, err = wire.Recv(c, &att)
 	if err != nil || len(fds) != 1 {
 		closeFDs(fds)
 		return
 	}
 	if err := s.attach(m, fds[0]); err != nil {
-		fdconn.Send(c, Reply{Error: err.Error()})
+		wire.Send(c, Reply{Error: err.Error()})
 		return
 	}
-	fdconn.Send(c, Reply{Ports: m.ports()})
+	wire.Send(c, Reply{Ports: m.ports()})
 	for {
 		var req Request
-		fds, err := fdconn.Recv(c, &req)
+		fds, err := wire.Recv(c, &req)
 		if err != nil {
 			return
 		}
 		if req.DialChannel {
-			fdconn.Send(c, s.dialChannel(m, fds))
+			wire.Send(c, s.dialChannel(m, fds))
 			continue
 		}
 		closeFDs(fds)
-		fdconn.Send(c, s.changePorts(m, req))
+		wire.Send(c, s.changePorts(m, req))
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/netns-run/netns-run/ipam"
+	"github.com/netns-run/netns-run/internal/ipam"
 )
 
 func pfx(s string) netip.Prefix {

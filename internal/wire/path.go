@@ -1,4 +1,4 @@
-package fdconn
+package wire
 
 import (
 	"fmt"

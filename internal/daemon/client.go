@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/netns-run/netns-run/fdconn"
+	"github.com/netns-run/netns-run/internal/wire"
 )
 
 // startTimeout bounds how long a client waits for a daemon it started.
@@ -19,7 +19,7 @@ const startTimeout = 5 * time.Second
 // dial connects to the daemon of runtimeDir, starting one if none runs.
 func dial(runtimeDir string) (*net.UnixConn, error) {
 	path := filepath.Join(runtimeDir, SocketName)
-	if c, err := fdconn.Dial(path); err == nil {
+	if c, err := wire.Dial(path); err == nil {
 		return c, nil
 	}
 	if err := start(runtimeDir); err != nil {
@@ -27,7 +27,7 @@ func dial(runtimeDir string) (*net.UnixConn, error) {
 	}
 	deadline := time.Now().Add(startTimeout)
 	for {
-		c, err := fdconn.Dial(path)
+		c, err := wire.Dial(path)
 		if err == nil {
 			return c, nil
 		}
@@ -74,12 +74,12 @@ func JoinNetwork(runtimeDir string, j Join) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := fdconn.Send(c, Hello{Join: &j}); err != nil {
+	if err := wire.Send(c, Hello{Join: &j}); err != nil {
 		c.Close()
 		return nil, err
 	}
 	var joined Joined
-	if _, err := fdconn.Recv(c, &joined); err != nil {
+	if _, err := wire.Recv(c, &joined); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("network daemon: %w", err)
 	}
@@ -115,11 +115,11 @@ func (s *Session) SendDialChannel(f *os.File) error {
 // roundTrip sends one message of the session and returns the daemon's
 // Reply, whose Error comes back as an error.
 func (s *Session) roundTrip(msg any, fds ...int) (Reply, error) {
-	if err := fdconn.Send(s.c, msg, fds...); err != nil {
+	if err := wire.Send(s.c, msg, fds...); err != nil {
 		return Reply{}, err
 	}
 	var r Reply
-	if _, err := fdconn.Recv(s.c, &r); err != nil {
+	if _, err := wire.Recv(s.c, &r); err != nil {
 		return r, fmt.Errorf("network daemon: %w", err)
 	}
 	if r.Error != "" {
@@ -132,7 +132,7 @@ func (s *Session) roundTrip(msg any, fds ...int) (Reply, error) {
 func (s *Session) Wait() error {
 	var r Reply
 	for {
-		fds, err := fdconn.Recv(s.c, &r)
+		fds, err := wire.Recv(s.c, &r)
 		closeFDs(fds)
 		if err != nil {
 			return err
@@ -150,16 +150,16 @@ func (s *Session) Leave() error { return s.c.CloseWrite() }
 
 // ChangePorts publishes or withdraws ports of a running member.
 func ChangePorts(runtimeDir string, r Request) (Reply, error) {
-	c, err := fdconn.Dial(filepath.Join(runtimeDir, SocketName))
+	c, err := wire.Dial(filepath.Join(runtimeDir, SocketName))
 	if err != nil {
 		return Reply{}, fmt.Errorf("no network daemon runs, so %s is not on a shared network: %w", r.SandboxID, err)
 	}
 	defer c.Close()
-	if err := fdconn.Send(c, Hello{Request: &r}); err != nil {
+	if err := wire.Send(c, Hello{Request: &r}); err != nil {
 		return Reply{}, err
 	}
 	var rep Reply
-	if _, err := fdconn.Recv(c, &rep); err != nil {
+	if _, err := wire.Recv(c, &rep); err != nil {
 		return rep, fmt.Errorf("network daemon: %w", err)
 	}
 	if rep.Error != "" {

@@ -21,12 +21,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/netns-run/netns-run/daemon"
 	"github.com/netns-run/netns-run/forward"
 	"github.com/netns-run/netns-run/hosts"
-	"github.com/netns-run/netns-run/netstore"
-	"github.com/netns-run/netns-run/registry"
-	"github.com/netns-run/netns-run/sandbox"
+	"github.com/netns-run/netns-run/internal/daemon"
+	"github.com/netns-run/netns-run/internal/netstore"
+	"github.com/netns-run/netns-run/internal/registry"
+	"github.com/netns-run/netns-run/internal/sandbox"
 	"github.com/netns-run/netns-run/tap"
 	"golang.org/x/sys/unix"
 )

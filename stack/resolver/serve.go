@@ -1,4 +1,4 @@
-package dnsproxy
+package resolver
 
 import (
 	"context"
@@ -40,7 +40,7 @@ func (p *Proxy) ServePacket(ctx context.Context, pc net.PacketConn) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("dnsproxy: reading queries: %w", err)
+			return fmt.Errorf("resolver: reading queries: %w", err)
 		}
 		// Cloned: the unpacked message may share memory with its input.
 		req := p.parse(slices.Clone(buf[:n]), "udp", client)
@@ -48,7 +48,7 @@ func (p *Proxy) ServePacket(ctx context.Context, pc net.PacketConn) error {
 			continue
 		}
 		if !p.tryAcquire() {
-			p.log.Debug("dnsproxy: too many queries in flight, dropping",
+			p.log.Debug("resolver: too many queries in flight, dropping",
 				"transport", "udp", "client", client)
 			continue
 		}
@@ -68,14 +68,14 @@ func (p *Proxy) answerPacket(ctx context.Context, pc net.PacketConn, client net.
 	resp.Truncate(clientUDPSize(req))
 	out, err := resp.Pack()
 	if err != nil {
-		p.log.Debug("dnsproxy: packing reply failed, replying SERVFAIL",
+		p.log.Debug("resolver: packing reply failed, replying SERVFAIL",
 			"transport", "udp", "client", client, "err", err)
 		if out, err = synth(req, dns.RcodeServerFailure).Pack(); err != nil {
 			return
 		}
 	}
 	if _, err := pc.WriteTo(out, client); err != nil {
-		p.log.Debug("dnsproxy: writing reply failed",
+		p.log.Debug("resolver: writing reply failed",
 			"transport", "udp", "client", client, "err", err)
 	}
 }
@@ -111,12 +111,12 @@ func (p *Proxy) ServeStream(ctx context.Context, ln net.Listener) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("dnsproxy: accepting connections: %w", err)
+			return fmt.Errorf("resolver: accepting connections: %w", err)
 		}
 		select {
 		case conns <- struct{}{}:
 		default:
-			p.log.Debug("dnsproxy: too many TCP connections, closing",
+			p.log.Debug("resolver: too many TCP connections, closing",
 				"client", c.RemoteAddr())
 			c.Close()
 			continue
@@ -148,7 +148,7 @@ func (p *Proxy) serveConn(ctx context.Context, c net.Conn) {
 		msg, err := readFrame(c)
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, io.EOF) {
-				p.log.Debug("dnsproxy: TCP connection ends",
+				p.log.Debug("resolver: TCP connection ends",
 					"client", client, "err", err)
 			}
 			return
@@ -176,7 +176,7 @@ func (p *Proxy) serveConn(ctx context.Context, c net.Conn) {
 			resp.Truncate(dns.MaxMsgSize)
 			out, err := resp.Pack()
 			if err != nil {
-				p.log.Debug("dnsproxy: packing reply failed, replying SERVFAIL",
+				p.log.Debug("resolver: packing reply failed, replying SERVFAIL",
 					"transport", "tcp", "client", client, "err", err)
 				if out, err = synth(req, dns.RcodeServerFailure).Pack(); err != nil {
 					return
@@ -186,7 +186,7 @@ func (p *Proxy) serveConn(ctx context.Context, c net.Conn) {
 			defer writeMu.Unlock()
 			c.SetWriteDeadline(time.Now().Add(tcpIdleTimeout))
 			if _, err := c.Write(frame(out)); err != nil {
-				p.log.Debug("dnsproxy: writing reply failed, closing",
+				p.log.Debug("resolver: writing reply failed, closing",
 					"transport", "tcp", "client", client, "err", err)
 				c.Close() // a partial frame leaves the stream unusable
 			}
