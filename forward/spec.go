@@ -20,19 +20,21 @@ const (
 )
 
 // Mapping is one published port: the host listens on HostIP:HostPort and
-// forwards to ContainerPort of the sandbox.
+// forwards to ContainerPort of the sandbox. It is stored in sandbox records
+// and sent to the daemon, hence the tags; the field names of the JSON are
+// part of those formats.
 type Mapping struct {
 	// HostIP is the address to listen on; the zero Addr means every IPv4 and
 	// IPv6 address.
-	HostIP netip.Addr
+	HostIP netip.Addr `json:"host_ip,omitzero"`
 	// HostPort is the port to listen on; 0 means pick a free one.
-	HostPort uint16
+	HostPort uint16 `json:"host_port"`
 	// HostPortEnd is 0, unless the spec gave a host range for a single
 	// container port ("8000-8010:80"): then the host listens on the first
 	// free port of HostPort..HostPortEnd, as Docker does.
-	HostPortEnd   uint16
-	ContainerPort uint16
-	Proto         Proto
+	HostPortEnd   uint16 `json:"host_port_end,omitempty"`
+	ContainerPort uint16 `json:"container_port"`
+	Proto         Proto  `json:"proto"`
 }
 
 // specForm is the grammar quoted in every parse error.

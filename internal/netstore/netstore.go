@@ -73,17 +73,18 @@ func notFound(ref string) error {
 	return errorf(ErrNotFound, "network %q not found: see netns-run network ls", ref)
 }
 
-// Network is one network definition.
+// Network is one network definition. It is also sent to the daemon, hence
+// the tags; networks.json has its own type (diskNetwork) with the same names.
 type Network struct {
-	ID       string // 64 hex digits, like Docker
-	Name     string
-	Driver   string // DriverBridge or DriverMacvlan
-	Subnet   netip.Prefix
-	Gateway  netip.Addr
-	IPRange  netip.Prefix      // zero = whole subnet
-	Internal bool              // no outbound NAT
-	Options  map[string]string // -o key=value: macvlan_mode=bridge|private, parent=IFACE, promisc=on|off
-	Created  time.Time
+	ID       string            `json:"id"` // 64 hex digits, like Docker
+	Name     string            `json:"name"`
+	Driver   string            `json:"driver"` // DriverBridge or DriverMacvlan
+	Subnet   netip.Prefix      `json:"subnet"`
+	Gateway  netip.Addr        `json:"gateway"`
+	IPRange  netip.Prefix      `json:"ip_range,omitzero"`  // zero = whole subnet
+	Internal bool              `json:"internal,omitempty"` // no outbound NAT
+	Options  map[string]string `json:"options,omitempty"`  // -o key=value: macvlan_mode=bridge|private, parent=IFACE, promisc=on|off
+	Created  time.Time         `json:"created"`
 }
 
 // BuiltIn reports whether n is the built-in bridge network.

@@ -27,8 +27,14 @@ const (
 	Exited  = "exited"
 )
 
+// recordVersion is the version of the record file's layout; write sets it.
+// Version 0 (no version field) is the layout before published ports had
+// JSON tags: see recordV0.
+const recordVersion = 1
+
 // Record is one sandbox.
 type Record struct {
+	Version   int               `json:"version"`
 	ID        string            `json:"id"`
 	Name      string            `json:"name"`
 	Hostname  string            `json:"hostname"`
@@ -257,21 +263,74 @@ func (r *Registry) load() []Record {
 }
 
 func (r *Registry) read(path string) (Record, error) {
-	var rec Record
 	b, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return rec, ErrNotFound
+			return Record{}, ErrNotFound
 		}
-		return rec, fmt.Errorf("read sandbox record: %w", err)
+		return Record{}, fmt.Errorf("read sandbox record: %w", err)
 	}
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return rec, fmt.Errorf("read sandbox record %s: %w", filepath.Base(path), err)
+	rec, err := decode(b)
+	if err != nil {
+		return Record{}, fmt.Errorf("read sandbox record %s: %w", filepath.Base(path), err)
 	}
 	return rec, nil
 }
 
+// decode reads a record of any version this netns-run knows.
+func decode(b []byte) (Record, error) {
+	var head struct {
+		Version int `json:"version"`
+	}
+	if err := json.Unmarshal(b, &head); err != nil {
+		return Record{}, err
+	}
+	switch head.Version {
+	case recordVersion:
+		var rec Record
+		err := json.Unmarshal(b, &rec)
+		return rec, err
+	case 0:
+		var old recordV0
+		if err := json.Unmarshal(b, &old); err != nil {
+			return Record{}, err
+		}
+		return old.upgrade(), nil
+	default:
+		return Record{}, fmt.Errorf("format version %d is newer than this netns-run reads (%d)", head.Version, recordVersion)
+	}
+}
+
+// recordV0 is a record written before records had a version. Its fields are
+// today's but for the published ports, which had Go's field names (HostIP,
+// HostPort, ...) because forward.Mapping had no tags. The tags changed to
+// the snake_case of the rest of the record rather than copying Go's names,
+// so old records are read here: a sandbox started by the previous netns-run
+// may still be running when this one reads its record. The outer Ports hides
+// Record.Ports when decoding.
+type recordV0 struct {
+	Record
+	Ports []mappingV0 `json:"ports,omitempty"`
+}
+
+type mappingV0 struct {
+	HostIP                               netip.Addr
+	HostPort, HostPortEnd, ContainerPort uint16
+	Proto                                forward.Proto
+}
+
+func (old recordV0) upgrade() Record {
+	rec := old.Record
+	rec.Version = recordVersion
+	rec.Ports = nil
+	for _, m := range old.Ports {
+		rec.Ports = append(rec.Ports, forward.Mapping(m))
+	}
+	return rec
+}
+
 func (r *Registry) write(rec Record) error {
+	rec.Version = recordVersion
 	b, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode sandbox record: %w", err)
