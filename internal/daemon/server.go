@@ -303,7 +303,18 @@ func (s *Server) segment(n netstore.Network) (*segment.Segment, error) {
 	if seg, ok := s.segments[n.ID]; ok {
 		return seg, nil
 	}
-	seg, err := segment.New(segment.Config{Network: n, Upstreams: s.upstreams, Logger: s.log})
+	seg, err := segment.New(segment.Config{
+		Name:       n.Name,
+		Subnet:     n.Subnet,
+		Gateway:    n.Gateway,
+		GatewayMAC: ipam.MAC(n.Gateway),
+		Isolate:    n.Options[netstore.OptMacvlanMode] == "private",
+		Internal:   n.Internal,
+		// As Docker: only user-defined networks resolve member names.
+		MemberNames: !n.BuiltIn(),
+		Upstreams:   s.upstreams,
+		Logger:      s.log,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -358,12 +369,12 @@ func (s *Server) attach(m *member, fd int) error {
 // memberKey names one sandbox's place on one network.
 func memberKey(sandboxID, networkID string) string { return sandboxID + "/" + networkID }
 
-// leave releases everything the member held.
+// leave releases everything the member held, and closes the segment when
+// it was the last member there: the next member starts it anew.
 func (s *Server) leave(m *member) {
 	m.cancel()
 	m.fast.set(nil)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, l := range m.listeners {
 		l.Close()
 	}
@@ -373,7 +384,27 @@ func (s *Server) leave(m *member) {
 		s.log.Warn("drop lease", "sandbox", m.join.SandboxID, "err", err)
 	}
 	delete(s.members, memberKey(m.join.SandboxID, m.net.ID))
+	last := !s.onSegment(m.seg)
+	if last {
+		delete(s.segments, m.net.ID)
+	}
 	s.armIdle()
+	s.mu.Unlock()
+	if last {
+		// Outside the lock: stopping the stack waits for its goroutines.
+		m.seg.Close()
+	}
+}
+
+// onSegment reports whether any member, joining or attached, is on seg;
+// s.mu is held.
+func (s *Server) onSegment(seg *segment.Segment) bool {
+	for _, m := range s.members {
+		if m.seg == seg {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *member) ports() []forward.Mapping {

@@ -14,15 +14,15 @@ import (
 	"sync"
 
 	"github.com/miekg/dns"
-	"github.com/netns-run/netns-run/internal/ipam"
-	"github.com/netns-run/netns-run/internal/netstore"
+
 	"github.com/netns-run/netns-run/stack"
 	"github.com/netns-run/netns-run/stack/dhcp"
 	"github.com/netns-run/netns-run/stack/ethswitch"
 	"github.com/netns-run/netns-run/stack/resolver"
 )
 
-// MTU of userspace segments: netstack costs per packet (NETSTACK-NOTES).
+// MTU of userspace segments: netstack's cost is per packet, so frames are
+// as large as Linux allows (docs/ARCHITECTURE.md, "Measured facts").
 const MTU = 65520
 
 // dnsTTL is short: a member that restarts elsewhere must be found at once.
@@ -39,77 +39,84 @@ type Member struct {
 	Aliases []string
 }
 
+// Config describes a segment. The caller (the daemon) derives it from its
+// network definition.
+type Config struct {
+	Name       string // the network's name, for logs and errors
+	Subnet     netip.Prefix
+	Gateway    netip.Addr
+	GatewayMAC net.HardwareAddr
+	// Isolate lets members reach the gateway but not each other (macvlan
+	// private mode).
+	Isolate bool
+	// Internal means no outbound NAT and no upstream DNS.
+	Internal bool
+	// MemberNames makes the DNS answer members' names, ids and aliases, as
+	// Docker does on user-defined networks but not on the default bridge.
+	MemberNames bool
+	Upstreams   []netip.AddrPort // where the DNS forwards other names
+	Logger      *slog.Logger
+}
+
 // Segment is a running network.
 type Segment struct {
-	Network netstore.Network
-	sw      *ethswitch.Switch
-	gw      *stack.Gateway
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	name   string
+	sw     *ethswitch.Switch
+	gw     *stack.Gateway
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 
 	mu      sync.Mutex
 	members map[string]Member // by ID
 }
 
-// Config is what a segment needs beyond its network definition.
-type Config struct {
-	Network   netstore.Network
-	Upstreams []netip.AddrPort // where the DNS forwards other names
-	Logger    *slog.Logger
-}
-
 // New starts the segment's switch, gateway, DHCP and DNS.
 func New(cfg Config) (*Segment, error) {
-	n := cfg.Network
+	if !cfg.Subnet.IsValid() || !cfg.Subnet.Contains(cfg.Gateway) {
+		return nil, fmt.Errorf("network %s: gateway %s is not inside subnet %s", cfg.Name, cfg.Gateway, cfg.Subnet)
+	}
+	if len(cfg.GatewayMAC) != 6 {
+		return nil, fmt.Errorf("network %s: gateway MAC %q is not an Ethernet address", cfg.Name, cfg.GatewayMAC)
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	log = log.With("network", n.Name)
-	gwMAC := ipam.MAC(n.Gateway)
-	dhcpSrv := dhcp.New(dhcp.Config{ServerIP: n.Gateway, Router: n.Gateway, Subnet: n.Subnet, DNS: []netip.Addr{n.Gateway}, MTU: MTU})
+	log = log.With("network", cfg.Name)
+	dhcpSrv := dhcp.New(dhcp.Config{ServerIP: cfg.Gateway, Router: cfg.Gateway, Subnet: cfg.Subnet, DNS: []netip.Addr{cfg.Gateway}, MTU: MTU})
 	sw, err := ethswitch.New(ethswitch.Options{
-		GatewayMAC: gwMAC,
-		GatewayIP:  n.Gateway,
+		GatewayMAC: cfg.GatewayMAC,
+		GatewayIP:  cfg.Gateway,
 		MTU:        MTU,
-		Isolate:    n.Options[netstore.OptMacvlanMode] == "private",
+		Isolate:    cfg.Isolate,
 		DHCP: func(req []byte, m ethswitch.Member) ([]byte, bool) {
 			return dhcpSrv.Respond(req, m.MAC, m.IP)
 		},
 		Logger: log,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("network %s: switch: %w", n.Name, err)
+		return nil, fmt.Errorf("network %s: switch: %w", cfg.Name, err)
 	}
 	gw, err := stack.NewOnEndpoint(stack.Config{
-		Subnet: n.Subnet, Gateway: n.Gateway, Resolver: n.Gateway,
-		GatewayMAC: gwMAC, MTU: MTU, Internal: n.Internal, Logger: log,
+		Subnet: cfg.Subnet, Gateway: cfg.Gateway, Resolver: cfg.Gateway,
+		GatewayMAC: cfg.GatewayMAC, MTU: MTU, Internal: cfg.Internal, Logger: log,
 	}, sw.GatewayEndpoint())
 	if err != nil {
 		sw.Close()
-		return nil, fmt.Errorf("network %s: gateway: %w", n.Name, err)
+		return nil, fmt.Errorf("network %s: gateway: %w", cfg.Name, err)
 	}
-	s := &Segment{Network: n, sw: sw, gw: gw, members: make(map[string]Member)}
+	s := &Segment{name: cfg.Name, sw: sw, gw: gw, members: make(map[string]Member)}
 	pc, ln, err := gw.ListenResolver()
 	if err != nil {
 		s.closeStack()
-		return nil, err
+		return nil, fmt.Errorf("network %s: DNS: %w", cfg.Name, err)
 	}
-	dcfg := resolver.Config{Upstreams: cfg.Upstreams, Logger: log}
-	if n.Name != netstore.BridgeName {
-		// As Docker: only user-defined networks resolve member names.
-		dcfg.Local = s.answer
-	}
-	if n.Internal {
-		dcfg.Upstreams = nil
-		dcfg.Local = s.answerOnly
-	}
-	proxy, err := resolver.New(dcfg)
+	proxy, err := resolver.New(s.resolverConfig(cfg, log))
 	if err != nil {
 		pc.Close()
 		ln.Close()
 		s.closeStack()
-		return nil, fmt.Errorf("network %s: DNS: %w", n.Name, err)
+		return nil, fmt.Errorf("network %s: DNS: %w", cfg.Name, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -117,6 +124,26 @@ func New(cfg Config) (*Segment, error) {
 	go func() { defer s.wg.Done(); proxy.ServePacket(ctx, pc) }()
 	go func() { defer s.wg.Done(); proxy.ServeStream(ctx, ln) }()
 	return s, nil
+}
+
+// resolverConfig is the DNS of the segment: member names first when asked
+// for, then the upstreams; on an internal network nothing goes upstream.
+func (s *Segment) resolverConfig(cfg Config, log *slog.Logger) resolver.Config {
+	rc := resolver.Config{Upstreams: cfg.Upstreams, Logger: log}
+	if cfg.MemberNames {
+		rc.Local = s.answer
+	}
+	if cfg.Internal {
+		rc.Upstreams = nil
+		rc.Local = func(q dns.Question) ([]dns.RR, bool) {
+			if !cfg.MemberNames {
+				return nil, true
+			}
+			rrs, _ := s.answer(q)
+			return rrs, true
+		}
+	}
+	return rc
 }
 
 // Gateway is the stack that dials into the segment for published ports.
@@ -128,7 +155,7 @@ func (s *Segment) Add(m Member, fd int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.sw.AddPort(ethswitch.Member{MAC: m.MAC, IP: m.IP, FD: fd}); err != nil {
-		return fmt.Errorf("network %s: attach %s: %w", s.Network.Name, m.Name, err)
+		return fmt.Errorf("network %s: attach %s: %w", s.name, m.Name, err)
 	}
 	s.members[m.ID] = m
 	return nil
@@ -142,24 +169,6 @@ func (s *Segment) Remove(id string) {
 		s.sw.RemovePort(m.MAC)
 		delete(s.members, id)
 	}
-}
-
-// Members returns the attached members.
-func (s *Segment) Members() []Member {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]Member, 0, len(s.members))
-	for _, m := range s.members {
-		out = append(out, m)
-	}
-	return out
-}
-
-// Empty reports whether no member is attached.
-func (s *Segment) Empty() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.members) == 0
 }
 
 // Close stops everything; members' descriptors are closed.
@@ -203,10 +212,4 @@ func (s *Segment) answer(q dns.Question) ([]dns.RR, bool) {
 	}
 	rr := &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: dnsTTL}, A: ip.AsSlice()}
 	return []dns.RR{rr}, true
-}
-
-// answerOnly is answer on an internal network: nothing goes upstream.
-func (s *Segment) answerOnly(q dns.Question) ([]dns.RR, bool) {
-	rrs, _ := s.answer(q)
-	return rrs, true
 }

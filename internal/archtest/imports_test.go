@@ -1,0 +1,60 @@
+package archtest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/netns-run/netns-run"
+
+// engineRooms are the patterns of the packages that must not import
+// internal/: the data path, usable without the control plane.
+var engineRooms = []string{"./stack/...", "./tap/...", "./forward/...", "./hosts/..."}
+
+type pkg struct {
+	ImportPath string
+	Deps       []string
+}
+
+func TestEngineRoomsDoNotImportInternal(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to list imports: %v", err)
+	}
+	args := append([]string{"list", "-json=ImportPath,Deps"}, engineRooms...)
+	cmd := exec.Command(goBin, args...)
+	cmd.Dir = "../.." // the module root
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, stderr.Bytes())
+	}
+	dec := json.NewDecoder(bytes.NewReader(out))
+	n := 0
+	for {
+		var p pkg
+		if err := dec.Decode(&p); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("reading go list output: %v", err)
+		}
+		n++
+		if !strings.HasPrefix(p.ImportPath, module+"/") {
+			t.Errorf("go list named %s, outside the module", p.ImportPath)
+		}
+		for _, d := range p.Deps {
+			if d == module+"/internal" || strings.HasPrefix(d, module+"/internal/") {
+				t.Errorf("%s imports %s: engine rooms must not depend on internal/", p.ImportPath, d)
+			}
+		}
+	}
+	if n < len(engineRooms) {
+		t.Fatalf("go list found %d engine packages, want at least %d", n, len(engineRooms))
+	}
+}

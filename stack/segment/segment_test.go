@@ -1,0 +1,334 @@
+package segment
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+)
+
+var (
+	subnet  = netip.MustParsePrefix("10.77.0.0/24")
+	gateway = netip.MustParseAddr("10.77.0.1")
+	gwMAC   = net.HardwareAddr{0x02, 0x42, 10, 77, 0, 1}
+	// upstreamIP is what the fake upstream resolver answers for every name.
+	upstreamIP = netip.MustParseAddr("192.0.2.7")
+)
+
+// upstream is a DNS server on the host's loopback that answers every A
+// query with upstreamIP, to tell forwarded answers from member answers.
+func upstream(t *testing.T) netip.AddrPort {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
+		r := new(dns.Msg)
+		r.SetReply(q)
+		r.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: upstreamIP.AsSlice()}}
+		w.WriteMsg(r)
+	})}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
+	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+func newSegment(t *testing.T, cfg Config) *Segment {
+	t.Helper()
+	cfg.Name = "testnet"
+	cfg.Subnet, cfg.Gateway, cfg.GatewayMAC = subnet, gateway, gwMAC
+	cfg.Upstreams = []netip.AddrPort{upstream(t)}
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// fakeLink is a member's eth0 played by the test: the segment gets one end
+// of a SOCK_SEQPACKET socketpair (one frame per message, as on a TAP), the
+// test reads and writes frames on the other.
+type fakeLink struct {
+	t   *testing.T
+	m   Member
+	fd  int
+	buf []byte
+}
+
+func attach(t *testing.T, s *Segment, host byte, name string, aliases ...string) *fakeLink {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fds[1]) })
+	m := Member{
+		ID:   name + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789",
+		Name: name, Aliases: aliases,
+		IP:  netip.AddrFrom4([4]byte{10, 77, 0, host}),
+		MAC: net.HardwareAddr{0x02, 0x42, 10, 77, 0, host},
+	}
+	if err := s.Add(m, fds[0]); err != nil {
+		t.Fatal(err)
+	}
+	return &fakeLink{t: t, m: m, fd: fds[1], buf: make([]byte, MTU+header.EthernetMinimumSize)}
+}
+
+// read returns the next frame within d; nil on timeout, io.EOF when the
+// segment closed its end.
+func (l *fakeLink) read(d time.Duration) ([]byte, error) {
+	pfd := []unix.PollFd{{Fd: int32(l.fd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(pfd, int(d/time.Millisecond))
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return nil, nil
+		}
+		break
+	}
+	n, err := unix.Read(l.fd, l.buf)
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, io.EOF
+	}
+	return l.buf[:n], nil
+}
+
+// lookup asks the segment's DNS (the gateway, port 53 over UDP) for name's
+// A records, answering the gateway's ARP on the way as a kernel would.
+func (l *fakeLink) lookup(name string) *dns.Msg {
+	l.t.Helper()
+	q := new(dns.Msg)
+	q.SetQuestion(dns.Fqdn(name), dns.TypeA)
+	wire, err := q.Pack()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	const port = 40000
+	frame := udpFrame(gwMAC, l.m.MAC, l.m.IP, gateway, port, 53, wire)
+	if _, err := unix.Write(l.fd, frame); err != nil {
+		l.t.Fatalf("%s: write: %v", l.m.Name, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		f, err := l.read(time.Until(deadline))
+		if err != nil {
+			l.t.Fatalf("%s: read: %v", l.m.Name, err)
+		}
+		if f == nil {
+			break
+		}
+		eth := header.Ethernet(f)
+		switch eth.Type() {
+		case header.ARPProtocolNumber:
+			a := header.ARP(f[header.EthernetMinimumSize:])
+			if a.Op() == header.ARPRequest && netip.AddrFrom4([4]byte(a.ProtocolAddressTarget())) == l.m.IP {
+				reply := arpFrame(net.HardwareAddr(a.HardwareAddressSender()), header.ARPReply, l.m.MAC, l.m.IP,
+					net.HardwareAddr(a.HardwareAddressSender()), netip.AddrFrom4([4]byte(a.ProtocolAddressSender())))
+				unix.Write(l.fd, reply)
+			}
+		case header.IPv4ProtocolNumber:
+			ip := header.IPv4(f[header.EthernetMinimumSize:])
+			if ip.Protocol() != uint8(header.UDPProtocolNumber) {
+				continue
+			}
+			udp := header.UDP(ip.Payload())
+			if udp.SourcePort() != 53 || udp.DestinationPort() != port {
+				continue
+			}
+			r := new(dns.Msg)
+			if err := r.Unpack(udp.Payload()); err != nil {
+				l.t.Fatalf("%s: DNS reply: %v", l.m.Name, err)
+			}
+			return r
+		}
+	}
+	l.t.Fatalf("%s: no DNS reply for %s", l.m.Name, name)
+	return nil
+}
+
+// resolve is lookup's single A record, or the zero Addr for none.
+func (l *fakeLink) resolve(name string) netip.Addr {
+	l.t.Helper()
+	r := l.lookup(name)
+	for _, rr := range r.Answer {
+		if a, ok := rr.(*dns.A); ok {
+			ip, _ := netip.AddrFromSlice(a.A)
+			return ip.Unmap()
+		}
+	}
+	return netip.Addr{}
+}
+
+// expectHangup waits for the segment to close its end of the link.
+func (l *fakeLink) expectHangup() {
+	l.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		f, err := l.read(time.Until(deadline))
+		if errors.Is(err, io.EOF) || errors.Is(err, unix.ECONNRESET) {
+			return
+		}
+		if err != nil {
+			l.t.Fatalf("%s: read: %v", l.m.Name, err)
+		}
+		if f == nil {
+			break
+		}
+	}
+	l.t.Fatalf("%s: the segment kept the link open", l.m.Name)
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	for _, cfg := range []Config{
+		{Name: "a", Subnet: subnet, Gateway: netip.MustParseAddr("10.78.0.1"), GatewayMAC: gwMAC},
+		{Name: "b", Gateway: gateway, GatewayMAC: gwMAC},
+		{Name: "c", Subnet: subnet, Gateway: gateway},
+	} {
+		if s, err := New(cfg); err == nil {
+			s.Close()
+			t.Errorf("New(%+v) = nil error", cfg)
+		}
+	}
+}
+
+func TestMemberNames(t *testing.T) {
+	s := newSegment(t, Config{MemberNames: true})
+	alpha := attach(t, s, 2, "alpha", "db")
+	beta := attach(t, s, 3, "beta")
+
+	for name, want := range map[string]netip.Addr{
+		"beta":          beta.m.IP,
+		"BETA.":         beta.m.IP, // case-insensitive
+		"db":            alpha.m.IP,
+		alpha.m.ID[:12]: alpha.m.IP,
+		"example.com":   upstreamIP, // not a member: forwarded
+		"alphabet":      upstreamIP,
+	} {
+		if got := beta.resolve(name); got != want {
+			t.Errorf("resolve(%q) = %v, want %v", name, got, want)
+		}
+	}
+	if got := alpha.resolve("beta"); got != beta.m.IP {
+		t.Errorf("alpha resolves beta to %v, want %v", got, beta.m.IP)
+	}
+}
+
+// The default bridge does not answer member names: they go upstream.
+func TestNoMemberNames(t *testing.T) {
+	s := newSegment(t, Config{})
+	alpha := attach(t, s, 2, "alpha")
+	attach(t, s, 3, "beta")
+	for _, name := range []string{"beta", "alpha"} {
+		if got := alpha.resolve(name); got != upstreamIP {
+			t.Errorf("resolve(%q) = %v, want the upstream's %v", name, got, upstreamIP)
+		}
+	}
+}
+
+// An internal network answers member names and nothing else: no query
+// leaves it.
+func TestInternalAnswersOnlyMembers(t *testing.T) {
+	s := newSegment(t, Config{MemberNames: true, Internal: true})
+	alpha := attach(t, s, 2, "alpha")
+	beta := attach(t, s, 3, "beta")
+	if got := alpha.resolve("beta"); got != beta.m.IP {
+		t.Errorf("resolve(beta) = %v, want %v", got, beta.m.IP)
+	}
+	r := alpha.lookup("example.com")
+	if len(r.Answer) != 0 {
+		t.Errorf("internal network answered example.com with %v", r.Answer)
+	}
+}
+
+func TestRemove(t *testing.T) {
+	s := newSegment(t, Config{MemberNames: true})
+	alpha := attach(t, s, 2, "alpha")
+	beta := attach(t, s, 3, "beta")
+	s.Remove(beta.m.ID)
+	beta.expectHangup()
+	if got := alpha.resolve("beta"); got != upstreamIP {
+		t.Errorf("after Remove, beta resolves to %v, want the upstream's %v", got, upstreamIP)
+	}
+	s.Remove(beta.m.ID) // removing twice is harmless
+	// The address and MAC are free again.
+	again := attach(t, s, 3, "beta")
+	if got := alpha.resolve("beta"); got != again.m.IP {
+		t.Errorf("re-added beta resolves to %v, want %v", got, again.m.IP)
+	}
+}
+
+func TestCloseHangsUpMembers(t *testing.T) {
+	cfg := Config{Name: "closing", Subnet: subnet, Gateway: gateway, GatewayMAC: gwMAC, MemberNames: true}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alpha := attach(t, s, 2, "alpha")
+	beta := attach(t, s, 3, "beta")
+	s.Close()
+	alpha.expectHangup()
+	beta.expectHangup()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[1])
+	if err := s.Add(Member{ID: "late", Name: "late", IP: netip.MustParseAddr("10.77.0.9"), MAC: net.HardwareAddr{2, 0x42, 10, 77, 0, 9}}, fds[0]); err == nil {
+		t.Error("Add after Close succeeded")
+	}
+}
+
+// Frame builders.
+
+func ethFrame(dst, src net.HardwareAddr, et tcpip.NetworkProtocolNumber, payload []byte) []byte {
+	f := make([]byte, header.EthernetMinimumSize+len(payload))
+	header.Ethernet(f).Encode(&header.EthernetFields{SrcAddr: tcpip.LinkAddress(src), DstAddr: tcpip.LinkAddress(dst), Type: et})
+	copy(f[header.EthernetMinimumSize:], payload)
+	return f
+}
+
+// udpFrame is an IPv4 UDP datagram without a UDP checksum (optional on IPv4).
+func udpFrame(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, sport, dport uint16, payload []byte) []byte {
+	p := make([]byte, header.IPv4MinimumSize+header.UDPMinimumSize+len(payload))
+	ip := header.IPv4(p)
+	ip.Encode(&header.IPv4Fields{
+		TotalLength: uint16(len(p)), TTL: 64, Protocol: uint8(header.UDPProtocolNumber),
+		SrcAddr: tcpip.AddrFrom4(src.As4()), DstAddr: tcpip.AddrFrom4(dst.As4()),
+	})
+	ip.SetChecksum(^ip.CalculateChecksum())
+	udp := header.UDP(p[header.IPv4MinimumSize:])
+	udp.Encode(&header.UDPFields{SrcPort: sport, DstPort: dport, Length: uint16(header.UDPMinimumSize + len(payload))})
+	copy(udp.Payload(), payload)
+	return ethFrame(dstMAC, srcMAC, header.IPv4ProtocolNumber, p)
+}
+
+func arpFrame(dst net.HardwareAddr, op header.ARPOp, sha net.HardwareAddr, spa netip.Addr, tha net.HardwareAddr, tpa netip.Addr) []byte {
+	a := make([]byte, header.ARPSize)
+	h := header.ARP(a)
+	h.SetIPv4OverEthernet()
+	h.SetOp(op)
+	copy(h.HardwareAddressSender(), sha)
+	copy(h.ProtocolAddressSender(), spa.AsSlice())
+	copy(h.HardwareAddressTarget(), tha)
+	copy(h.ProtocolAddressTarget(), tpa.AsSlice())
+	return ethFrame(dst, sha, header.ARPProtocolNumber, a)
+}
