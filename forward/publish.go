@@ -145,20 +145,17 @@ func (l *Listener) Close() {
 
 // Serve forwards clients to member until ctx ends, then closes the
 // listener. Connections already relayed run until either side ends them.
-func (l *Listener) Serve(ctx context.Context, member netip.Addr, d Dialer) {
-	l.ServeWithLocal(ctx, member, d, nil)
-}
-
-// ServeWithLocal is Serve with a fast path: TCP clients on the host's
-// loopback (127.0.0.0/8, ::1), which d would make appear as the gateway
-// anyway, are served through local when it is not nil; the member then
-// sees them come from its own loopback. Every other client goes through d
-// and keeps its address. A refusal from local closes the client, as d's
-// would; any other failure of local (the sandbox is ending) falls back to
-// d. UDP always goes through d: a flow through a socket made inside
-// measured no faster (the per-datagram cost is this process's read and
-// write either way) and would cost a round trip to the sandbox per flow.
-func (l *Listener) ServeWithLocal(ctx context.Context, member netip.Addr, d Dialer, local LocalDialer) {
+//
+// local, when not nil, is a fast path: TCP clients on the host's loopback
+// (127.0.0.0/8, ::1), which d would make appear as the gateway anyway, are
+// served through local; the member then sees them come from its own
+// loopback. Every other client goes through d and keeps its address. A
+// refusal from local closes the client, as d's would; any other failure of
+// local (the sandbox is ending) falls back to d. UDP always goes through d:
+// a flow through a socket made inside measured no faster (the per-datagram
+// cost is this process's read and write either way) and would cost a round
+// trip to the sandbox per flow.
+func (l *Listener) Serve(ctx context.Context, member netip.Addr, d Dialer, local LocalDialer) {
 	stop := context.AfterFunc(ctx, l.Close)
 	defer stop()
 	dst := netip.AddrPortFrom(member, l.m.ContainerPort)

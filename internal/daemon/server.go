@@ -361,7 +361,7 @@ func (s *Server) attach(m *member, fd int) error {
 		m.seg.Gateway().AllowHostLoopback(m.ip, true)
 	}
 	for _, l := range m.listeners {
-		go l.ServeWithLocal(m.ctx, m.ip, m.seg.Gateway(), &m.fast)
+		go l.Serve(m.ctx, m.ip, m.seg.Gateway(), &m.fast)
 	}
 	return nil
 }
@@ -459,7 +459,7 @@ func (s *Server) changePorts(m *member, r Request) Reply {
 		return Reply{Error: err.Error(), Ports: m.ports()}
 	}
 	for _, l := range added {
-		go l.ServeWithLocal(m.ctx, m.ip, m.seg.Gateway(), &m.fast)
+		go l.Serve(m.ctx, m.ip, m.seg.Gateway(), &m.fast)
 	}
 	m.listeners = append(m.listeners, added...)
 	return Reply{Ports: m.ports()}

@@ -121,10 +121,6 @@ func NewPool(subnet netip.Prefix, ipRange netip.Prefix, gateway netip.Addr) (*Po
 // Subnet returns the pool's subnet.
 func (p *Pool) Subnet() netip.Prefix { return p.subnet }
 
-// Range returns the range Allocate hands out from (the subnet when no
-// ip-range was given).
-func (p *Pool) Range() netip.Prefix { return p.ipRange }
-
 // Gateway returns the gateway's address.
 func (p *Pool) Gateway() netip.Addr { return p.gateway }
 
@@ -205,18 +201,6 @@ func (p *Pool) Release(ip netip.Addr) {
 	if i, found := slices.BinarySearch(p.used, u); found {
 		p.used = slices.Delete(p.used, i, i+1)
 	}
-}
-
-// InUse returns the addresses held (allocated or reserved), lowest first.
-// The gateway is not among them.
-func (p *Pool) InUse() []netip.Addr {
-	out := make([]netip.Addr, 0, len(p.used)-3)
-	for _, u := range p.used {
-		if !p.permanent(u) {
-			out = append(out, fromU32(u))
-		}
-	}
-	return out
 }
 
 // Contains reports whether ip is held (allocated or reserved).

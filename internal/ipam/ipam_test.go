@@ -131,8 +131,8 @@ func TestReleaseThenReuseLowest(t *testing.T) {
 	p.Release(addr("172.17.0.0"))   // network: no-op
 	p.Release(addr("10.0.0.1"))     // outside: no-op
 	p.Release(addr("172.17.0.200")) // never held: no-op
-	if got, want := p.InUse(), addrs("172.17.0.2", "172.17.0.4", "172.17.0.6"); !slices.Equal(got, want) {
-		t.Fatalf("InUse = %v, want %v", got, want)
+	if got, want := held(p), addrs("172.17.0.2", "172.17.0.4", "172.17.0.6"); !slices.Equal(got, want) {
+		t.Fatalf("held = %v, want %v", got, want)
 	}
 	for _, want := range []string{"172.17.0.3", "172.17.0.5", "172.17.0.7"} {
 		got, err := p.Allocate()
@@ -184,7 +184,7 @@ func TestExhaustion(t *testing.T) {
 				t.Errorf("errors.Is(err, ErrExhausted) = false")
 			}
 			// Releasing one makes room again.
-			if in := p.InUse(); len(in) > 0 {
+			if in := held(p); len(in) > 0 {
 				p.Release(in[0])
 				if got, err := p.Allocate(); err != nil || got != in[0] {
 					t.Errorf("after Release(%s): Allocate = %s, %v", in[0], got, err)
@@ -245,8 +245,8 @@ func TestReserve(t *testing.T) {
 			if !errors.Is(err, tt.kind) {
 				t.Errorf("errors.Is(err, %v) = false", tt.kind)
 			}
-			if got, want := p.InUse(), addrs("172.18.0.5"); !slices.Equal(got, want) {
-				t.Errorf("failed Reserve changed InUse: %v", got)
+			if got, want := held(p), addrs("172.18.0.5"); !slices.Equal(got, want) {
+				t.Errorf("failed Reserve changed what is held: %v", got)
 			}
 		})
 	}
@@ -302,21 +302,21 @@ func TestNewPoolNormalises(t *testing.T) {
 	if got, want := p.Subnet(), pfx("172.20.0.0/16"); got != want {
 		t.Errorf("Subnet = %s, want %s", got, want)
 	}
-	if got, want := p.Range(), pfx("172.20.7.0/24"); got != want {
-		t.Errorf("Range = %s, want %s", got, want)
+	if got, err := p.Allocate(); err != nil || !pfx("172.20.7.0/24").Contains(got) {
+		t.Errorf("first Allocate = %s, %v; want an address of the ip-range 172.20.7.0/24", got, err)
 	}
 	if got, want := p.Gateway(), addr("172.20.0.1"); got != want {
 		t.Errorf("Gateway = %s, want %s", got, want)
 	}
-	if got := mustPool(t, "10.0.0.0/8", "", "").Range(); got != pfx("10.0.0.0/8") {
-		t.Errorf("Range without ip-range = %s, want the subnet", got)
+	if got, err := mustPool(t, "10.0.0.0/8", "", "").Allocate(); err != nil || got != addr("10.0.0.2") {
+		t.Errorf("Allocate without ip-range = %s, %v; want the subnet's 10.0.0.2", got, err)
 	}
 }
 
-func TestInUseExcludesGateway(t *testing.T) {
+func TestFreshPoolHoldsNothing(t *testing.T) {
 	p := mustPool(t, "192.168.57.0/24", "", "192.168.57.1")
-	if got := p.InUse(); len(got) != 0 {
-		t.Fatalf("fresh pool InUse = %v, want empty", got)
+	if got := held(p); len(got) != 0 {
+		t.Fatalf("fresh pool holds %v, want nothing", got)
 	}
 	if p.Contains(addr("192.168.57.1")) {
 		t.Error("Contains(gateway) = true")
@@ -368,12 +368,12 @@ func TestSlash16(t *testing.T) {
 	if _, err := p.Allocate(); !errors.Is(err, ErrExhausted) {
 		t.Fatalf("allocation past capacity: %v, want ErrExhausted", err)
 	}
-	if got := len(p.InUse()); got != capacity {
-		t.Fatalf("InUse has %d, want %d", got, capacity)
+	if got := len(held(p)); got != capacity {
+		t.Fatalf("%d addresses held, want %d", got, capacity)
 	}
 	// Release a scattered set, then the pool gives them back lowest first.
 	rng := rand.New(rand.NewPCG(1, 2))
-	in := p.InUse()
+	in := held(p)
 	var freed []netip.Addr
 	for range 500 {
 		a := in[rng.IntN(len(in))]
@@ -452,4 +452,16 @@ func BenchmarkAllocateSlash16(b *testing.B) {
 			}
 		}
 	}
+}
+
+// held lists the addresses p holds, lowest first, through Contains.
+func held(p *Pool) []netip.Addr {
+	var out []netip.Addr
+	sub := p.Subnet()
+	for a := sub.Addr(); sub.Contains(a); a = a.Next() {
+		if p.Contains(a) {
+			out = append(out, a)
+		}
+	}
+	return out
 }

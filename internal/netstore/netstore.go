@@ -275,32 +275,14 @@ func (s *Store) Leases(networkID string) (map[string]netip.Addr, error) {
 	return out, err
 }
 
-// SetLease records that sandboxID holds ip on the network, replacing the
-// sandbox's previous lease there. The address must be usable on the network
-// (inside the subnet, not its gateway, network or broadcast address) and not
-// leased to another sandbox (an error wrapping ipam.ErrInUse).
-func (s *Store) SetLease(networkID, sandboxID string, ip netip.Addr) error {
-	if sandboxID == "" {
-		return errorf(ErrInvalid, "setting a lease: no sandbox id given")
-	}
-	return s.update(func(st *state) error {
-		n, pool, err := st.poolWithout(networkID, sandboxID)
-		if err != nil {
-			return err
-		}
-		if err := pool.Reserve(ip); err != nil {
-			return err
-		}
-		st.setLease(n.ID, sandboxID, ip.Unmap())
-		return nil
-	})
-}
-
 // AllocateLease leases an address to sandboxID on the network and returns
 // it, in one locked step, so that no other process can take the same
-// address in between. With want valid it leases want (a static --ip; the
-// rules of SetLease apply); otherwise it keeps the sandbox's current lease
-// if it has one, else takes the lowest free address of the ip-range.
+// address in between. With want valid it leases want (a static --ip),
+// which must be usable on the network (inside the subnet, not its gateway,
+// network or broadcast address) and not leased to another sandbox (an error
+// wrapping ipam.ErrInUse); otherwise it keeps the sandbox's current lease if
+// it has one, else takes the lowest free address of the ip-range. Either
+// way the sandbox's previous lease on the network is replaced.
 func (s *Store) AllocateLease(networkID, sandboxID string, want netip.Addr) (netip.Addr, error) {
 	if sandboxID == "" {
 		return netip.Addr{}, errorf(ErrInvalid, "allocating an address: no sandbox id given")

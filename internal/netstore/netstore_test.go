@@ -470,10 +470,10 @@ func TestRemove(t *testing.T) {
 	bridge, _ := s.Get("bridge")
 	mv := create(t, s, walkThroughMacvlan)
 	other := create(t, s, CreateRequest{Name: "other"})
-	if err := s.SetLease(mv.ID, "sb1", addr("192.168.57.2")); err != nil {
+	if err := setLease(s, mv.ID, "sb1", addr("192.168.57.2")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetLease(other.ID, "sb1", addr("172.18.0.2")); err != nil {
+	if err := setLease(s, other.ID, "sb1", addr("172.18.0.2")); err != nil {
 		t.Fatal(err)
 	}
 	busy := errors.New("network macvlan1 has active sandboxes: stop them first")
@@ -666,7 +666,7 @@ func TestLeases(t *testing.T) {
 	if a, err := s.AllocateLease("macvlan1", "static", addr("192.168.57.50")); err != nil || a != addr("192.168.57.50") {
 		t.Errorf("static AllocateLease = %s, %v", a, err)
 	}
-	if err := s.SetLease("macvlan1", "set", addr("192.168.57.4")); err != nil {
+	if err := setLease(s, "macvlan1", "set", addr("192.168.57.4")); err != nil {
 		t.Fatal(err)
 	}
 
@@ -689,19 +689,12 @@ func TestLeases(t *testing.T) {
 		{"unknown network", "nope", "other", "192.168.57.9",
 			`network "nope" not found: see netns-run network ls`, ErrNotFound},
 		{"no sandbox id", "macvlan1", "", "192.168.57.9",
-			"setting a lease: no sandbox id given", ErrInvalid},
+			"allocating an address: no sandbox id given", ErrInvalid},
 	}
 	before, _ := s.Leases("macvlan1")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := s.SetLease(tt.network, tt.sandbox, addr(tt.ip))
-			if err == nil || err.Error() != tt.want || !errors.Is(err, tt.kind) {
-				t.Fatalf("SetLease = %v, want %q", err, tt.want)
-			}
-			if tt.sandbox == "" {
-				return
-			}
-			_, err = s.AllocateLease(tt.network, tt.sandbox, addr(tt.ip))
+			_, err := s.AllocateLease(tt.network, tt.sandbox, addr(tt.ip))
 			if err == nil || err.Error() != tt.want || !errors.Is(err, tt.kind) {
 				t.Fatalf("AllocateLease = %v, want %q", err, tt.want)
 			}
@@ -745,14 +738,14 @@ func TestLeases(t *testing.T) {
 	}
 
 	// Moving a sandbox's lease frees its old address.
-	if err := s2.SetLease("macvlan1", "mac-nasa", addr("192.168.57.60")); err != nil {
+	if err := setLease(s2, "macvlan1", "mac-nasa", addr("192.168.57.60")); err != nil {
 		t.Fatal(err)
 	}
 	if a, err := s2.AllocateLease("macvlan1", "newcomer", netip.Addr{}); err != nil || a != addr("192.168.57.2") {
 		t.Errorf("after moving mac-nasa, AllocateLease = %s, %v; want 192.168.57.2", a, err)
 	}
 	// Setting the same lease again is fine.
-	if err := s2.SetLease("macvlan1", "mac-nasa", addr("192.168.57.60")); err != nil {
+	if err := setLease(s2, "macvlan1", "mac-nasa", addr("192.168.57.60")); err != nil {
 		t.Errorf("repeating a lease: %v", err)
 	}
 
@@ -773,10 +766,10 @@ func TestLeases(t *testing.T) {
 	}
 
 	// Leases are per network: the same address on another network is fine.
-	if err := s2.SetLease("bridge", "mac-nasa", addr("172.17.0.2")); err != nil {
+	if err := setLease(s2, "bridge", "mac-nasa", addr("172.17.0.2")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s2.SetLease("bridge", "sb2", addr("172.17.0.3")); err != nil {
+	if err := setLease(s2, "bridge", "sb2", addr("172.17.0.3")); err != nil {
 		t.Fatal(err)
 	}
 	if l, _ := s2.Leases("bridge"); len(l) != 2 {
@@ -1023,4 +1016,13 @@ func execSelf(t *testing.T, run string) *exec.Cmd {
 		t.Fatal(err)
 	}
 	return exec.Command(exe, "-test.run="+run, "-test.count=1")
+}
+
+// setLease leases ip to sandboxID, as a static --ip does.
+func setLease(s *Store, networkID, sandboxID string, ip netip.Addr) error {
+	got, err := s.AllocateLease(networkID, sandboxID, ip)
+	if err == nil && got != ip {
+		return fmt.Errorf("AllocateLease(%s, %s, %s) leased %s", networkID, sandboxID, ip, got)
+	}
+	return err
 }

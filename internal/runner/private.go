@@ -100,7 +100,7 @@ func (r *run) private() (int, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l.ServeWithLocal(ctx, privateMember, gw, local)
+			l.Serve(ctx, privateMember, gw, local)
 		}()
 	}
 	code, err := r.runAndWait(sb, p, bound, nil)
