@@ -1,5 +1,11 @@
+//go:build linux
+
 // Command netns-run runs a command in an unprivileged sandbox whose network
 // is a gVisor netstack in userland.
+//
+// netns-run is Linux-only: it is made of Linux's user, network and mount
+// namespaces, TAP devices and packet sockets, so it builds for Linux alone
+// (a build for any other system stops at linux_only.go).
 package main
 
 import (

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package relay moves bytes between two connections: a sandbox's
 // connection inside the gVisor stack and its counterpart on the host.
 package relay
