@@ -5,7 +5,8 @@
 //
 // netns-run is Linux-only: it is made of Linux's user, network and mount
 // namespaces, TAP devices and packet sockets, so it builds for Linux alone
-// (a build for any other system stops at linux_only.go).
+// (a build for any other system stops at linux_only.go with
+// "undefined: netns_run_builds_only_for_linux").
 package main
 
 import (
