@@ -4,8 +4,6 @@ package main
 
 import (
 	"fmt"
-	"github.com/netns-run/netns-run/internal/daemon"
-	"github.com/netns-run/netns-run/internal/netstore"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -14,6 +12,8 @@ import (
 
 	"github.com/netns-run/netns-run/forward"
 	"github.com/netns-run/netns-run/hosts"
+	"github.com/netns-run/netns-run/internal/daemon"
+	"github.com/netns-run/netns-run/internal/netstore"
 	"github.com/netns-run/netns-run/internal/runner"
 	"github.com/netns-run/netns-run/internal/sandbox"
 	"github.com/netns-run/netns-run/tap"

@@ -14,7 +14,6 @@ import (
 	"sync"
 
 	"github.com/miekg/dns"
-
 	"github.com/netns-run/netns-run/stack"
 	"github.com/netns-run/netns-run/stack/dhcp"
 	"github.com/netns-run/netns-run/stack/ethswitch"
