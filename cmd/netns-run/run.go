@@ -260,11 +260,16 @@ func (f *runFlags) networkOptions(o *runner.Options) error {
 	if f.network == runner.None && (len(f.publish) > 0 || f.hostLoopback) {
 		return fmt.Errorf("--network none has no network to publish ports on or reach the host from: drop -p/--host-loopback or pick a network")
 	}
-	if f.network == runner.Private || f.network == runner.None {
-		if f.ip != "" || f.mac != "" || len(f.links) > 0 || len(f.aliases) > 0 {
-			return fmt.Errorf("--ip, --mac-address, --link and --network-alias need a shared network: use --network bridge (the default) or one from netns-run network create")
+	if (f.network == runner.Private || f.network == runner.None) &&
+		(f.ip != "" || f.mac != "" || len(f.links) > 0 || len(f.aliases) > 0) {
+		return fmt.Errorf("--ip, --mac-address, --link and --network-alias need a shared network: use --network bridge (the default) or one from netns-run network create")
+	}
+	// Only the private network's resolver runs in this process; anywhere
+	// else the flag would be silently ignored (with --userns auto too).
+	if f.network != runner.Private && len(f.dnsUpstream) > 0 {
+		if f.network == runner.None {
+			return fmt.Errorf("--dns-upstream applies to --network private; --network none has no resolver")
 		}
-	} else if f.userns == "" && len(f.dnsUpstream) > 0 {
 		return fmt.Errorf("--dns-upstream applies to --network private; shared networks forward to the host's resolvers")
 	}
 	return nil

@@ -43,3 +43,32 @@ func TestOptionsRejectBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// --dns-upstream is refused wherever it would be ignored: on every network
+// but private, whatever the user namespace.
+func TestDNSUpstreamOnlyOnPrivate(t *testing.T) {
+	base := runFlags{dnsUpstream: []string{"127.0.0.53"}, mtu: 65520, linkMode: "auto", logLevel: "warn", logFormat: "text"}
+	for _, tt := range []struct {
+		network, userns, want string
+	}{
+		{"bridge", "", "--dns-upstream applies to --network private; shared networks forward to the host's resolvers"},
+		{"bridge", "auto", "--dns-upstream applies to --network private; shared networks forward to the host's resolvers"},
+		{"mynet", "auto", "--dns-upstream applies to --network private; shared networks forward to the host's resolvers"},
+		{"none", "", "--dns-upstream applies to --network private; --network none has no resolver"},
+		{"none", "auto", "--dns-upstream applies to --network private; --network none has no resolver"},
+		{"private", "", ""},
+		{"private", "auto", ""},
+	} {
+		f := base
+		f.network, f.userns = tt.network, tt.userns
+		o, err := f.options([]string{"true"})
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("--network %s --userns %q: %v", tt.network, tt.userns, err)
+		case tt.want == "" && (len(o.DNSUpstreams) != 1 || o.DNSUpstreams[0] != netip.MustParseAddrPort("127.0.0.53:53")):
+			t.Errorf("--network %s --userns %q: upstreams %v", tt.network, tt.userns, o.DNSUpstreams)
+		case tt.want != "" && (err == nil || err.Error() != tt.want):
+			t.Errorf("--network %s --userns %q: error %v, want %q", tt.network, tt.userns, err, tt.want)
+		}
+	}
+}
