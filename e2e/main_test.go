@@ -17,7 +17,7 @@ import (
 )
 
 // Addresses of the test network (see e2e/outerns) and of the sandbox (see
-// the CLI contract in the Makefile's e2e target and DESIGN.md).
+// the CLI contract in the Makefile's e2e target and README.md).
 const (
 	hostIP     = "198.51.100.1"
 	worldIP    = "198.51.100.2"

@@ -22,7 +22,7 @@ import (
 	"github.com/netns-run/netns-run/stack/resolver"
 )
 
-// MTU of userspace segments: netstack costs per packet (NETSTACK-NOTES).
+// MTU of userspace segments: netstack costs per packet (docs/ARCHITECTURE.md, Measured facts: MTU 65520).
 const MTU = 65520
 
 // dnsTTL is short: a member that restarts elsewhere must be found at once.
