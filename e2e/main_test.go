@@ -3,8 +3,8 @@
 // They run only under the launcher (e2e/outerns, through `make e2e`), which
 // puts them in a throwaway "host" network namespace with loopback and a veth
 // to a "world" namespace (198.51.100.1 <-> 198.51.100.2), as a non-root uid
-// with no capabilities. Run directly, without NETNS_RUN_E2E=1, they do
-// nothing.
+// with no capabilities. Run directly, without NETNS_RUN_E2E=1, every test
+// skips (requireLauncher), so `go test ./...` shows them as SKIP.
 package e2e
 
 import (
@@ -16,8 +16,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Addresses of the test network (see e2e/outerns) and of the sandbox (see
-// the CLI contract in the Makefile's e2e target and DESIGN.md).
+// Addresses of the test network (see e2e/outerns) and of a sandbox on
+// --network private (see the README).
 const (
 	hostIP     = "198.51.100.1"
 	worldIP    = "198.51.100.2"
@@ -36,6 +36,7 @@ const (
 
 // Set by TestMain from the launcher's environment.
 var (
+	launched  bool   // NETNS_RUN_E2E=1: under the launcher
 	binDir    string // NETNS_RUN_E2E_BIN_DIR
 	netnsRun  string // binDir/netns-run
 	probe     string // binDir/probe
@@ -44,9 +45,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv("NETNS_RUN_E2E") != "1" {
-		fmt.Println("e2e: not under the e2e launcher (NETNS_RUN_E2E != 1): skipping; run `make e2e`")
-		os.Exit(0)
+	launched = os.Getenv("NETNS_RUN_E2E") == "1"
+	if !launched {
+		os.Exit(m.Run()) // every test skips: see requireLauncher
 	}
 	binDir = os.Getenv("NETNS_RUN_E2E_BIN_DIR")
 	worldSock = os.Getenv("NETNS_RUN_E2E_WORLD_SOCK")
@@ -65,4 +66,13 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	os.Exit(m.Run())
+}
+
+// requireLauncher is the first call of every test: outside the launcher the
+// test skips, saying how to run it.
+func requireLauncher(t *testing.T) {
+	t.Helper()
+	if !launched {
+		t.Skip("not under the e2e launcher (NETNS_RUN_E2E != 1): run `make e2e`")
+	}
 }
