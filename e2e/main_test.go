@@ -42,6 +42,9 @@ var (
 	probe     string // binDir/probe
 	worldSock string // NETNS_RUN_E2E_WORLD_SOCK
 	hostDNS   string // NETNS_RUN_E2E_HOST_DNS: the world DNS server named by the host's resolv.conf, if any
+	// NETNS_RUN_E2E_INTRUDER_SOCK: the intruder, a second uid (only when
+	// the launcher runs as root)
+	intruderSock string
 )
 
 func TestMain(m *testing.M) {
@@ -52,6 +55,7 @@ func TestMain(m *testing.M) {
 	binDir = os.Getenv("NETNS_RUN_E2E_BIN_DIR")
 	worldSock = os.Getenv("NETNS_RUN_E2E_WORLD_SOCK")
 	hostDNS = os.Getenv("NETNS_RUN_E2E_HOST_DNS")
+	intruderSock = os.Getenv("NETNS_RUN_E2E_INTRUDER_SOCK")
 	if binDir == "" || worldSock == "" {
 		fmt.Fprintln(os.Stderr, "e2e: NETNS_RUN_E2E_BIN_DIR and NETNS_RUN_E2E_WORLD_SOCK must be set by the launcher")
 		os.Exit(2)
