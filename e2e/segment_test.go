@@ -104,6 +104,7 @@ func waitTCP(t *testing.T, addr string) string {
 // network, two members with .2/.3 and MACs 02:42 + address, ping between
 // them, the address freed on stop.
 func TestWalkthroughMacvlan(t *testing.T) {
+	requireLauncher(t)
 	u := newUser(t)
 	r := u.ok("network", "create", "-d", "macvlan", "--subnet", "192.168.57.0/24", "--gateway", "192.168.57.1",
 		"--ip-range", "192.168.57.0/24", "macvlan1")
@@ -168,6 +169,7 @@ func TestWalkthroughMacvlan(t *testing.T) {
 // TestWalkthroughLinks is part 2: --link NAME[:ALIAS] on the default
 // network writes Docker's hosts lines, and the name reaches the server.
 func TestWalkthroughLinks(t *testing.T) {
+	requireLauncher(t)
 	u := newUser(t)
 	u.ok("run", "-d", "--name", "web-nasa", "--network", "bridge", "--", probe, "serve-tcp", "80")
 	web := u.inspect("web-nasa")
@@ -195,6 +197,7 @@ func TestWalkthroughLinks(t *testing.T) {
 // TestNetworkDNS: on a user-defined network the segment's DNS answers
 // member names and aliases with the current address, and forwards the rest.
 func TestNetworkDNS(t *testing.T) {
+	requireLauncher(t)
 	u := newUser(t)
 	u.ok("network", "create", "--subnet", "172.28.0.0/16", "appnet")
 	u.ok("run", "-d", "--name", "db", "--network", "appnet", "--network-alias", "database", "--", probe, "sleep", "60s")
@@ -219,6 +222,7 @@ func TestNetworkDNS(t *testing.T) {
 // fast path, where they appear as the member's own 127.0.0.1, and the
 // gVisor path, where they appear as the gateway.
 func TestSegmentPublish(t *testing.T) {
+	requireLauncher(t)
 	for i, mode := range fastPathModes {
 		t.Run(mode.name, func(t *testing.T) { segmentPublish(t, mode, 18160+2*i) })
 	}
@@ -268,6 +272,7 @@ func segmentPublish(t *testing.T, mode fastPathMode, port int) {
 // TestSegmentErrors: every bad network request is one line, status 125,
 // and changes nothing.
 func TestSegmentErrors(t *testing.T) {
+	requireLauncher(t)
 	u := newUser(t)
 	u.ok("network", "create", "--subnet", "10.20.0.0/16", "net1")
 	cases := []struct {
@@ -301,6 +306,7 @@ func TestSegmentErrors(t *testing.T) {
 // TestSegmentIsolationAndSpoofing: macvlan_mode=private keeps members
 // apart; a member cannot send as another address or MAC.
 func TestSegmentIsolationAndSpoofing(t *testing.T) {
+	requireLauncher(t)
 	u := newUser(t)
 	u.ok("network", "create", "-d", "macvlan", "--subnet", "10.70.0.0/24", "-o", "macvlan_mode=private", "priv")
 	u.ok("run", "-d", "--name", "a", "--network", "priv", "--", probe, "serve-tcp", "80")
@@ -328,6 +334,7 @@ func TestSegmentIsolationAndSpoofing(t *testing.T) {
 // TestDHCPLease: a DHCP client in a member gets the IPAM address, router
 // and DNS of the static configuration.
 func TestDHCPLease(t *testing.T) {
+	requireLauncher(t)
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		t.Skip("no busybox for udhcpc")
 	}
@@ -346,6 +353,7 @@ func TestDHCPLease(t *testing.T) {
 // TestSupervisorKilled: a member whose supervisor dies (SIGKILL) gives its
 // address and ports back.
 func TestSupervisorKilled(t *testing.T) {
+	requireLauncher(t)
 	u := newUser(t)
 	u.ok("run", "-d", "--name", "victim", "--network", "bridge", "-p", "18170:80", "--", probe, "serve-tcp", "80")
 	waitTCP(t, "127.0.0.1:18170")
@@ -379,6 +387,7 @@ func TestSupervisorKilled(t *testing.T) {
 // loopback clients keep their path: the member hands the new daemon a
 // fresh dial channel), and that address is not handed out twice.
 func TestDaemonRestart(t *testing.T) {
+	requireLauncher(t)
 	for i, mode := range fastPathModes {
 		t.Run(mode.name, func(t *testing.T) { daemonRestart(t, mode, fmt.Sprint(18180+i), fmt.Sprint(18190+i)) })
 	}
@@ -450,6 +459,7 @@ func tryTCP(addr, send string) string {
 // TCP and UDP, the host's resolvers, published ports that keep a world
 // client's address, and the host loopback only when asked.
 func TestDefaultNetwork(t *testing.T) {
+	requireLauncher(t)
 	u := newUser(t)
 	run := func(args ...string) result {
 		t.Helper()
@@ -492,6 +502,7 @@ func TestDefaultNetwork(t *testing.T) {
 // and leaves it again; its published port, on its first network, keeps
 // the loopback fast path throughout.
 func TestNetworkConnect(t *testing.T) {
+	requireLauncher(t)
 	u := newUser(t)
 	u.ok("network", "create", "--subnet", "10.99.0.0/24", "backend")
 	u.ok("run", "-d", "--name", "multi", "--network", "bridge", "-p", "18196:80", "--", probe, "serve-tcp", "80")
@@ -531,6 +542,7 @@ func TestNetworkConnect(t *testing.T) {
 
 // TestNetworkNone: --network none gives the sandbox lo and nothing else.
 func TestNetworkNone(t *testing.T) {
+	requireLauncher(t)
 	u := newUser(t)
 	r := u.ok("run", "--network", "none", "--", "/bin/sh", "-c", "ip -o link show | cut -d: -f2 | tr -d ' '; cat /etc/hosts")
 	if !strings.HasPrefix(r.stdout, "lo\n127.0.0.1\tlocalhost\n") {
@@ -544,6 +556,7 @@ func TestNetworkNone(t *testing.T) {
 // the sandboxes. The test gets those privileges in a user+net namespace of
 // its own, with one end of a veth pair as the parent.
 func TestKernelMacvlan(t *testing.T) {
+	requireLauncher(t)
 	unshare := requireTool(t, "unshare")
 	rt := t.TempDir()
 	script := fmt.Sprintf(`set -e
@@ -574,6 +587,7 @@ $NR stop -t 1 k1 >/dev/null
 // TestDetachedLifecycle: -d keeps output in a log, ps -a shows an exited
 // sandbox until rm, --rm forgets it by itself.
 func TestDetachedLifecycle(t *testing.T) {
+	requireLauncher(t)
 	u := newUser(t)
 	id := strings.TrimSpace(u.ok("run", "-d", "--name", "chatty", "--network", "bridge", "--", "/bin/sh", "-c", "echo hello; exec "+probe+" sleep 60s").stdout)
 	if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(id) {
@@ -611,6 +625,7 @@ func TestDetachedLifecycle(t *testing.T) {
 // TestInternalNetwork: --internal members reach each other and each
 // other's names, but nothing outside.
 func TestInternalNetwork(t *testing.T) {
+	requireLauncher(t)
 	u := newUser(t)
 	u.ok("network", "create", "--internal", "--subnet", "10.66.0.0/24", "inet")
 	u.ok("run", "-d", "--name", "peer", "--network", "inet", "--mac-address", "02:42:aa:bb:cc:dd", "--", probe, "serve-tcp", "80")
