@@ -134,7 +134,7 @@ func (c *control) connect(req ConnectRequest) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r := c.r
-	join := daemon.Join{SandboxID: r.id, Name: r.opts.Name, Network: req.Network, IP: req.IP, Aliases: req.Aliases, Secondary: true}
+	join := daemon.Join{SandboxID: r.id, Name: r.name, Network: req.Network, IP: req.IP, Aliases: req.Aliases, Secondary: true}
 	sess, err := daemon.JoinNetwork(r.rt, join)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -25,11 +26,8 @@ func (r *run) shared() (int, error) {
 	if opts.LinkMode == tap.ModePacket {
 		return sandbox.ExitOwnError, fmt.Errorf("--link-mode packet works only with --network private: shared networks switch TAP frames")
 	}
-	// The switch needs plain frames: a TAP, not the packet link.
-	opts.LinkMode = tap.ModeTAP
-	r.opts.LinkMode = tap.ModeTAP
 	join := daemon.Join{
-		SandboxID: r.id, Name: opts.Name, Network: opts.Network, IP: opts.IP, MAC: opts.MAC,
+		SandboxID: r.id, Name: r.name, Network: opts.Network, IP: opts.IP, MAC: opts.MAC,
 		Aliases: opts.Aliases, Links: opts.Links, Ports: opts.Publish, HostLoopback: opts.HostLoopback,
 		FastPath: r.fastPath,
 	}
@@ -37,20 +35,20 @@ func (r *run) shared() (int, error) {
 	if err != nil {
 		return sandbox.ExitOwnError, err
 	}
+	r.undo.push(sess.Close)
 	j := sess.Joined
 	mac, err := net.ParseMAC(j.MAC)
 	if err != nil {
-		sess.Close()
 		return sandbox.ExitOwnError, fmt.Errorf("network daemon gave a bad MAC %q", j.MAC)
 	}
 	p := placement{
-		ip: j.IP, prefix: j.Network.Subnet, gateway: j.Network.Gateway, resolver: j.Network.Gateway,
+		ip: j.IP, prefix: j.Network.Subnet, gateway: j.Network.Gateway, nameservers: []netip.Addr{j.Network.Gateway},
 		mac: mac, gwMAC: ipam.MAC(j.Network.Gateway), extra: j.LinkHosts,
+		linkMode: tap.ModeTAP, // the switch needs plain frames: a TAP, not the packet link
 	}
 	r.reg.Update(r.id, func(rec *registry.Record) { rec.Network, rec.NetworkID = j.Network.Name, j.Network.ID })
 	sb, err := r.startSandbox(p, nil)
 	if err != nil {
-		sess.Close()
 		if strings.Contains(err.Error(), "/dev/net/tun") {
 			err = fmt.Errorf("%v (shared networks need a TAP: without /dev/net/tun use --network private)", err)
 		}
@@ -59,16 +57,15 @@ func (r *run) shared() (int, error) {
 	link := sb.Link()
 	// This process keeps its own copy of eth0's descriptor: the TAP then
 	// outlives a daemon crash and can be handed to the next daemon.
-	defer unix.Close(link.FD)
+	r.undo.push(func() { unix.Close(link.FD) })
 	if _, err := sess.Attach(link.FD); err != nil {
-		sess.Close()
-		sb.Kill()
 		return sandbox.ExitOwnError, err
 	}
 	r.reportAuto(j.Ports)
 	join.IP, join.Ports = j.IP, j.Ports
 	m := newMembership(sess)
-	code, err := r.runAndWait(sb, p, j.Ports, func() {
+	r.undo.push(m.end)
+	return r.runAndWait(sb, p, j.Ports, func() {
 		// The agent serves a dial channel once the command runs. It is
 		// sent before keepMembership reads the session (Wait), and before
 		// Ready, so that a detached run's ports take the fast path as soon
@@ -78,8 +75,6 @@ func (r *run) shared() (int, error) {
 		}
 		go r.keepMembership(m, join, link.FD, sb)
 	})
-	m.end()
-	return code, err
 }
 
 // sendDialChannel hands the daemon a new dial channel into the sandbox,
