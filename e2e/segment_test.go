@@ -265,6 +265,17 @@ func segmentPublish(t *testing.T, mode fastPathMode, port int) {
 	}
 }
 
+// TestPortChangeNeedsSharedNetwork: port add/rm say in one line why the
+// ports of a sandbox off a shared network cannot change at run time.
+func TestPortChangeNeedsSharedNetwork(t *testing.T) {
+	u := newUser(t)
+	u.ok("run", "-d", "--name", "lonely", "--", probe, "sleep", "60s")
+	wantOwnError(t, u.nr("port", "add", "lonely", "18175:80"), "port add on a private network", "lonely is on a private network")
+	u.ok("run", "-d", "--name", "alone", "--network", "none", "--", probe, "sleep", "60s")
+	wantOwnError(t, u.nr("port", "rm", "alone", "18175:80"), "port rm on --network none", "alone is not on a shared network (it runs on none)")
+	u.ok("stop", "-t", "1", "lonely", "alone")
+}
+
 // TestSegmentErrors: every bad network request is one line, status 125,
 // and changes nothing.
 func TestSegmentErrors(t *testing.T) {

@@ -161,18 +161,19 @@ func run0(opts Options) (int, error) {
 
 // run is one sandbox's supervision.
 type run struct {
-	undo     cleanups         // the teardown, unwound by run0
-	serving  context.Context  // the service of the sandbox's sockets (exec, control, -T)
-	signals  *signalForwarder // made by startSandbox
-	record   *registry.Record // for startSandbox to create, if run0 did not
-	opts     Options          // as asked: what follows from them is kept here or in the placement
-	id       string
-	name     string
-	hostname string
-	rt       string
-	reg      *registry.Registry
-	log      *slog.Logger
-	fastPath bool // serve loopback clients of published ports from inside (loopbackFastPath)
+	undo      cleanups         // the teardown, unwound by run0
+	serving   context.Context  // the service of the sandbox's sockets (exec, control, -T)
+	signals   *signalForwarder // made by startSandbox
+	record    *registry.Record // for startSandbox to create, if run0 did not
+	published *publishedPorts  // on a shared network only: the ports port add/rm change
+	opts      Options          // as asked: what follows from them is kept here or in the placement
+	id        string
+	name      string
+	hostname  string
+	rt        string
+	reg       *registry.Registry
+	log       *slog.Logger
+	fastPath  bool // serve loopback clients of published ports from inside (loopbackFastPath)
 }
 
 // fastPathEnv turns the loopback fast path of published ports off when

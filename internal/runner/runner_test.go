@@ -141,3 +141,11 @@ func TestUpstreams(t *testing.T) {
 		}
 	}
 }
+
+func TestChangePortsOffSharedNetwork(t *testing.T) {
+	r := &run{name: "web", opts: Options{Network: None}}
+	_, err := r.changePorts([]forward.Mapping{{ContainerPort: 80, HostPort: 8080, Proto: "tcp"}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "not on a shared network (it runs on none)") {
+		t.Errorf("port add on --network none: %v", err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/netns-run/netns-run/forward"
 	"github.com/netns-run/netns-run/internal/daemon"
 	"github.com/netns-run/netns-run/internal/ipam"
 	"github.com/netns-run/netns-run/internal/registry"
@@ -62,7 +63,8 @@ func (r *run) shared() (int, error) {
 		return sandbox.ExitOwnError, err
 	}
 	r.reportAuto(j.Ports)
-	join.IP, join.Ports = j.IP, j.Ports
+	join.IP = j.IP
+	r.published = &publishedPorts{ports: j.Ports}
 	m := newMembership(sess)
 	r.undo.push(m.end)
 	return r.runAndWait(sb, p, j.Ports, func() {
@@ -73,8 +75,44 @@ func (r *run) shared() (int, error) {
 		if join.FastPath {
 			r.sendDialChannel(sb, sess)
 		}
-		go r.keepMembership(m, join, link.FD, sb)
+		go r.keepMembership(m, join.Network, func() (*daemon.Session, error) {
+			// The ports as they are now: port add/rm may have changed
+			// them; a change waits until the rejoin is done.
+			r.published.mu.Lock()
+			defer r.published.mu.Unlock()
+			join.Ports = r.published.ports
+			return r.rejoin(join, link.FD, sb)
+		})
 	})
+}
+
+// publishedPorts are the ports of a sandbox on its first shared network.
+// Its supervisor owns them: port add/rm come here over the control socket
+// (changePorts), and a rejoin after a daemon restart publishes them as
+// they are now.
+type publishedPorts struct {
+	mu    sync.Mutex // held across a change, and across a rejoin
+	ports []forward.Mapping
+}
+
+// changePorts publishes more ports of the running sandbox, or withdraws
+// some, through the daemon, and records them; it returns the ports after
+// the change.
+func (r *run) changePorts(add, remove []forward.Mapping) ([]forward.Mapping, error) {
+	if r.published == nil {
+		return nil, fmt.Errorf("sandbox %s is not on a shared network (it runs on %s): ports can change at run time only on shared networks (--network bridge or your own)", r.name, r.opts.Network)
+	}
+	r.published.mu.Lock()
+	defer r.published.mu.Unlock()
+	rep, err := daemon.ChangePorts(r.rt, daemon.Request{SandboxID: r.id, AddPorts: add, RemovePorts: remove})
+	if err != nil {
+		return nil, err
+	}
+	r.published.ports = rep.Ports
+	if err := r.reg.Update(r.id, func(rec *registry.Record) { rec.Ports = rep.Ports }); err != nil {
+		return nil, fmt.Errorf("record the ports: %w", err)
+	}
+	return rep.Ports, nil
 }
 
 // sendDialChannel hands the daemon a new dial channel into the sandbox,
@@ -94,24 +132,20 @@ func (r *run) sendDialChannel(sb *sandbox.Sandbox, sess *daemon.Session) {
 	}
 }
 
-// keepMembership re-joins when the daemon ends the session while the
-// sandbox runs (it was killed or crashed), keeping address and ports.
-func (r *run) keepMembership(m *membership, join daemon.Join, fd int, sb *sandbox.Sandbox) {
+// keepMembership opens the session again with again when the daemon ends
+// it while the sandbox runs (it was killed or crashed), keeping address
+// and ports.
+func (r *run) keepMembership(m *membership, network string, again func() (*daemon.Session, error)) {
 	defer close(m.kept)
 	for {
 		if !m.wait() {
 			return
 		}
-		r.log.Warn("the network daemon went away; joining again", "network", join.Network)
-		// netns-run port add/rm changed the ports through the daemon
-		// that is gone; the record holds the ports as they are now.
-		if rec, err := r.reg.Get(r.id); err == nil {
-			join.Ports = rec.Ports
-		}
+		r.log.Warn("the network daemon went away; joining again", "network", network)
 		var err error
 		for i := 0; i < rejoinAttempts; i++ {
 			var sess *daemon.Session
-			if sess, err = r.rejoin(join, fd, sb); err == nil {
+			if sess, err = again(); err == nil {
 				if !m.replace(sess) {
 					return
 				}
