@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	"github.com/netns-run/netns-run/forward"
+	"github.com/netns-run/netns-run/internal/daemon"
 	"github.com/netns-run/netns-run/internal/ipam"
 	"github.com/netns-run/netns-run/internal/netstore"
 	"github.com/netns-run/netns-run/internal/registry"
@@ -32,15 +33,10 @@ func (r *run) kernelMacvlan(n netstore.Network) (int, error) {
 			return sandbox.ExitOwnError, privileged(fmt.Errorf("make %s promiscuous: %w", parentName, err), parentName)
 		}
 	}
-	store, err := openStore()
+	ip, err := r.holdLease(n)
 	if err != nil {
 		return sandbox.ExitOwnError, err
 	}
-	ip, err := store.AllocateLease(n.ID, r.id, r.opts.IP)
-	if err != nil {
-		return sandbox.ExitOwnError, err
-	}
-	r.undo.push(func() { store.DropLease(n.ID, r.id) })
 	mac := ipam.MAC(ip)
 	// On the parent's LAN the host's own resolvers serve, as Docker's
 	// macvlan driver gives them; a loopback one would be the sandbox's.
@@ -86,6 +82,29 @@ func (r *run) kernelMacvlan(n netstore.Network) (int, error) {
 		return sandbox.ExitOwnError, err
 	}
 	return r.runAndWait(sb, p, []forward.Mapping{}, nil)
+}
+
+// holdLease takes the sandbox's address on n in a lease session with the
+// daemon, which gives it back as soon as the session closes, however this
+// process ends (a SIGKILL included), and re-takes it from the next daemon
+// if this one dies. A normal end drops it here at once, without waiting
+// for the daemon to see the session close.
+func (r *run) holdLease(n netstore.Network) (netip.Addr, error) {
+	lease := daemon.Lease{SandboxID: r.id, Network: n.ID, IP: r.opts.IP}
+	sess, err := daemon.HoldLease(r.rt, lease)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	r.undo.push(func() {
+		if store, err := openStore(); err == nil {
+			store.DropLease(n.ID, r.id)
+		}
+	})
+	m := newMembership(sess)
+	r.undo.push(m.end) // first: no rejoin re-takes the lease after the drop
+	lease.IP = sess.Joined.IP
+	go r.keepMembership(m, n.Name, func() (*daemon.Session, error) { return daemon.HoldLease(r.rt, lease) })
+	return lease.IP, nil
 }
 
 // privileged adds what to do to a permission error.
