@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -267,6 +268,17 @@ func segmentPublish(t *testing.T, mode fastPathMode, port int) {
 	if got := tryTCP("127.0.0.1:"+p, "x"); got != "" {
 		t.Errorf("the port still answers after stop: %q", got)
 	}
+}
+
+// TestPortChangeNeedsSharedNetwork: port add/rm say in one line why the
+// ports of a sandbox off a shared network cannot change at run time.
+func TestPortChangeNeedsSharedNetwork(t *testing.T) {
+	u := newUser(t)
+	u.ok("run", "-d", "--name", "lonely", "--", probe, "sleep", "60s")
+	wantOwnError(t, u.nr("port", "add", "lonely", "18175:80"), "port add on a private network", "lonely is on a private network")
+	u.ok("run", "-d", "--name", "alone", "--network", "none", "--", probe, "sleep", "60s")
+	wantOwnError(t, u.nr("port", "rm", "alone", "18175:80"), "port rm on --network none", "alone is not on a shared network (it runs on none)")
+	u.ok("stop", "-t", "1", "lonely", "alone")
 }
 
 // TestSegmentErrors: every bad network request is one line, status 125,
@@ -567,9 +579,34 @@ $NR network create -d macvlan --subnet 10.77.0.0/24 --gateway 10.77.0.1 -o paren
 $NR run -d --name k1 --network kmac -- $P serve-tcp 80 >/dev/null
 $NR run --network kmac -- /bin/sh -c "ip -d link show eth0 | grep -o 'macvlan mode bridge'; $P ifinfo; for i in 1 2 3 4 5 6 7 8 9 10; do $P tcp -timeout 2s 10.77.0.2:80 kernel && break; sleep 0.3; done"
 $NR stop -t 1 k1 >/dev/null
+$NR run -d --name k2 --ip 10.77.0.9 --network kmac -- $P serve-tcp 80 >/dev/null
+$NR run --ip 10.77.0.9 --network kmac -- $P exit 0 2>/dev/null && echo "a held address was given twice"
+agent=$($NR inspect k2 | sed -n 's/.*"Pid": *\([0-9][0-9]*\).*/\1/p' | head -n 1)
+supervisor=$(sed -n 's/^PPid:[[:space:]]*//p' /proc/$agent/status)
+kill -9 $supervisor
+t0=$(date +%%s%%N)
+for i in $(seq 30); do
+	if $NR run --ip 10.77.0.9 --network kmac -- $P ifinfo 2>/dev/null | grep -o '10.77.0.9/24'; then break; fi
+	sleep 0.1
+done
+echo "address of a SIGKILLed member free after $(( ($(date +%%s%%N) - t0) / 1000000 )) ms"
 `, rt, netnsRun, probe)
 	r := runCmd(t, cmdOpts{}, unshare, "--user", "--map-root-user", "--net", "--mount", "/bin/sh", "-c", script)
 	wantExit(t, r, 0, "a kernel macvlan network in a user+net namespace")
+	if strings.Contains(r.stdout, "given twice") {
+		t.Errorf("a static --ip a running kernel macvlan member holds was accepted again:\n%s", r)
+	}
+	// A SIGKILLed supervisor gives its lease back at once, as a member of
+	// a userspace segment does (TestSupervisorKilled).
+	freed := regexp.MustCompile(`10\.77\.0\.9/24\naddress of a SIGKILLed member free after (\d+) ms`).FindStringSubmatch(r.stdout)
+	if freed == nil {
+		t.Errorf("the address of a SIGKILLed kernel macvlan member was not given again:\n%s", r)
+	} else {
+		t.Logf("the address of a SIGKILLed member was taken again after %s ms (the new run included)", freed[1])
+		if ms, _ := strconv.Atoi(freed[1]); ms > 1500 {
+			t.Errorf("the address of a SIGKILLed kernel macvlan member took %d ms to be free (want about a second at most):\n%s", ms, r)
+		}
+	}
 	for _, want := range []string{"macvlan mode bridge", "10.77.0.3/24", "02:42:0a:4d:00:03"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("the second member's eth0: no %q in\n%s", want, r)
