@@ -38,7 +38,7 @@ UDP_T=${UDP_T:-3}
 STARTUP_RUNS=${STARTUP_RUNS:-3}
 OUT=${BENCH_OUT:-/tmp/netns-run-bench}
 MD=${BENCH_MD:-$ROOT/BENCHMARKS.md}
-LOCK=${BENCH_LOCK:-/tmp/bench.lock}  # shared with ../shared/bench/anchors.sh
+LOCK=${BENCH_LOCK:-/tmp/bench.lock}  # machine-wide: other benchmarks on this machine may take it too
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-2400}
 GO=${GO:-go}
 
@@ -243,9 +243,8 @@ $(cat "$OUT/table-range.md")
 ### Known caveats of this setup
 
 * pasta is Debian 12's build (upstream 2023-03-09). Its tap path (here: the world client,
-  and the \`pasta tap\` column when BENCH_TOOLS has it) stalls in the ns -> outside direction
-  (../shared/bench/RESULTS.md measured the same); its loopback paths are spliced socket to
-  socket and never cross a TCP/IP stack of its own.
+  and the \`pasta tap\` column when BENCH_TOOLS has it) stalls in the ns -> outside direction;
+  its loopback paths are spliced socket to socket and never cross a TCP/IP stack of its own.
 * pasta always splices its loopback clients (and -T). Whether netns-run's loopback
   clients cross its gVisor stack depends on the build measured (see its version line).
 * RSS and CPU rows count the network process in the host namespace only: netns-run's
@@ -309,7 +308,8 @@ port it translates). Host side:
   host's loopback); veth \`unshare --net rtt probe &\` plus root's \`ip link\` wiring.
 
 Every timed command holds \`flock $LOCK\` so that two benches on one machine do not overlap;
-other work on the machine still can, so expect ±20–30 % between runs (NETSTACK-NOTES.md).
+other work on the machine still can, so expect ±20–30 % between runs (docs/ARCHITECTURE.md,
+Measured facts: Measurement noise).
 Re-run with \`sudo make bench\` (BENCH_ROUNDS=N for more rounds); reprint a table from raw
 samples with \`bench/run.sh --table RAW.tsv\`.
 EOF
@@ -437,7 +437,7 @@ failed() {
 	{ echo "[round $ROUND] $(label "$T") $1: $2"; [ -n "${3:-}" ] && [ -f "$3" ] && tail -n 5 "$3" | sed 's/^/    /'; } >> "$FAILS"
 	log "$T $1: FAIL: $2"
 }
-# locked CMD...: serialise timed measurements machine-wide (as anchors.sh does)
+# locked CMD...: serialise timed measurements machine-wide (any tool that takes $LOCK)
 locked() { ( flock -w 900 9 || { echo "lock $LOCK busy" >&2; exit 99; }; "$@" ) 9>>"$LOCK"; }
 sum_status() { # FIELD PID...: sum of a /proc/PID/status field in kB
 	local f=$1 s=0 p v; shift

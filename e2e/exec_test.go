@@ -13,6 +13,7 @@ import (
 // TestPIDNamespace checks that the sandbox has a pid namespace of its own,
 // whose pid 1 is the agent, and a /proc that shows only its processes.
 func TestPIDNamespace(t *testing.T) {
+	requireLauncher(t)
 	r := runNR(t, "--", "/bin/sh", "-c", `echo $$; cd /proc && echo [0-9]*; tr '\0' ' ' < /proc/1/cmdline`)
 	wantExit(t, r, 0, "list /proc in the sandbox")
 	lines := strings.Split(r.stdout, "\n")
@@ -45,6 +46,7 @@ func TestPIDNamespace(t *testing.T) {
 // takes every process of the sandbox with it, and that netns-run reports
 // it as a kill.
 func TestAgentKilled(t *testing.T) {
+	requireLauncher(t)
 	p := startNR(t, "--", "/bin/sh", "-c",
 		fmt.Sprintf("%s serve-tcp 80 & %s serve-udp 53 & exec %s wait-signal -timeout 60s", probe, probe, probe))
 	p.waitReady()
@@ -97,6 +99,7 @@ func TestAgentKilled(t *testing.T) {
 // partly masked /proc, as in a container) the sandbox still runs, with a
 // warning.
 func TestMaskedProc(t *testing.T) {
+	requireLauncher(t)
 	unshare := requireTool(t, "unshare")
 	const mask = `mount -t tmpfs tmpfs /proc/sys`
 	pre := runCmd(t, cmdOpts{}, unshare, "--user", "--map-root-user", "--mount", "/bin/sh", "-c", mask)
@@ -119,6 +122,7 @@ func TestMaskedProc(t *testing.T) {
 // sandbox sees what the sandbox's command sees, and its status, stdin and
 // output pass through.
 func TestExecIntoSandbox(t *testing.T) {
+	requireLauncher(t)
 	u := newUser(t)
 	name := "exec-box"
 	p := startCmd(t, cmdOpts{env: u.env}, netnsRun, "--network", "private", "--name", name, "--hostname", "exec-host",

@@ -169,6 +169,7 @@ func (m fastPathMode) from(n fastPathNet) string {
 // each kind of network, with world clients checked alongside (they always
 // take the gVisor path).
 func TestFastPath(t *testing.T) {
+	requireLauncher(t)
 	for i, n := range fastPathNets {
 		for j, mode := range fastPathModes {
 			t.Run(n.name+" "+mode.name, func(t *testing.T) {
@@ -365,6 +366,7 @@ func burst(n, conc int, send func(i int) (string, error)) []error {
 // shared one) or in the sandbox agent (a relay or dial goroutine that
 // never ended would hold its sockets).
 func TestFastPathNoLeaks(t *testing.T) {
+	requireLauncher(t)
 	for i, n := range fastPathNets {
 		t.Run(n.name, func(t *testing.T) { fastPathNoLeaks(t, startFastPath(t, n, 18360+100*i)) })
 	}

@@ -17,6 +17,7 @@ import (
 // run unprivileged in a host namespace that holds only lo and world0, and
 // the world answers.
 func TestHarness(t *testing.T) {
+	requireLauncher(t)
 	t.Run("unprivileged", func(t *testing.T) {
 		if os.Getuid() == 0 || os.Geteuid() == 0 {
 			t.Fatalf("tests run as uid %d (euid %d): want a non-root uid", os.Getuid(), os.Geteuid())

@@ -18,6 +18,7 @@ import (
 // TestExitStatus checks that netns-run exits as its command did (Docker's
 // codes for a command that cannot run).
 func TestExitStatus(t *testing.T) {
+	requireLauncher(t)
 	noexec := filepath.Join(t.TempDir(), "not-executable.sh")
 	if err := os.WriteFile(noexec, []byte("#!/bin/sh\necho RAN\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -53,6 +54,7 @@ func TestExitStatus(t *testing.T) {
 // TestSignalForwarding checks that SIGTERM, SIGINT and SIGHUP sent to
 // netns-run reach the command.
 func TestSignalForwarding(t *testing.T) {
+	requireLauncher(t)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
 		name := map[syscall.Signal]string{syscall.SIGTERM: "SIGTERM", syscall.SIGINT: "SIGINT", syscall.SIGHUP: "SIGHUP"}[sig]
 		t.Run(name, func(t *testing.T) {
@@ -71,6 +73,7 @@ func TestSignalForwarding(t *testing.T) {
 // TestErrors checks netns-run's own errors: status 125, one line that says
 // what is wrong.
 func TestErrors(t *testing.T) {
+	requireLauncher(t)
 	t.Run("bad port spec", func(t *testing.T) {
 		for _, c := range []struct{ spec, bad string }{
 			{"18080:8x0", "8x0"},
@@ -188,6 +191,7 @@ func TestErrors(t *testing.T) {
 // range (through the setuid newuidmap/newgidmap), so that a command can
 // switch to another uid.
 func TestUsernsAuto(t *testing.T) {
+	requireLauncher(t)
 	if m, _ := os.ReadFile("/proc/self/uid_map"); strings.Join(strings.Fields(string(m)), " ") != "0 0 4294967295" {
 		t.Skipf("the tests do not run in the initial user namespace (the launcher ran as non-root), "+
 			"where newuidmap cannot map subordinate ids: uid_map is %q", strings.TrimSpace(string(m)))
@@ -271,6 +275,7 @@ func requireTool(t *testing.T, name string) string {
 // no process, no listener on the published ports, no file in
 // XDG_RUNTIME_DIR.
 func TestNoLeftovers(t *testing.T) {
+	requireLauncher(t)
 	check := func(t *testing.T, stopBySignal bool) {
 		runtimeDir := filepath.Join(t.TempDir(), "xdg")
 		if err := os.Mkdir(runtimeDir, 0o700); err != nil {

@@ -12,6 +12,7 @@ import (
 // UDP, and a published port reached by a world client that keeps its
 // address.
 func TestPacketLink(t *testing.T) {
+	requireLauncher(t)
 	packet := []string{"--link-mode", "packet"}
 	t.Run("outbound tcp", func(t *testing.T) {
 		r := runNR(t, sandboxed(packet, "tcp", whoamiAddr, "over-packet")...)
@@ -43,6 +44,7 @@ func TestPacketLink(t *testing.T) {
 // the sandbox ends with it, as a container's processes end with its main
 // process: netns-run returns at once, and nothing holds its output.
 func TestBackgroundProcessesEnd(t *testing.T) {
+	requireLauncher(t)
 	start := time.Now()
 	r := runNR(t, "--", "/bin/sh", "-c", probe+" serve-tcp 80 & "+probe+" serve-udp 53 & sleep 0.2; exit 3")
 	wantExit(t, r, 3, "a command that leaves two servers running")

@@ -1,10 +1,3 @@
-// Package e2e holds the end-to-end tests of the built netns-run binary.
-//
-// They run only under the launcher (e2e/outerns, through `make e2e`), which
-// puts them in a throwaway "host" network namespace with loopback and a veth
-// to a "world" namespace (198.51.100.1 <-> 198.51.100.2), as a non-root uid
-// with no capabilities. Run directly, without NETNS_RUN_E2E=1, they do
-// nothing.
 package e2e
 
 import (
@@ -16,8 +9,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Addresses of the test network (see e2e/outerns) and of the sandbox (see
-// the CLI contract in the Makefile's e2e target and DESIGN.md).
+// Addresses of the test network (see e2e/outerns) and of a sandbox on
+// --network private (see the README).
 const (
 	hostIP     = "198.51.100.1"
 	worldIP    = "198.51.100.2"
@@ -36,21 +29,26 @@ const (
 
 // Set by TestMain from the launcher's environment.
 var (
+	launched  bool   // NETNS_RUN_E2E=1: under the launcher
 	binDir    string // NETNS_RUN_E2E_BIN_DIR
 	netnsRun  string // binDir/netns-run
 	probe     string // binDir/probe
 	worldSock string // NETNS_RUN_E2E_WORLD_SOCK
 	hostDNS   string // NETNS_RUN_E2E_HOST_DNS: the world DNS server named by the host's resolv.conf, if any
+	// NETNS_RUN_E2E_INTRUDER_SOCK: the intruder, a second uid (only when
+	// the launcher runs as root)
+	intruderSock string
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv("NETNS_RUN_E2E") != "1" {
-		fmt.Println("e2e: not under the e2e launcher (NETNS_RUN_E2E != 1): skipping; run `make e2e`")
-		os.Exit(0)
+	launched = os.Getenv("NETNS_RUN_E2E") == "1"
+	if !launched {
+		os.Exit(m.Run()) // every test skips: see requireLauncher
 	}
 	binDir = os.Getenv("NETNS_RUN_E2E_BIN_DIR")
 	worldSock = os.Getenv("NETNS_RUN_E2E_WORLD_SOCK")
 	hostDNS = os.Getenv("NETNS_RUN_E2E_HOST_DNS")
+	intruderSock = os.Getenv("NETNS_RUN_E2E_INTRUDER_SOCK")
 	if binDir == "" || worldSock == "" {
 		fmt.Fprintln(os.Stderr, "e2e: NETNS_RUN_E2E_BIN_DIR and NETNS_RUN_E2E_WORLD_SOCK must be set by the launcher")
 		os.Exit(2)
@@ -65,4 +63,13 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	os.Exit(m.Run())
+}
+
+// requireLauncher is the first call of every test: outside the launcher the
+// test skips, saying how to run it.
+func requireLauncher(t *testing.T) {
+	t.Helper()
+	if !launched {
+		t.Skip("not under the e2e launcher (NETNS_RUN_E2E != 1): run `make e2e`")
+	}
 }

@@ -18,6 +18,7 @@ import (
 // TestSandboxEth0 checks the sandbox's interface: address, MAC, MTU, the
 // default route via the gateway, lo up.
 func TestSandboxEth0(t *testing.T) {
+	requireLauncher(t)
 	check := func(t *testing.T, flags []string, mtu int) {
 		r := runNR(t, sandboxed(flags, "ifinfo", "eth0")...)
 		wantExit(t, r, 0, "probe ifinfo in the sandbox")
@@ -58,6 +59,7 @@ func TestSandboxEth0(t *testing.T) {
 // TestOutbound checks that the sandbox reaches a world host over TCP and UDP
 // and that the world host sees the host's address (re-originated traffic).
 func TestOutbound(t *testing.T) {
+	requireLauncher(t)
 	t.Run("tcp", func(t *testing.T) {
 		r := runNR(t, sandboxed(nil, "tcp", whoamiAddr, "hello-tcp")...)
 		wantExit(t, r, 0, "probe tcp to the world")
@@ -97,6 +99,7 @@ func wantLocal(t *testing.T, r result, ip string) {
 // TestPingGateway pings the gateway from the sandbox with busybox. Optional:
 // it skips when busybox is missing or cannot ping at all inside a sandbox.
 func TestPingGateway(t *testing.T) {
+	requireLauncher(t)
 	bb, err := exec.LookPath("busybox")
 	if err != nil {
 		t.Skip("busybox is not installed")
@@ -115,6 +118,7 @@ func TestPingGateway(t *testing.T) {
 
 // TestDNS checks the built-in resolver (10.0.2.3) and the resolv.conf flags.
 func TestDNS(t *testing.T) {
+	requireLauncher(t)
 	const name, addr = "only-fake.e2e.test", "198.51.100.77"
 	records := map[string][]string{name: {addr}}
 
@@ -241,6 +245,7 @@ var autoRE = regexp.MustCompile(`^netns-run: published 0\.0\.0\.0:(\d+)->(\d+)/(
 // the sandbox as its own 127.0.0.1, see fastpath_test.go; over UDP seen as
 // the gateway) and from a world client (seen with its own address).
 func TestPublish(t *testing.T) {
+	requireLauncher(t)
 	fromLo := regexp.MustCompile(`^from 127\.0\.0\.1:\d+\n`)
 	fromWorld := regexp.MustCompile(`^from 198\.51\.100\.2:\d+\n`)
 	fromGWUDP := regexp.MustCompile(`^from 10\.0\.2\.2:\d+ `)
@@ -383,6 +388,7 @@ func (l *countingListener) Accept() (net.Conn, error) {
 // TestHostLoopback checks that GATEWAY:PORT does not reach the host's
 // 127.0.0.1:PORT unless --host-loopback, over TCP and UDP.
 func TestHostLoopback(t *testing.T) {
+	requireLauncher(t)
 	const port = "18200"
 	raw, err := net.Listen("tcp4", "127.0.0.1:"+port)
 	if err != nil {

@@ -15,6 +15,7 @@ func showTabs(s string) string {
 
 // TestHostsFile checks the sandbox's own /etc/hosts, in Docker's layout.
 func TestHostsFile(t *testing.T) {
+	requireLauncher(t)
 	hostBefore, _ := os.ReadFile("/etc/hosts")
 	r := runNR(t, sandboxed([]string{
 		"--hostname", "box1",
@@ -42,6 +43,7 @@ func TestHostsFile(t *testing.T) {
 // TestHostname checks --hostname and the default (12 hex digits), in the
 // UTS namespace, /etc/hostname and /etc/hosts alike.
 func TestHostname(t *testing.T) {
+	requireLauncher(t)
 	hostBefore, _ := os.Hostname()
 	t.Run("--hostname", func(t *testing.T) {
 		r := runNR(t, "--hostname", "box1", "--", "/bin/sh", "-c",
@@ -79,6 +81,7 @@ func TestHostname(t *testing.T) {
 // TestSandboxIdentity checks that the command runs as root of a new user
 // namespace that maps only the caller, in new net, mount and uts namespaces.
 func TestSandboxIdentity(t *testing.T) {
+	requireLauncher(t)
 	r := runNR(t, sandboxed(nil, "id")...)
 	wantExit(t, r, 0, "probe id")
 	if r.stdout != "uid=0 gid=0\n" {

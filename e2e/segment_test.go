@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -104,6 +105,7 @@ func waitTCP(t *testing.T, addr string) string {
 // network, two members with .2/.3 and MACs 02:42 + address, ping between
 // them, the address freed on stop.
 func TestWalkthroughMacvlan(t *testing.T) {
+	requireLauncher(t)
 	u := newUser(t)
 	r := u.ok("network", "create", "-d", "macvlan", "--subnet", "192.168.57.0/24", "--gateway", "192.168.57.1",
 		"--ip-range", "192.168.57.0/24", "macvlan1")
@@ -168,6 +170,7 @@ func TestWalkthroughMacvlan(t *testing.T) {
 // TestWalkthroughLinks is part 2: --link NAME[:ALIAS] on the default
 // network writes Docker's hosts lines, and the name reaches the server.
 func TestWalkthroughLinks(t *testing.T) {
+	requireLauncher(t)
 	u := newUser(t)
 	u.ok("run", "-d", "--name", "web-nasa", "--network", "bridge", "--", probe, "serve-tcp", "80")
 	web := u.inspect("web-nasa")
@@ -195,6 +198,7 @@ func TestWalkthroughLinks(t *testing.T) {
 // TestNetworkDNS: on a user-defined network the segment's DNS answers
 // member names and aliases with the current address, and forwards the rest.
 func TestNetworkDNS(t *testing.T) {
+	requireLauncher(t)
 	u := newUser(t)
 	u.ok("network", "create", "--subnet", "172.28.0.0/16", "appnet")
 	u.ok("run", "-d", "--name", "db", "--network", "appnet", "--network-alias", "database", "--", probe, "sleep", "60s")
@@ -219,6 +223,7 @@ func TestNetworkDNS(t *testing.T) {
 // fast path, where they appear as the member's own 127.0.0.1, and the
 // gVisor path, where they appear as the gateway.
 func TestSegmentPublish(t *testing.T) {
+	requireLauncher(t)
 	for i, mode := range fastPathModes {
 		t.Run(mode.name, func(t *testing.T) { segmentPublish(t, mode, 18160+2*i) })
 	}
@@ -265,9 +270,21 @@ func segmentPublish(t *testing.T, mode fastPathMode, port int) {
 	}
 }
 
+// TestPortChangeNeedsSharedNetwork: port add/rm say in one line why the
+// ports of a sandbox off a shared network cannot change at run time.
+func TestPortChangeNeedsSharedNetwork(t *testing.T) {
+	u := newUser(t)
+	u.ok("run", "-d", "--name", "lonely", "--", probe, "sleep", "60s")
+	wantOwnError(t, u.nr("port", "add", "lonely", "18175:80"), "port add on a private network", "lonely is on a private network")
+	u.ok("run", "-d", "--name", "alone", "--network", "none", "--", probe, "sleep", "60s")
+	wantOwnError(t, u.nr("port", "rm", "alone", "18175:80"), "port rm on --network none", "alone is not on a shared network (it runs on none)")
+	u.ok("stop", "-t", "1", "lonely", "alone")
+}
+
 // TestSegmentErrors: every bad network request is one line, status 125,
 // and changes nothing.
 func TestSegmentErrors(t *testing.T) {
+	requireLauncher(t)
 	u := newUser(t)
 	u.ok("network", "create", "--subnet", "10.20.0.0/16", "net1")
 	cases := []struct {
@@ -301,6 +318,7 @@ func TestSegmentErrors(t *testing.T) {
 // TestSegmentIsolationAndSpoofing: macvlan_mode=private keeps members
 // apart; a member cannot send as another address or MAC.
 func TestSegmentIsolationAndSpoofing(t *testing.T) {
+	requireLauncher(t)
 	u := newUser(t)
 	u.ok("network", "create", "-d", "macvlan", "--subnet", "10.70.0.0/24", "-o", "macvlan_mode=private", "priv")
 	u.ok("run", "-d", "--name", "a", "--network", "priv", "--", probe, "serve-tcp", "80")
@@ -328,6 +346,7 @@ func TestSegmentIsolationAndSpoofing(t *testing.T) {
 // TestDHCPLease: a DHCP client in a member gets the IPAM address, router
 // and DNS of the static configuration.
 func TestDHCPLease(t *testing.T) {
+	requireLauncher(t)
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		t.Skip("no busybox for udhcpc")
 	}
@@ -346,6 +365,7 @@ func TestDHCPLease(t *testing.T) {
 // TestSupervisorKilled: a member whose supervisor dies (SIGKILL) gives its
 // address and ports back.
 func TestSupervisorKilled(t *testing.T) {
+	requireLauncher(t)
 	u := newUser(t)
 	u.ok("run", "-d", "--name", "victim", "--network", "bridge", "-p", "18170:80", "--", probe, "serve-tcp", "80")
 	waitTCP(t, "127.0.0.1:18170")
@@ -379,6 +399,7 @@ func TestSupervisorKilled(t *testing.T) {
 // loopback clients keep their path: the member hands the new daemon a
 // fresh dial channel), and that address is not handed out twice.
 func TestDaemonRestart(t *testing.T) {
+	requireLauncher(t)
 	for i, mode := range fastPathModes {
 		t.Run(mode.name, func(t *testing.T) { daemonRestart(t, mode, fmt.Sprint(18180+i), fmt.Sprint(18190+i)) })
 	}
@@ -450,6 +471,7 @@ func tryTCP(addr, send string) string {
 // TCP and UDP, the host's resolvers, published ports that keep a world
 // client's address, and the host loopback only when asked.
 func TestDefaultNetwork(t *testing.T) {
+	requireLauncher(t)
 	u := newUser(t)
 	run := func(args ...string) result {
 		t.Helper()
@@ -492,6 +514,7 @@ func TestDefaultNetwork(t *testing.T) {
 // and leaves it again; its published port, on its first network, keeps
 // the loopback fast path throughout.
 func TestNetworkConnect(t *testing.T) {
+	requireLauncher(t)
 	u := newUser(t)
 	u.ok("network", "create", "--subnet", "10.99.0.0/24", "backend")
 	u.ok("run", "-d", "--name", "multi", "--network", "bridge", "-p", "18196:80", "--", probe, "serve-tcp", "80")
@@ -531,6 +554,7 @@ func TestNetworkConnect(t *testing.T) {
 
 // TestNetworkNone: --network none gives the sandbox lo and nothing else.
 func TestNetworkNone(t *testing.T) {
+	requireLauncher(t)
 	u := newUser(t)
 	r := u.ok("run", "--network", "none", "--", "/bin/sh", "-c", "ip -o link show | cut -d: -f2 | tr -d ' '; cat /etc/hosts")
 	if !strings.HasPrefix(r.stdout, "lo\n127.0.0.1\tlocalhost\n") {
@@ -544,6 +568,7 @@ func TestNetworkNone(t *testing.T) {
 // the sandboxes. The test gets those privileges in a user+net namespace of
 // its own, with one end of a veth pair as the parent.
 func TestKernelMacvlan(t *testing.T) {
+	requireLauncher(t)
 	unshare := requireTool(t, "unshare")
 	rt := t.TempDir()
 	script := fmt.Sprintf(`set -e
@@ -554,9 +579,34 @@ $NR network create -d macvlan --subnet 10.77.0.0/24 --gateway 10.77.0.1 -o paren
 $NR run -d --name k1 --network kmac -- $P serve-tcp 80 >/dev/null
 $NR run --network kmac -- /bin/sh -c "ip -d link show eth0 | grep -o 'macvlan mode bridge'; $P ifinfo; for i in 1 2 3 4 5 6 7 8 9 10; do $P tcp -timeout 2s 10.77.0.2:80 kernel && break; sleep 0.3; done"
 $NR stop -t 1 k1 >/dev/null
+$NR run -d --name k2 --ip 10.77.0.9 --network kmac -- $P serve-tcp 80 >/dev/null
+$NR run --ip 10.77.0.9 --network kmac -- $P exit 0 2>/dev/null && echo "a held address was given twice"
+agent=$($NR inspect k2 | sed -n 's/.*"Pid": *\([0-9][0-9]*\).*/\1/p' | head -n 1)
+supervisor=$(sed -n 's/^PPid:[[:space:]]*//p' /proc/$agent/status)
+kill -9 $supervisor
+t0=$(date +%%s%%N)
+for i in $(seq 30); do
+	if $NR run --ip 10.77.0.9 --network kmac -- $P ifinfo 2>/dev/null | grep -o '10.77.0.9/24'; then break; fi
+	sleep 0.1
+done
+echo "address of a SIGKILLed member free after $(( ($(date +%%s%%N) - t0) / 1000000 )) ms"
 `, rt, netnsRun, probe)
 	r := runCmd(t, cmdOpts{}, unshare, "--user", "--map-root-user", "--net", "--mount", "/bin/sh", "-c", script)
 	wantExit(t, r, 0, "a kernel macvlan network in a user+net namespace")
+	if strings.Contains(r.stdout, "given twice") {
+		t.Errorf("a static --ip a running kernel macvlan member holds was accepted again:\n%s", r)
+	}
+	// A SIGKILLed supervisor gives its lease back at once, as a member of
+	// a userspace segment does (TestSupervisorKilled).
+	freed := regexp.MustCompile(`10\.77\.0\.9/24\naddress of a SIGKILLed member free after (\d+) ms`).FindStringSubmatch(r.stdout)
+	if freed == nil {
+		t.Errorf("the address of a SIGKILLed kernel macvlan member was not given again:\n%s", r)
+	} else {
+		t.Logf("the address of a SIGKILLed member was taken again after %s ms (the new run included)", freed[1])
+		if ms, _ := strconv.Atoi(freed[1]); ms > 1500 {
+			t.Errorf("the address of a SIGKILLed kernel macvlan member took %d ms to be free (want about a second at most):\n%s", ms, r)
+		}
+	}
 	for _, want := range []string{"macvlan mode bridge", "10.77.0.3/24", "02:42:0a:4d:00:03"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("the second member's eth0: no %q in\n%s", want, r)
@@ -574,6 +624,7 @@ $NR stop -t 1 k1 >/dev/null
 // TestDetachedLifecycle: -d keeps output in a log, ps -a shows an exited
 // sandbox until rm, --rm forgets it by itself.
 func TestDetachedLifecycle(t *testing.T) {
+	requireLauncher(t)
 	u := newUser(t)
 	id := strings.TrimSpace(u.ok("run", "-d", "--name", "chatty", "--network", "bridge", "--", "/bin/sh", "-c", "echo hello; exec "+probe+" sleep 60s").stdout)
 	if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(id) {
@@ -611,6 +662,7 @@ func TestDetachedLifecycle(t *testing.T) {
 // TestInternalNetwork: --internal members reach each other and each
 // other's names, but nothing outside.
 func TestInternalNetwork(t *testing.T) {
+	requireLauncher(t)
 	u := newUser(t)
 	u.ok("network", "create", "--internal", "--subnet", "10.66.0.0/24", "inet")
 	u.ok("run", "-d", "--name", "peer", "--network", "inet", "--mac-address", "02:42:aa:bb:cc:dd", "--", probe, "serve-tcp", "80")

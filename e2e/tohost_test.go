@@ -11,6 +11,7 @@ import (
 // and [::1]:PORT reach the host's loopback, through sockets the agent made
 // inside before the command started, on a private and on a shared network.
 func TestTCPToHost(t *testing.T) {
+	requireLauncher(t)
 	const hostPort = 18300
 	serveWhoamiTCP(t, "127.0.0.1:"+strconv.Itoa(hostPort))
 	closed := closedPort(t)

@@ -1,3 +1,8 @@
+// Package forward carries host-side traffic into a sandbox and out of it:
+// published ports (-p: the grammar, the host listeners, TCP and UDP, each
+// client dialled into the sandbox through a Dialer or, for loopback
+// clients, a LocalDialer) and the sandbox's loopback ports forwarded to the
+// host's (-T).
 package forward
 
 import (

@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# ensure-test-user.sh [NAME]: make sure the unprivileged e2e test user exists
-# (default netns-test) and has subordinate uid/gid ranges, as a normal distro
-# gives a normal user. Run as root. Idempotent: an existing user and existing
-# ranges are left as they are.
+# ensure-test-user.sh [--no-subids] [NAME]: make sure the unprivileged e2e
+# test user exists (default netns-test) and has subordinate uid/gid ranges, as
+# a normal distro gives a normal user. --no-subids: the user only (the second
+# user of the isolation tests, netns-test2, runs no sandboxes). Run as root.
+# Idempotent: an existing user and existing ranges are left as they are.
 set -euo pipefail
 
+subids=1
+if [ "${1:-}" = --no-subids ]; then
+	subids=0
+	shift
+fi
 user=${1:-netns-test}
 count=65536
 
@@ -22,6 +28,9 @@ if ! id -u "$user" >/dev/null 2>&1; then
 	echo "ensure-test-user: created user $user (uid $(id -u "$user"))"
 fi
 uid=$(id -u "$user")
+if [ "$subids" -eq 0 ]; then
+	exit 0
+fi
 
 # next_free FILE: the first id at or above 200000 past every range in FILE.
 next_free() {

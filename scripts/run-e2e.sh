@@ -5,17 +5,20 @@
 # BIN_DIR first.
 #
 # As root: makes sure the unprivileged test user exists (E2E_USER, default
-# netns-test), copies the binaries to a fresh world-readable directory (the
-# checkout may be under a 0700 directory such as /root) and runs the suite as
-# that user. As a normal user: runs the suite as that user, in a user
-# namespace of its own. Nothing is written in the checkout.
+# netns-test) and a second one for the isolation tests (E2E_INTRUDER,
+# default netns-test2), copies the binaries to a fresh world-readable
+# directory (the checkout may be under a 0700 directory such as /root) and
+# runs the suite as the first user. As a normal user: runs the suite as that
+# user, in a user namespace of its own (the tests that need a second user
+# skip). Nothing is written in the checkout.
 #
-# Environment: E2E_USER, E2E_TIMEOUT (go test -timeout, default 10m),
-# E2E_RUN (go test -run regexp).
+# Environment: E2E_USER, E2E_INTRUDER, E2E_TIMEOUT (go test -timeout,
+# default 10m), E2E_RUN (go test -run regexp).
 set -euo pipefail
 
 bin=${1:-bin}
 user=${E2E_USER:-netns-test}
+intruder=${E2E_INTRUDER:-netns-test2}
 timeout=${E2E_TIMEOUT:-10m}
 run=${E2E_RUN:-}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -42,12 +45,13 @@ trap cleanup EXIT
 
 if [ "$(id -u)" -eq 0 ]; then
 	"$here/ensure-test-user.sh" "$user"
+	"$here/ensure-test-user.sh" --no-subids "$intruder"
 	stage=$(mktemp -d /tmp/netns-run-e2e-bin.XXXXXX)
 	chmod 0755 "$stage"
 	for f in netns-run probe outerns e2e.test; do
 		if [ -e "$bin/$f" ]; then install -m 0755 "$bin/$f" "$stage/$f"; fi
 	done
-	cmd=("$stage/outerns" -user "$user" -- "$stage/e2e.test" "${testargs[@]}")
+	cmd=("$stage/outerns" -user "$user" -intruder "$intruder" -- "$stage/e2e.test" "${testargs[@]}")
 else
 	cmd=("$bin/outerns" -- "$bin/e2e.test" "${testargs[@]}")
 fi

@@ -66,7 +66,8 @@ type Gateway struct {
 
 // TIME_WAIT is short because forwarder endpoints cannot be reused: with the
 // 60 s default, a sandbox churning outbound connections stalls on SYNs to
-// tuples still in TIME_WAIT (NETSTACK-NOTES pitfall 5).
+// tuples still in TIME_WAIT (see docs/ARCHITECTURE.md, Measured facts:
+// TIME_WAIT).
 const timeWait = 500 * time.Millisecond
 
 // New builds the gateway's stack without its link, which AttachFD adds, so
@@ -127,7 +128,8 @@ func fdLink(cfg Config, link Link) (gstack.LinkEndpoint, error) {
 		Address:        tcpip.LinkAddress(cfg.GatewayMAC),
 	}
 	if link.Packet {
-		// A socket fd allows GSO and a mapped ring (NETSTACK-NOTES §2).
+		// A socket fd allows GSO and a mapped ring (see
+		// docs/ARCHITECTURE.md, Measured facts: The packet link).
 		opts.GSOMaxSize = 65536
 		opts.RXChecksumOffload = true
 		opts.PacketDispatchMode = fdbased.PacketMMap
@@ -140,7 +142,8 @@ func fdLink(cfg Config, link Link) (gstack.LinkEndpoint, error) {
 }
 
 func (g *Gateway) attach(ep gstack.LinkEndpoint) error {
-	// A fifo qdisc moves writes off the TCP goroutine: +35-50% toward the sandbox.
+	// A fifo qdisc moves writes off the TCP goroutine: +35-50% toward the
+	// sandbox (docs/ARCHITECTURE.md, Measured facts: The fifo qdisc).
 	qdisc := fifo.New(ep, 1, 1000)
 	if terr := g.s.CreateNICWithOptions(nicID, ep, gstack.NICOptions{QDisc: qdisc}); terr != nil {
 		return fmt.Errorf("create NIC: %s", terr)
@@ -172,7 +175,8 @@ func (g *Gateway) attach(ep gstack.LinkEndpoint) error {
 }
 
 // tune sets what was measured to pay. What stays at gVisor's defaults stays
-// by measurement too (NETSTACK-NOTES §2, TAP at MTU 65520, 2 cores): TCP
+// by measurement too (TAP at MTU 65520, 2 cores; see docs/ARCHITECTURE.md,
+// Measured facts: gVisor's TCP settings at their defaults): TCP
 // buffers of 1 MiB default / 4 MiB max with receive-buffer moderation
 // (4/8 MiB: no gain and +4 MiB peak RSS; 256 KiB fixed or moderation off:
 // slower), reno (cubic: no gain), and GOMAXPROCS at the number of cores

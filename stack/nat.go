@@ -23,7 +23,7 @@ const (
 )
 
 // limits bound what one sandbox can make the host hold: the sandbox is
-// untrusted (DESIGN: security model).
+// untrusted (docs/ARCHITECTURE.md, Processes: Trust).
 type limits struct {
 	tcp, udp       atomic.Int64
 	maxTCP, maxUDP int64

@@ -75,7 +75,8 @@ func makeLink(h *netlink.Handle, cfg Config) (Link, error) {
 }
 
 // openTAP makes a TAP without IFF_VNET_HDR: gVisor's fdbased endpoint does
-// not handle the virtio header on a non-socket fd (NETSTACK-NOTES pitfall 2).
+// not handle the virtio header on a non-socket fd (see docs/ARCHITECTURE.md,
+// Measured facts: The vnet-header trap).
 func openTAP(name string) (int, error) {
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
 		return -1, &TunError{Err: err}

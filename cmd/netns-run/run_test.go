@@ -4,7 +4,11 @@ package main
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
+
+	"github.com/netns-run/netns-run/internal/runner"
+	"github.com/spf13/pflag"
 )
 
 func TestParseUpstream(t *testing.T) {
@@ -28,19 +32,53 @@ func TestParseUpstream(t *testing.T) {
 	}
 }
 
+// TestOptionsRejectBadFlags parses each bad value as the CLI does (the
+// flags as registered, with their defaults) and checks that the error names
+// the flag and says what it wants, so the user knows what to fix.
 func TestOptionsRejectBadFlags(t *testing.T) {
-	cases := map[string]runFlags{
-		"--dns":       {dns: []string{"nope"}, mtu: 65520, linkMode: "auto", logLevel: "warn", logFormat: "text"},
-		"--mtu":       {mtu: 100, linkMode: "auto", logLevel: "warn", logFormat: "text"},
-		"--userns":    {userns: "keep-id", mtu: 65520, linkMode: "auto", logLevel: "warn", logFormat: "text"},
-		"--link-mode": {mtu: 65520, linkMode: "tun", logLevel: "warn", logFormat: "text"},
-		"--log-level": {mtu: 65520, linkMode: "auto", logLevel: "loud", logFormat: "text"},
-		"--hostname":  {hostname: "bad_name!", mtu: 65520, linkMode: "auto", logLevel: "warn", logFormat: "text"},
-	}
-	for flag, f := range cases {
-		if _, err := f.options([]string{"true"}); err == nil {
-			t.Errorf("%s: bad value accepted", flag)
+	parse := func(t *testing.T, args ...string) (runner.Options, error) {
+		t.Helper()
+		var f runFlags
+		fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
+		f.register(fs)
+		if err := fs.Parse(args); err != nil {
+			t.Fatalf("parsing %q: %v", args, err)
 		}
+		return f.options([]string{"true"})
+	}
+	if _, err := parse(t); err != nil {
+		t.Fatalf("the defaults are refused: %v", err)
+	}
+	cases := []struct {
+		args []string
+		want string // a substring of the error
+	}{
+		{[]string{"--dns", "nope"}, `invalid --dns "nope": want an IP address`},
+		{[]string{"--dns-upstream", "dns.example"}, `invalid --dns-upstream "dns.example": want ADDR or ADDR:PORT`},
+		{[]string{"--mtu", "100"}, "invalid --mtu 100: want 1280-65520"},
+		{[]string{"--mtu", "65521"}, "invalid --mtu 65521: want 1280-65520"},
+		{[]string{"--userns", "keep-id"}, `invalid --userns "keep-id": the only mode is "auto"`},
+		{[]string{"--link-mode", "tun"}, `invalid --link-mode: invalid link mode "tun": want auto, tap or packet`},
+		{[]string{"--log-level", "loud"}, `invalid --log-level "loud": want debug, info, warn or error`},
+		{[]string{"--log-format", "xml"}, `invalid --log-format "xml": want text or json`},
+		{[]string{"--hostname", "bad_name!"}, `invalid --hostname: hostname "bad_name!" contains '_'; only letters, digits, '-' and '.' are allowed`},
+		{[]string{"--hostname", strings.Repeat("a.", 32) + "a"}, "invalid --hostname: 65 characters, at most 64"},
+		{[]string{"--name", "-x"}, `invalid --name "-x": use letters, digits`},
+		{[]string{"--ip", "10.0.0.300"}, `invalid --ip "10.0.0.300": want an IPv4 address`},
+		{[]string{"--mac-address", "02:42"}, `invalid --mac-address "02:42": want six hex bytes`},
+		{[]string{"--network", "none", "-p", "8080:80"}, "--network none has no network to publish ports on"},
+		{[]string{"--network", "private", "--ip", "10.0.2.50"}, "--ip, --mac-address, --link and --network-alias need a shared network"},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			_, err := parse(t, c.args...)
+			if err == nil {
+				t.Fatalf("accepted; want an error containing %q", c.want)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %q; want it to contain %q", err, c.want)
+			}
+		})
 	}
 }
 

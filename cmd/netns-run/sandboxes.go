@@ -358,12 +358,9 @@ func portChange(verb, short string) *cobra.Command {
 		Short: short,
 		Args:  cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			reg, r, err := findSandbox(args[0])
+			r, err := runningRecord(args[0])
 			if err != nil {
 				return err
-			}
-			if r.State != registry.Running {
-				return fmt.Errorf("sandbox %s is not running", args[0])
 			}
 			if r.Network == runner.Private {
 				return fmt.Errorf("sandbox %s is on a private network: ports can change at run time only on shared networks (--network bridge or your own)", args[0])
@@ -376,22 +373,17 @@ func portChange(verb, short string) *cobra.Command {
 				}
 				ms = append(ms, got...)
 			}
-			req := daemon.Request{SandboxID: r.ID}
+			// The sandbox's supervisor owns its ports: it asks the daemon
+			// and records them.
+			req := runner.ControlRequest{RemovePorts: &runner.PortsRequest{Ports: ms}}
 			if verb == "add" {
-				req.AddPorts = ms
-			} else {
-				req.RemovePorts = ms
+				req = runner.ControlRequest{AddPorts: &runner.PortsRequest{Ports: ms}}
 			}
-			rt, err := registry.RuntimeDir()
+			ports, err := runner.ChangePorts(r.ControlSocket, req)
 			if err != nil {
 				return err
 			}
-			rep, err := daemon.ChangePorts(rt, req)
-			if err != nil {
-				return err
-			}
-			reg.Update(r.ID, func(rec *registry.Record) { rec.Ports = rep.Ports })
-			printPorts(rep.Ports)
+			printPorts(ports)
 			return nil
 		},
 	}

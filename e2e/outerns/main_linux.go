@@ -2,11 +2,15 @@
 // throwaway "host" network namespace that holds only loopback and a veth to a
 // throwaway "world" namespace, as an unprivileged user with no capabilities.
 //
-//	outerns [-user NAME] [-bindir DIR] [-timeout D] -- TESTBINARY [ARG...]
+//	outerns [-user NAME] [-intruder NAME] [-bindir DIR] [-timeout D] -- TESTBINARY [ARG...]
 //
 // As root it creates the host namespaces in the initial user namespace and
 // runs the tests as NAME (default netns-test), so that the user's netns-run
 // meets the machine exactly as on a distro (setuid newuidmap, /dev/net/tun).
+// As root it also runs the intruder (this binary again) as a second user
+// (-intruder, default netns-test2; "" for none): on a test's request it
+// tries one of the test user's unix sockets and says what came back (see
+// intruder_linux.go).
 // As a normal user it creates a user namespace with an identity mapping and
 // keeps only the capabilities it needs to wire the namespaces, then runs the
 // tests with none.
@@ -25,7 +29,8 @@
 //
 // Environment given to the tests: PATH, HOME, XDG_RUNTIME_DIR, TMPDIR (fresh
 // 0700 directories owned by the test user, removed at the end),
-// NETNS_RUN_E2E=1, NETNS_RUN_E2E_WORLD_SOCK, NETNS_RUN_E2E_BIN_DIR.
+// NETNS_RUN_E2E=1, NETNS_RUN_E2E_WORLD_SOCK, NETNS_RUN_E2E_BIN_DIR, and
+// NETNS_RUN_E2E_INTRUDER_SOCK when the intruder runs.
 package main
 
 import (
@@ -45,9 +50,10 @@ import (
 )
 
 const (
-	stageEnv   = "NETNS_RUN_OUTERNS_STAGE"
-	stageHost  = "host"
-	stageWorld = "world"
+	stageEnv      = "NETNS_RUN_OUTERNS_STAGE"
+	stageHost     = "host"
+	stageWorld    = "world"
+	stageIntruder = "intruder"
 
 	hostIP    = "198.51.100.1"
 	worldIP   = "198.51.100.2"
@@ -71,10 +77,11 @@ const (
 var launcherCaps = []uintptr{capNetAdmin, capSysAdmin, capNetBindService}
 
 type options struct {
-	user    string
-	binDir  string
-	timeout time.Duration
-	args    []string
+	user     string
+	intruder string
+	binDir   string
+	timeout  time.Duration
+	args     []string
 }
 
 func init() {
@@ -99,6 +106,9 @@ func main() {
 		if err != nil {
 			code = 1
 		}
+	case stageIntruder:
+		err = intruderMain()
+		code = 1
 	default:
 		err = fmt.Errorf("unknown %s=%q", stageEnv, stage)
 		code = 1
@@ -116,10 +126,11 @@ func parseOptions(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("outerns", flag.ContinueOnError)
 	fs.StringVar(&o.user, "user", "netns-test", "as root: run the tests as this user")
+	fs.StringVar(&o.intruder, "intruder", "netns-test2", `as root: run the intruder as this second user ("" for none)`)
 	fs.StringVar(&o.binDir, "bindir", "", "directory with netns-run and probe (default: this binary's directory)")
 	fs.DurationVar(&o.timeout, "timeout", 15*time.Minute, "kill the tests after this long")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: outerns [-user NAME] [-bindir DIR] [-timeout D] -- TESTBINARY [ARG...]")
+		fmt.Fprintln(fs.Output(), "usage: outerns [-user NAME] [-intruder NAME] [-bindir DIR] [-timeout D] -- TESTBINARY [ARG...]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -156,7 +167,7 @@ func launch() (int, error) {
 		return 2, err
 	}
 	// Resolved flags travel on the command line of the next stage.
-	args := []string{"-user", o.user, "-bindir", o.binDir, "-timeout", o.timeout.String(), "--"}
+	args := []string{"-user", o.user, "-intruder", o.intruder, "-bindir", o.binDir, "-timeout", o.timeout.String(), "--"}
 	args = append(args, o.args...)
 	cmd := exec.Command("/proc/self/exe", args...)
 	cmd.Args[0] = os.Args[0]
@@ -290,6 +301,19 @@ func hostStage() (code int, err error) {
 			return 1, err
 		}
 	}
+	// A second uid exists only when we are root (a user namespace of ours
+	// maps one uid); without it the tests that need it skip.
+	var intruderSock string
+	var ip *intruderProc
+	var intruderDone <-chan struct{} // nil: none runs
+	if tu.switchTo && o.intruder != "" {
+		ip, intruderSock, err = startIntruder(base, o.intruder, tu, r)
+		if err != nil {
+			return 1, err
+		}
+		defer ip.stop()
+		intruderDone = ip.done
+	}
 
 	select {
 	case s := <-sigs:
@@ -312,6 +336,9 @@ func hostStage() (code int, err error) {
 	}
 	if hostDNS {
 		cmd.Env = append(cmd.Env, "NETNS_RUN_E2E_HOST_DNS="+worldIP)
+	}
+	if intruderSock != "" {
+		cmd.Env = append(cmd.Env, "NETNS_RUN_E2E_INTRUDER_SOCK="+intruderSock)
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -337,6 +364,9 @@ func hostStage() (code int, err error) {
 		case ws := <-w.exit:
 			w.exit = nil
 			fmt.Fprintf(os.Stderr, "outerns: the world agent (pid %d) exited early: %s\n", w.pid, describe(ws))
+		case <-intruderDone:
+			intruderDone = nil
+			fmt.Fprintf(os.Stderr, "outerns: the intruder (pid %d) exited early: %s (the tests that use it will fail)\n", ip.pid, describe(ip.ws))
 		case s := <-sigs:
 			_ = syscall.Kill(testPid, s.(syscall.Signal))
 		case <-deadline.C:

@@ -16,7 +16,8 @@ import (
 // holds little memory and bulk transfers make few calls: netstack costs per
 // call, not per byte. World client -> published port through gVisor, iperf3,
 // 2 cores, 3 interleaved runs each (Gbit/s, median of forward / -R): 64 KiB
-// 7.4 / 6.5, 256 KiB 7.7 / 6.5, 1 MiB 9.8 / 8.4 (also NETSTACK-NOTES §3).
+// 7.4 / 6.5, 256 KiB 7.7 / 6.5, 1 MiB 9.8 / 8.4 (see docs/ARCHITECTURE.md,
+// Measured facts: Copy buffers).
 const (
 	smallBufSize = 32 << 10
 	bulkBufSize  = 1 << 20
@@ -72,8 +73,8 @@ func copyHalf(dst, src net.Conn) {
 }
 
 // copyPooled copies with pooled buffers, taken only once the first byte
-// has arrived, so that idle connections hold none (NETSTACK-NOTES pitfall
-// 8). It writes through dst.Write and reads through src.Read: net.TCPConn's
+// has arrived, so that idle connections hold none (see
+// docs/ARCHITECTURE.md, Measured facts: Copy buffers). It writes through dst.Write and reads through src.Read: net.TCPConn's
 // ReadFrom would use a 32 KiB buffer of its own.
 func copyPooled(dst io.Writer, src io.Reader) error {
 	var first [1]byte

@@ -139,12 +139,9 @@ func spliceHalf(dst, src syscall.RawConn) error {
 					return true
 				}
 			}
-			for {
-				n, serr = unix.Splice(int(fd), nil, p.w, nil, spliceMax, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-				if serr != unix.EINTR {
-					break
-				}
-			}
+			n, serr = retryEINTR(func() (int64, error) {
+				return unix.Splice(int(fd), nil, p.w, nil, spliceMax, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+			})
 			if serr == unix.EAGAIN {
 				putPipe(p)
 				p = nil
@@ -165,19 +162,9 @@ func spliceHalf(dst, src syscall.RawConn) error {
 		p.buffered += int(n)
 		// Drain: pipe -> socket; EAGAIN means the socket's buffer is full.
 		for p.buffered > 0 {
-			var m int64
-			werr := dst.Write(func(fd uintptr) bool {
-				for {
-					m, serr = unix.Splice(p.r, nil, int(fd), nil, p.buffered, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-					if serr != unix.EINTR {
-						break
-					}
-				}
-				return serr != unix.EAGAIN
+			m, werr := writeOnce(dst, func(fd int) (int64, error) {
+				return unix.Splice(p.r, nil, fd, nil, p.buffered, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 			})
-			if werr == nil {
-				werr = serr
-			}
 			if werr != nil {
 				return werr
 			}
@@ -204,12 +191,7 @@ func readSmall(dst, src syscall.RawConn) (int, error) {
 		if bp == nil {
 			bp = smallBufs.Get().(*[]byte)
 		}
-		for {
-			n, serr = unix.Read(int(fd), *bp)
-			if serr != unix.EINTR {
-				break
-			}
-		}
+		n, serr = retryEINTR(func() (int, error) { return unix.Read(int(fd), *bp) })
 		if serr == unix.EAGAIN {
 			smallBufs.Put(bp)
 			bp = nil
@@ -225,23 +207,36 @@ func readSmall(dst, src syscall.RawConn) (int, error) {
 	}
 	b := (*bp)[:n]
 	for len(b) > 0 {
-		var m int
-		werr := dst.Write(func(fd uintptr) bool {
-			for {
-				m, serr = unix.Write(int(fd), b)
-				if serr != unix.EINTR {
-					break
-				}
-			}
-			return serr != unix.EAGAIN
-		})
-		if werr == nil {
-			werr = serr
-		}
+		m, werr := writeOnce(dst, func(fd int) (int, error) { return unix.Write(fd, b) })
 		if werr != nil {
 			return 0, werr
 		}
 		b = b[m:]
 	}
 	return n, nil
+}
+
+// retryEINTR calls op again for as long as a signal interrupts it.
+func retryEINTR[T any](op func() (T, error)) (T, error) {
+	for {
+		v, err := op()
+		if err != unix.EINTR {
+			return v, err
+		}
+	}
+}
+
+// writeOnce waits until dst takes bytes, then writes once with op, which
+// gets dst's descriptor and returns how many bytes it wrote.
+func writeOnce[T int | int64](dst syscall.RawConn, op func(fd int) (T, error)) (T, error) {
+	var n T
+	var serr error
+	err := dst.Write(func(fd uintptr) bool {
+		n, serr = retryEINTR(func() (T, error) { return op(int(fd)) })
+		return serr != unix.EAGAIN
+	})
+	if err == nil {
+		err = serr
+	}
+	return n, err
 }

@@ -70,11 +70,22 @@ type Session struct {
 
 // JoinNetwork asks the daemon for a place on j.Network.
 func JoinNetwork(runtimeDir string, j Join) (*Session, error) {
+	return open(runtimeDir, Hello{Join: &j})
+}
+
+// HoldLease asks the daemon for an address on l.Network, a kernel macvlan
+// network, held until the session ends (Session.Joined.IP).
+func HoldLease(runtimeDir string, l Lease) (*Session, error) {
+	return open(runtimeDir, Hello{Lease: &l})
+}
+
+// open starts a session with hello and takes the daemon's Joined.
+func open(runtimeDir string, hello Hello) (*Session, error) {
 	c, err := dial(runtimeDir)
 	if err != nil {
 		return nil, err
 	}
-	if err := wire.Send(c, Hello{Join: &j}); err != nil {
+	if err := wire.Send(c, hello); err != nil {
 		c.Close()
 		return nil, err
 	}

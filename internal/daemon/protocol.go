@@ -8,7 +8,9 @@
 // its command runs, a dial channel into the sandbox (the loopback fast
 // path of its published ports). The session lasting is the membership:
 // when the connection closes, for whatever reason, the member's address
-// and ports are released.
+// and ports are released. A member of a kernel macvlan network, whose
+// segment is the kernel's, holds a lease session instead (Lease): only its
+// address, released the same way.
 package daemon
 
 import (
@@ -26,9 +28,11 @@ type Link struct {
 }
 
 // Hello is the first message on a connection: a Join starts a member
-// session, a Request is a one-shot change to another session's member.
+// session, a Lease a lease session, a Request is a one-shot change to
+// another session's member.
 type Hello struct {
 	Join    *Join    `json:"join,omitempty"`
+	Lease   *Lease   `json:"lease,omitempty"`
 	Request *Request `json:"request,omitempty"`
 }
 
@@ -53,7 +57,19 @@ type Join struct {
 	FastPath bool `json:"fast_path,omitempty"`
 }
 
-// Joined answers Join: the member's configuration, or Error.
+// Lease asks for an address on a kernel macvlan network, whose segment is
+// the kernel's: the daemon serves no member there, it only holds the
+// address in the network store for as long as the session lasts, and
+// gives it back when the connection closes, even if the supervisor was
+// killed with SIGKILL.
+type Lease struct {
+	SandboxID string     `json:"sandbox_id"`
+	Network   string     `json:"network"`
+	IP        netip.Addr `json:"ip,omitzero"` // static --ip, or the address held before a daemon restart
+}
+
+// Joined answers Join: the member's configuration, or Error. It answers
+// Lease too, with Network and IP only.
 type Joined struct {
 	Error     string            `json:"error,omitempty"`
 	Network   netstore.Network  `json:"network"`

@@ -39,6 +39,7 @@ type Server struct {
 	mu       sync.Mutex
 	segments map[string]*segment.Segment // by network ID
 	members  map[string]*member          // by memberKey
+	leases   int                         // lease sessions (Lease)
 	idle     *time.Timer
 	done     chan struct{}
 }
@@ -117,9 +118,10 @@ func Serve(runtimeDir string, cfg Config) error {
 	return nil
 }
 
-// armIdle starts the idle countdown when no member is left; s.mu is held.
+// armIdle starts the idle countdown when no member or lease is left;
+// s.mu is held.
 func (s *Server) armIdle() {
-	if len(s.members) > 0 {
+	if !s.idleNow() {
 		if s.idle != nil {
 			s.idle.Stop()
 			s.idle = nil
@@ -132,7 +134,7 @@ func (s *Server) armIdle() {
 	s.idle = time.AfterFunc(idleGrace, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if len(s.members) == 0 {
+		if s.idleNow() {
 			select {
 			case <-s.done:
 			default:
@@ -141,6 +143,9 @@ func (s *Server) armIdle() {
 		}
 	})
 }
+
+// idleNow: no session needs the daemon; s.mu is held.
+func (s *Server) idleNow() bool { return len(s.members) == 0 && s.leases == 0 }
 
 // dropStaleLeases forgets the addresses of sandboxes that are gone, so a
 // restarted daemon frees them but never those of living members.
@@ -187,6 +192,10 @@ func (s *Server) session(c *net.UnixConn) {
 	if err != nil {
 		return
 	}
+	if hello.Lease != nil {
+		s.lease(c, *hello.Lease)
+		return
+	}
 	if hello.Join == nil {
 		if hello.Request != nil {
 			wire.Send(c, s.request(*hello.Request))
@@ -222,6 +231,45 @@ func (s *Server) session(c *net.UnixConn) {
 		}
 		closeFDs(fds)
 		wire.Send(c, s.changePorts(m, req))
+	}
+}
+
+// lease serves a lease session: the address is held for as long as the
+// connection lasts, then dropped, however its supervisor ended.
+func (s *Server) lease(c *net.UnixConn, l Lease) {
+	n, err := s.store.Get(l.Network)
+	if err == nil && n.Options[netstore.OptParent] == "" {
+		err = fmt.Errorf("network %s is a segment served here: join it instead of leasing an address", n.Name)
+	}
+	var ip netip.Addr
+	if err == nil {
+		ip, err = s.store.AllocateLease(n.ID, l.SandboxID, l.IP)
+	}
+	if err != nil {
+		wire.Send(c, Joined{Error: err.Error()})
+		return
+	}
+	s.mu.Lock()
+	s.leases++
+	s.armIdle()
+	s.mu.Unlock()
+	defer func() {
+		if err := s.store.DropLease(n.ID, l.SandboxID); err != nil {
+			s.log.Warn("drop lease", "sandbox", l.SandboxID, "err", err)
+		}
+		s.mu.Lock()
+		s.leases--
+		s.armIdle()
+		s.mu.Unlock()
+	}()
+	wire.Send(c, Joined{Network: n, IP: ip})
+	for {
+		var ignored Request
+		fds, err := wire.Recv(c, &ignored)
+		closeFDs(fds)
+		if err != nil {
+			return
+		}
 	}
 }
 

@@ -44,7 +44,7 @@ const (
 // BridgeName is the name of the built-in default network.
 const BridgeName = "bridge"
 
-// The built-in bridge network's addressing (DESIGN, Defaults).
+// The built-in bridge network's addressing (Docker's; see README.md, Usage).
 var (
 	bridgeSubnet  = netip.MustParsePrefix("172.17.0.0/16")
 	bridgeGateway = netip.MustParseAddr("172.17.0.1")

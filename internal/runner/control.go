@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/netns-run/netns-run/forward"
 	"github.com/netns-run/netns-run/internal/daemon"
 	"github.com/netns-run/netns-run/internal/ipam"
 	"github.com/netns-run/netns-run/internal/registry"
@@ -20,11 +21,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ControlRequest is what `netns-run network connect|disconnect` asks a
-// sandbox's supervisor, over its control socket.
+// ControlRequest is what `netns-run network connect|disconnect` and
+// `netns-run port add|rm` ask a sandbox's supervisor, over its control
+// socket.
 type ControlRequest struct {
-	Connect    *ConnectRequest `json:"connect,omitempty"`
-	Disconnect string          `json:"disconnect,omitempty"` // network name or id
+	Connect     *ConnectRequest `json:"connect,omitempty"`
+	Disconnect  string          `json:"disconnect,omitempty"` // network name or id
+	AddPorts    *PortsRequest   `json:"add_ports,omitempty"`
+	RemovePorts *PortsRequest   `json:"remove_ports,omitempty"`
 }
 
 // ConnectRequest puts a running sandbox on one more network.
@@ -34,29 +38,50 @@ type ConnectRequest struct {
 	Aliases []string   `json:"aliases,omitempty"`
 }
 
+// PortsRequest publishes more ports of a running sandbox, or withdraws
+// some; a withdrawn mapping without a host port or address matches any.
+type PortsRequest struct {
+	Ports []forward.Mapping `json:"ports"`
+}
+
 // controlReply answers a ControlRequest.
 type controlReply struct {
-	Error string `json:"error,omitempty"`
+	Error string            `json:"error,omitempty"`
+	Ports []forward.Mapping `json:"ports,omitempty"` // the sandbox's published ports after AddPorts or RemovePorts
 }
 
 // Control sends req to the supervisor listening on socket.
 func Control(socket string, req ControlRequest) error {
+	_, err := control1(socket, req)
+	return err
+}
+
+// ChangePorts sends req, an AddPorts or RemovePorts, to the supervisor
+// listening on socket and returns the sandbox's published ports after the
+// change.
+func ChangePorts(socket string, req ControlRequest) ([]forward.Mapping, error) {
+	rep, err := control1(socket, req)
+	return rep.Ports, err
+}
+
+// control1 is one request and its reply.
+func control1(socket string, req ControlRequest) (controlReply, error) {
 	c, err := wire.Dial(socket)
 	if err != nil {
-		return fmt.Errorf("reach the sandbox's supervisor (is it running?): %w", err)
+		return controlReply{}, fmt.Errorf("reach the sandbox's supervisor (is it running?): %w", err)
 	}
 	defer c.Close()
 	if err := wire.Send(c, req); err != nil {
-		return err
+		return controlReply{}, err
 	}
 	var rep controlReply
 	if _, err := wire.Recv(c, &rep); err != nil {
-		return fmt.Errorf("the sandbox's supervisor: %w", err)
+		return rep, fmt.Errorf("the sandbox's supervisor: %w", err)
 	}
 	if rep.Error != "" {
-		return errors.New(rep.Error)
+		return rep, errors.New(rep.Error)
 	}
-	return nil
+	return rep, nil
 }
 
 // attachment is a network joined with network connect.
@@ -113,15 +138,19 @@ func (c *control) serve(conn *net.UnixConn) {
 	if err != nil {
 		return
 	}
+	rep := controlReply{}
 	switch {
 	case req.Connect != nil:
 		err = c.connect(*req.Connect)
 	case req.Disconnect != "":
 		err = c.disconnect(req.Disconnect)
+	case req.AddPorts != nil:
+		rep.Ports, err = c.r.changePorts(req.AddPorts.Ports, nil)
+	case req.RemovePorts != nil:
+		rep.Ports, err = c.r.changePorts(nil, req.RemovePorts.Ports)
 	default:
 		err = errors.New("empty request")
 	}
-	rep := controlReply{}
 	if err != nil {
 		rep.Error = err.Error()
 	}
@@ -134,7 +163,7 @@ func (c *control) connect(req ConnectRequest) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r := c.r
-	join := daemon.Join{SandboxID: r.id, Name: r.opts.Name, Network: req.Network, IP: req.IP, Aliases: req.Aliases, Secondary: true}
+	join := daemon.Join{SandboxID: r.id, Name: r.name, Network: req.Network, IP: req.IP, Aliases: req.Aliases, Secondary: true}
 	sess, err := daemon.JoinNetwork(r.rt, join)
 	if err != nil {
 		return err
@@ -157,7 +186,7 @@ func (c *control) connect(req ConnectRequest) error {
 	c.nextIf++
 	m := newMembership(sess)
 	join.IP = j.IP
-	go r.keepMembership(m, join, link.FD, c.sb)
+	go r.keepMembership(m, join.Network, func() (*daemon.Session, error) { return r.rejoin(join, link.FD, c.sb) })
 	a := &attachment{m: m, fd: link.FD, ep: registry.Endpoint{
 		Network: j.Network.Name, NetworkID: j.Network.ID, Interface: name, IP: j.IP,
 		Prefix: j.Network.Subnet.Bits(), Gateway: j.Network.Gateway, MAC: j.MAC, Aliases: req.Aliases,

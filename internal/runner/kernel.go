@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	"github.com/netns-run/netns-run/forward"
+	"github.com/netns-run/netns-run/internal/daemon"
 	"github.com/netns-run/netns-run/internal/ipam"
 	"github.com/netns-run/netns-run/internal/netstore"
 	"github.com/netns-run/netns-run/internal/registry"
@@ -32,26 +33,20 @@ func (r *run) kernelMacvlan(n netstore.Network) (int, error) {
 			return sandbox.ExitOwnError, privileged(fmt.Errorf("make %s promiscuous: %w", parentName, err), parentName)
 		}
 	}
-	store, err := openStore()
+	ip, err := r.holdLease(n)
 	if err != nil {
 		return sandbox.ExitOwnError, err
 	}
-	ip, err := store.AllocateLease(n.ID, r.id, r.opts.IP)
-	if err != nil {
-		return sandbox.ExitOwnError, err
-	}
-	defer store.DropLease(n.ID, r.id)
 	mac := ipam.MAC(ip)
-	if len(r.opts.DNS) == 0 {
-		// On the parent's LAN the host's own resolvers serve, as Docker's
-		// macvlan driver gives them; a loopback one would be the sandbox's.
-		for _, up := range HostUpstreams() {
-			if !up.Addr().IsLoopback() {
-				r.opts.DNS = append(r.opts.DNS, up.Addr())
-			}
+	// On the parent's LAN the host's own resolvers serve, as Docker's
+	// macvlan driver gives them; a loopback one would be the sandbox's.
+	var nameservers []netip.Addr
+	for _, up := range HostUpstreams() {
+		if !up.Addr().IsLoopback() {
+			nameservers = append(nameservers, up.Addr())
 		}
 	}
-	p := placement{ip: ip, prefix: n.Subnet, gateway: n.Gateway, mac: mac, kernel: true}
+	p := placement{ip: ip, prefix: n.Subnet, gateway: n.Gateway, nameservers: nameservers, mac: mac, kernel: true}
 	r.reg.Update(r.id, func(rec *registry.Record) { rec.Network, rec.NetworkID = n.Name, n.ID })
 	sb, err := r.startSandbox(p, nil)
 	if err != nil {
@@ -65,23 +60,51 @@ func (r *run) kernelMacvlan(n netstore.Network) (int, error) {
 	mtu := parent.Attrs().MTU
 	mv := &netlink.Macvlan{LinkAttrs: netlink.LinkAttrs{Name: tmp, ParentIndex: parent.Attrs().Index, MTU: mtu, HardwareAddr: mac}, Mode: mode}
 	if err := netlink.LinkAdd(mv); err != nil {
-		sb.Kill()
 		return sandbox.ExitOwnError, privileged(fmt.Errorf("create a macvlan on %s: %w", parentName, err), parentName)
 	}
+	// Once moved, the macvlan is the sandbox's: it goes with its namespace
+	// (and its index here may name another link by then).
+	moved := false
+	r.undo.push(func() {
+		if !moved {
+			netlink.LinkDel(mv)
+		}
+	})
 	if err := netlink.LinkSetNsPid(mv, sb.Pid()); err != nil {
-		netlink.LinkDel(mv)
-		sb.Kill()
 		return sandbox.ExitOwnError, privileged(fmt.Errorf("move the macvlan into the sandbox: %w", err), parentName)
 	}
+	moved = true
 	_, err = sb.AddLink(tap.Config{
 		Name: "eth0", Mode: tap.ModeAdopt, Adopt: tmp, MTU: mtu, MAC: mac.String(),
 		Address: netip.PrefixFrom(ip, n.Subnet.Bits()), Gateway: n.Gateway,
 	})
 	if err != nil {
-		sb.Kill()
 		return sandbox.ExitOwnError, err
 	}
 	return r.runAndWait(sb, p, []forward.Mapping{}, nil)
+}
+
+// holdLease takes the sandbox's address on n in a lease session with the
+// daemon, which gives it back as soon as the session closes, however this
+// process ends (a SIGKILL included), and re-takes it from the next daemon
+// if this one dies. A normal end drops it here at once, without waiting
+// for the daemon to see the session close.
+func (r *run) holdLease(n netstore.Network) (netip.Addr, error) {
+	lease := daemon.Lease{SandboxID: r.id, Network: n.ID, IP: r.opts.IP}
+	sess, err := daemon.HoldLease(r.rt, lease)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	r.undo.push(func() {
+		if store, err := openStore(); err == nil {
+			store.DropLease(n.ID, r.id)
+		}
+	})
+	m := newMembership(sess)
+	r.undo.push(m.end) // first: no rejoin re-takes the lease after the drop
+	lease.IP = sess.Joined.IP
+	go r.keepMembership(m, n.Name, func() (*daemon.Session, error) { return daemon.HoldLease(r.rt, lease) })
+	return lease.IP, nil
 }
 
 // privileged adds what to do to a permission error.

@@ -41,17 +41,22 @@ func (r *run) private() (int, error) {
 	if err != nil {
 		return sandbox.ExitOwnError, err
 	}
-	closeListeners := func() {
+	r.undo.push(func() {
 		for _, l := range listeners {
 			l.Close()
 		}
-	}
+	})
 	bound := make([]forward.Mapping, len(listeners))
 	for i, l := range listeners {
 		bound[i] = l.Mapping()
 	}
+	// The DNS and port services end with ctx (below); waited for once the
+	// stack is closed too.
+	var wg sync.WaitGroup
+	r.undo.push(wg.Wait)
 	p := placement{
-		ip: privateMember, prefix: privateSubnet, gateway: privateGateway, resolver: privateResolver,
+		ip: privateMember, prefix: privateSubnet, gateway: privateGateway,
+		nameservers: []netip.Addr{privateResolver}, linkMode: opts.LinkMode,
 		mac: ipam.MAC(privateMember), gwMAC: ipam.MAC(privateGateway),
 	}
 	// The stack is built while the agent starts; only the link waits for eth0.
@@ -62,40 +67,32 @@ func (r *run) private() (int, error) {
 			GatewayMAC: p.gwMAC, MTU: uint32(opts.MTU),
 			HostLoopback: opts.HostLoopback, Logger: r.log,
 		})
+		if err == nil {
+			r.undo.push(gw.Close)
+		}
 		return err
 	})
 	if err != nil {
-		if gw != nil {
-			gw.Close()
-		}
-		closeListeners()
 		return statusOf(err), err
 	}
 	link := sb.Link()
 	if err := gw.AttachFD(stack.Link{FD: link.FD, Packet: link.Mode == tap.ModePacket}); err != nil {
-		sb.Kill()
-		gw.Close()
-		closeListeners()
 		return sandbox.ExitOwnError, err
 	}
 	r.log.Debug("sandbox up", "pid", sb.Pid(), "link", link.Mode)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	if err := serveDNS(ctx, &wg, gw, proxy); err != nil {
-		cancel()
-		sb.Kill()
-		gw.Close()
-		closeListeners()
-		return sandbox.ExitOwnError, err
-	}
-	r.reportAuto(bound)
 	var local forward.LocalDialer
 	if len(listeners) > 0 && r.fastPath {
 		ins := &insideDialer{sb: sb, addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1"), privateMember}}
-		defer ins.Close()
+		r.undo.push(ins.Close)
 		local = ins
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.undo.push(cancel)
+	if err := serveDNS(ctx, &wg, gw, proxy); err != nil {
+		return sandbox.ExitOwnError, err
+	}
+	r.reportAuto(bound)
 	for _, l := range listeners {
 		wg.Add(1)
 		go func() {
@@ -103,11 +100,7 @@ func (r *run) private() (int, error) {
 			l.Serve(ctx, privateMember, gw, local)
 		}()
 	}
-	code, err := r.runAndWait(sb, p, bound, nil)
-	cancel()
-	gw.Close()
-	wg.Wait()
-	return code, err
+	return r.runAndWait(sb, p, bound, nil)
 }
 
 // insideDialer is the loopback fast path of published ports: the host's

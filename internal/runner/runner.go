@@ -78,16 +78,18 @@ type Options struct {
 	Stderr io.Writer // where netns-run's own notices go
 }
 
-// placement is where on its network a sandbox sits.
+// placement is where on its network a sandbox sits, and what follows
+// from it; the paths fill it in so that Options stay as asked.
 type placement struct {
-	ip       netip.Addr
-	prefix   netip.Prefix
-	gateway  netip.Addr
-	resolver netip.Addr
-	mac      net.HardwareAddr
-	gwMAC    net.HardwareAddr
-	extra    []hosts.Entry // link entries
-	kernel   bool          // eth0 comes later, a kernel macvlan adopted by the agent
+	ip          netip.Addr
+	prefix      netip.Prefix
+	gateway     netip.Addr
+	nameservers []netip.Addr // resolv.conf's, unless --dns names others
+	mac         net.HardwareAddr
+	gwMAC       net.HardwareAddr
+	linkMode    tap.Mode      // of eth0
+	extra       []hosts.Entry // link entries
+	kernel      bool          // eth0 comes later, a kernel macvlan adopted by the agent
 }
 
 // Run runs the command and returns its exit status. An error is
@@ -117,15 +119,16 @@ func run0(opts Options) (int, error) {
 	if err != nil {
 		return sandbox.ExitOwnError, err
 	}
-	if opts.Name == "" {
-		opts.Name = id[:12]
+	name, hostname := opts.Name, opts.Hostname
+	if name == "" {
+		name = id[:12]
 	}
-	if opts.Hostname == "" {
-		opts.Hostname = id[:12]
+	if hostname == "" {
+		hostname = id[:12]
 	}
 	start, _ := registry.StartTime(os.Getpid())
 	rec := registry.Record{
-		ID: id, Name: opts.Name, Hostname: opts.Hostname, Network: opts.Network,
+		ID: id, Name: name, Hostname: hostname, Network: opts.Network,
 		Aliases: opts.Aliases, Command: opts.Argv, Created: time.Now(),
 		Pid: os.Getpid(), PidStart: start, State: registry.Running,
 		Detached: opts.Detached, AutoRemove: opts.AutoRemove,
@@ -133,7 +136,7 @@ func run0(opts Options) (int, error) {
 	if opts.Detached {
 		rec.LogPath = filepath.Join(reg.Dir(), id+".log")
 	}
-	r := &run{opts: opts, id: id, rt: rt, reg: reg, log: opts.Logger, fastPath: loopbackFastPath()}
+	r := &run{opts: opts, id: id, name: name, hostname: hostname, rt: rt, reg: reg, log: opts.Logger, fastPath: loopbackFastPath()}
 	if opts.Network == Private || opts.Network == None {
 		// No network daemon needs to see the record first (it keeps the
 		// addresses of recorded sandboxes only): startSandbox makes it
@@ -151,28 +154,26 @@ func run0(opts Options) (int, error) {
 	default:
 		code, err = r.sharedOrKernel()
 	}
-	if r.stopExec != nil {
-		r.stopExec()
-	}
-	if r.signals != nil {
-		r.signals.stop()
-	}
+	r.undo.unwind()
 	r.finish(code)
 	return code, err
 }
 
 // run is one sandbox's supervision.
 type run struct {
-	serving  context.Context    // the service of the sandbox's sockets (exec, control, -T)
-	stopExec context.CancelFunc // ends it
-	signals  *signalForwarder   // made by startSandbox, stopped by run0
-	record   *registry.Record   // for startSandbox to create, if run0 did not
-	opts     Options
-	id       string
-	rt       string
-	reg      *registry.Registry
-	log      *slog.Logger
-	fastPath bool // serve loopback clients of published ports from inside (loopbackFastPath)
+	undo      cleanups         // the teardown, unwound by run0
+	serving   context.Context  // the service of the sandbox's sockets (exec, control, -T)
+	signals   *signalForwarder // made by startSandbox
+	record    *registry.Record // for startSandbox to create, if run0 did not
+	published *publishedPorts  // on a shared network only: the ports port add/rm change
+	opts      Options          // as asked: what follows from them is kept here or in the placement
+	id        string
+	name      string
+	hostname  string
+	rt        string
+	reg       *registry.Registry
+	log       *slog.Logger
+	fastPath  bool // serve loopback clients of published ports from inside (loopbackFastPath)
 }
 
 // fastPathEnv turns the loopback fast path of published ports off when
@@ -216,23 +217,23 @@ func (r *run) spec(p placement) sandbox.Spec {
 	// Docker writes --add-host lines before --link lines.
 	extra = append(added, extra...)
 	nameservers := r.opts.DNS
-	if len(nameservers) == 0 && p.resolver.IsValid() {
-		nameservers = []netip.Addr{p.resolver}
+	if len(nameservers) == 0 {
+		nameservers = p.nameservers
 	}
 	var link *tap.Config
 	if p.ip.IsValid() && !p.kernel {
 		link = &tap.Config{
-			Name: "eth0", Mode: r.opts.LinkMode, MTU: r.opts.MTU,
+			Name: "eth0", Mode: p.linkMode, MTU: r.opts.MTU,
 			MAC: p.mac.String(), PeerMAC: p.gwMAC.String(),
 			Address: netip.PrefixFrom(p.ip, p.prefix.Bits()), Gateway: p.gateway,
 		}
 	}
 	return sandbox.Spec{
-		Hostname: r.opts.Hostname,
+		Hostname: r.hostname,
 		Link:     link,
 		Files: map[string][]byte{
-			"/etc/hosts":       hosts.RenderHosts(hosts.Entry{IP: p.ip, Names: []string{r.opts.Hostname}}, extra),
-			"/etc/hostname":    hosts.RenderHostname(r.opts.Hostname),
+			"/etc/hosts":       hosts.RenderHosts(hosts.Entry{IP: p.ip, Names: []string{r.hostname}}, extra),
+			"/etc/hostname":    hosts.RenderHostname(r.hostname),
 			"/etc/resolv.conf": hosts.RenderResolvConf(nameservers, r.opts.DNSSearch, r.opts.DNSOptions),
 		},
 		Argv:        r.opts.Argv,
@@ -279,6 +280,7 @@ func (r *run) startSandbox(p placement, prepare func() error) (*sandbox.Sandbox,
 				}
 			}
 			r.signals = catchSignals()
+			r.undo.push(r.signals.stop)
 			if prepare != nil {
 				return prepare()
 			}
@@ -288,11 +290,14 @@ func (r *run) startSandbox(p placement, prepare func() error) (*sandbox.Sandbox,
 	if err != nil {
 		return nil, err
 	}
+	// Safe after Wait: it only makes sure that nothing of it is left.
+	r.undo.push(sb.Kill)
 	for _, w := range sb.Warnings() {
 		r.log.Warn(w)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r.serving, r.stopExec = ctx, cancel
+	r.serving = ctx
+	r.undo.push(cancel)
 	r.serveHostForwards(ctx, sb)
 	return sb, nil
 }
@@ -359,16 +364,15 @@ func (r *run) reportAuto(bound []forward.Mapping) {
 }
 
 // runAndWait lets the command go, serves the sandbox (serve), passes
-// signals on and returns the command's status. running, when not nil, is
+// signals on and returns the command's status (on error the sandbox is
+// killed by the run's teardown). running, when not nil, is
 // called once the command runs, before Ready.
 func (r *run) runAndWait(sb *sandbox.Sandbox, p placement, ports []forward.Mapping, running func()) (int, error) {
 	r.signals.forwardTo(sb)
 	if err := sb.Run(); err != nil {
-		sb.Kill()
 		return sandbox.ExitOwnError, err
 	}
 	if err := r.serve(sb, p, ports); err != nil {
-		sb.Kill()
 		return sandbox.ExitOwnError, err
 	}
 	if running != nil {

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/netns-run/netns-run/forward"
 	"github.com/netns-run/netns-run/internal/daemon"
 	"github.com/netns-run/netns-run/internal/ipam"
 	"github.com/netns-run/netns-run/internal/registry"
@@ -25,11 +27,8 @@ func (r *run) shared() (int, error) {
 	if opts.LinkMode == tap.ModePacket {
 		return sandbox.ExitOwnError, fmt.Errorf("--link-mode packet works only with --network private: shared networks switch TAP frames")
 	}
-	// The switch needs plain frames: a TAP, not the packet link.
-	opts.LinkMode = tap.ModeTAP
-	r.opts.LinkMode = tap.ModeTAP
 	join := daemon.Join{
-		SandboxID: r.id, Name: opts.Name, Network: opts.Network, IP: opts.IP, MAC: opts.MAC,
+		SandboxID: r.id, Name: r.name, Network: opts.Network, IP: opts.IP, MAC: opts.MAC,
 		Aliases: opts.Aliases, Links: opts.Links, Ports: opts.Publish, HostLoopback: opts.HostLoopback,
 		FastPath: r.fastPath,
 	}
@@ -37,20 +36,20 @@ func (r *run) shared() (int, error) {
 	if err != nil {
 		return sandbox.ExitOwnError, err
 	}
+	r.undo.push(sess.Close)
 	j := sess.Joined
 	mac, err := net.ParseMAC(j.MAC)
 	if err != nil {
-		sess.Close()
 		return sandbox.ExitOwnError, fmt.Errorf("network daemon gave a bad MAC %q", j.MAC)
 	}
 	p := placement{
-		ip: j.IP, prefix: j.Network.Subnet, gateway: j.Network.Gateway, resolver: j.Network.Gateway,
+		ip: j.IP, prefix: j.Network.Subnet, gateway: j.Network.Gateway, nameservers: []netip.Addr{j.Network.Gateway},
 		mac: mac, gwMAC: ipam.MAC(j.Network.Gateway), extra: j.LinkHosts,
+		linkMode: tap.ModeTAP, // the switch needs plain frames: a TAP, not the packet link
 	}
 	r.reg.Update(r.id, func(rec *registry.Record) { rec.Network, rec.NetworkID = j.Network.Name, j.Network.ID })
 	sb, err := r.startSandbox(p, nil)
 	if err != nil {
-		sess.Close()
 		if strings.Contains(err.Error(), "/dev/net/tun") {
 			err = fmt.Errorf("%v (shared networks need a TAP: without /dev/net/tun use --network private)", err)
 		}
@@ -59,16 +58,16 @@ func (r *run) shared() (int, error) {
 	link := sb.Link()
 	// This process keeps its own copy of eth0's descriptor: the TAP then
 	// outlives a daemon crash and can be handed to the next daemon.
-	defer unix.Close(link.FD)
+	r.undo.push(func() { unix.Close(link.FD) })
 	if _, err := sess.Attach(link.FD); err != nil {
-		sess.Close()
-		sb.Kill()
 		return sandbox.ExitOwnError, err
 	}
 	r.reportAuto(j.Ports)
-	join.IP, join.Ports = j.IP, j.Ports
+	join.IP = j.IP
+	r.published = &publishedPorts{ports: j.Ports}
 	m := newMembership(sess)
-	code, err := r.runAndWait(sb, p, j.Ports, func() {
+	r.undo.push(m.end)
+	return r.runAndWait(sb, p, j.Ports, func() {
 		// The agent serves a dial channel once the command runs. It is
 		// sent before keepMembership reads the session (Wait), and before
 		// Ready, so that a detached run's ports take the fast path as soon
@@ -76,10 +75,44 @@ func (r *run) shared() (int, error) {
 		if join.FastPath {
 			r.sendDialChannel(sb, sess)
 		}
-		go r.keepMembership(m, join, link.FD, sb)
+		go r.keepMembership(m, join.Network, func() (*daemon.Session, error) {
+			// The ports as they are now: port add/rm may have changed
+			// them; a change waits until the rejoin is done.
+			r.published.mu.Lock()
+			defer r.published.mu.Unlock()
+			join.Ports = r.published.ports
+			return r.rejoin(join, link.FD, sb)
+		})
 	})
-	m.end()
-	return code, err
+}
+
+// publishedPorts are the ports of a sandbox on its first shared network.
+// Its supervisor owns them: port add/rm come here over the control socket
+// (changePorts), and a rejoin after a daemon restart publishes them as
+// they are now.
+type publishedPorts struct {
+	mu    sync.Mutex // held across a change, and across a rejoin
+	ports []forward.Mapping
+}
+
+// changePorts publishes more ports of the running sandbox, or withdraws
+// some, through the daemon, and records them; it returns the ports after
+// the change.
+func (r *run) changePorts(add, remove []forward.Mapping) ([]forward.Mapping, error) {
+	if r.published == nil {
+		return nil, fmt.Errorf("sandbox %s is not on a shared network (it runs on %s): ports can change at run time only on shared networks (--network bridge or your own)", r.name, r.opts.Network)
+	}
+	r.published.mu.Lock()
+	defer r.published.mu.Unlock()
+	rep, err := daemon.ChangePorts(r.rt, daemon.Request{SandboxID: r.id, AddPorts: add, RemovePorts: remove})
+	if err != nil {
+		return nil, err
+	}
+	r.published.ports = rep.Ports
+	if err := r.reg.Update(r.id, func(rec *registry.Record) { rec.Ports = rep.Ports }); err != nil {
+		return nil, fmt.Errorf("record the ports: %w", err)
+	}
+	return rep.Ports, nil
 }
 
 // sendDialChannel hands the daemon a new dial channel into the sandbox,
@@ -99,24 +132,20 @@ func (r *run) sendDialChannel(sb *sandbox.Sandbox, sess *daemon.Session) {
 	}
 }
 
-// keepMembership re-joins when the daemon ends the session while the
-// sandbox runs (it was killed or crashed), keeping address and ports.
-func (r *run) keepMembership(m *membership, join daemon.Join, fd int, sb *sandbox.Sandbox) {
+// keepMembership opens the session again with again when the daemon ends
+// it while the sandbox runs (it was killed or crashed), keeping address
+// and ports.
+func (r *run) keepMembership(m *membership, network string, again func() (*daemon.Session, error)) {
 	defer close(m.kept)
 	for {
 		if !m.wait() {
 			return
 		}
-		r.log.Warn("the network daemon went away; joining again", "network", join.Network)
-		// netns-run port add/rm changed the ports through the daemon
-		// that is gone; the record holds the ports as they are now.
-		if rec, err := r.reg.Get(r.id); err == nil {
-			join.Ports = rec.Ports
-		}
+		r.log.Warn("the network daemon went away; joining again", "network", network)
 		var err error
 		for i := 0; i < rejoinAttempts; i++ {
 			var sess *daemon.Session
-			if sess, err = r.rejoin(join, fd, sb); err == nil {
+			if sess, err = again(); err == nil {
 				if !m.replace(sess) {
 					return
 				}

@@ -38,7 +38,7 @@ import (
 )
 
 // childEnv marks a re-executed process as the sandbox agent. It is removed
-// from the command's environment (NETNS-NOTES pitfall 11).
+// from the command's environment (docs/ARCHITECTURE.md, Measured facts).
 const childEnv = "_NETNS_RUN_SANDBOX"
 
 // The values of childEnv: an agent waiting for its id maps, or a working one.

@@ -21,7 +21,7 @@ import (
 )
 
 // MTU of userspace segments: netstack's cost is per packet, so frames are
-// as large as Linux allows (docs/ARCHITECTURE.md, "Measured facts").
+// as large as Linux allows (docs/ARCHITECTURE.md, Measured facts: MTU 65520).
 const MTU = 65520
 
 // dnsTTL is short: a member that restarts elsewhere must be found at once.
