@@ -1,5 +1,9 @@
-// Package wire sends JSON messages, optionally with file descriptors,
-// over SOCK_SEQPACKET unix sockets: one message per packet, so no framing.
+// Package wire is the one wire layer between netns-run's own processes
+// (CLI, supervisor, agent, daemon): JSON messages over SOCK_SEQPACKET unix
+// sockets, one message per packet (so no framing of our own), descriptors
+// passed as SCM_RIGHTS, the binary frames of the dial channel, and the
+// peer-credential check that every unix socket server makes. See
+// docs/ARCHITECTURE.md, Processes.
 package wire
 
 import (
@@ -13,17 +17,39 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// maxMessage bounds one packet.
-const maxMessage = 256 << 10
+// MaxMessage bounds one packet; the largest, a sandbox's spec with its
+// hosts files, is a few KiB.
+const MaxMessage = 256 << 10
 
-// maxFDs bounds the descriptors one message may carry.
-const maxFDs = 8
+// MaxFDs bounds the descriptors one message may carry: the kernel's own
+// limit for one SCM_RIGHTS message (SCM_MAX_FD).
+const MaxFDs = 253
 
-// Send writes v as one JSON packet with fds attached.
+// DecodeError is a message that arrived but could not be taken: cut short
+// (MSG_TRUNC, MSG_CTRUNC), not JSON of the expected type, or not exactly one
+// member of its union. The socket itself is fine; its descriptors are
+// closed.
+type DecodeError struct{ Err error }
+
+func (e *DecodeError) Error() string { return "bad message: " + e.Err.Error() }
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// Validator is a message that checks itself once decoded (a tagged union:
+// exactly one member set). Recv calls it.
+type Validator interface{ Validate() error }
+
+// Send writes v as one JSON packet with fds attached. The fds stay the
+// caller's: the kernel passes duplicates.
 func Send(c *net.UnixConn, v any, fds ...int) error {
+	if len(fds) > MaxFDs {
+		return fmt.Errorf("send message: %d descriptors, at most %d", len(fds), MaxFDs)
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode message: %w", err)
+	}
+	if len(b) > MaxMessage {
+		return fmt.Errorf("encode message: %d bytes, at most %d", len(b), MaxMessage)
 	}
 	var oob []byte
 	if len(fds) > 0 {
@@ -35,32 +61,77 @@ func Send(c *net.UnixConn, v any, fds ...int) error {
 	return nil
 }
 
+// SendFiles is Send with the descriptors of files, taken without putting
+// them in blocking mode (as File.Fd would).
+func SendFiles(c *net.UnixConn, v any, files []*os.File) error {
+	fds := make([]int, 0, len(files))
+	var rec func(i int) error
+	rec = func(i int) error {
+		if i == len(files) {
+			return Send(c, v, fds...)
+		}
+		rc, err := files[i].SyscallConn()
+		if err != nil {
+			return fmt.Errorf("descriptor of %s: %w", files[i].Name(), err)
+		}
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			fds = append(fds, int(fd))
+			serr = rec(i + 1)
+		}); err != nil {
+			return fmt.Errorf("descriptor of %s: %w", files[i].Name(), err)
+		}
+		return serr
+	}
+	return rec(0)
+}
+
 // Recv reads one packet into v and returns the descriptors that came with
-// it (close-on-exec, owned by the caller). io.EOF means the peer is gone.
+// it (close-on-exec, the caller's to close). io.EOF means the peer is gone;
+// a *DecodeError, only that this message was bad (its descriptors are
+// closed). If v is a Validator, a message it refuses is a *DecodeError.
 func Recv(c *net.UnixConn, v any) ([]int, error) {
-	b := make([]byte, maxMessage)
+	return recvBounded(c, v, MaxMessage, MaxFDs)
+}
+
+func recvBounded(c *net.UnixConn, v any, maxBytes, maxFDs int) ([]int, error) {
+	b := make([]byte, maxBytes)
 	oob := make([]byte, unix.CmsgSpace(4*maxFDs))
-	n, oobn, _, _, err := c.ReadMsgUnix(b, oob)
+	n, oobn, flags, _, err := c.ReadMsgUnix(b, oob)
 	if err != nil {
 		return nil, err
 	}
-	fds, ferr := parseRights(oob[:oobn])
-	if n == 0 && ferr == nil {
-		closeAll(fds)
+	fds, ferr := ParseRights(oob[:oobn])
+	switch {
+	case ferr != nil:
+		CloseFDs(fds)
+		return nil, &DecodeError{ferr}
+	case flags&unix.MSG_TRUNC != 0:
+		CloseFDs(fds)
+		return nil, &DecodeError{fmt.Errorf("message larger than %d bytes", maxBytes)}
+	case flags&unix.MSG_CTRUNC != 0:
+		CloseFDs(fds)
+		return nil, &DecodeError{errors.New("more descriptors than a message may carry")}
+	case n == 0 && len(fds) == 0:
 		return nil, io.EOF
 	}
-	if ferr != nil {
-		closeAll(fds)
-		return nil, ferr
-	}
 	if err := json.Unmarshal(b[:n], v); err != nil {
-		closeAll(fds)
-		return nil, fmt.Errorf("decode message: %w", err)
+		CloseFDs(fds)
+		return nil, &DecodeError{err}
+	}
+	if val, ok := v.(Validator); ok {
+		if err := val.Validate(); err != nil {
+			CloseFDs(fds)
+			return nil, &DecodeError{err}
+		}
 	}
 	return fds, nil
 }
 
-func parseRights(oob []byte) ([]int, error) {
+// ParseRights returns the descriptors of SCM_RIGHTS control messages,
+// marked close-on-exec. On an error the descriptors found so far come back
+// too, for the caller to close.
+func ParseRights(oob []byte) ([]int, error) {
 	if len(oob) == 0 {
 		return nil, nil
 	}
@@ -72,7 +143,7 @@ func parseRights(oob []byte) ([]int, error) {
 	for i := range msgs {
 		got, err := unix.ParseUnixRights(&msgs[i])
 		if err != nil {
-			continue
+			continue // not SCM_RIGHTS
 		}
 		for _, fd := range got {
 			unix.CloseOnExec(fd)
@@ -82,10 +153,71 @@ func parseRights(oob []byte) ([]int, error) {
 	return fds, nil
 }
 
-func closeAll(fds []int) {
+// CloseFDs closes descriptors received and not taken.
+func CloseFDs(fds []int) {
 	for _, fd := range fds {
 		unix.Close(fd)
 	}
+}
+
+// SocketPair returns a connected SOCK_SEQPACKET pair: this process's end
+// as a connection and the other end as a file to hand to a child process
+// or to send.
+func SocketPair(name string) (*net.UnixConn, *os.File, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("socketpair: %w", err)
+	}
+	own := os.NewFile(uintptr(fds[0]), name)
+	defer own.Close()
+	conn, err := FileConn(own)
+	if err != nil {
+		unix.Close(fds[1])
+		return nil, nil, err
+	}
+	return conn, os.NewFile(uintptr(fds[1]), name+"-peer"), nil
+}
+
+// FileConn makes a connection of a unix socket's file (a duplicate: f stays
+// the caller's).
+func FileConn(f *os.File) (*net.UnixConn, error) {
+	c, err := net.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", f.Name(), err)
+	}
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		c.Close()
+		return nil, fmt.Errorf("%s: not a unix socket (%T)", f.Name(), c)
+	}
+	return uc, nil
+}
+
+// ErrOtherUser: the peer of a unix socket is another user.
+var ErrOtherUser = errors.New("the peer is another user")
+
+// CheckPeer admits a peer of our own uid only. Every socket server calls
+// it first and closes a refused connection without a word: the sockets
+// are 0600 in a 0700 directory, and this holds if that is ever loosened.
+func CheckPeer(c *net.UnixConn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("peer credentials: %w", err)
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := rc.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return fmt.Errorf("peer credentials: %w", err)
+	}
+	if cerr != nil {
+		return fmt.Errorf("peer credentials: %w", cerr)
+	}
+	if int(cred.Uid) != os.Geteuid() {
+		return fmt.Errorf("%w (uid %d)", ErrOtherUser, cred.Uid)
+	}
+	return nil
 }
 
 // Dial connects to a SOCK_SEQPACKET unix socket, also at a path too long
@@ -122,9 +254,4 @@ func Listen(path string) (*net.UnixListener, error) {
 		return nil, err
 	}
 	return ln, nil
-}
-
-// IsGone reports errors that mean the peer closed the connection.
-func IsGone(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.EPIPE)
 }
