@@ -341,7 +341,7 @@ func newNetworkDisconnect() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return runner.Control(rec.ControlSocket, runner.ControlRequest{Disconnect: args[0]})
+			return runner.Control(rec.ControlSocket, runner.ControlRequest{Disconnect: &runner.DisconnectRequest{Network: args[0]}})
 		},
 	}
 }

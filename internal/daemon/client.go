@@ -117,7 +117,7 @@ func (s *Session) SendDialChannel(f *os.File) error {
 	if f != nil {
 		fds = append(fds, int(f.Fd()))
 	}
-	if _, err := s.roundTrip(Request{DialChannel: true}, fds...); err != nil {
+	if _, err := s.roundTrip(Request{DialChannel: &struct{}{}}, fds...); err != nil {
 		return fmt.Errorf("send the dial channel: %w", err)
 	}
 	return nil
@@ -144,7 +144,7 @@ func (s *Session) Wait() error {
 	var r Reply
 	for {
 		fds, err := wire.Recv(s.c, &r)
-		closeFDs(fds)
+		wire.CloseFDs(fds)
 		if err != nil {
 			return err
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/netns-run/netns-run/forward"
 	"github.com/netns-run/netns-run/hosts"
 	"github.com/netns-run/netns-run/internal/netstore"
+	"github.com/netns-run/netns-run/internal/wire"
 )
 
 // Link is one --link NAME[:ALIAS].
@@ -97,11 +98,22 @@ type Request struct {
 	// sends a fresh one: a channel does not outlive the daemon it went to.
 	// With no descriptor it says that none will come (the sandbox could
 	// not open one): loopback clients then take the gVisor path.
-	DialChannel bool `json:"dial_channel,omitempty"`
+	DialChannel *struct{} `json:"dial_channel,omitempty"`
 }
 
 // Reply answers Attach and Request.
 type Reply struct {
 	Error string            `json:"error,omitempty"`
 	Ports []forward.Mapping `json:"ports,omitempty"` // the member's ports after the change
+}
+
+// Validate checks that exactly one member is set.
+func (h *Hello) Validate() error {
+	return wire.ExactlyOne(h.Join != nil, h.Lease != nil, h.Request != nil)
+}
+
+// Validate checks that a request asks for one thing: a change of ports
+// (adding, removing or both) or a dial channel.
+func (r *Request) Validate() error {
+	return wire.ExactlyOne(r.AddPorts != nil || r.RemovePorts != nil, r.DialChannel != nil)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/netns-run/netns-run/forward"
 	"github.com/netns-run/netns-run/hosts"
+	"github.com/netns-run/netns-run/internal/dialchan"
 	"github.com/netns-run/netns-run/internal/ipam"
 	"github.com/netns-run/netns-run/internal/netstore"
 	"github.com/netns-run/netns-run/internal/registry"
@@ -52,7 +53,7 @@ type member struct {
 	ip        netip.Addr
 	mac       net.HardwareAddr
 	listeners []*forward.Listener
-	fast      fastPath // the loopback fast path of the listeners
+	fast      *dialchan.Dialer // the loopback fast path of the listeners
 	ctx       context.Context
 	cancel    context.CancelFunc
 }
@@ -182,24 +183,25 @@ func (s *Server) dropStaleLeases() {
 // session serves one connection: a member's whole life, or one Request.
 func (s *Server) session(c *net.UnixConn) {
 	defer c.Close()
-	if err := peerIsUs(c); err != nil {
+	if err := wire.CheckPeer(c); err != nil {
 		s.log.Warn("refused a connection", "err", err)
 		return
 	}
 	var hello Hello
 	fds, err := wire.Recv(c, &hello)
-	closeFDs(fds)
-	if err != nil {
+	wire.CloseFDs(fds)
+	var bad *wire.DecodeError
+	switch {
+	case errors.As(err, &bad):
+		wire.Send(c, Reply{Error: bad.Error()})
 		return
-	}
-	if hello.Lease != nil {
+	case err != nil:
+		return
+	case hello.Lease != nil:
 		s.lease(c, *hello.Lease)
 		return
-	}
-	if hello.Join == nil {
-		if hello.Request != nil {
-			wire.Send(c, s.request(*hello.Request))
-		}
+	case hello.Request != nil:
+		wire.Send(c, s.request(*hello.Request))
 		return
 	}
 	m, joined := s.join(*hello.Join)
@@ -211,7 +213,7 @@ func (s *Server) session(c *net.UnixConn) {
 	var att Attach
 	fds, err = wire.Recv(c, &att)
 	if err != nil || len(fds) != 1 {
-		closeFDs(fds)
+		wire.CloseFDs(fds)
 		return
 	}
 	if err := s.attach(m, fds[0]); err != nil {
@@ -222,14 +224,18 @@ func (s *Server) session(c *net.UnixConn) {
 	for {
 		var req Request
 		fds, err := wire.Recv(c, &req)
+		if errors.As(err, &bad) {
+			wire.Send(c, Reply{Error: bad.Error()})
+			continue
+		}
 		if err != nil {
 			return
 		}
-		if req.DialChannel {
+		if req.DialChannel != nil {
 			wire.Send(c, s.dialChannel(m, fds))
 			continue
 		}
-		closeFDs(fds)
+		wire.CloseFDs(fds)
 		wire.Send(c, s.changePorts(m, req))
 	}
 }
@@ -266,7 +272,7 @@ func (s *Server) lease(c *net.UnixConn, l Lease) {
 	for {
 		var ignored Request
 		fds, err := wire.Recv(c, &ignored)
-		closeFDs(fds)
+		wire.CloseFDs(fds)
 		if err != nil {
 			return
 		}
@@ -278,16 +284,17 @@ func (s *Server) lease(c *net.UnixConn, l Lease) {
 // that none will come.
 func (s *Server) dialChannel(m *member, fds []int) Reply {
 	if len(fds) > 1 || m.join.Secondary {
-		closeFDs(fds)
-		m.fast.set(nil)
+		wire.CloseFDs(fds)
+		m.fast.Set(nil)
 		return Reply{Error: "a dial channel comes alone, on the session of the sandbox's first network"}
 	}
 	if len(fds) == 0 {
-		m.fast.set(nil)
+		m.fast.Set(nil)
 		return Reply{}
 	}
-	d, err := newInsideDialer(fds[0], m.ip)
-	m.fast.set(d) // nil on error: the gVisor path
+	f := os.NewFile(uintptr(fds[0]), "dial-channel")
+	err := m.fast.Set(f) // on error none: the gVisor path
+	f.Close()
 	if err != nil {
 		return Reply{Error: fmt.Sprintf("sandbox %s: %v", m.join.Name, err)}
 	}
@@ -337,9 +344,21 @@ func (s *Server) join(j Join) (*member, Joined) {
 		return fail(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &member{join: j, net: n, seg: seg, ip: ip, mac: mac, listeners: ls, ctx: ctx, cancel: cancel}
+	// To the sandbox's 127.0.0.1 first, then to the member's own address,
+	// for a server bound only to it; through the channel its supervisor
+	// sends once the command runs (Join.FastPath), or none.
+	fast, err := dialchan.New(nil, netip.MustParseAddr("127.0.0.1"), ip)
+	if err != nil {
+		cancel()
+		for _, l := range ls {
+			l.Close()
+		}
+		s.store.DropLease(n.ID, j.SandboxID)
+		return fail(err)
+	}
+	m := &member{join: j, net: n, seg: seg, ip: ip, mac: mac, listeners: ls, fast: fast, ctx: ctx, cancel: cancel}
 	if j.FastPath {
-		m.fast.expect()
+		m.fast.Expect()
 	}
 	s.members[memberKey(j.SandboxID, n.ID)] = m
 	s.armIdle()
@@ -409,7 +428,7 @@ func (s *Server) attach(m *member, fd int) error {
 		m.seg.Gateway().AllowHostLoopback(m.ip, true)
 	}
 	for _, l := range m.listeners {
-		go l.Serve(m.ctx, m.ip, m.seg.Gateway(), &m.fast)
+		go l.Serve(m.ctx, m.ip, m.seg.Gateway(), m.fast)
 	}
 	return nil
 }
@@ -421,7 +440,7 @@ func memberKey(sandboxID, networkID string) string { return sandboxID + "/" + ne
 // it was the last member there: the next member starts it anew.
 func (s *Server) leave(m *member) {
 	m.cancel()
-	m.fast.set(nil)
+	m.fast.Close()
 	s.mu.Lock()
 	for _, l := range m.listeners {
 		l.Close()
@@ -476,7 +495,7 @@ func (s *Server) request(r Request) Reply {
 	if m == nil {
 		return Reply{Error: fmt.Sprintf("sandbox %s is not on a network served here", r.SandboxID)}
 	}
-	if r.DialChannel {
+	if r.DialChannel != nil {
 		return Reply{Error: "a dial channel comes on the member's own session"}
 	}
 	return s.changePorts(m, r)
@@ -507,7 +526,7 @@ func (s *Server) changePorts(m *member, r Request) Reply {
 		return Reply{Error: err.Error(), Ports: m.ports()}
 	}
 	for _, l := range added {
-		go l.Serve(m.ctx, m.ip, m.seg.Gateway(), &m.fast)
+		go l.Serve(m.ctx, m.ip, m.seg.Gateway(), m.fast)
 	}
 	m.listeners = append(m.listeners, added...)
 	return Reply{Ports: m.ports()}
@@ -519,29 +538,4 @@ func samePort(have, want forward.Mapping) bool {
 	return have.ContainerPort == want.ContainerPort && have.Proto == want.Proto &&
 		(want.HostPort == 0 || have.HostPort == want.HostPort) &&
 		(!want.HostIP.IsValid() || have.HostIP == want.HostIP)
-}
-
-// peerIsUs refuses connections from other users (the socket is 0600 in a
-// 0700 directory; this is the second lock).
-func peerIsUs(c *net.UnixConn) error {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var cred *unix.Ucred
-	var cerr error
-	raw.Control(func(fd uintptr) { cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
-	if cerr != nil {
-		return cerr
-	}
-	if int(cred.Uid) != os.Getuid() {
-		return errors.New("peer is another user")
-	}
-	return nil
-}
-
-func closeFDs(fds []int) {
-	for _, fd := range fds {
-		unix.Close(fd)
-	}
 }

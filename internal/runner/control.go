@@ -25,10 +25,10 @@ import (
 // `netns-run port add|rm` ask a sandbox's supervisor, over its control
 // socket.
 type ControlRequest struct {
-	Connect     *ConnectRequest `json:"connect,omitempty"`
-	Disconnect  string          `json:"disconnect,omitempty"` // network name or id
-	AddPorts    *PortsRequest   `json:"add_ports,omitempty"`
-	RemovePorts *PortsRequest   `json:"remove_ports,omitempty"`
+	Connect     *ConnectRequest    `json:"connect,omitempty"`
+	Disconnect  *DisconnectRequest `json:"disconnect,omitempty"`
+	AddPorts    *PortsRequest      `json:"add_ports,omitempty"`
+	RemovePorts *PortsRequest      `json:"remove_ports,omitempty"`
 }
 
 // ConnectRequest puts a running sandbox on one more network.
@@ -36,6 +36,17 @@ type ConnectRequest struct {
 	Network string     `json:"network"`
 	IP      netip.Addr `json:"ip,omitzero"`
 	Aliases []string   `json:"aliases,omitempty"`
+}
+
+// DisconnectRequest takes a running sandbox off a network it was
+// connected to.
+type DisconnectRequest struct {
+	Network string `json:"network"` // name or id
+}
+
+// Validate checks that exactly one member is set.
+func (r *ControlRequest) Validate() error {
+	return wire.ExactlyOne(r.Connect != nil, r.Disconnect != nil, r.AddPorts != nil, r.RemovePorts != nil)
 }
 
 // PortsRequest publishes more ports of a running sandbox, or withdraws
@@ -130,26 +141,27 @@ func (r *run) serveControl(ctx context.Context, sb *sandbox.Sandbox) (string, er
 
 func (c *control) serve(conn *net.UnixConn) {
 	defer conn.Close()
+	if wire.CheckPeer(conn) != nil {
+		return // another user: not a word
+	}
 	var req ControlRequest
 	fds, err := wire.Recv(conn, &req)
-	for _, fd := range fds {
-		unix.Close(fd)
-	}
-	if err != nil {
-		return
+	wire.CloseFDs(fds)
+	var bad *wire.DecodeError
+	if err != nil && !errors.As(err, &bad) {
+		return // the client is gone
 	}
 	rep := controlReply{}
 	switch {
+	case err != nil:
 	case req.Connect != nil:
 		err = c.connect(*req.Connect)
-	case req.Disconnect != "":
-		err = c.disconnect(req.Disconnect)
+	case req.Disconnect != nil:
+		err = c.disconnect(req.Disconnect.Network)
 	case req.AddPorts != nil:
 		rep.Ports, err = c.r.changePorts(req.AddPorts.Ports, nil)
 	case req.RemovePorts != nil:
 		rep.Ports, err = c.r.changePorts(nil, req.RemovePorts.Ports)
-	default:
-		err = errors.New("empty request")
 	}
 	if err != nil {
 		rep.Error = err.Error()

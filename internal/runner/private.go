@@ -3,13 +3,13 @@ package runner
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"sync"
 
 	"github.com/netns-run/netns-run/forward"
 	"github.com/netns-run/netns-run/hosts"
+	"github.com/netns-run/netns-run/internal/dialchan"
 	"github.com/netns-run/netns-run/internal/ipam"
 	"github.com/netns-run/netns-run/internal/sandbox"
 	"github.com/netns-run/netns-run/stack"
@@ -83,9 +83,16 @@ func (r *run) private() (int, error) {
 
 	var local forward.LocalDialer
 	if len(listeners) > 0 && r.fastPath {
-		ins := &insideDialer{sb: sb, addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1"), privateMember}}
-		r.undo.push(ins.Close)
-		local = ins
+		// The agent serves a dial channel once the command runs: the
+		// dialer opens one at the first loopback client (and again if the
+		// agent's end went away); until then, and once the sandbox has
+		// ended, those clients take the gVisor path.
+		d, err := dialchan.New(sb.OpenDialChannel, netip.MustParseAddr("127.0.0.1"), privateMember)
+		if err != nil {
+			return sandbox.ExitOwnError, err
+		}
+		r.undo.push(d.Close)
+		local = d
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.undo.push(cancel)
@@ -101,63 +108,6 @@ func (r *run) private() (int, error) {
 		}()
 	}
 	return r.runAndWait(sb, p, bound, nil)
-}
-
-// insideDialer is the loopback fast path of published ports: the host's
-// loopback clients are served by sockets that the sandbox's agent connects
-// inside the sandbox (to its 127.0.0.1, else to the member's own address,
-// for a server bound to it only), relayed kernel socket to kernel socket.
-// The agent's dial channel is opened at the first such client (the agent
-// serves requests only once the command runs); until it can be, and once
-// the sandbox has ended, DialLocal fails and forward falls back to gVisor.
-type insideDialer struct {
-	sb    *sandbox.Sandbox
-	addrs []netip.Addr
-
-	mu     sync.Mutex
-	d      *sandbox.InsideDialer
-	closed bool
-}
-
-func (l *insideDialer) DialLocal(ctx context.Context, port uint16) (net.Conn, error) {
-	d, err := l.dialer()
-	if err != nil {
-		return nil, err
-	}
-	return d.DialTCP(ctx, port)
-}
-
-func (l *insideDialer) dialer() (*sandbox.InsideDialer, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		return nil, sandbox.ErrDialChannelClosed
-	}
-	if l.d != nil {
-		select {
-		case <-l.d.Done(): // the agent went away
-			l.d.Close()
-			l.d = nil
-		default:
-			return l.d, nil
-		}
-	}
-	d, err := l.sb.InsideDialer(l.addrs...)
-	if err != nil {
-		return nil, err
-	}
-	l.d = d
-	return d, nil
-}
-
-func (l *insideDialer) Close() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.closed = true
-	if l.d != nil {
-		l.d.Close()
-		l.d = nil
-	}
 }
 
 func serveDNS(ctx context.Context, wg *sync.WaitGroup, gw *stack.Gateway, proxy *resolver.Proxy) error {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/netns-run/netns-run/hosts"
+	"github.com/netns-run/netns-run/internal/wire"
 	"github.com/netns-run/netns-run/tap"
 	"golang.org/x/sys/unix"
 )
@@ -35,7 +36,7 @@ func ChildMain() {
 		reexecWhenMapped()
 	}
 	f := os.NewFile(controlFD, "sandbox-control")
-	conn, err := fileConn(f) // dups with CLOEXEC; the command must not inherit it
+	conn, err := wire.FileConn(f) // dups with CLOEXEC; the command must not inherit it
 	f.Close()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "netns-run: sandbox agent: %v\n", err)
@@ -61,7 +62,7 @@ func reexecWhenMapped() {
 
 func runAgent(conn *net.UnixConn) int {
 	m, fds, err := recv(conn)
-	closeFDs(fds)
+	wire.CloseFDs(fds)
 	if err != nil || m.Spec == nil {
 		return ExitOwnError // the supervisor is gone or broken; it reports
 	}
@@ -94,15 +95,15 @@ func runAgent(conn *net.UnixConn) int {
 	if err != nil {
 		return fail(conn, ExitOwnError, "%v", err)
 	}
-	reply := message{Warnings: warnings, Listeners: len(listeners)}
+	reply := &made{Warnings: warnings, Listeners: len(listeners)}
 	var passed []int
 	if link.FD >= 0 {
 		reply.Link = &link.Mode
 		passed = append(passed, link.FD)
 	}
 	passed = append(passed, listeners...)
-	err = send(conn, reply, passed...)
-	closeFDs(passed)
+	err = wire.Send(conn, message{Made: reply}, passed...)
+	wire.CloseFDs(passed)
 	if err != nil {
 		return ExitOwnError
 	}
@@ -111,11 +112,11 @@ func runAgent(conn *net.UnixConn) int {
 	// macvlan it moved in), one request at a time.
 	for {
 		m, fds, err := recv(conn)
-		closeFDs(fds)
+		wire.CloseFDs(fds)
 		if err != nil {
 			return ExitOwnError
 		}
-		if m.Start {
+		if m.Start != nil {
 			break
 		}
 		if m.AddLink == nil {
@@ -199,7 +200,7 @@ func runCommand(conn *net.UnixConn, path string, spec *Spec, sigs <-chan os.Sign
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		code := lookPathStatus(err)
-		send(conn, message{Error: lookPathMessage(spec.Argv[0], err), Code: code})
+		wire.Send(conn, message{Failed: &failure{Error: lookPathMessage(spec.Argv[0], err), Code: code}})
 		return code
 	}
 	a := &agent{
@@ -315,7 +316,7 @@ func (a *agent) report(e *agentExec, pid int, ws unix.WaitStatus, stopped bool) 
 	go func() {
 		defer a.reports.Done()
 		<-e.started
-		send(a.conn, message{ExecExited: &execStatus{ID: e.id, Pid: pid, Code: code, Stopped: stopped}})
+		wire.Send(a.conn, message{ExecExited: &execStatus{ID: e.id, Pid: pid, Code: code, Stopped: stopped}})
 	}()
 }
 
@@ -334,7 +335,7 @@ func (a *agent) serve() {
 	for {
 		m, fds, err := recv(a.conn)
 		if err != nil {
-			var bad *decodeError
+			var bad *wire.DecodeError
 			if errors.As(err, &bad) {
 				continue
 			}
@@ -344,15 +345,15 @@ func (a *agent) serve() {
 		case m.Exec != nil:
 			a.startExec(m.Exec, fds)
 		case m.Signal != nil:
-			closeFDs(fds)
+			wire.CloseFDs(fds)
 			a.signalExec(m.Signal)
-		case m.DialChannel && len(fds) == 1:
+		case m.DialChannel != nil && len(fds) == 1:
 			go serveDialChannel(fds[0])
 		case m.AddLink != nil:
-			closeFDs(fds)
+			wire.CloseFDs(fds)
 			go a.addLink(*m.AddLink)
 		default:
-			closeFDs(fds)
+			wire.CloseFDs(fds)
 		}
 	}
 }
@@ -374,7 +375,7 @@ func (a *agent) startExec(req *execMsg, fds []int) {
 		}
 	}()
 	refuse := func(code int, format string, args ...any) {
-		send(a.conn, message{ExecExited: &execStatus{ID: req.ID, Code: code, Error: fmt.Sprintf(format, args...)}})
+		wire.Send(a.conn, message{ExecExited: &execStatus{ID: req.ID, Code: code, Error: fmt.Sprintf(format, args...)}})
 	}
 	if len(files) != 3 {
 		refuse(ExitOwnError, "exec: want 3 descriptors (stdin, stdout, stderr), got %d", len(files))
@@ -419,7 +420,7 @@ func (a *agent) startExec(req *execMsg, fds []int) {
 	a.mu.Lock()
 	if a.stopping {
 		a.mu.Unlock()
-		send(a.conn, message{ExecExited: &execStatus{ID: req.ID, Code: ExitKilled, Stopped: true, Error: "the sandbox is stopping"}})
+		wire.Send(a.conn, message{ExecExited: &execStatus{ID: req.ID, Code: ExitKilled, Stopped: true, Error: "the sandbox is stopping"}})
 		return
 	}
 	if a.byID[req.ID] != nil {
@@ -444,7 +445,7 @@ func (a *agent) startExec(req *execMsg, fds []int) {
 		refuse(code, "%s", msg)
 		return
 	}
-	send(a.conn, message{ExecStarted: &execStatus{ID: req.ID, Pid: pid}})
+	wire.Send(a.conn, message{ExecStarted: &execStatus{ID: req.ID, Pid: pid}})
 	close(e.started)
 }
 
@@ -509,7 +510,7 @@ func executable(p string) error {
 
 // fail reports an error to the supervisor and returns its exit status.
 func fail(conn *net.UnixConn, code int, format string, a ...any) int {
-	send(conn, message{Error: fmt.Sprintf(format, a...), Code: code})
+	wire.Send(conn, message{Failed: &failure{Error: fmt.Sprintf(format, a...), Code: code}})
 	return code
 }
 

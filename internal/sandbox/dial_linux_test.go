@@ -13,6 +13,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/netns-run/netns-run/internal/dialchan"
+	"github.com/netns-run/netns-run/internal/wire"
+	"golang.org/x/sys/unix"
 )
 
 // dialServeEnv makes this test binary, run as a sandbox's command, serve
@@ -100,110 +104,176 @@ func exchange(t *testing.T, c net.Conn, msg string) string {
 	return string(b)
 }
 
-func TestInsideDialer(t *testing.T) {
+// TestDialChannel: a dialchan.Dialer over the sandbox's dial channels
+// reaches servers inside on 127.0.0.1 and on the member's own address
+// (seen there as 127.0.0.1 too), gets refusals at once, and keeps no
+// descriptor after Close.
+func TestDialChannel(t *testing.T) {
 	ts := startDialSandbox(t)
 	lo, member := netip.MustParseAddr(dialLoopbak), netip.MustParseAddr(dialMember)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
 
-	for _, pool := range []bool{true, false} {
-		t.Run(fmt.Sprintf("pool=%v", pool), func(t *testing.T) {
-			if !pool {
-				old := poolBatch
-				poolBatch = 0
-				t.Cleanup(func() { poolBatch = old })
+	t.Run("dialer", func(t *testing.T) {
+		before := countOwnFDs(t)
+		d, err := dialchan.New(ts.OpenDialChannel, lo, member)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := d.DialLocal(ctx, dialLoTCP)
+		if err != nil {
+			t.Fatalf("DialLocal to a server on 127.0.0.1 only: %v", err)
+		}
+		if _, ok := c.(*net.TCPConn); !ok {
+			t.Errorf("DialLocal gave a %T, want a kernel socket (*net.TCPConn)", c)
+		}
+		if got := exchange(t, c, "hi"); !strings.HasPrefix(got, "from 127.0.0.1:") || !strings.HasSuffix(got, "\nhi") {
+			t.Errorf("through 127.0.0.1: %q", got)
+		}
+		c, err = d.DialLocal(ctx, dialEthTCP)
+		if err != nil {
+			t.Fatalf("DialLocal to a server on %s only (127.0.0.1 refuses): %v", dialMember, err)
+		}
+		if got := exchange(t, c, "eth"); !strings.HasPrefix(got, "from 127.0.0.1:") || !strings.HasSuffix(got, "\neth") {
+			t.Errorf("through %s: %q; want it seen as 127.0.0.1", dialMember, got)
+		}
+		start := time.Now()
+		if _, err = d.DialLocal(ctx, dialClosed); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("DialLocal to a closed port: %v, want ECONNREFUSED", err)
+		}
+		if el := time.Since(start); el > time.Second {
+			t.Errorf("a refusal took %v", el)
+		}
+		// Many at once: from the pool and beyond it, through the agent.
+		var wg sync.WaitGroup
+		errs := make(chan error, 100)
+		for i := range 100 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				port := uint16(dialLoTCP)
+				if i%2 == 1 {
+					port = dialEthTCP
+				}
+				c, err := d.DialLocal(ctx, port)
+				if err != nil {
+					errs <- err
+					return
+				}
+				msg := fmt.Sprint("m", i)
+				if got := exchange(t, c, msg); !strings.HasPrefix(got, "from 127.0.0.1:") || !strings.HasSuffix(got, "\n"+msg) {
+					errs <- fmt.Errorf("connection %d: %q", i, got)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		d.Close()
+		if _, err := d.DialLocal(ctx, dialLoTCP); !errors.Is(err, dialchan.ErrClosed) {
+			t.Errorf("DialLocal after Close: %v", err)
+		}
+		if after := countOwnFDs(t); after > before {
+			t.Errorf("%d descriptors before, %d after Close", before, after)
+		}
+	})
+
+	// The agent's half, frame by frame: dials (through each address in
+	// turn), refusals, pool batches and bad requests.
+	t.Run("agent", func(t *testing.T) {
+		f, err := ts.OpenDialChannel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := wire.FileConn(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ask := func(req wire.DialRequest, raw []byte) (wire.DialReply, []int) {
+			t.Helper()
+			if raw == nil {
+				var err error
+				if raw, err = req.Encode(); err != nil {
+					t.Fatal(err)
+				}
 			}
-			before := countOwnFDs(t)
-			d, err := ts.InsideDialer(lo, member)
+			if _, err := conn.Write(raw); err != nil {
+				t.Fatal(err)
+			}
+			conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			buf, oob := make([]byte, 64), make([]byte, unix.CmsgSpace(4*wire.MaxPoolBatch))
+			n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
 			if err != nil {
 				t.Fatal(err)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-
-			c, err := d.DialTCP(ctx, dialLoTCP)
+			fds, _ := wire.ParseRights(oob[:oobn])
+			r, err := wire.DecodeDialReply(buf[:n])
 			if err != nil {
-				t.Fatalf("DialTCP to a server on 127.0.0.1 only: %v", err)
+				t.Fatal(err)
 			}
-			if _, ok := c.(*net.TCPConn); !ok {
-				t.Errorf("DialTCP gave a %T, want a kernel socket (*net.TCPConn)", c)
-			}
-			if got := exchange(t, c, "hi"); !strings.HasPrefix(got, "from 127.0.0.1:") || !strings.HasSuffix(got, "\nhi") {
-				t.Errorf("through 127.0.0.1: %q", got)
-			}
-			c, err = d.DialTCP(ctx, dialEthTCP)
-			if err != nil {
-				t.Fatalf("DialTCP to a server on %s only (127.0.0.1 refuses): %v", dialMember, err)
-			}
-			if got := exchange(t, c, "eth"); !strings.HasPrefix(got, "from "+dialMember+":") || !strings.HasSuffix(got, "\neth") {
-				t.Errorf("through %s: %q", dialMember, got)
-			}
-			start := time.Now()
-			_, err = d.DialTCP(ctx, dialClosed)
-			if !errors.Is(err, syscall.ECONNREFUSED) {
-				t.Errorf("DialTCP to a closed port: %v, want ECONNREFUSED", err)
-			}
-			if el := time.Since(start); el > time.Second {
-				t.Errorf("a refusal took %v", el)
-			}
-
-			// Many at once, pipelined / from the pool and beyond it.
-			var wg sync.WaitGroup
-			errs := make(chan error, 100)
-			for i := range 100 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					c, err := d.DialTCP(ctx, dialLoTCP)
-					if err != nil {
-						errs <- err
-						return
-					}
-					defer c.Close()
-					c.SetDeadline(time.Now().Add(10 * time.Second))
-					msg := fmt.Sprint("m", i)
-					io.WriteString(c, msg)
-					c.(*net.TCPConn).CloseWrite()
-					b, err := io.ReadAll(c)
-					if err != nil || !strings.HasSuffix(string(b), "\n"+msg) {
-						errs <- fmt.Errorf("connection %d: %q, %v", i, b, err)
-					}
-				}()
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Error(err)
-			}
-
-			d.Close()
-			if _, err := d.DialTCP(ctx, dialLoTCP); !errors.Is(err, ErrDialChannelClosed) {
-				t.Errorf("DialTCP after Close: %v", err)
-			}
-			if after := countOwnFDs(t); after > before {
-				t.Errorf("%d descriptors before, %d after Close", before, after)
-			}
-		})
-	}
+			return r, fds
+		}
+		r, fds := ask(wire.DialRequest{ID: 1, Addrs: []netip.Addr{lo, member}, Port: dialEthTCP}, nil)
+		if r.ID != 1 || r.Errno != 0 || r.Index != 1 || len(fds) != 1 {
+			t.Fatalf("dial to the member's address: %+v with %d fds", r, len(fds))
+		}
+		sock := os.NewFile(uintptr(fds[0]), "inside")
+		c, err := net.FileConn(sock)
+		sock.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := exchange(t, c, "raw"); !strings.HasPrefix(got, "from 127.0.0.1:") {
+			t.Errorf("the agent's socket to %s: %q; want it from 127.0.0.1", dialMember, got)
+		}
+		if r, fds := ask(wire.DialRequest{ID: 2, Addrs: []netip.Addr{lo, member}, Port: dialClosed}, nil); r.ID != 2 || r.Errno != unix.ECONNREFUSED || r.Index != 1 || len(fds) != 0 {
+			t.Errorf("dial to a closed port: %+v with %d fds", r, len(fds))
+		}
+		r, fds = ask(wire.DialRequest{ID: 3, Pool: 4}, nil)
+		wire.CloseFDs(fds)
+		if r.ID != 3 || r.Errno != 0 || len(fds) != 4 {
+			t.Errorf("a pool of 4: %+v with %d fds", r, len(fds))
+		}
+		bad, _ := wire.DialRequest{ID: 4, Addrs: []netip.Addr{lo}, Port: 80}.Encode()
+		bad[8] = unix.IPPROTO_UDP
+		if r, fds := ask(wire.DialRequest{}, bad); r.ID != 4 || r.Errno != unix.EINVAL || len(fds) != 0 {
+			t.Errorf("a UDP dial: %+v with %d fds; want EINVAL", r, len(fds))
+		}
+	})
 
 	t.Run("sandbox ends", func(t *testing.T) {
-		d, err := ts.InsideDialer(lo)
+		d, err := dialchan.New(ts.OpenDialChannel, lo)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer d.Close()
-		ts.Kill()
-		select {
-		case <-d.Done():
-		case <-time.After(10 * time.Second):
-			t.Fatal("the dial channel did not end with the sandbox")
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if c, err := d.DialTCP(ctx, dialLoTCP); err == nil {
+		if c, err := d.DialLocal(ctx, dialLoTCP); err != nil {
+			t.Fatal(err)
+		} else {
 			c.Close()
-			t.Error("DialTCP worked after the sandbox ended")
 		}
-		if _, err := ts.InsideDialer(lo); !errors.Is(err, ErrNotRunning) {
-			t.Errorf("InsideDialer after the end: %v, want ErrNotRunning", err)
+		ts.Kill()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			c, err := d.DialLocal(ctx, dialLoTCP)
+			if err != nil {
+				if errors.Is(err, syscall.ECONNREFUSED) {
+					t.Errorf("after the sandbox ended: %v; want no refusal (the gVisor path)", err)
+				}
+				break
+			}
+			c.Close()
+			if time.Now().After(deadline) {
+				t.Fatal("DialLocal still works after the sandbox ended")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if _, err := ts.OpenDialChannel(); !errors.Is(err, ErrNotRunning) {
+			t.Errorf("OpenDialChannel after the end: %v, want ErrNotRunning", err)
 		}
 	})
 }

@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"syscall"
+
+	"github.com/netns-run/netns-run/internal/wire"
 )
 
 // ExecProcess is a process that StartExec started in the sandbox.
@@ -72,7 +74,7 @@ func (p *ExecProcess) Signal(sig os.Signal) error {
 		return nil
 	default:
 	}
-	return send(p.sb.conn, message{Signal: &signalMsg{ID: p.id, Signal: int(s)}})
+	return wire.Send(p.sb.conn, message{Signal: &signalMsg{ID: p.id, Signal: int(s)}})
 }
 
 // Wait waits for the process and returns its exit status (128+N if a
@@ -122,7 +124,7 @@ func (sb *Sandbox) StartExec(ctx context.Context, req ExecRequest, stdio [3]*os.
 	sb.mu.Unlock()
 
 	m := message{Exec: &execMsg{ID: p.id, Argv: req.Argv, Env: req.Env, Dir: req.Dir, Tty: req.Tty}}
-	if err := sendFiles(sb.conn, m, stdio[:]); err != nil {
+	if err := wire.SendFiles(sb.conn, m, stdio[:]); err != nil {
 		sb.mu.Lock()
 		if sb.execs[p.id] == p {
 			delete(sb.execs, p.id)

@@ -125,15 +125,14 @@ func ServeExec(ctx context.Context, ln *net.UnixListener, sb *Sandbox) error {
 // serveExecConn runs one client's exec.
 func serveExecConn(ctx context.Context, c *net.UnixConn, sb *Sandbox) {
 	defer c.Close()
-	reply := func(s execStatus) { send(c, message{ExecExited: &s}) }
-	if err := checkPeer(c); err != nil {
-		reply(execStatus{Code: ExitOwnError, Error: err.Error()})
-		return
+	reply := func(s execStatus) { wire.Send(c, message{ExecExited: &s}) }
+	if wire.CheckPeer(c) != nil {
+		return // another user: not a word
 	}
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	m, fds, err := recv(c)
 	if err != nil {
-		closeFDs(fds)
+		wire.CloseFDs(fds)
 		reply(execStatus{Code: ExitOwnError, Error: fmt.Sprintf("exec: bad request: %v", err)})
 		return
 	}
@@ -164,7 +163,7 @@ func serveExecConn(ctx context.Context, c *net.UnixConn, sb *Sandbox) {
 		reply(s)
 		return
 	}
-	if err := send(c, message{ExecStarted: &execStatus{Pid: p.Pid()}}); err != nil {
+	if err := wire.Send(c, message{ExecStarted: &execStatus{Pid: p.Pid()}}); err != nil {
 		p.Signal(syscall.SIGKILL) // the client is gone
 	}
 
@@ -173,9 +172,9 @@ func serveExecConn(ctx context.Context, c *net.UnixConn, sb *Sandbox) {
 		defer close(clientGone)
 		for {
 			m, fds, err := recv(c)
-			closeFDs(fds)
+			wire.CloseFDs(fds)
 			if err != nil {
-				var bad *decodeError
+				var bad *wire.DecodeError
 				if errors.As(err, &bad) {
 					continue
 				}
@@ -202,29 +201,6 @@ func serveExecConn(ctx context.Context, c *net.UnixConn, sb *Sandbox) {
 	reply(s)
 	c.Close()
 	<-clientGone
-}
-
-// checkPeer admits clients of our own uid only (the socket's mode says
-// the same; this holds if it is ever loosened).
-func checkPeer(c *net.UnixConn) error {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var cred *unix.Ucred
-	var cerr error
-	if err := rc.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return err
-	}
-	if cerr != nil {
-		return fmt.Errorf("exec socket: peer credentials: %w", cerr)
-	}
-	if int(cred.Uid) != os.Getuid() {
-		return fmt.Errorf("exec socket: permission denied for uid %d", cred.Uid)
-	}
-	return nil
 }
 
 // execClientSignals are passed from ExecVia's process to the exec, as
@@ -282,7 +258,7 @@ func ExecVia(socketPath string, req ExecRequest, stdin, stdout, stderr *os.File)
 		stdio = []*os.File{tty.slave, tty.slave, tty.slave}
 	}
 	m := message{Exec: &execMsg{Argv: req.Argv, Env: req.Env, Dir: req.Dir, Tty: req.Tty}}
-	err = sendFiles(conn, m, stdio)
+	err = wire.SendFiles(conn, m, stdio)
 	if tty != nil {
 		tty.slave.Close() // the message holds its own reference
 		tty.start()
@@ -299,9 +275,9 @@ func ExecVia(socketPath string, req ExecRequest, stdin, stdout, stderr *os.File)
 		defer close(replies)
 		for {
 			m, fds, err := recv(conn)
-			closeFDs(fds)
+			wire.CloseFDs(fds)
 			if err != nil {
-				var bad *decodeError
+				var bad *wire.DecodeError
 				if errors.As(err, &bad) {
 					continue
 				}
@@ -328,7 +304,7 @@ func ExecVia(socketPath string, req ExecRequest, stdin, stdout, stderr *os.File)
 				continue
 			}
 			if s, ok := sig.(syscall.Signal); ok {
-				send(conn, message{Signal: &signalMsg{Signal: int(s)}})
+				wire.Send(conn, message{Signal: &signalMsg{Signal: int(s)}})
 			}
 		case m, ok := <-replies:
 			if !ok {

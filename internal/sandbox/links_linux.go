@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/netns-run/netns-run/internal/wire"
 	"github.com/netns-run/netns-run/tap"
 	"golang.org/x/sys/unix"
 )
@@ -40,7 +41,7 @@ func (sb *Sandbox) AddLink(cfg tap.Config) (tap.Link, error) {
 		sb.linkReply = nil
 		sb.mu.Unlock()
 	}()
-	if err := send(sb.conn, message{AddLink: &cfg}); err != nil {
+	if err := wire.Send(sb.conn, message{AddLink: &cfg}); err != nil {
 		return tap.Link{}, err
 	}
 	select {
@@ -54,16 +55,16 @@ func (sb *Sandbox) AddLink(cfg tap.Config) (tap.Link, error) {
 }
 
 func (sb *Sandbox) addLinkBeforeRun(cfg tap.Config) (tap.Link, error) {
-	if err := send(sb.conn, message{AddLink: &cfg}); err != nil {
+	if err := wire.Send(sb.conn, message{AddLink: &cfg}); err != nil {
 		return tap.Link{}, err
 	}
 	m, fds, err := recv(sb.conn)
 	if err != nil {
-		closeFDs(fds)
+		wire.CloseFDs(fds)
 		return tap.Link{}, fmt.Errorf("sandbox agent: %w", err)
 	}
 	if m.LinkAdded == nil {
-		closeFDs(fds)
+		wire.CloseFDs(fds)
 		return tap.Link{}, errors.New("sandbox agent: unexpected answer to AddLink")
 	}
 	reply := make(chan linkResult, 1)
@@ -93,7 +94,7 @@ func (sb *Sandbox) linkAdded(m linkAdded, fds []int) {
 			r.err = errors.New("the sandbox agent sent no descriptor with the interface")
 		}
 	}
-	closeFDs(fds)
+	wire.CloseFDs(fds)
 	sb.mu.Lock()
 	reply := sb.linkReply
 	sb.mu.Unlock()
@@ -110,13 +111,13 @@ func (sb *Sandbox) linkAdded(m linkAdded, fds []int) {
 func (a *agent) addLink(cfg tap.Config) {
 	link, err := tap.Make(cfg)
 	if err != nil {
-		send(a.conn, message{LinkAdded: &linkAdded{Error: fmt.Sprintf("make %s: %v", cfg.Name, err)}})
+		wire.Send(a.conn, message{LinkAdded: &linkAdded{Error: fmt.Sprintf("make %s: %v", cfg.Name, err)}})
 		return
 	}
 	if link.FD < 0 { // an adopted kernel interface: no descriptor
-		send(a.conn, message{LinkAdded: &linkAdded{Mode: link.Mode}})
+		wire.Send(a.conn, message{LinkAdded: &linkAdded{Mode: link.Mode}})
 		return
 	}
-	send(a.conn, message{LinkAdded: &linkAdded{Mode: link.Mode}}, link.FD)
+	wire.Send(a.conn, message{LinkAdded: &linkAdded{Mode: link.Mode}}, link.FD)
 	unix.Close(link.FD)
 }

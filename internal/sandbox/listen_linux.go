@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 
+	"github.com/netns-run/netns-run/internal/wire"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,7 +24,7 @@ func listenLoopback(ports []uint16) ([]int, error) {
 	for _, port := range ports {
 		fd, err := listenTCP(unix.AF_INET, &unix.SockaddrInet4{Port: int(port), Addr: [4]byte{127, 0, 0, 1}})
 		if err != nil {
-			closeFDs(fds)
+			wire.CloseFDs(fds)
 			return nil, fmt.Errorf("listen on the sandbox's 127.0.0.1:%d: %w", port, err)
 		}
 		fds = append(fds, fd)
@@ -34,7 +35,7 @@ func listenLoopback(ports []uint16) ([]int, error) {
 		case errors.Is(err, unix.EAFNOSUPPORT), errors.Is(err, unix.EADDRNOTAVAIL):
 			// No IPv6 in this kernel or on lo: IPv4 only.
 		default:
-			closeFDs(fds)
+			wire.CloseFDs(fds)
 			return nil, fmt.Errorf("listen on the sandbox's [::1]:%d: %w", port, err)
 		}
 	}
@@ -73,7 +74,7 @@ func loopbackListeners(fds []int) ([]net.Listener, error) {
 			for _, l := range out {
 				l.Close()
 			}
-			closeFDs(fds[i+1:])
+			wire.CloseFDs(fds[i+1:])
 			return nil, fmt.Errorf("listener from the sandbox: %w", err)
 		}
 		out = append(out, ln)

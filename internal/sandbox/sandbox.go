@@ -30,10 +30,10 @@
 package sandbox
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
+	"net"
 
+	"github.com/netns-run/netns-run/internal/wire"
 	"github.com/netns-run/netns-run/tap"
 )
 
@@ -59,38 +59,67 @@ const MaxLoopbackTCP = 64
 
 // Spec is what the sandbox is made of.
 type Spec struct {
-	Hostname string
-	Link     *tap.Config // nil: no eth0, only lo (--network none)
+	Hostname string      `json:"hostname"`
+	Link     *tap.Config `json:"link,omitempty"` // nil: no eth0, only lo (--network none)
 	// Files maps a path in the sandbox (/etc/hosts, ...) to its content.
-	Files map[string][]byte
-	Argv  []string
-	Env   []string
+	Files map[string][]byte `json:"files,omitempty"`
+	Argv  []string          `json:"argv"`
+	Env   []string          `json:"env"`
 	// LoopbackTCP are ports the agent listens on, on 127.0.0.1 and ::1,
 	// before the command starts (Sandbox.LoopbackListeners).
-	LoopbackTCP []uint16 `json:",omitempty"`
+	LoopbackTCP []uint16 `json:"loopback_tcp,omitempty"`
 }
 
-// message is one packet on the supervisor-agent socket.
+// message is one packet on the supervisor-agent socket and on the exec
+// socket: a tagged union, exactly one member set (Validate, checked on
+// every receive).
 type message struct {
-	Mapped   bool      `json:"mapped,omitempty"`   // supervisor -> agent: id maps written
-	Spec     *Spec     `json:"spec,omitempty"`     // supervisor -> agent, first
-	Link     *tap.Mode `json:"link,omitempty"`     // agent -> supervisor, with the fd
-	Warnings []string  `json:"warnings,omitempty"` // agent -> supervisor, with Link
-	// Listeners counts the descriptors after Link's: Spec.LoopbackTCP's sockets.
-	Listeners int    `json:"listeners,omitempty"`
-	Start     bool   `json:"start,omitempty"` // supervisor -> agent: run the command
-	Error     string `json:"error,omitempty"` // agent -> supervisor, then it exits
-	Code      int    `json:"code,omitempty"`  // exit status that goes with Error
+	Mapped *struct{} `json:"mapped,omitempty"` // supervisor -> agent: id maps written
+	Spec   *Spec     `json:"spec,omitempty"`   // supervisor -> agent, first
+	Made   *made     `json:"made,omitempty"`   // agent -> supervisor: eth0 made, with its fd and the listeners'
+	Start  *struct{} `json:"start,omitempty"`  // supervisor -> agent: run the command
+	Failed *failure  `json:"failed,omitempty"` // agent -> supervisor, then it exits
 
-	Exec        *execMsg    `json:"exec,omitempty"`        // -> agent, with 3 fds: run a command
-	ExecStarted *execStatus `json:"execStarted,omitempty"` // <- agent: it runs
-	ExecExited  *execStatus `json:"execExited,omitempty"`  // <- agent: it ended, or never started
-	Signal      *signalMsg  `json:"signal,omitempty"`      // -> agent: signal an exec
-	DialChannel bool        `json:"dialChannel,omitempty"` // -> agent, with 1 fd: serve dials on it (dial_linux.go)
+	Exec        *execMsg    `json:"exec,omitempty"`         // -> agent, with 3 fds: run a command
+	ExecStarted *execStatus `json:"exec_started,omitempty"` // <- agent: it runs
+	ExecExited  *execStatus `json:"exec_exited,omitempty"`  // <- agent: it ended, or never started
+	Signal      *signalMsg  `json:"signal,omitempty"`       // -> agent: signal an exec
+	DialChannel *struct{}   `json:"dial_channel,omitempty"` // -> agent, with 1 fd: serve dials on it (dial_linux.go)
 
-	AddLink   *tap.Config `json:"addLink,omitempty"`   // -> agent: make another interface
-	LinkAdded *linkAdded  `json:"linkAdded,omitempty"` // <- agent, with its fd
+	AddLink   *tap.Config `json:"add_link,omitempty"`   // -> agent: make another interface
+	LinkAdded *linkAdded  `json:"link_added,omitempty"` // <- agent, with its fd
 }
+
+// Validate checks that exactly one member is set.
+func (m *message) Validate() error {
+	return wire.ExactlyOne(m.Mapped != nil, m.Spec != nil, m.Made != nil, m.Start != nil, m.Failed != nil,
+		m.Exec != nil, m.ExecStarted != nil, m.ExecExited != nil, m.Signal != nil, m.DialChannel != nil,
+		m.AddLink != nil, m.LinkAdded != nil)
+}
+
+// made is the agent's answer to the spec.
+type made struct {
+	Link     *tap.Mode `json:"link,omitempty"` // with eth0's fd first; nil: lo only
+	Warnings []string  `json:"warnings,omitempty"`
+	// Listeners counts the descriptors after eth0's: Spec.LoopbackTCP's sockets.
+	Listeners int `json:"listeners,omitempty"`
+}
+
+// failure is what stopped the agent, and the exit status it implies.
+type failure struct {
+	Error string `json:"error"`
+	Code  int    `json:"code"`
+}
+
+// recv reads one message of the union.
+func recv(c *net.UnixConn) (message, []int, error) {
+	var m message
+	fds, err := wire.Recv(c, &m)
+	return m, fds, err
+}
+
+// present is the value of a union member that carries nothing but itself.
+var present = &struct{}{}
 
 // linkAdded answers AddLink.
 type linkAdded struct {
@@ -153,22 +182,6 @@ var ErrNotRunning = errors.New("the sandbox is not running")
 // ExitKilled is the status of a process killed by SIGKILL (128+9), as
 // Docker reports an exec killed with its container.
 const ExitKilled = 137
-
-func encode(m message) ([]byte, error) {
-	b, err := json.Marshal(m)
-	if err != nil {
-		return nil, fmt.Errorf("encode message: %w", err)
-	}
-	return b, nil
-}
-
-func decode(b []byte) (message, error) {
-	var m message
-	if err := json.Unmarshal(b, &m); err != nil {
-		return m, fmt.Errorf("decode message: %w", err)
-	}
-	return m, nil
-}
 
 // Error is a failure the agent reported, with the exit status it implies.
 type Error struct {

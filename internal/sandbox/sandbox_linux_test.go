@@ -10,6 +10,7 @@ package sandbox
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netns-run/netns-run/internal/wire"
 	"github.com/netns-run/netns-run/tap"
 	"golang.org/x/sys/unix"
 )
@@ -712,7 +714,7 @@ func TestExecVia(t *testing.T) {
 			t.Fatal(err)
 		}
 		p := newPipes(t, "")
-		if err := sendFiles(c, message{Exec: &execMsg{Argv: []string{"/bin/sleep", "300"}}}, p.child[:]); err != nil {
+		if err := wire.SendFiles(c, message{Exec: &execMsg{Argv: []string{"/bin/sleep", "300"}}}, p.child[:]); err != nil {
 			t.Fatal(err)
 		}
 		m, _, err := recv(c)
@@ -775,19 +777,31 @@ func TestLookPathIn(t *testing.T) {
 	}
 }
 
-// TestMessages checks the protocol's JSON names.
+// TestMessages checks the protocol's JSON names and that a message is
+// one member of the union.
 func TestMessages(t *testing.T) {
-	b, err := encode(message{Exec: &execMsg{Argv: []string{"a"}, Tty: true}})
-	if err != nil || string(b) != `{"exec":{"argv":["a"],"env":null,"tty":true}}` {
-		t.Errorf("exec: %s, %v", b, err)
+	for _, c := range []struct {
+		m    message
+		want string
+	}{
+		{message{Exec: &execMsg{Argv: []string{"a"}, Tty: true}}, `{"exec":{"argv":["a"],"env":null,"tty":true}}`},
+		{message{ExecExited: &execStatus{ID: 2, Pid: 9, Code: 0}}, `{"exec_exited":{"id":2,"pid":9,"code":0}}`},
+		{message{Signal: &signalMsg{Signal: 2}}, `{"signal":{"signal":2}}`},
+		{message{Start: present}, `{"start":{}}`},
+	} {
+		b, err := json.Marshal(c.m)
+		if err != nil || string(b) != c.want {
+			t.Errorf("%s, %v; want %s", b, err, c.want)
+		}
+		var back message
+		if err := json.Unmarshal(b, &back); err != nil || back.Validate() != nil {
+			t.Errorf("%s: decoded %v, valid: %v", b, err, back.Validate())
+		}
 	}
-	b, _ = encode(message{ExecExited: &execStatus{ID: 2, Pid: 9, Code: 0}})
-	if string(b) != `{"execExited":{"id":2,"pid":9,"code":0}}` {
-		t.Errorf("execExited: %s", b)
-	}
-	b, _ = encode(message{Signal: &signalMsg{Signal: 2}})
-	if string(b) != `{"signal":{"signal":2}}` {
-		t.Errorf("signal: %s", b)
+	for _, bad := range []message{{}, {Start: present, Mapped: present}, {Exec: &execMsg{}, Signal: &signalMsg{}}} {
+		if err := bad.Validate(); err == nil {
+			t.Errorf("%+v: want an error (not exactly one member)", bad)
+		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/netns-run/netns-run/internal/wire"
 	"github.com/netns-run/netns-run/tap"
 	"golang.org/x/sys/unix"
 )
@@ -75,7 +76,7 @@ func Start(spec Spec, opts Options) (*Sandbox, error) {
 		}
 		idmap = m
 	}
-	conn, childEnd, err := socketPair()
+	conn, childEnd, err := wire.SocketPair("sandbox-control")
 	if err != nil {
 		return nil, err
 	}
@@ -134,37 +135,42 @@ func (sb *Sandbox) handshake(spec Spec, idmap *idMapping) error {
 		if err := idmap.apply(sb.cmd.Process.Pid); err != nil {
 			return err
 		}
-		if err := send(sb.conn, message{Mapped: true}); err != nil {
+		if err := wire.Send(sb.conn, message{Mapped: present}); err != nil {
 			return err
 		}
 	}
-	if err := send(sb.conn, message{Spec: &spec}); err != nil {
+	if err := wire.Send(sb.conn, message{Spec: &spec}); err != nil {
 		return err
 	}
 	m, fds, err := recv(sb.conn)
 	if err != nil {
 		return sb.agentFailure(err)
 	}
-	if m.Error != "" {
-		closeFDs(fds)
-		return &Error{Msg: m.Error, Code: m.Code}
+	if m.Failed != nil {
+		wire.CloseFDs(fds)
+		return &Error{Msg: m.Failed.Error, Code: m.Failed.Code}
 	}
+	if m.Made == nil {
+		wire.CloseFDs(fds)
+		return errors.New("sandbox agent answered the spec with something else")
+	}
+	made := m.Made
 	nLink := 0
-	if m.Link != nil {
+	if made.Link != nil {
 		nLink = 1
 	}
-	if (spec.Link != nil && m.Link == nil) || len(fds) != nLink+m.Listeners || m.Listeners < 0 {
-		closeFDs(fds)
-		return fmt.Errorf("sandbox agent sent %d descriptors for %d listeners and link %v", len(fds), m.Listeners, m.Link != nil)
+	if (spec.Link != nil && made.Link == nil) || len(fds) != nLink+made.Listeners || made.Listeners < 0 {
+		wire.CloseFDs(fds)
+		return fmt.Errorf("sandbox agent sent %d descriptors for %d listeners and link %v", len(fds), made.Listeners, made.Link != nil)
 	}
 	if sb.listeners, err = loopbackListeners(fds[nLink:]); err != nil {
-		closeFDs(fds[:nLink])
+		wire.CloseFDs(fds[:nLink])
 		return err
 	}
-	if m.Link != nil {
-		sb.link = tap.Link{FD: fds[0], Mode: *m.Link}
+	if made.Link != nil {
+		sb.link = tap.Link{FD: fds[0], Mode: *made.Link}
 	}
-	sb.warnings = m.Warnings
+	sb.warnings = made.Warnings
 	return nil
 }
 
@@ -212,7 +218,7 @@ func (sb *Sandbox) Run() error {
 	if sb.running {
 		return fmt.Errorf("sandbox: Run called twice")
 	}
-	if err := send(sb.conn, message{Start: true}); err != nil {
+	if err := wire.Send(sb.conn, message{Start: present}); err != nil {
 		return err
 	}
 	sb.running = true
@@ -227,7 +233,7 @@ func (sb *Sandbox) read() {
 	for {
 		m, fds, err := recv(sb.conn)
 		if err != nil {
-			var bad *decodeError
+			var bad *wire.DecodeError
 			if errors.As(err, &bad) {
 				continue
 			}
@@ -237,7 +243,7 @@ func (sb *Sandbox) read() {
 			sb.linkAdded(*m.LinkAdded, fds)
 			continue
 		}
-		closeFDs(fds)
+		wire.CloseFDs(fds)
 		sb.mu.Lock()
 		switch {
 		case m.ExecStarted != nil:
@@ -250,8 +256,8 @@ func (sb *Sandbox) read() {
 				delete(sb.execs, s.ID)
 				p.finish(s.Code, statusError(s))
 			}
-		case m.Error != "":
-			sb.reported = &Error{Msg: m.Error, Code: m.Code}
+		case m.Failed != nil:
+			sb.reported = &Error{Msg: m.Failed.Error, Code: m.Failed.Code}
 		}
 		sb.mu.Unlock()
 	}

@@ -1,0 +1,315 @@
+package dialchan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/netns-run/netns-run/internal/wire"
+	"golang.org/x/sys/unix"
+)
+
+// A dial to IPv4 addresses needs no round trip at all, as in pasta: a
+// socket belongs to the network namespace it was created in, whoever
+// connects it later, so a channel keeps a small pool of unconnected sockets
+// that the agent made (refilled in batches, in the background) and
+// connects them itself. Only when the pool is empty does a dial go to the
+// agent. Measured with wrk, a new connection per request, 32 at once: the
+// pool made 7% more requests per second than a round trip per connection
+// and cost 12% less CPU per request in netns-run and its agent.
+//
+// The pool is refilled with poolBatch sockets whenever it falls below
+// poolLow, so it holds at most poolLow+poolBatch (descriptors of this
+// process, a few hundred bytes of kernel memory each). Tests set poolBatch
+// to 0 to dial through the agent every time.
+var (
+	poolBatch = 16
+	poolLow   = 8
+)
+
+// channel is one dial channel: dials pipelined on it, answered by the agent
+// in whatever order they end, and the pool.
+type channel struct {
+	conn  *net.UnixConn
+	addrs []netip.Addr
+	done  chan struct{} // closed when the reader has stopped
+
+	mu        sync.Mutex
+	nextID    uint64
+	pending   map[uint64]chan reply
+	closed    bool
+	pool      []int // unconnected AF_INET TCP sockets of the sandbox
+	refilling bool
+}
+
+type reply struct {
+	wire.DialReply
+	fds []int // none with an error
+}
+
+func (r reply) close() { wire.CloseFDs(r.fds) }
+
+func newChannel(f *os.File, addrs []netip.Addr) (*channel, error) {
+	conn, err := wire.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("dial channel: %w", err)
+	}
+	ch := &channel{conn: conn, addrs: addrs, done: make(chan struct{}), pending: map[uint64]chan reply{}}
+	go ch.read()
+	return ch, nil
+}
+
+// close ends the channel; dials waiting fail.
+func (ch *channel) close() {
+	ch.mu.Lock()
+	ch.closed = true
+	ch.mu.Unlock()
+	ch.conn.Close()
+	<-ch.done
+	ch.mu.Lock()
+	wire.CloseFDs(ch.pool)
+	ch.pool = nil
+	ch.mu.Unlock()
+}
+
+// dialTCP connects to port at the first of the addresses that does not
+// refuse, with a socket of the pool while there is one.
+func (ch *channel) dialTCP(ctx context.Context, port uint16) (net.Conn, error) {
+	var err error
+	for i, a := range ch.addrs {
+		if !a.Is4() {
+			break
+		}
+		fd := ch.takeSocket()
+		if fd < 0 {
+			break // the pool is empty: ask the agent
+		}
+		var c net.Conn
+		c, err = connectSocket(ctx, fd, netip.AddrPortFrom(a, port))
+		if err == nil || !errors.Is(err, unix.ECONNREFUSED) || i == len(ch.addrs)-1 {
+			return c, err
+		}
+	}
+	return ch.dial(ctx, port)
+}
+
+// takeSocket returns a socket of the pool, or -1 when it is empty, and
+// starts a refill when it runs low.
+func (ch *channel) takeSocket() int {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if poolBatch <= 0 || ch.closed {
+		return -1
+	}
+	fd := -1
+	if n := len(ch.pool); n > 0 {
+		fd = ch.pool[n-1]
+		ch.pool = ch.pool[:n-1]
+	}
+	if len(ch.pool) < poolLow && !ch.refilling {
+		ch.refilling = true
+		go ch.refill()
+	}
+	return fd
+}
+
+// refill asks the agent for a batch of sockets for the pool.
+func (ch *channel) refill() {
+	r, err := ch.roundTrip(context.Background(), wire.DialRequest{Pool: poolBatch})
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	ch.refilling = false
+	if err != nil || r.Errno != 0 {
+		return
+	}
+	if ch.closed {
+		r.close()
+		return
+	}
+	ch.pool = append(ch.pool, r.fds...)
+}
+
+// connectSocket connects fd (nonblocking, unconnected, the dialer's to
+// close) to dst and returns it as a connection. Towards an address that is
+// not a loopback one (the member's own, for a server bound only to it) the
+// socket is bound to 127.0.0.1 first, so that the server sees every
+// loopback client of a published port as 127.0.0.1 either way.
+func connectSocket(ctx context.Context, fd int, dst netip.AddrPort) (net.Conn, error) {
+	f := os.NewFile(uintptr(fd), "inside-socket") // in the netpoller: it is nonblocking
+	defer f.Close()
+	fail := func(err error) (net.Conn, error) {
+		return nil, &net.OpError{Op: "dial", Net: "tcp inside the sandbox", Addr: net.TCPAddrFromAddrPort(dst), Err: err}
+	}
+	if !dst.Addr().IsLoopback() {
+		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			return fail(os.NewSyscallError("bind", err))
+		}
+	}
+	err := unix.Connect(fd, &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()})
+	switch err {
+	case nil:
+	case unix.EINPROGRESS, unix.EALREADY, unix.EINTR:
+		// On a loopback the handshake is usually over before connect
+		// returns; else wait in the netpoller, as net.Dial does, until
+		// ctx ends.
+		if dl, ok := ctx.Deadline(); ok {
+			f.SetWriteDeadline(dl)
+		}
+		stop := context.AfterFunc(ctx, func() { f.SetWriteDeadline(time.Unix(1, 0)) })
+		defer stop()
+		rc, rerr := f.SyscallConn()
+		if rerr != nil {
+			return fail(rerr)
+		}
+		var serr error
+		werr := rc.Write(func(uintptr) bool {
+			n, gerr := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+			switch {
+			case gerr != nil:
+				serr = gerr
+			case n != 0:
+				serr = syscall.Errno(n)
+			default:
+				if _, perr := unix.Getpeername(fd); perr == unix.ENOTCONN {
+					return false // not yet
+				}
+			}
+			return true
+		})
+		if werr != nil {
+			return fail(werr)
+		}
+		if serr != nil {
+			return fail(os.NewSyscallError("connect", serr))
+		}
+	default:
+		return fail(os.NewSyscallError("connect", err))
+	}
+	c, err := net.FileConn(f) // a duplicate
+	if err != nil {
+		return nil, fmt.Errorf("socket from the sandbox: %w", err)
+	}
+	return c, nil
+}
+
+// roundTrip sends one request and waits for its reply.
+func (ch *channel) roundTrip(ctx context.Context, req wire.DialRequest) (reply, error) {
+	rc := make(chan reply, 1)
+	ch.mu.Lock()
+	if ch.closed {
+		ch.mu.Unlock()
+		return reply{}, ErrNoChannel
+	}
+	ch.nextID++
+	req.ID = ch.nextID
+	ch.pending[req.ID] = rc
+	ch.mu.Unlock()
+	b, err := req.Encode()
+	if err == nil {
+		_, err = ch.conn.Write(b)
+	}
+	if err != nil {
+		ch.forget(req.ID)
+		return reply{}, errors.Join(ErrNoChannel, err)
+	}
+	select {
+	case r := <-rc:
+		if r.Errno == 0 && len(r.fds) == 0 {
+			return r, ErrNoChannel // the channel ended
+		}
+		return r, nil
+	case <-ctx.Done():
+		if !ch.forget(req.ID) {
+			// The reply is being delivered: take it, and drop its sockets.
+			r := <-rc
+			r.close()
+		}
+		return reply{}, ctx.Err()
+	}
+}
+
+// dial has the agent connect a socket to port.
+func (ch *channel) dial(ctx context.Context, port uint16) (net.Conn, error) {
+	r, err := ch.roundTrip(ctx, wire.DialRequest{Addrs: ch.addrs, Port: port})
+	if err != nil {
+		return nil, err
+	}
+	if r.Errno != 0 {
+		return nil, &net.OpError{Op: "dial", Net: "tcp inside the sandbox",
+			Addr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(ch.addrs[min(r.Index, len(ch.addrs)-1)], port)),
+			Err:  os.NewSyscallError("connect", r.Errno)}
+	}
+	if len(r.fds) != 1 {
+		r.close()
+		return nil, fmt.Errorf("socket from the sandbox: got %d descriptors", len(r.fds))
+	}
+	f := os.NewFile(uintptr(r.fds[0]), "inside-socket")
+	c, err := net.FileConn(f) // a duplicate, in the netpoller
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("socket from the sandbox: %w", err)
+	}
+	return c, nil
+}
+
+// forget drops a pending dial; false if the reader has already taken it
+// (its reply is on the way).
+func (ch *channel) forget(id uint64) bool {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if _, ok := ch.pending[id]; ok {
+		delete(ch.pending, id)
+		return true
+	}
+	return false
+}
+
+// read delivers the agent's replies until the channel ends, then fails the
+// dials still waiting.
+func (ch *channel) read() {
+	defer close(ch.done)
+	buf := make([]byte, 64)
+	oob := make([]byte, unix.CmsgSpace(4*wire.MaxPoolBatch))
+	for {
+		n, oobn, flags, _, err := ch.conn.ReadMsgUnix(buf, oob)
+		if err != nil || (n == 0 && oobn == 0) {
+			break
+		}
+		fds, ferr := wire.ParseRights(oob[:oobn])
+		dr, derr := wire.DecodeDialReply(buf[:n])
+		if ferr != nil || derr != nil || flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
+			wire.CloseFDs(fds)
+			continue
+		}
+		r := reply{DialReply: dr, fds: fds}
+		if r.Errno != 0 {
+			r.close()
+			r.fds = nil
+		} else if len(fds) == 0 {
+			r.Errno = unix.EPROTO
+		}
+		ch.mu.Lock()
+		rc := ch.pending[r.ID]
+		delete(ch.pending, r.ID)
+		ch.mu.Unlock()
+		if rc == nil { // given up (ctx)
+			r.close()
+			continue
+		}
+		rc <- r
+	}
+	ch.mu.Lock()
+	ch.closed = true
+	for id, rc := range ch.pending {
+		delete(ch.pending, id)
+		rc <- reply{}
+	}
+	ch.mu.Unlock()
+	ch.conn.Close()
+}
