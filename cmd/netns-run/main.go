@@ -14,12 +14,13 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/netns-run/netns-run/internal/sandbox"
+	"github.com/netns-run/netns-run/internal/agent"
+	"github.com/netns-run/netns-run/internal/wire"
 )
 
 func main() {
-	if sandbox.IsChild() {
-		sandbox.ChildMain()
+	if agent.IsChild() {
+		agent.Main()
 	}
 	os.Exit(execute(os.Args[1:]))
 }
@@ -41,5 +42,5 @@ func execute(args []string) int {
 		return ee.code
 	}
 	fmt.Fprintf(os.Stderr, "netns-run: %v\n", err)
-	return sandbox.ExitOwnError
+	return wire.ExitOwnError
 }

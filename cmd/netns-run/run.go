@@ -15,7 +15,7 @@ import (
 	"github.com/netns-run/netns-run/internal/daemon"
 	"github.com/netns-run/netns-run/internal/netstore"
 	"github.com/netns-run/netns-run/internal/runner"
-	"github.com/netns-run/netns-run/internal/sandbox"
+	"github.com/netns-run/netns-run/internal/wire"
 	"github.com/netns-run/netns-run/tap"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -147,8 +147,8 @@ func (f *runFlags) options(args []string) (runner.Options, error) {
 	if o.HostForwards, err = forward.ParseHostForwards(f.tcpNS); err != nil {
 		return o, err
 	}
-	if len(o.HostForwards) > sandbox.MaxLoopbackTCP {
-		return o, fmt.Errorf("-T forwards %d ports; at most %d can be forwarded", len(o.HostForwards), sandbox.MaxLoopbackTCP)
+	if len(o.HostForwards) > wire.MaxLoopbackTCP {
+		return o, fmt.Errorf("-T forwards %d ports; at most %d can be forwarded", len(o.HostForwards), wire.MaxLoopbackTCP)
 	}
 	for _, s := range f.dns {
 		ip, err := netip.ParseAddr(s)

@@ -10,7 +10,7 @@ import (
 	"github.com/netns-run/netns-run/internal/ipam"
 	"github.com/netns-run/netns-run/internal/netstore"
 	"github.com/netns-run/netns-run/internal/registry"
-	"github.com/netns-run/netns-run/internal/sandbox"
+	"github.com/netns-run/netns-run/internal/wire"
 	"github.com/netns-run/netns-run/tap"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -21,21 +21,21 @@ import (
 // It needs CAP_NET_ADMIN over the parent, so it is for privileged users.
 func (r *run) kernelMacvlan(n netstore.Network) (int, error) {
 	if len(r.opts.Publish) > 0 || r.opts.HostLoopback {
-		return sandbox.ExitOwnError, errors.New("a kernel macvlan network has no userspace gateway: -p and --host-loopback do not apply (members are reachable on the parent's LAN)")
+		return wire.ExitOwnError, errors.New("a kernel macvlan network has no userspace gateway: -p and --host-loopback do not apply (members are reachable on the parent's LAN)")
 	}
 	parentName := n.Options[netstore.OptParent]
 	parent, err := netlink.LinkByName(parentName)
 	if err != nil {
-		return sandbox.ExitOwnError, fmt.Errorf("network %s: parent interface %s: %v", n.Name, parentName, err)
+		return wire.ExitOwnError, fmt.Errorf("network %s: parent interface %s: %v", n.Name, parentName, err)
 	}
 	if n.Options[netstore.OptPromisc] == "on" {
 		if err := netlink.SetPromiscOn(parent); err != nil {
-			return sandbox.ExitOwnError, privileged(fmt.Errorf("make %s promiscuous: %w", parentName, err), parentName)
+			return wire.ExitOwnError, privileged(fmt.Errorf("make %s promiscuous: %w", parentName, err), parentName)
 		}
 	}
 	ip, err := r.holdLease(n)
 	if err != nil {
-		return sandbox.ExitOwnError, err
+		return wire.ExitOwnError, err
 	}
 	mac := ipam.MAC(ip)
 	// On the parent's LAN the host's own resolvers serve, as Docker's
@@ -60,7 +60,7 @@ func (r *run) kernelMacvlan(n netstore.Network) (int, error) {
 	mtu := parent.Attrs().MTU
 	mv := &netlink.Macvlan{LinkAttrs: netlink.LinkAttrs{Name: tmp, ParentIndex: parent.Attrs().Index, MTU: mtu, HardwareAddr: mac}, Mode: mode}
 	if err := netlink.LinkAdd(mv); err != nil {
-		return sandbox.ExitOwnError, privileged(fmt.Errorf("create a macvlan on %s: %w", parentName, err), parentName)
+		return wire.ExitOwnError, privileged(fmt.Errorf("create a macvlan on %s: %w", parentName, err), parentName)
 	}
 	// Once moved, the macvlan is the sandbox's: it goes with its namespace
 	// (and its index here may name another link by then).
@@ -71,7 +71,7 @@ func (r *run) kernelMacvlan(n netstore.Network) (int, error) {
 		}
 	})
 	if err := netlink.LinkSetNsPid(mv, sb.Pid()); err != nil {
-		return sandbox.ExitOwnError, privileged(fmt.Errorf("move the macvlan into the sandbox: %w", err), parentName)
+		return wire.ExitOwnError, privileged(fmt.Errorf("move the macvlan into the sandbox: %w", err), parentName)
 	}
 	moved = true
 	_, err = sb.AddLink(tap.Config{
@@ -79,7 +79,7 @@ func (r *run) kernelMacvlan(n netstore.Network) (int, error) {
 		Address: netip.PrefixFrom(ip, n.Subnet.Bits()), Gateway: n.Gateway,
 	})
 	if err != nil {
-		return sandbox.ExitOwnError, err
+		return wire.ExitOwnError, err
 	}
 	return r.runAndWait(sb, p, []forward.Mapping{}, nil)
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/netns-run/netns-run/hosts"
 	"github.com/netns-run/netns-run/internal/dialchan"
 	"github.com/netns-run/netns-run/internal/ipam"
-	"github.com/netns-run/netns-run/internal/sandbox"
+	"github.com/netns-run/netns-run/internal/wire"
 	"github.com/netns-run/netns-run/stack"
 	"github.com/netns-run/netns-run/stack/resolver"
 	"github.com/netns-run/netns-run/tap"
@@ -30,16 +30,16 @@ func (r *run) private() (int, error) {
 	opts := r.opts
 	ups, err := upstreams(opts.DNSUpstreams)
 	if err != nil {
-		return sandbox.ExitOwnError, err
+		return wire.ExitOwnError, err
 	}
 	proxy, err := resolver.New(resolver.Config{Upstreams: ups, Logger: r.log})
 	if err != nil {
-		return sandbox.ExitOwnError, fmt.Errorf("DNS proxy: %w", err)
+		return wire.ExitOwnError, fmt.Errorf("DNS proxy: %w", err)
 	}
 	// Ports first: a port in use must fail before anything is made.
 	listeners, err := forward.Bind(opts.Publish)
 	if err != nil {
-		return sandbox.ExitOwnError, err
+		return wire.ExitOwnError, err
 	}
 	r.undo.push(func() {
 		for _, l := range listeners {
@@ -77,7 +77,7 @@ func (r *run) private() (int, error) {
 	}
 	link := sb.Link()
 	if err := gw.AttachFD(stack.Link{FD: link.FD, Packet: link.Mode == tap.ModePacket}); err != nil {
-		return sandbox.ExitOwnError, err
+		return wire.ExitOwnError, err
 	}
 	r.log.Debug("sandbox up", "pid", sb.Pid(), "link", link.Mode)
 
@@ -89,7 +89,7 @@ func (r *run) private() (int, error) {
 		// ended, those clients take the gVisor path.
 		d, err := dialchan.New(sb.OpenDialChannel, netip.MustParseAddr("127.0.0.1"), privateMember)
 		if err != nil {
-			return sandbox.ExitOwnError, err
+			return wire.ExitOwnError, err
 		}
 		r.undo.push(d.Close)
 		local = d
@@ -97,7 +97,7 @@ func (r *run) private() (int, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	r.undo.push(cancel)
 	if err := serveDNS(ctx, &wg, gw, proxy); err != nil {
-		return sandbox.ExitOwnError, err
+		return wire.ExitOwnError, err
 	}
 	r.reportAuto(bound)
 	for _, l := range listeners {

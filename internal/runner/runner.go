@@ -27,6 +27,7 @@ import (
 	"github.com/netns-run/netns-run/internal/netstore"
 	"github.com/netns-run/netns-run/internal/registry"
 	"github.com/netns-run/netns-run/internal/sandbox"
+	"github.com/netns-run/netns-run/internal/wire"
 	"github.com/netns-run/netns-run/tap"
 	"golang.org/x/sys/unix"
 )
@@ -108,16 +109,16 @@ func run0(opts Options) (int, error) {
 	if id == "" {
 		var err error
 		if id, err = newID(); err != nil {
-			return sandbox.ExitOwnError, err
+			return wire.ExitOwnError, err
 		}
 	}
 	rt, err := registry.RuntimeDir()
 	if err != nil {
-		return sandbox.ExitOwnError, err
+		return wire.ExitOwnError, err
 	}
 	reg, err := registry.Open(rt)
 	if err != nil {
-		return sandbox.ExitOwnError, err
+		return wire.ExitOwnError, err
 	}
 	name, hostname := opts.Name, opts.Hostname
 	if name == "" {
@@ -143,7 +144,7 @@ func run0(opts Options) (int, error) {
 		// while the agent starts, ~0.4 ms less before the command runs.
 		r.record = &rec
 	} else if err := reg.Create(rec); err != nil {
-		return sandbox.ExitOwnError, err
+		return wire.ExitOwnError, err
 	}
 	var code int
 	switch opts.Network {
@@ -204,7 +205,7 @@ func (r *run) finish(code int) {
 }
 
 // spec is the sandbox for a placement.
-func (r *run) spec(p placement) sandbox.Spec {
+func (r *run) spec(p placement) wire.Spec {
 	extra := append([]hosts.Entry{}, p.extra...)
 	var added []hosts.Entry
 	for _, h := range r.opts.AddHosts {
@@ -228,7 +229,7 @@ func (r *run) spec(p placement) sandbox.Spec {
 			Address: netip.PrefixFrom(p.ip, p.prefix.Bits()), Gateway: p.gateway,
 		}
 	}
-	return sandbox.Spec{
+	return wire.Spec{
 		Hostname: r.hostname,
 		Link:     link,
 		Files: map[string][]byte{
@@ -333,11 +334,11 @@ func (r *run) serve(sb *sandbox.Sandbox, p placement, ports []forward.Mapping) e
 func (r *run) sharedOrKernel() (int, error) {
 	store, err := openStore()
 	if err != nil {
-		return sandbox.ExitOwnError, err
+		return wire.ExitOwnError, err
 	}
 	n, err := store.Get(r.opts.Network)
 	if err != nil {
-		return sandbox.ExitOwnError, err
+		return wire.ExitOwnError, err
 	}
 	if n.Options[netstore.OptParent] != "" {
 		return r.kernelMacvlan(n)
@@ -370,10 +371,10 @@ func (r *run) reportAuto(bound []forward.Mapping) {
 func (r *run) runAndWait(sb *sandbox.Sandbox, p placement, ports []forward.Mapping, running func()) (int, error) {
 	r.signals.forwardTo(sb)
 	if err := sb.Run(); err != nil {
-		return sandbox.ExitOwnError, err
+		return wire.ExitOwnError, err
 	}
 	if err := r.serve(sb, p, ports); err != nil {
-		return sandbox.ExitOwnError, err
+		return wire.ExitOwnError, err
 	}
 	if running != nil {
 		running()
@@ -390,7 +391,7 @@ func statusOf(err error) int {
 	if errors.As(err, &se) {
 		return se.Code
 	}
-	return sandbox.ExitOwnError
+	return wire.ExitOwnError
 }
 
 // newID returns a Docker-like 64-hex-digit id.
@@ -417,7 +418,7 @@ type signalForwarder struct {
 
 func catchSignals() *signalForwarder {
 	f := &signalForwarder{ch: make(chan os.Signal, 8), sb: make(chan *sandbox.Sandbox, 1), done: make(chan struct{})}
-	signal.Notify(f.ch, sandbox.ForwardedSignals()...)
+	signal.Notify(f.ch, wire.ForwardedSignals...)
 	go f.forward()
 	return f
 }

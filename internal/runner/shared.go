@@ -14,6 +14,7 @@ import (
 	"github.com/netns-run/netns-run/internal/ipam"
 	"github.com/netns-run/netns-run/internal/registry"
 	"github.com/netns-run/netns-run/internal/sandbox"
+	"github.com/netns-run/netns-run/internal/wire"
 	"github.com/netns-run/netns-run/tap"
 	"golang.org/x/sys/unix"
 )
@@ -25,7 +26,7 @@ const rejoinAttempts = 5
 func (r *run) shared() (int, error) {
 	opts := r.opts
 	if opts.LinkMode == tap.ModePacket {
-		return sandbox.ExitOwnError, fmt.Errorf("--link-mode packet works only with --network private: shared networks switch TAP frames")
+		return wire.ExitOwnError, fmt.Errorf("--link-mode packet works only with --network private: shared networks switch TAP frames")
 	}
 	join := daemon.Join{
 		SandboxID: r.id, Name: r.name, Network: opts.Network, IP: opts.IP, MAC: opts.MAC,
@@ -34,13 +35,13 @@ func (r *run) shared() (int, error) {
 	}
 	sess, err := daemon.JoinNetwork(r.rt, join)
 	if err != nil {
-		return sandbox.ExitOwnError, err
+		return wire.ExitOwnError, err
 	}
 	r.undo.push(sess.Close)
 	j := sess.Joined
 	mac, err := net.ParseMAC(j.MAC)
 	if err != nil {
-		return sandbox.ExitOwnError, fmt.Errorf("network daemon gave a bad MAC %q", j.MAC)
+		return wire.ExitOwnError, fmt.Errorf("network daemon gave a bad MAC %q", j.MAC)
 	}
 	p := placement{
 		ip: j.IP, prefix: j.Network.Subnet, gateway: j.Network.Gateway, nameservers: []netip.Addr{j.Network.Gateway},
@@ -60,7 +61,7 @@ func (r *run) shared() (int, error) {
 	// outlives a daemon crash and can be handed to the next daemon.
 	r.undo.push(func() { unix.Close(link.FD) })
 	if _, err := sess.Attach(link.FD); err != nil {
-		return sandbox.ExitOwnError, err
+		return wire.ExitOwnError, err
 	}
 	r.reportAuto(j.Ports)
 	join.IP = j.IP

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netns-run/netns-run/internal/agent"
 	"github.com/netns-run/netns-run/internal/dialchan"
 	"github.com/netns-run/netns-run/internal/wire"
 	"golang.org/x/sys/unix"
@@ -34,7 +35,7 @@ const (
 )
 
 func init() {
-	if os.Getenv(dialServeEnv) == "" || IsChild() {
+	if os.Getenv(dialServeEnv) == "" || agent.IsChild() {
 		return
 	}
 	serveDialTests()

@@ -46,7 +46,7 @@ func (p *ExecProcess) finish(code int, err error) {
 // statusError is the error an execExited report implies: none for a
 // process that ran and exited, ErrSandboxEnded for one killed with the
 // sandbox, *Error for one that could not start.
-func statusError(s *execStatus) error {
+func statusError(s *wire.ExecStatus) error {
 	switch {
 	case s.Stopped:
 		return ErrSandboxEnded
@@ -74,13 +74,13 @@ func (p *ExecProcess) Signal(sig os.Signal) error {
 		return nil
 	default:
 	}
-	return wire.Send(p.sb.conn, message{Signal: &signalMsg{ID: p.id, Signal: int(s)}})
+	return wire.Send(p.sb.conn, wire.AgentMessage{Signal: &wire.ExecSignal{ID: p.id, Signal: int(s)}})
 }
 
 // Wait waits for the process and returns its exit status (128+N if a
 // signal killed it). When ctx ends first, the process is killed (SIGKILL)
 // and Wait returns its status with ctx's error. If the sandbox ends first,
-// it returns ExitKilled and ErrSandboxEnded.
+// it returns wire.ExitKilled and ErrSandboxEnded.
 func (p *ExecProcess) Wait(ctx context.Context) (int, error) {
 	select {
 	case <-p.done:
@@ -111,7 +111,7 @@ func (sb *Sandbox) StartExec(ctx context.Context, req ExecRequest, stdio [3]*os.
 		}
 	}
 	if len(req.Argv) == 0 || req.Argv[0] == "" {
-		return nil, &Error{Msg: "exec: no command given", Code: ExitOwnError}
+		return nil, &Error{Msg: "exec: no command given", Code: wire.ExitOwnError}
 	}
 	sb.mu.Lock()
 	if !sb.running || sb.ended {
@@ -123,7 +123,7 @@ func (sb *Sandbox) StartExec(ctx context.Context, req ExecRequest, stdio [3]*os.
 	sb.execs[p.id] = p
 	sb.mu.Unlock()
 
-	m := message{Exec: &execMsg{ID: p.id, Argv: req.Argv, Env: req.Env, Dir: req.Dir, Tty: req.Tty}}
+	m := wire.AgentMessage{Exec: &wire.ExecSpec{ID: p.id, Argv: req.Argv, Env: req.Env, Dir: req.Dir, Tty: req.Tty}}
 	if err := wire.SendFiles(sb.conn, m, stdio[:]); err != nil {
 		sb.mu.Lock()
 		if sb.execs[p.id] == p {
@@ -159,8 +159,8 @@ func (sb *Sandbox) StartExec(ctx context.Context, req ExecRequest, stdio [3]*os.
 // Wait. The process shares every namespace of the sandbox (it sees its
 // hostname, /etc/hosts, eth0 and processes). Several may run at once.
 // ctx's end kills it. See StartExec for the files and the errors; the
-// status that goes with an error is its Code for *Error, ExitKilled for
-// ErrSandboxEnded and ExitOwnError otherwise.
+// status that goes with an error is its Code for *Error, wire.ExitKilled for
+// ErrSandboxEnded and wire.ExitOwnError otherwise.
 func (sb *Sandbox) Exec(ctx context.Context, req ExecRequest, stdio [3]*os.File) (code int, err error) {
 	p, err := sb.StartExec(ctx, req, stdio)
 	if err != nil {
@@ -176,7 +176,7 @@ func statusOf(err error) int {
 	case errors.As(err, &e):
 		return e.Code
 	case errors.Is(err, ErrSandboxEnded):
-		return ExitKilled
+		return wire.ExitKilled
 	}
-	return ExitOwnError
+	return wire.ExitOwnError
 }

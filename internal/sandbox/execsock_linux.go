@@ -125,15 +125,15 @@ func ServeExec(ctx context.Context, ln *net.UnixListener, sb *Sandbox) error {
 // serveExecConn runs one client's exec.
 func serveExecConn(ctx context.Context, c *net.UnixConn, sb *Sandbox) {
 	defer c.Close()
-	reply := func(s execStatus) { wire.Send(c, message{ExecExited: &s}) }
+	reply := func(s wire.ExecStatus) { wire.Send(c, wire.AgentMessage{ExecExited: &s}) }
 	if wire.CheckPeer(c) != nil {
 		return // another user: not a word
 	}
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	m, fds, err := recv(c)
+	m, fds, err := wire.RecvAgent(c)
 	if err != nil {
 		wire.CloseFDs(fds)
-		reply(execStatus{Code: ExitOwnError, Error: fmt.Sprintf("exec: bad request: %v", err)})
+		reply(wire.ExecStatus{Code: wire.ExitOwnError, Error: fmt.Sprintf("exec: bad request: %v", err)})
 		return
 	}
 	c.SetReadDeadline(time.Time{})
@@ -149,21 +149,21 @@ func serveExecConn(ctx context.Context, c *net.UnixConn, sb *Sandbox) {
 	}
 	defer closeFiles()
 	if m.Exec == nil || len(files) != 3 {
-		reply(execStatus{Code: ExitOwnError, Error: fmt.Sprintf("exec: bad request: want {exec} with 3 descriptors, got %d", len(files))})
+		reply(wire.ExecStatus{Code: wire.ExitOwnError, Error: fmt.Sprintf("exec: bad request: want {exec} with 3 descriptors, got %d", len(files))})
 		return
 	}
 	req := ExecRequest{Argv: m.Exec.Argv, Env: m.Exec.Env, Dir: m.Exec.Dir, Tty: m.Exec.Tty}
 	p, err := sb.StartExec(ctx, req, [3]*os.File{files[0], files[1], files[2]})
 	closeFiles() // the process has its own copies: EOF must not wait for ours
 	if err != nil {
-		s := execStatus{Code: statusOf(err), Error: err.Error()}
+		s := wire.ExecStatus{Code: statusOf(err), Error: err.Error()}
 		if errors.Is(err, ErrSandboxEnded) {
 			s.Stopped = true
 		}
 		reply(s)
 		return
 	}
-	if err := wire.Send(c, message{ExecStarted: &execStatus{Pid: p.Pid()}}); err != nil {
+	if err := wire.Send(c, wire.AgentMessage{ExecStarted: &wire.ExecStatus{Pid: p.Pid()}}); err != nil {
 		p.Signal(syscall.SIGKILL) // the client is gone
 	}
 
@@ -171,7 +171,7 @@ func serveExecConn(ctx context.Context, c *net.UnixConn, sb *Sandbox) {
 	go func() {
 		defer close(clientGone)
 		for {
-			m, fds, err := recv(c)
+			m, fds, err := wire.RecvAgent(c)
 			wire.CloseFDs(fds)
 			if err != nil {
 				var bad *wire.DecodeError
@@ -193,7 +193,7 @@ func serveExecConn(ctx context.Context, c *net.UnixConn, sb *Sandbox) {
 		p.Signal(syscall.SIGKILL)
 	}
 	<-p.Done()
-	s := execStatus{Code: p.code}
+	s := wire.ExecStatus{Code: p.code}
 	if p.err != nil {
 		s.Error = p.err.Error()
 		s.Stopped = errors.Is(p.err, ErrSandboxEnded)
@@ -219,23 +219,23 @@ var execClientSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIG
 //
 // The error is nil when the process ran, whatever its status. Otherwise:
 // *Error (126/127: it could not be run/found; 125: refused), ErrSandboxEnded
-// with ExitKilled (137) if the sandbox ended while it ran or the socket
-// closed without a status, or another error with ExitOwnError (125), e.g.
+// with wire.ExitKilled (137) if the sandbox ended while it ran or the socket
+// closed without a status, or another error with wire.ExitOwnError (125), e.g.
 // no sandbox listens on socketPath.
 func ExecVia(socketPath string, req ExecRequest, stdin, stdout, stderr *os.File) (code int, err error) {
 	if stdin == nil || stdout == nil || stderr == nil {
-		return ExitOwnError, fmt.Errorf("exec: stdin, stdout and stderr must be set")
+		return wire.ExitOwnError, fmt.Errorf("exec: stdin, stdout and stderr must be set")
 	}
 	name, dirFD, err := wire.SocketAddr(socketPath)
 	if err != nil {
-		return ExitOwnError, err
+		return wire.ExitOwnError, err
 	}
 	conn, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: name, Net: "unixpacket"})
 	if dirFD >= 0 {
 		unix.Close(dirFD)
 	}
 	if err != nil {
-		return ExitOwnError, fmt.Errorf("connect to the exec socket %s (is the sandbox running?): %w", socketPath, err)
+		return wire.ExitOwnError, fmt.Errorf("connect to the exec socket %s (is the sandbox running?): %w", socketPath, err)
 	}
 	defer conn.Close()
 
@@ -252,29 +252,29 @@ func ExecVia(socketPath string, req ExecRequest, stdin, stdout, stderr *os.File)
 	if req.Tty {
 		tty, err = newPTYRelay(stdin, stdout)
 		if err != nil {
-			return ExitOwnError, err
+			return wire.ExitOwnError, err
 		}
 		defer tty.close()
 		stdio = []*os.File{tty.slave, tty.slave, tty.slave}
 	}
-	m := message{Exec: &execMsg{Argv: req.Argv, Env: req.Env, Dir: req.Dir, Tty: req.Tty}}
+	m := wire.AgentMessage{Exec: &wire.ExecSpec{Argv: req.Argv, Env: req.Env, Dir: req.Dir, Tty: req.Tty}}
 	err = wire.SendFiles(conn, m, stdio)
 	if tty != nil {
 		tty.slave.Close() // the message holds its own reference
 		tty.start()
 	}
 	if err != nil {
-		return ExitOwnError, fmt.Errorf("exec: %w", err)
+		return wire.ExitOwnError, fmt.Errorf("exec: %w", err)
 	}
 
-	replies := make(chan message)
+	replies := make(chan wire.AgentMessage)
 	stopped := make(chan struct{})
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
 		defer close(replies)
 		for {
-			m, fds, err := recv(conn)
+			m, fds, err := wire.RecvAgent(conn)
 			wire.CloseFDs(fds)
 			if err != nil {
 				var bad *wire.DecodeError
@@ -304,11 +304,11 @@ func ExecVia(socketPath string, req ExecRequest, stdin, stdout, stderr *os.File)
 				continue
 			}
 			if s, ok := sig.(syscall.Signal); ok {
-				wire.Send(conn, message{Signal: &signalMsg{Signal: int(s)}})
+				wire.Send(conn, wire.AgentMessage{Signal: &wire.ExecSignal{Signal: int(s)}})
 			}
 		case m, ok := <-replies:
 			if !ok {
-				return ExitKilled, fmt.Errorf("%w (the exec socket closed without its status)", ErrSandboxEnded)
+				return wire.ExitKilled, fmt.Errorf("%w (the exec socket closed without its status)", ErrSandboxEnded)
 			}
 			if s := m.ExecExited; s != nil {
 				if tty != nil {

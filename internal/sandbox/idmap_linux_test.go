@@ -1,6 +1,8 @@
 package sandbox
 
-import "testing"
+import (
+	"testing"
+)
 
 func TestParseSubIDs(t *testing.T) {
 	data := []byte("alice:100000:65536\n# comment\nbob:165536:65536\n1001:300000:1000\nbroken:line\ncarol:x:10\n")
@@ -21,17 +23,6 @@ func TestParseSubIDs(t *testing.T) {
 		if ok != c.ok || got != c.want {
 			t.Errorf("parseSubIDs(%s, %d) = %v, %v; want %v, %v", c.name, c.uid, got, ok, c.want, c.ok)
 		}
-	}
-}
-
-func TestWithoutMarker(t *testing.T) {
-	env := []string{"A=1", childEnv + "=1", "B=2"}
-	got := withoutMarker(env)
-	if len(got) != 2 || got[0] != "A=1" || got[1] != "B=2" {
-		t.Fatalf("withoutMarker = %q", got)
-	}
-	if len(env) != 3 || env[1] != childEnv+"=1" {
-		t.Fatalf("withoutMarker changed its input: %q", env)
 	}
 }
 

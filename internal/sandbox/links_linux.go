@@ -41,7 +41,7 @@ func (sb *Sandbox) AddLink(cfg tap.Config) (tap.Link, error) {
 		sb.linkReply = nil
 		sb.mu.Unlock()
 	}()
-	if err := wire.Send(sb.conn, message{AddLink: &cfg}); err != nil {
+	if err := wire.Send(sb.conn, wire.AgentMessage{AddLink: &cfg}); err != nil {
 		return tap.Link{}, err
 	}
 	select {
@@ -55,10 +55,10 @@ func (sb *Sandbox) AddLink(cfg tap.Config) (tap.Link, error) {
 }
 
 func (sb *Sandbox) addLinkBeforeRun(cfg tap.Config) (tap.Link, error) {
-	if err := wire.Send(sb.conn, message{AddLink: &cfg}); err != nil {
+	if err := wire.Send(sb.conn, wire.AgentMessage{AddLink: &cfg}); err != nil {
 		return tap.Link{}, err
 	}
-	m, fds, err := recv(sb.conn)
+	m, fds, err := wire.RecvAgent(sb.conn)
 	if err != nil {
 		wire.CloseFDs(fds)
 		return tap.Link{}, fmt.Errorf("sandbox agent: %w", err)
@@ -81,7 +81,7 @@ func (sb *Sandbox) addLinkBeforeRun(cfg tap.Config) (tap.Link, error) {
 
 // linkAdded hands the agent's answer to the waiting AddLink (the reader
 // goroutine calls it).
-func (sb *Sandbox) linkAdded(m linkAdded, fds []int) {
+func (sb *Sandbox) linkAdded(m wire.LinkAdded, fds []int) {
 	r := linkResult{err: errors.New(m.Error)}
 	if m.Error == "" {
 		switch {
@@ -105,19 +105,4 @@ func (sb *Sandbox) linkAdded(m linkAdded, fds []int) {
 		return
 	}
 	reply <- r
-}
-
-// addLink makes the interface inside the sandbox and sends its descriptor.
-func (a *agent) addLink(cfg tap.Config) {
-	link, err := tap.Make(cfg)
-	if err != nil {
-		wire.Send(a.conn, message{LinkAdded: &linkAdded{Error: fmt.Sprintf("make %s: %v", cfg.Name, err)}})
-		return
-	}
-	if link.FD < 0 { // an adopted kernel interface: no descriptor
-		wire.Send(a.conn, message{LinkAdded: &linkAdded{Mode: link.Mode}})
-		return
-	}
-	wire.Send(a.conn, message{LinkAdded: &linkAdded{Mode: link.Mode}}, link.FD)
-	unix.Close(link.FD)
 }

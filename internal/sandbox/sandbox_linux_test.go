@@ -10,7 +10,6 @@ package sandbox
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,14 +26,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netns-run/netns-run/internal/agent"
 	"github.com/netns-run/netns-run/internal/wire"
 	"github.com/netns-run/netns-run/tap"
 	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) {
-	if IsChild() {
-		ChildMain()
+	if agent.IsChild() {
+		agent.Main()
 	}
 	os.Exit(m.Run())
 }
@@ -104,7 +104,7 @@ func startSandbox(t *testing.T, withStdin bool, argv ...string) *testSandbox {
 	if _, err := os.Stat("/bin/sh"); err != nil {
 		t.Skip("no /bin/sh")
 	}
-	spec := Spec{
+	spec := wire.Spec{
 		Hostname: testHostname,
 		Link: &tap.Config{
 			Name: "eth0", Mode: tap.ModeAuto, MTU: 1500,
@@ -322,7 +322,7 @@ func TestExec(t *testing.T) {
 
 	t.Run("environment and directory", func(t *testing.T) {
 		req := sh(`echo "$FOO"; pwd; echo "${_NETNS_RUN_SANDBOX:-unset}"; echo "${SBTEST:-unset}"`)
-		req.Env = append(req.Env, "FOO=bar", childEnv+"=agent")
+		req.Env = append(req.Env, "FOO=bar", wire.AgentEnv+"=agent")
 		req.Dir = "/tmp"
 		if r := ts.exec(req, ""); r.code != 0 || r.stdout != "bar\n/tmp\nunset\nunset\n" {
 			t.Errorf("given env and dir: %d, %v, %q", r.code, r.err, r.stdout)
@@ -333,7 +333,7 @@ func TestExec(t *testing.T) {
 		}
 		req = sh("pwd")
 		req.Dir = "/no/such/dir"
-		if r := ts.exec(req, ""); r.code != ExitCannotInvoke || r.err == nil {
+		if r := ts.exec(req, ""); r.code != wire.ExitCannotInvoke || r.err == nil {
 			t.Errorf("missing dir: %d, %v; want 126 and an error", r.code, r.err)
 		}
 	})
@@ -341,17 +341,17 @@ func TestExec(t *testing.T) {
 	t.Run("cannot run", func(t *testing.T) {
 		r := ts.exec(ExecRequest{Argv: []string{"no-such-command-sbtest"}, Env: []string{"PATH=/usr/bin:/bin"}}, "")
 		var e *Error
-		if r.code != ExitNotFound || !errors.As(r.err, &e) || !strings.Contains(e.Msg, "no-such-command-sbtest") {
+		if r.code != wire.ExitNotFound || !errors.As(r.err, &e) || !strings.Contains(e.Msg, "no-such-command-sbtest") {
 			t.Errorf("missing command: %d, %v; want 127 and an *Error naming it", r.code, r.err)
 		}
 		// Looked up in the request's PATH, not the agent's.
-		if r := ts.exec(ExecRequest{Argv: []string{"sh", "-c", "true"}, Env: []string{"PATH=/nonexistent"}}, ""); r.code != ExitNotFound {
+		if r := ts.exec(ExecRequest{Argv: []string{"sh", "-c", "true"}, Env: []string{"PATH=/nonexistent"}}, ""); r.code != wire.ExitNotFound {
 			t.Errorf("sh with PATH=/nonexistent: %d, %v; want 127", r.code, r.err)
 		}
 		noexec := filepath.Join(t.TempDir(), "noexec.sh")
 		os.WriteFile(noexec, []byte("#!/bin/sh\necho RAN\n"), 0o644)
 		os.Chmod(filepath.Dir(noexec), 0o755)
-		if r := ts.exec(ExecRequest{Argv: []string{noexec}}, ""); r.code != ExitCannotInvoke || r.err == nil || strings.Contains(r.stdout, "RAN") {
+		if r := ts.exec(ExecRequest{Argv: []string{noexec}}, ""); r.code != wire.ExitCannotInvoke || r.err == nil || strings.Contains(r.stdout, "RAN") {
 			t.Errorf("not executable: %d, %v, %q; want 126 and an error", r.code, r.err, r.stdout)
 		}
 	})
@@ -428,7 +428,7 @@ func TestExec(t *testing.T) {
 		start := time.Now()
 		code, err := ts.Exec(ctx, sh("exec sleep 60"), p.child)
 		p.result(t, code, err)
-		if code != ExitKilled || !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 10*time.Second {
+		if code != wire.ExitKilled || !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 10*time.Second {
 			t.Errorf("exec past its context: %d, %v after %v; want 137, deadline exceeded", code, err, time.Since(start))
 		}
 	})
@@ -481,13 +481,13 @@ func TestExecSandboxEnds(t *testing.T) {
 	if code != 4 || err != nil {
 		t.Errorf("Wait: %d, %v; want 4, nil", code, err)
 	}
-	if code, err := proc.Wait(ctx); code != ExitKilled || !errors.Is(err, ErrSandboxEnded) {
+	if code, err := proc.Wait(ctx); code != wire.ExitKilled || !errors.Is(err, ErrSandboxEnded) {
 		t.Errorf("the exec when the command ended: %d, %v; want 137, ErrSandboxEnded", code, err)
 	}
 	p.result(t, 0, nil)
 	select {
 	case r := <-viaDone:
-		if r.code != ExitKilled || !errors.Is(r.err, ErrSandboxEnded) {
+		if r.code != wire.ExitKilled || !errors.Is(r.err, ErrSandboxEnded) {
 			t.Errorf("ExecVia when the command ended: %d, %v; want 137, ErrSandboxEnded", r.code, r.err)
 		}
 	case <-time.After(10 * time.Second):
@@ -529,7 +529,7 @@ func TestKill(t *testing.T) {
 		t.Errorf("%d processes in the sandbox, want at least 6: %q", n, inNamespace(ns))
 	}
 	ts.Kill()
-	if code, err := proc.Wait(ctx); code != ExitKilled || !errors.Is(err, ErrSandboxEnded) {
+	if code, err := proc.Wait(ctx); code != wire.ExitKilled || !errors.Is(err, ErrSandboxEnded) {
 		t.Errorf("the exec after Kill: %d, %v; want 137, ErrSandboxEnded", code, err)
 	}
 	p.result(t, 0, nil)
@@ -585,11 +585,11 @@ func TestCommandEnds(t *testing.T) {
 		if code, err := ts.Wait(); code != 0 || err != nil {
 			t.Errorf("Wait: %d, %v", code, err)
 		}
-		_, err := Start(Spec{Hostname: "x", Link: &tap.Config{Name: "eth0", Mode: tap.ModeAuto, MTU: 1500, MAC: "02:42:0a:00:02:64",
+		_, err := Start(wire.Spec{Hostname: "x", Link: &tap.Config{Name: "eth0", Mode: tap.ModeAuto, MTU: 1500, MAC: "02:42:0a:00:02:64",
 			Address: netip.MustParsePrefix("10.0.2.100/24"), Gateway: netip.MustParseAddr("10.0.2.2")},
 			Argv: []string{"no-such-command-sbtest"}, Env: os.Environ()}, Options{})
 		var e *Error
-		if !errors.As(err, &e) || e.Code != ExitNotFound {
+		if !errors.As(err, &e) || e.Code != wire.ExitNotFound {
 			t.Errorf("Start of a missing command: %v; want *Error 127", err)
 		}
 	})
@@ -600,7 +600,7 @@ func TestCommandEnds(t *testing.T) {
 func TestWhileStartingError(t *testing.T) {
 	errPrepare := errors.New("prepare failed")
 	ran := false
-	_, err := Start(Spec{Hostname: "x", Link: &tap.Config{Name: "eth0", Mode: tap.ModeAuto, MTU: 1500, MAC: "02:42:0a:00:02:64",
+	_, err := Start(wire.Spec{Hostname: "x", Link: &tap.Config{Name: "eth0", Mode: tap.ModeAuto, MTU: 1500, MAC: "02:42:0a:00:02:64",
 		Address: netip.MustParsePrefix("10.0.2.100/24"), Gateway: netip.MustParseAddr("10.0.2.2")},
 		Argv: []string{"/bin/true"}, Env: os.Environ()},
 		Options{WhileStarting: func() error { ran = true; return errPrepare }})
@@ -648,7 +648,7 @@ func TestExecVia(t *testing.T) {
 	t.Run("not found", func(t *testing.T) {
 		r := via(ExecRequest{Argv: []string{"no-such-command-sbtest"}, Env: []string{"PATH=/bin"}}, "")
 		var e *Error
-		if r.code != ExitNotFound || !errors.As(r.err, &e) || !strings.Contains(e.Msg, "no-such-command-sbtest") {
+		if r.code != wire.ExitNotFound || !errors.As(r.err, &e) || !strings.Contains(e.Msg, "no-such-command-sbtest") {
 			t.Errorf("got %d, %v; want 127 and an *Error naming it", r.code, r.err)
 		}
 	})
@@ -714,10 +714,10 @@ func TestExecVia(t *testing.T) {
 			t.Fatal(err)
 		}
 		p := newPipes(t, "")
-		if err := wire.SendFiles(c, message{Exec: &execMsg{Argv: []string{"/bin/sleep", "300"}}}, p.child[:]); err != nil {
+		if err := wire.SendFiles(c, wire.AgentMessage{Exec: &wire.ExecSpec{Argv: []string{"/bin/sleep", "300"}}}, p.child[:]); err != nil {
 			t.Fatal(err)
 		}
-		m, _, err := recv(c)
+		m, _, err := wire.RecvAgent(c)
 		if err != nil || m.ExecStarted == nil {
 			t.Fatalf("reply %+v, %v; want execStarted", m, err)
 		}
@@ -739,70 +739,10 @@ func TestExecVia(t *testing.T) {
 		p := newPipes(t, "")
 		code, err := ExecVia(filepath.Join(t.TempDir(), "none.sock"), sh("true"), p.child[0], p.child[1], p.child[2])
 		p.closeChild()
-		if code != ExitOwnError || err == nil {
+		if code != wire.ExitOwnError || err == nil {
 			t.Errorf("no socket: %d, %v; want 125 and an error", code, err)
 		}
 	})
-}
-
-// TestLookPathIn covers the exec's own PATH lookup.
-func TestLookPathIn(t *testing.T) {
-	dir := t.TempDir()
-	exe := filepath.Join(dir, "tool")
-	os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755)
-	plain := filepath.Join(dir, "plain")
-	os.WriteFile(plain, []byte("x"), 0o644)
-	cases := []struct {
-		name, path, dir string
-		want            string
-		code            int
-	}{
-		{"tool", "/nonexistent:" + dir, "", exe, 0},
-		{"tool", ".:relative", dir, "", ExitNotFound},
-		{"plain", dir, "", "", ExitNotFound},
-		{plain, "", "", "", ExitCannotInvoke},
-		{"./tool", "", dir, "./tool", 0},
-		{"./tool", "", "/", "", ExitNotFound},
-		{dir, "", "", "", ExitCannotInvoke},
-	}
-	for _, c := range cases {
-		got, err := lookPathIn(c.name, c.path, c.dir)
-		code := 0
-		if err != nil {
-			code = lookPathStatus(err)
-		}
-		if got != c.want || code != c.code {
-			t.Errorf("lookPathIn(%q, %q, %q) = %q, %v (status %d); want %q, status %d", c.name, c.path, c.dir, got, err, code, c.want, c.code)
-		}
-	}
-}
-
-// TestMessages checks the protocol's JSON names and that a message is
-// one member of the union.
-func TestMessages(t *testing.T) {
-	for _, c := range []struct {
-		m    message
-		want string
-	}{
-		{message{Exec: &execMsg{Argv: []string{"a"}, Tty: true}}, `{"exec":{"argv":["a"],"env":null,"tty":true}}`},
-		{message{ExecExited: &execStatus{ID: 2, Pid: 9, Code: 0}}, `{"exec_exited":{"id":2,"pid":9,"code":0}}`},
-		{message{Signal: &signalMsg{Signal: 2}}, `{"signal":{"signal":2}}`},
-		{message{Start: present}, `{"start":{}}`},
-	} {
-		b, err := json.Marshal(c.m)
-		if err != nil || string(b) != c.want {
-			t.Errorf("%s, %v; want %s", b, err, c.want)
-		}
-		var back message
-		if err := json.Unmarshal(b, &back); err != nil || back.Validate() != nil {
-			t.Errorf("%s: decoded %v, valid: %v", b, err, back.Validate())
-		}
-	}
-	for _, bad := range []message{{}, {Start: present, Mapped: present}, {Exec: &execMsg{}, Signal: &signalMsg{}}} {
-		if err := bad.Validate(); err == nil {
-			t.Errorf("%+v: want an error (not exactly one member)", bad)
-		}
-	}
 }
 
 // TestExecSocketLongPath: an exec socket in a directory too deep for a

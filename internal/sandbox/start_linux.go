@@ -64,9 +64,9 @@ type Sandbox struct {
 
 // Start creates the namespaces, sends spec and waits until eth0 is made.
 // On error nothing is left: the agent is killed and reaped.
-func Start(spec Spec, opts Options) (*Sandbox, error) {
-	if len(spec.LoopbackTCP) > MaxLoopbackTCP {
-		return nil, fmt.Errorf("a sandbox listens on at most %d loopback ports, not %d", MaxLoopbackTCP, len(spec.LoopbackTCP))
+func Start(spec wire.Spec, opts Options) (*Sandbox, error) {
+	if len(spec.LoopbackTCP) > wire.MaxLoopbackTCP {
+		return nil, fmt.Errorf("a sandbox listens on at most %d loopback ports, not %d", wire.MaxLoopbackTCP, len(spec.LoopbackTCP))
 	}
 	var idmap *idMapping
 	if opts.AutoUserNS {
@@ -89,11 +89,11 @@ func Start(spec Spec, opts Options) (*Sandbox, error) {
 	}
 	cmd := exec.Command(self)
 	cmd.Args = []string{"netns-run-sandbox"}
-	stage := stageAgent
+	stage := wire.StageAgent
 	if idmap != nil {
-		stage = stageRemap
+		stage = wire.StageRemap
 	}
-	cmd.Env = append(os.Environ(), childEnv+"="+stage)
+	cmd.Env = append(os.Environ(), wire.AgentEnv+"="+stage)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = opts.Stdin, opts.Stdout, opts.Stderr
 	cmd.ExtraFiles = []*os.File{childEnd}
 	attr := &syscall.SysProcAttr{
@@ -130,19 +130,19 @@ func Start(spec Spec, opts Options) (*Sandbox, error) {
 	return sb, nil
 }
 
-func (sb *Sandbox) handshake(spec Spec, idmap *idMapping) error {
+func (sb *Sandbox) handshake(spec wire.Spec, idmap *idMapping) error {
 	if idmap != nil {
 		if err := idmap.apply(sb.cmd.Process.Pid); err != nil {
 			return err
 		}
-		if err := wire.Send(sb.conn, message{Mapped: present}); err != nil {
+		if err := wire.Send(sb.conn, wire.AgentMessage{Mapped: wire.Present}); err != nil {
 			return err
 		}
 	}
-	if err := wire.Send(sb.conn, message{Spec: &spec}); err != nil {
+	if err := wire.Send(sb.conn, wire.AgentMessage{Spec: &spec}); err != nil {
 		return err
 	}
-	m, fds, err := recv(sb.conn)
+	m, fds, err := wire.RecvAgent(sb.conn)
 	if err != nil {
 		return sb.agentFailure(err)
 	}
@@ -199,7 +199,7 @@ func (sb *Sandbox) reap() {
 // Link is the descriptor that carries eth0's frames. The caller owns it.
 func (sb *Sandbox) Link() tap.Link { return sb.link }
 
-// LoopbackListeners are the listeners of Spec.LoopbackTCP, made inside the
+// LoopbackListeners are the listeners of wire.Spec.LoopbackTCP, made inside the
 // sandbox (on 127.0.0.1, and on ::1 where it has IPv6). The caller owns them.
 func (sb *Sandbox) LoopbackListeners() []net.Listener { return sb.listeners }
 
@@ -218,7 +218,7 @@ func (sb *Sandbox) Run() error {
 	if sb.running {
 		return fmt.Errorf("sandbox: Run called twice")
 	}
-	if err := wire.Send(sb.conn, message{Start: present}); err != nil {
+	if err := wire.Send(sb.conn, wire.AgentMessage{Start: wire.Present}); err != nil {
 		return err
 	}
 	sb.running = true
@@ -231,7 +231,7 @@ func (sb *Sandbox) Run() error {
 func (sb *Sandbox) read() {
 	defer close(sb.readerDone)
 	for {
-		m, fds, err := recv(sb.conn)
+		m, fds, err := wire.RecvAgent(sb.conn)
 		if err != nil {
 			var bad *wire.DecodeError
 			if errors.As(err, &bad) {
@@ -266,7 +266,7 @@ func (sb *Sandbox) read() {
 	sb.ended = true
 	for id, p := range sb.execs {
 		delete(sb.execs, id)
-		p.finish(ExitKilled, ErrSandboxEnded)
+		p.finish(wire.ExitKilled, ErrSandboxEnded)
 	}
 }
 
@@ -328,7 +328,7 @@ func (sb *Sandbox) Kill() {
 
 func exitStatus(ps *os.ProcessState, err error) (int, error) {
 	if ps == nil {
-		return ExitOwnError, fmt.Errorf("wait for sandbox: %w", err)
+		return wire.ExitOwnError, fmt.Errorf("wait for sandbox: %w", err)
 	}
 	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		return 128 + int(ws.Signal()), nil

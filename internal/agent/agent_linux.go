@@ -1,4 +1,14 @@
-package sandbox
+// Package agent is pid 1 of a sandbox: the re-executed binary that
+// sandbox.Start runs in the new namespaces. It makes eth0 (package tap) and
+// hands its descriptor out, with those of the -T listeners it binds on the
+// sandbox's loopback; places /etc/hosts, resolv.conf and hostname in its
+// own mount namespace and mounts a fresh /proc; then runs the command,
+// reaps every orphan, spawns the commands of exec inside (a multithreaded
+// Go process cannot setns into a user namespace, so the supervisor cannot),
+// adds interfaces, and serves dial channels for the loopback fast path.
+// When it exits the kernel kills whatever is left in the sandbox. It
+// speaks to its supervisor in internal/wire's AgentMessage.
+package agent
 
 import (
 	"context"
@@ -21,26 +31,24 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// controlFD is where Start puts the agent's end of the control socket.
-const controlFD = 3
-
-// IsChild reports whether this process was started by Start as an agent.
+// IsChild reports whether this process was started as a sandbox agent (by
+// sandbox.Start).
 func IsChild() bool {
-	v := os.Getenv(childEnv)
-	return v == stageAgent || v == stageRemap
+	v := os.Getenv(wire.AgentEnv)
+	return v == wire.StageAgent || v == wire.StageRemap
 }
 
-// ChildMain is the agent: it never returns.
-func ChildMain() {
-	if os.Getenv(childEnv) == stageRemap {
+// Main is the agent: it never returns.
+func Main() {
+	if os.Getenv(wire.AgentEnv) == wire.StageRemap {
 		reexecWhenMapped()
 	}
-	f := os.NewFile(controlFD, "sandbox-control")
+	f := os.NewFile(wire.AgentControlFD, "sandbox-control")
 	conn, err := wire.FileConn(f) // dups with CLOEXEC; the command must not inherit it
 	f.Close()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "netns-run: sandbox agent: %v\n", err)
-		os.Exit(ExitOwnError)
+		os.Exit(wire.ExitOwnError)
 	}
 	os.Exit(runAgent(conn))
 }
@@ -51,31 +59,31 @@ func ChildMain() {
 // has none in its own namespace until it is root there at an execve.
 func reexecWhenMapped() {
 	var b [64]byte
-	if n, err := unix.Read(controlFD, b[:]); err != nil || n == 0 {
-		os.Exit(ExitOwnError) // the supervisor is gone; it reports
+	if n, err := unix.Read(wire.AgentControlFD, b[:]); err != nil || n == 0 {
+		os.Exit(wire.ExitOwnError) // the supervisor is gone; it reports
 	}
-	os.Setenv(childEnv, stageAgent)
+	os.Setenv(wire.AgentEnv, wire.StageAgent)
 	err := unix.Exec("/proc/self/exe", os.Args, os.Environ())
 	fmt.Fprintf(os.Stderr, "netns-run: sandbox agent: re-exec after id mapping: %v\n", err)
-	os.Exit(ExitOwnError)
+	os.Exit(wire.ExitOwnError)
 }
 
 func runAgent(conn *net.UnixConn) int {
-	m, fds, err := recv(conn)
+	m, fds, err := wire.RecvAgent(conn)
 	wire.CloseFDs(fds)
 	if err != nil || m.Spec == nil {
-		return ExitOwnError // the supervisor is gone or broken; it reports
+		return wire.ExitOwnError // the supervisor is gone or broken; it reports
 	}
 	spec := m.Spec
 	if len(spec.Argv) == 0 {
-		return fail(conn, ExitOwnError, "no command given")
+		return fail(conn, wire.ExitOwnError, "no command given")
 	}
 	path, err := exec.LookPath(spec.Argv[0])
 	if err != nil {
 		return fail(conn, lookPathStatus(err), "%s", lookPathMessage(spec.Argv[0], err))
 	}
 	if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
-		return fail(conn, ExitOwnError, "set hostname: %v", err)
+		return fail(conn, wire.ExitOwnError, "set hostname: %v", err)
 	}
 	// The files and /proc (mounts) do not wait for eth0 (netlink): made
 	// side by side they delay the command ~0.15 ms less.
@@ -89,38 +97,38 @@ func runAgent(conn *net.UnixConn) int {
 	}
 	warnings := <-placed
 	if err != nil {
-		return fail(conn, ExitOwnError, "%v", err)
+		return fail(conn, wire.ExitOwnError, "%v", err)
 	}
 	listeners, err := listenLoopback(spec.LoopbackTCP)
 	if err != nil {
-		return fail(conn, ExitOwnError, "%v", err)
+		return fail(conn, wire.ExitOwnError, "%v", err)
 	}
-	reply := &made{Warnings: warnings, Listeners: len(listeners)}
+	reply := &wire.Made{Warnings: warnings, Listeners: len(listeners)}
 	var passed []int
 	if link.FD >= 0 {
 		reply.Link = &link.Mode
 		passed = append(passed, link.FD)
 	}
 	passed = append(passed, listeners...)
-	err = wire.Send(conn, message{Made: reply}, passed...)
+	err = wire.Send(conn, wire.AgentMessage{Made: reply}, passed...)
 	wire.CloseFDs(passed)
 	if err != nil {
-		return ExitOwnError
+		return wire.ExitOwnError
 	}
 	signals := catchSignals()
 	// Until the start, the supervisor may add interfaces (a kernel
 	// macvlan it moved in), one request at a time.
 	for {
-		m, fds, err := recv(conn)
+		m, fds, err := wire.RecvAgent(conn)
 		wire.CloseFDs(fds)
 		if err != nil {
-			return ExitOwnError
+			return wire.ExitOwnError
 		}
 		if m.Start != nil {
 			break
 		}
 		if m.AddLink == nil {
-			return ExitOwnError
+			return wire.ExitOwnError
 		}
 		(&agent{conn: conn}).addLink(*m.AddLink)
 	}
@@ -177,7 +185,7 @@ func catchSignals() func() <-chan os.Signal {
 	sigs := make(chan os.Signal, 8)
 	caught := make(chan struct{})
 	go func() {
-		signal.Notify(sigs, forwardedSignals...)
+		signal.Notify(sigs, wire.ForwardedSignals...)
 		close(caught)
 	}()
 	return func() <-chan os.Signal {
@@ -192,7 +200,7 @@ func catchSignals() func() <-chan os.Signal {
 // the command ends, whatever is left in the sandbox is killed (as Docker
 // stops a container with its main process) and the execs among it are
 // reported; the kernel would kill them anyway when pid 1 exits.
-func runCommand(conn *net.UnixConn, path string, spec *Spec, sigs <-chan os.Signal) int {
+func runCommand(conn *net.UnixConn, path string, spec *wire.Spec, sigs <-chan os.Signal) int {
 	cmd := exec.Command(path)
 	cmd.Args = spec.Argv
 	cmd.Env = withoutMarker(spec.Env)
@@ -200,7 +208,7 @@ func runCommand(conn *net.UnixConn, path string, spec *Spec, sigs <-chan os.Sign
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		code := lookPathStatus(err)
-		wire.Send(conn, message{Failed: &failure{Error: lookPathMessage(spec.Argv[0], err), Code: code}})
+		wire.Send(conn, wire.AgentMessage{Failed: &wire.Failure{Error: lookPathMessage(spec.Argv[0], err), Code: code}})
 		return code
 	}
 	a := &agent{
@@ -316,7 +324,7 @@ func (a *agent) report(e *agentExec, pid int, ws unix.WaitStatus, stopped bool) 
 	go func() {
 		defer a.reports.Done()
 		<-e.started
-		wire.Send(a.conn, message{ExecExited: &execStatus{ID: e.id, Pid: pid, Code: code, Stopped: stopped}})
+		wire.Send(a.conn, wire.AgentMessage{ExecExited: &wire.ExecStatus{ID: e.id, Pid: pid, Code: code, Stopped: stopped}})
 	}()
 }
 
@@ -333,7 +341,7 @@ func (a *agent) stop() {
 // A supervisor that dies takes the agent with it (Pdeathsig).
 func (a *agent) serve() {
 	for {
-		m, fds, err := recv(a.conn)
+		m, fds, err := wire.RecvAgent(a.conn)
 		if err != nil {
 			var bad *wire.DecodeError
 			if errors.As(err, &bad) {
@@ -360,7 +368,7 @@ func (a *agent) serve() {
 
 // startExec runs one exec with fds as its stdin, stdout and stderr and
 // replies execStarted, or execExited with the reason it did not start.
-func (a *agent) startExec(req *execMsg, fds []int) {
+func (a *agent) startExec(req *wire.ExecSpec, fds []int) {
 	files := make([]*os.File, len(fds))
 	for i, fd := range fds {
 		// Blocking, as os/exec makes a child's stdio (File.Fd): most
@@ -375,14 +383,14 @@ func (a *agent) startExec(req *execMsg, fds []int) {
 		}
 	}()
 	refuse := func(code int, format string, args ...any) {
-		wire.Send(a.conn, message{ExecExited: &execStatus{ID: req.ID, Code: code, Error: fmt.Sprintf(format, args...)}})
+		wire.Send(a.conn, wire.AgentMessage{ExecExited: &wire.ExecStatus{ID: req.ID, Code: code, Error: fmt.Sprintf(format, args...)}})
 	}
 	if len(files) != 3 {
-		refuse(ExitOwnError, "exec: want 3 descriptors (stdin, stdout, stderr), got %d", len(files))
+		refuse(wire.ExitOwnError, "exec: want 3 descriptors (stdin, stdout, stderr), got %d", len(files))
 		return
 	}
 	if len(req.Argv) == 0 || req.Argv[0] == "" {
-		refuse(ExitOwnError, "exec: no command given")
+		refuse(wire.ExitOwnError, "exec: no command given")
 		return
 	}
 	env := a.env
@@ -394,7 +402,7 @@ func (a *agent) startExec(req *execMsg, fds []int) {
 			if err == nil {
 				err = unix.ENOTDIR
 			}
-			refuse(ExitCannotInvoke, "exec: working directory %s: %v", req.Dir, err)
+			refuse(wire.ExitCannotInvoke, "exec: working directory %s: %v", req.Dir, err)
 			return
 		}
 	}
@@ -420,12 +428,12 @@ func (a *agent) startExec(req *execMsg, fds []int) {
 	a.mu.Lock()
 	if a.stopping {
 		a.mu.Unlock()
-		wire.Send(a.conn, message{ExecExited: &execStatus{ID: req.ID, Code: ExitKilled, Stopped: true, Error: "the sandbox is stopping"}})
+		wire.Send(a.conn, wire.AgentMessage{ExecExited: &wire.ExecStatus{ID: req.ID, Code: wire.ExitKilled, Stopped: true, Error: "the sandbox is stopping"}})
 		return
 	}
 	if a.byID[req.ID] != nil {
 		a.mu.Unlock()
-		refuse(ExitOwnError, "exec: id %d is in use", req.ID)
+		refuse(wire.ExitOwnError, "exec: id %d is in use", req.ID)
 		return
 	}
 	err = cmd.Start()
@@ -440,17 +448,17 @@ func (a *agent) startExec(req *execMsg, fds []int) {
 	if err != nil {
 		code, msg := lookPathStatus(err), lookPathMessage(req.Argv[0], err)
 		if req.Tty && (errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOTTY)) {
-			code, msg = ExitCannotInvoke, fmt.Sprintf("exec with a terminal: its stdin must be a terminal of no other session (a fresh pty): %v", err)
+			code, msg = wire.ExitCannotInvoke, fmt.Sprintf("exec with a terminal: its stdin must be a terminal of no other session (a fresh pty): %v", err)
 		}
 		refuse(code, "%s", msg)
 		return
 	}
-	wire.Send(a.conn, message{ExecStarted: &execStatus{ID: req.ID, Pid: pid}})
+	wire.Send(a.conn, wire.AgentMessage{ExecStarted: &wire.ExecStatus{ID: req.ID, Pid: pid}})
 	close(e.started)
 }
 
 // signalExec signals a running exec; one that has ended is ignored.
-func (a *agent) signalExec(s *signalMsg) {
+func (a *agent) signalExec(s *wire.ExecSignal) {
 	if s.Signal <= 0 || s.Signal > 64 {
 		return
 	}
@@ -510,23 +518,15 @@ func executable(p string) error {
 
 // fail reports an error to the supervisor and returns its exit status.
 func fail(conn *net.UnixConn, code int, format string, a ...any) int {
-	wire.Send(conn, message{Failed: &failure{Error: fmt.Sprintf(format, a...), Code: code}})
+	wire.Send(conn, wire.AgentMessage{Failed: &wire.Failure{Error: fmt.Sprintf(format, a...), Code: code}})
 	return code
 }
 
-// forwardedSignals are passed on to the command, as docker run's sig-proxy.
-var forwardedSignals = []os.Signal{
-	syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT,
-	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH,
-}
-
-// ForwardedSignals lists the signals a supervisor should pass to the agent.
-func ForwardedSignals() []os.Signal { return forwardedSignals }
-
+// withoutMarker is env without AgentEnv.
 func withoutMarker(env []string) []string {
 	out := env[:0:0]
 	for _, kv := range env {
-		if !strings.HasPrefix(kv, childEnv+"=") {
+		if !strings.HasPrefix(kv, wire.AgentEnv+"=") {
 			out = append(out, kv)
 		}
 	}
@@ -535,13 +535,13 @@ func withoutMarker(env []string) []string {
 
 func lookPathStatus(err error) int {
 	if errors.Is(err, os.ErrPermission) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.ENOEXEC) {
-		return ExitCannotInvoke
+		return wire.ExitCannotInvoke
 	}
-	return ExitNotFound
+	return wire.ExitNotFound
 }
 
 func lookPathMessage(name string, err error) string {
-	if lookPathStatus(err) == ExitCannotInvoke {
+	if lookPathStatus(err) == wire.ExitCannotInvoke {
 		return fmt.Sprintf("cannot run %s: permission denied (is it executable?)", name)
 	}
 	return fmt.Sprintf("%s: executable file not found in $PATH", name)

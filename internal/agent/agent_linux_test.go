@@ -1,0 +1,52 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/netns-run/netns-run/internal/wire"
+)
+
+func TestWithoutMarker(t *testing.T) {
+	env := []string{"A=1", wire.AgentEnv + "=1", "B=2"}
+	got := withoutMarker(env)
+	if len(got) != 2 || got[0] != "A=1" || got[1] != "B=2" {
+		t.Fatalf("withoutMarker = %q", got)
+	}
+	if len(env) != 3 || env[1] != wire.AgentEnv+"=1" {
+		t.Fatalf("withoutMarker changed its input: %q", env)
+	}
+}
+
+// TestLookPathIn covers the exec's own PATH lookup.
+func TestLookPathIn(t *testing.T) {
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "tool")
+	os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755)
+	plain := filepath.Join(dir, "plain")
+	os.WriteFile(plain, []byte("x"), 0o644)
+	cases := []struct {
+		name, path, dir string
+		want            string
+		code            int
+	}{
+		{"tool", "/nonexistent:" + dir, "", exe, 0},
+		{"tool", ".:relative", dir, "", wire.ExitNotFound},
+		{"plain", dir, "", "", wire.ExitNotFound},
+		{plain, "", "", "", wire.ExitCannotInvoke},
+		{"./tool", "", dir, "./tool", 0},
+		{"./tool", "", "/", "", wire.ExitNotFound},
+		{dir, "", "", "", wire.ExitCannotInvoke},
+	}
+	for _, c := range cases {
+		got, err := lookPathIn(c.name, c.path, c.dir)
+		code := 0
+		if err != nil {
+			code = lookPathStatus(err)
+		}
+		if got != c.want || code != c.code {
+			t.Errorf("lookPathIn(%q, %q, %q) = %q, %v (status %d); want %q, status %d", c.name, c.path, c.dir, got, err, code, c.want, c.code)
+		}
+	}
+}
