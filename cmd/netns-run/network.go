@@ -13,6 +13,7 @@ import (
 	"github.com/netns-run/netns-run/internal/netstore"
 	"github.com/netns-run/netns-run/internal/registry"
 	"github.com/netns-run/netns-run/internal/runner"
+	"github.com/netns-run/netns-run/internal/wire"
 	"github.com/spf13/cobra"
 )
 
@@ -304,7 +305,7 @@ func newNetworkConnect() *cobra.Command {
 		Short: "Put a running sandbox on one more network (its next ethN)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req := runner.ConnectRequest{Network: args[0], Aliases: aliases}
+			req := wire.ConnectRequest{Network: args[0], Aliases: aliases}
 			if ip != "" {
 				a, err := netip.ParseAddr(ip)
 				if err != nil || !a.Is4() {
@@ -323,7 +324,7 @@ func newNetworkConnect() *cobra.Command {
 			if _, err := store.Get(args[0]); err != nil {
 				return err
 			}
-			return runner.Control(rec.ControlSocket, runner.ControlRequest{Connect: &req})
+			return runner.Control(rec.ControlSocket, wire.ControlRequest{Connect: &req})
 		},
 	}
 	cmd.Flags().StringVar(&ip, "ip", "", "static IPv4 address on the network")
@@ -341,7 +342,7 @@ func newNetworkDisconnect() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return runner.Control(rec.ControlSocket, runner.ControlRequest{Disconnect: &runner.DisconnectRequest{Network: args[0]}})
+			return runner.Control(rec.ControlSocket, wire.ControlRequest{Disconnect: &wire.DisconnectRequest{Network: args[0]}})
 		},
 	}
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/netns-run/netns-run/forward"
 	"github.com/netns-run/netns-run/hosts"
-	"github.com/netns-run/netns-run/internal/daemon"
 	"github.com/netns-run/netns-run/internal/netstore"
 	"github.com/netns-run/netns-run/internal/runner"
 	"github.com/netns-run/netns-run/internal/wire"
@@ -250,7 +249,7 @@ func (f *runFlags) networkOptions(o *runner.Options) error {
 		if name == "" || !netstore.ValidName(name) || (alias != "" && hosts.ValidHostname(alias) != nil) {
 			return fmt.Errorf("invalid --link %q: want NAME or NAME:ALIAS", l)
 		}
-		o.Links = append(o.Links, daemon.Link{Name: name, Alias: alias})
+		o.Links = append(o.Links, wire.LinkedName{Name: name, Alias: alias})
 	}
 	for _, a := range f.aliases {
 		if err := hosts.ValidHostname(a); err != nil {

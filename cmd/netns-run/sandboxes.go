@@ -17,6 +17,7 @@ import (
 	"github.com/netns-run/netns-run/internal/daemon"
 	"github.com/netns-run/netns-run/internal/registry"
 	"github.com/netns-run/netns-run/internal/runner"
+	"github.com/netns-run/netns-run/internal/wire"
 	"github.com/spf13/cobra"
 )
 
@@ -375,9 +376,9 @@ func portChange(verb, short string) *cobra.Command {
 			}
 			// The sandbox's supervisor owns its ports: it asks the daemon
 			// and records them.
-			req := runner.ControlRequest{RemovePorts: &runner.PortsRequest{Ports: ms}}
+			req := wire.ControlRequest{RemovePorts: &wire.PortsRequest{Ports: ms}}
 			if verb == "add" {
-				req = runner.ControlRequest{AddPorts: &runner.PortsRequest{Ports: ms}}
+				req = wire.ControlRequest{AddPorts: &wire.PortsRequest{Ports: ms}}
 			}
 			ports, err := runner.ChangePorts(r.ControlSocket, req)
 			if err != nil {

@@ -65,22 +65,22 @@ func start(runtimeDir string) error {
 // connection does.
 type Session struct {
 	c      *net.UnixConn
-	Joined Joined
+	Joined wire.Joined
 }
 
 // JoinNetwork asks the daemon for a place on j.Network.
-func JoinNetwork(runtimeDir string, j Join) (*Session, error) {
-	return open(runtimeDir, Hello{Join: &j})
+func JoinNetwork(runtimeDir string, j wire.Join) (*Session, error) {
+	return open(runtimeDir, wire.Hello{Join: &j})
 }
 
 // HoldLease asks the daemon for an address on l.Network, a kernel macvlan
 // network, held until the session ends (Session.Joined.IP).
-func HoldLease(runtimeDir string, l Lease) (*Session, error) {
-	return open(runtimeDir, Hello{Lease: &l})
+func HoldLease(runtimeDir string, l wire.Lease) (*Session, error) {
+	return open(runtimeDir, wire.Hello{Lease: &l})
 }
 
 // open starts a session with hello and takes the daemon's Joined.
-func open(runtimeDir string, hello Hello) (*Session, error) {
+func open(runtimeDir string, hello wire.Hello) (*Session, error) {
 	c, err := dial(runtimeDir)
 	if err != nil {
 		return nil, err
@@ -89,7 +89,7 @@ func open(runtimeDir string, hello Hello) (*Session, error) {
 		c.Close()
 		return nil, err
 	}
-	var joined Joined
+	var joined wire.Joined
 	if _, err := wire.Recv(c, &joined); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("network daemon: %w", err)
@@ -103,8 +103,8 @@ func open(runtimeDir string, hello Hello) (*Session, error) {
 
 // Attach hands the member's eth0 descriptor to the daemon (which gets its
 // own copy; fd stays the caller's).
-func (s *Session) Attach(fd int) (Reply, error) {
-	return s.roundTrip(Attach{}, fd)
+func (s *Session) Attach(fd int) (wire.Reply, error) {
+	return s.roundTrip(wire.Attach{}, fd)
 }
 
 // SendDialChannel hands the daemon a dial channel into the member's
@@ -117,7 +117,7 @@ func (s *Session) SendDialChannel(f *os.File) error {
 	if f != nil {
 		fds = append(fds, int(f.Fd()))
 	}
-	if _, err := s.roundTrip(Request{DialChannel: &struct{}{}}, fds...); err != nil {
+	if _, err := s.roundTrip(wire.Request{DialChannel: &struct{}{}}, fds...); err != nil {
 		return fmt.Errorf("send the dial channel: %w", err)
 	}
 	return nil
@@ -125,11 +125,11 @@ func (s *Session) SendDialChannel(f *os.File) error {
 
 // roundTrip sends one message of the session and returns the daemon's
 // Reply, whose Error comes back as an error.
-func (s *Session) roundTrip(msg any, fds ...int) (Reply, error) {
+func (s *Session) roundTrip(msg any, fds ...int) (wire.Reply, error) {
 	if err := wire.Send(s.c, msg, fds...); err != nil {
-		return Reply{}, err
+		return wire.Reply{}, err
 	}
-	var r Reply
+	var r wire.Reply
 	if _, err := wire.Recv(s.c, &r); err != nil {
 		return r, fmt.Errorf("network daemon: %w", err)
 	}
@@ -141,7 +141,7 @@ func (s *Session) roundTrip(msg any, fds ...int) (Reply, error) {
 
 // Wait blocks until the daemon ends the session (it died) or Close.
 func (s *Session) Wait() error {
-	var r Reply
+	var r wire.Reply
 	for {
 		fds, err := wire.Recv(s.c, &r)
 		wire.CloseFDs(fds)
@@ -160,16 +160,16 @@ func (s *Session) Close() { s.c.Close() }
 func (s *Session) Leave() error { return s.c.CloseWrite() }
 
 // ChangePorts publishes or withdraws ports of a running member.
-func ChangePorts(runtimeDir string, r Request) (Reply, error) {
+func ChangePorts(runtimeDir string, r wire.Request) (wire.Reply, error) {
 	c, err := wire.Dial(filepath.Join(runtimeDir, SocketName))
 	if err != nil {
-		return Reply{}, fmt.Errorf("no network daemon runs, so %s is not on a shared network: %w", r.SandboxID, err)
+		return wire.Reply{}, fmt.Errorf("no network daemon runs, so %s is not on a shared network: %w", r.SandboxID, err)
 	}
 	defer c.Close()
-	if err := wire.Send(c, Hello{Request: &r}); err != nil {
-		return Reply{}, err
+	if err := wire.Send(c, wire.Hello{Request: &r}); err != nil {
+		return wire.Reply{}, err
 	}
-	var rep Reply
+	var rep wire.Reply
 	if _, err := wire.Recv(c, &rep); err != nil {
 		return rep, fmt.Errorf("network daemon: %w", err)
 	}

@@ -77,9 +77,9 @@ func TestLeaseLastsAsLongAsTheSession(t *testing.T) {
 	want := netip.MustParseAddr("10.77.0.9")
 	go func() {
 		defer close(done)
-		s.lease(server, Lease{SandboxID: "k2", Network: "kmac", IP: want})
+		s.lease(server, wire.Lease{SandboxID: "k2", Network: "kmac", IP: want})
 	}()
-	var joined Joined
+	var joined wire.Joined
 	if _, err := wire.Recv(client, &joined); err != nil || joined.Error != "" || joined.IP != want || joined.Network.ID != n.ID {
 		t.Fatalf("lease answer %+v, %v; want %v on %s", joined, err, want, n.ID)
 	}
@@ -112,8 +112,8 @@ func TestLeaseOnlyOnKernelMacvlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	client, server := sessionPair(t)
-	go s.lease(server, Lease{SandboxID: "m1", Network: "seg"})
-	var joined Joined
+	go s.lease(server, wire.Lease{SandboxID: "m1", Network: "seg"})
+	var joined wire.Joined
 	if _, err := wire.Recv(client, &joined); err != nil || !strings.Contains(joined.Error, "join it instead") {
 		t.Errorf("lease on a userspace segment: %+v, %v; want it refused", joined, err)
 	}

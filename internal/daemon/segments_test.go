@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/netns-run/netns-run/internal/wire"
 	"github.com/netns-run/netns-run/stack/segment"
 )
 
@@ -27,7 +28,7 @@ func TestSegmentClosesWithItsLastMember(t *testing.T) {
 	}
 	join := func(id string) *member {
 		t.Helper()
-		m, joined := s.join(Join{SandboxID: id + "0123456789abcdef", Name: id, Network: "bridge"})
+		m, joined := s.join(wire.Join{SandboxID: id + "0123456789abcdef", Name: id, Network: "bridge"})
 		if m == nil {
 			t.Fatalf("join %s: %s", id, joined.Error)
 		}

@@ -1,3 +1,14 @@
+// Package daemon is the per-user network host: one process, started on
+// demand and gone when idle, that runs every shared segment (switch, gateway
+// stack, DHCP, DNS) and serves the published ports of all their members;
+// and its client (member sessions, lease sessions, one-shot requests,
+// starting it on demand). A sandbox's supervisor holds a member session
+// with it (internal/wire's Hello, Join, ...), which carries, once, the
+// member's eth0 descriptor and, on the sandbox's first network, once its
+// command runs, a dial channel into the sandbox (the loopback fast path of
+// its published ports). A member of a kernel macvlan network, whose
+// segment is the kernel's, holds a lease session instead: only its
+// address.
 package daemon
 
 import (
@@ -47,7 +58,7 @@ type Server struct {
 
 // member is one attached (or joining) sandbox.
 type member struct {
-	join      Join
+	join      wire.Join
 	net       netstore.Network
 	seg       *segment.Segment
 	ip        netip.Addr
@@ -187,13 +198,13 @@ func (s *Server) session(c *net.UnixConn) {
 		s.log.Warn("refused a connection", "err", err)
 		return
 	}
-	var hello Hello
+	var hello wire.Hello
 	fds, err := wire.Recv(c, &hello)
 	wire.CloseFDs(fds)
 	var bad *wire.DecodeError
 	switch {
 	case errors.As(err, &bad):
-		wire.Send(c, Reply{Error: bad.Error()})
+		wire.Send(c, wire.Reply{Error: bad.Error()})
 		return
 	case err != nil:
 		return
@@ -210,22 +221,22 @@ func (s *Server) session(c *net.UnixConn) {
 		return
 	}
 	defer s.leave(m)
-	var att Attach
+	var att wire.Attach
 	fds, err = wire.Recv(c, &att)
 	if err != nil || len(fds) != 1 {
 		wire.CloseFDs(fds)
 		return
 	}
 	if err := s.attach(m, fds[0]); err != nil {
-		wire.Send(c, Reply{Error: err.Error()})
+		wire.Send(c, wire.Reply{Error: err.Error()})
 		return
 	}
-	wire.Send(c, Reply{Ports: m.ports()})
+	wire.Send(c, wire.Reply{Ports: m.ports()})
 	for {
-		var req Request
+		var req wire.Request
 		fds, err := wire.Recv(c, &req)
 		if errors.As(err, &bad) {
-			wire.Send(c, Reply{Error: bad.Error()})
+			wire.Send(c, wire.Reply{Error: bad.Error()})
 			continue
 		}
 		if err != nil {
@@ -242,7 +253,7 @@ func (s *Server) session(c *net.UnixConn) {
 
 // lease serves a lease session: the address is held for as long as the
 // connection lasts, then dropped, however its supervisor ended.
-func (s *Server) lease(c *net.UnixConn, l Lease) {
+func (s *Server) lease(c *net.UnixConn, l wire.Lease) {
 	n, err := s.store.Get(l.Network)
 	if err == nil && n.Options[netstore.OptParent] == "" {
 		err = fmt.Errorf("network %s is a segment served here: join it instead of leasing an address", n.Name)
@@ -252,7 +263,7 @@ func (s *Server) lease(c *net.UnixConn, l Lease) {
 		ip, err = s.store.AllocateLease(n.ID, l.SandboxID, l.IP)
 	}
 	if err != nil {
-		wire.Send(c, Joined{Error: err.Error()})
+		wire.Send(c, wire.Joined{Error: err.Error()})
 		return
 	}
 	s.mu.Lock()
@@ -268,9 +279,9 @@ func (s *Server) lease(c *net.UnixConn, l Lease) {
 		s.armIdle()
 		s.mu.Unlock()
 	}()
-	wire.Send(c, Joined{Network: n, IP: ip})
+	wire.Send(c, wire.Joined{Network: n, IP: ip})
 	for {
-		var ignored Request
+		var ignored wire.Request
 		fds, err := wire.Recv(c, &ignored)
 		wire.CloseFDs(fds)
 		if err != nil {
@@ -282,28 +293,28 @@ func (s *Server) lease(c *net.UnixConn, l Lease) {
 // dialChannel takes the member's dial channel (fds, which it closes) for
 // the loopback fast path of its published ports, or with none the news
 // that none will come.
-func (s *Server) dialChannel(m *member, fds []int) Reply {
+func (s *Server) dialChannel(m *member, fds []int) wire.Reply {
 	if len(fds) > 1 || m.join.Secondary {
 		wire.CloseFDs(fds)
 		m.fast.Set(nil)
-		return Reply{Error: "a dial channel comes alone, on the session of the sandbox's first network"}
+		return wire.Reply{Error: "a dial channel comes alone, on the session of the sandbox's first network"}
 	}
 	if len(fds) == 0 {
 		m.fast.Set(nil)
-		return Reply{}
+		return wire.Reply{}
 	}
 	f := os.NewFile(uintptr(fds[0]), "dial-channel")
 	err := m.fast.Set(f) // on error none: the gVisor path
 	f.Close()
 	if err != nil {
-		return Reply{Error: fmt.Sprintf("sandbox %s: %v", m.join.Name, err)}
+		return wire.Reply{Error: fmt.Sprintf("sandbox %s: %v", m.join.Name, err)}
 	}
-	return Reply{}
+	return wire.Reply{}
 }
 
 // join reserves an address and binds the member's ports.
-func (s *Server) join(j Join) (*member, Joined) {
-	fail := func(err error) (*member, Joined) { return nil, Joined{Error: err.Error()} }
+func (s *Server) join(j wire.Join) (*member, wire.Joined) {
+	fail := func(err error) (*member, wire.Joined) { return nil, wire.Joined{Error: err.Error()} }
 	n, err := s.store.Get(j.Network)
 	if err != nil {
 		return fail(err)
@@ -362,7 +373,7 @@ func (s *Server) join(j Join) (*member, Joined) {
 	}
 	s.members[memberKey(j.SandboxID, n.ID)] = m
 	s.armIdle()
-	return m, Joined{Network: n, IP: ip, MAC: mac.String(), Ports: m.ports(), LinkHosts: linkHosts}
+	return m, wire.Joined{Network: n, IP: ip, MAC: mac.String(), Ports: m.ports(), LinkHosts: linkHosts}
 }
 
 // segment returns the running segment of n, starting it; s.mu is held.
@@ -390,7 +401,7 @@ func (s *Server) segment(n netstore.Network) (*segment.Segment, error) {
 }
 
 // links renders --link entries as Docker writes them: IP ALIAS ID NAME.
-func (s *Server) links(seg *segment.Segment, n netstore.Network, links []Link) ([]hosts.Entry, error) {
+func (s *Server) links(seg *segment.Segment, n netstore.Network, links []wire.LinkedName) ([]hosts.Entry, error) {
 	var out []hosts.Entry
 	for _, l := range links {
 		var target *member
@@ -483,7 +494,7 @@ func (m *member) ports() []forward.Mapping {
 }
 
 // request serves a one-shot request about a member of another session.
-func (s *Server) request(r Request) Reply {
+func (s *Server) request(r wire.Request) wire.Reply {
 	s.mu.Lock()
 	var m *member
 	for _, cand := range s.members {
@@ -493,16 +504,16 @@ func (s *Server) request(r Request) Reply {
 	}
 	s.mu.Unlock()
 	if m == nil {
-		return Reply{Error: fmt.Sprintf("sandbox %s is not on a network served here", r.SandboxID)}
+		return wire.Reply{Error: fmt.Sprintf("sandbox %s is not on a network served here", r.SandboxID)}
 	}
 	if r.DialChannel != nil {
-		return Reply{Error: "a dial channel comes on the member's own session"}
+		return wire.Reply{Error: "a dial channel comes on the member's own session"}
 	}
 	return s.changePorts(m, r)
 }
 
 // changePorts adds and removes published ports of a running member.
-func (s *Server) changePorts(m *member, r Request) Reply {
+func (s *Server) changePorts(m *member, r wire.Request) wire.Reply {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, rm := range r.RemovePorts {
@@ -518,18 +529,18 @@ func (s *Server) changePorts(m *member, r Request) Reply {
 		}
 		m.listeners = kept
 		if !found {
-			return Reply{Error: fmt.Sprintf("%s is not published", rm), Ports: m.ports()}
+			return wire.Reply{Error: fmt.Sprintf("%s is not published", rm), Ports: m.ports()}
 		}
 	}
 	added, err := forward.Bind(r.AddPorts)
 	if err != nil {
-		return Reply{Error: err.Error(), Ports: m.ports()}
+		return wire.Reply{Error: err.Error(), Ports: m.ports()}
 	}
 	for _, l := range added {
 		go l.Serve(m.ctx, m.ip, m.seg.Gateway(), m.fast)
 	}
 	m.listeners = append(m.listeners, added...)
-	return Reply{Ports: m.ports()}
+	return wire.Reply{Ports: m.ports()}
 }
 
 // samePort matches a mapping to remove; an unset host port or address

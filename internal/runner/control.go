@@ -21,48 +21,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ControlRequest is what `netns-run network connect|disconnect` and
-// `netns-run port add|rm` ask a sandbox's supervisor, over its control
-// socket.
-type ControlRequest struct {
-	Connect     *ConnectRequest    `json:"connect,omitempty"`
-	Disconnect  *DisconnectRequest `json:"disconnect,omitempty"`
-	AddPorts    *PortsRequest      `json:"add_ports,omitempty"`
-	RemovePorts *PortsRequest      `json:"remove_ports,omitempty"`
-}
-
-// ConnectRequest puts a running sandbox on one more network.
-type ConnectRequest struct {
-	Network string     `json:"network"`
-	IP      netip.Addr `json:"ip,omitzero"`
-	Aliases []string   `json:"aliases,omitempty"`
-}
-
-// DisconnectRequest takes a running sandbox off a network it was
-// connected to.
-type DisconnectRequest struct {
-	Network string `json:"network"` // name or id
-}
-
-// Validate checks that exactly one member is set.
-func (r *ControlRequest) Validate() error {
-	return wire.ExactlyOne(r.Connect != nil, r.Disconnect != nil, r.AddPorts != nil, r.RemovePorts != nil)
-}
-
-// PortsRequest publishes more ports of a running sandbox, or withdraws
-// some; a withdrawn mapping without a host port or address matches any.
-type PortsRequest struct {
-	Ports []forward.Mapping `json:"ports"`
-}
-
-// controlReply answers a ControlRequest.
-type controlReply struct {
-	Error string            `json:"error,omitempty"`
-	Ports []forward.Mapping `json:"ports,omitempty"` // the sandbox's published ports after AddPorts or RemovePorts
-}
-
 // Control sends req to the supervisor listening on socket.
-func Control(socket string, req ControlRequest) error {
+func Control(socket string, req wire.ControlRequest) error {
 	_, err := control1(socket, req)
 	return err
 }
@@ -70,22 +30,22 @@ func Control(socket string, req ControlRequest) error {
 // ChangePorts sends req, an AddPorts or RemovePorts, to the supervisor
 // listening on socket and returns the sandbox's published ports after the
 // change.
-func ChangePorts(socket string, req ControlRequest) ([]forward.Mapping, error) {
+func ChangePorts(socket string, req wire.ControlRequest) ([]forward.Mapping, error) {
 	rep, err := control1(socket, req)
 	return rep.Ports, err
 }
 
 // control1 is one request and its reply.
-func control1(socket string, req ControlRequest) (controlReply, error) {
+func control1(socket string, req wire.ControlRequest) (wire.ControlReply, error) {
 	c, err := wire.Dial(socket)
 	if err != nil {
-		return controlReply{}, fmt.Errorf("reach the sandbox's supervisor (is it running?): %w", err)
+		return wire.ControlReply{}, fmt.Errorf("reach the sandbox's supervisor (is it running?): %w", err)
 	}
 	defer c.Close()
 	if err := wire.Send(c, req); err != nil {
-		return controlReply{}, err
+		return wire.ControlReply{}, err
 	}
-	var rep controlReply
+	var rep wire.ControlReply
 	if _, err := wire.Recv(c, &rep); err != nil {
 		return rep, fmt.Errorf("the sandbox's supervisor: %w", err)
 	}
@@ -144,14 +104,14 @@ func (c *control) serve(conn *net.UnixConn) {
 	if wire.CheckPeer(conn) != nil {
 		return // another user: not a word
 	}
-	var req ControlRequest
+	var req wire.ControlRequest
 	fds, err := wire.Recv(conn, &req)
 	wire.CloseFDs(fds)
 	var bad *wire.DecodeError
 	if err != nil && !errors.As(err, &bad) {
 		return // the client is gone
 	}
-	rep := controlReply{}
+	rep := wire.ControlReply{}
 	switch {
 	case err != nil:
 	case req.Connect != nil:
@@ -171,11 +131,11 @@ func (c *control) serve(conn *net.UnixConn) {
 
 // connect joins the network through the daemon, makes the next ethN in
 // the sandbox (no default route: that stays with eth0) and attaches it.
-func (c *control) connect(req ConnectRequest) error {
+func (c *control) connect(req wire.ConnectRequest) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r := c.r
-	join := daemon.Join{SandboxID: r.id, Name: r.name, Network: req.Network, IP: req.IP, Aliases: req.Aliases, Secondary: true}
+	join := wire.Join{SandboxID: r.id, Name: r.name, Network: req.Network, IP: req.IP, Aliases: req.Aliases, Secondary: true}
 	sess, err := daemon.JoinNetwork(r.rt, join)
 	if err != nil {
 		return err

@@ -90,7 +90,7 @@ func (r *run) kernelMacvlan(n netstore.Network) (int, error) {
 // if this one dies. A normal end drops it here at once, without waiting
 // for the daemon to see the session close.
 func (r *run) holdLease(n netstore.Network) (netip.Addr, error) {
-	lease := daemon.Lease{SandboxID: r.id, Network: n.ID, IP: r.opts.IP}
+	lease := wire.Lease{SandboxID: r.id, Network: n.ID, IP: r.opts.IP}
 	sess, err := daemon.HoldLease(r.rt, lease)
 	if err != nil {
 		return netip.Addr{}, err

@@ -23,7 +23,6 @@ import (
 
 	"github.com/netns-run/netns-run/forward"
 	"github.com/netns-run/netns-run/hosts"
-	"github.com/netns-run/netns-run/internal/daemon"
 	"github.com/netns-run/netns-run/internal/netstore"
 	"github.com/netns-run/netns-run/internal/registry"
 	"github.com/netns-run/netns-run/internal/sandbox"
@@ -52,7 +51,7 @@ type Options struct {
 	Network string // Private, or a network name or id
 	IP      netip.Addr
 	MAC     string
-	Links   []daemon.Link
+	Links   []wire.LinkedName
 	Aliases []string
 	Publish []forward.Mapping
 	// HostForwards: the sandbox's loopback ports that reach the host's (-T).

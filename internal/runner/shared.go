@@ -28,7 +28,7 @@ func (r *run) shared() (int, error) {
 	if opts.LinkMode == tap.ModePacket {
 		return wire.ExitOwnError, fmt.Errorf("--link-mode packet works only with --network private: shared networks switch TAP frames")
 	}
-	join := daemon.Join{
+	join := wire.Join{
 		SandboxID: r.id, Name: r.name, Network: opts.Network, IP: opts.IP, MAC: opts.MAC,
 		Aliases: opts.Aliases, Links: opts.Links, Ports: opts.Publish, HostLoopback: opts.HostLoopback,
 		FastPath: r.fastPath,
@@ -105,7 +105,7 @@ func (r *run) changePorts(add, remove []forward.Mapping) ([]forward.Mapping, err
 	}
 	r.published.mu.Lock()
 	defer r.published.mu.Unlock()
-	rep, err := daemon.ChangePorts(r.rt, daemon.Request{SandboxID: r.id, AddPorts: add, RemovePorts: remove})
+	rep, err := daemon.ChangePorts(r.rt, wire.Request{SandboxID: r.id, AddPorts: add, RemovePorts: remove})
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +164,7 @@ func (r *run) keepMembership(m *membership, network string, again func() (*daemo
 // rejoin joins and attaches again, and sends the new daemon a fresh dial
 // channel when the first join promised one (the last one closed with the
 // daemon it went to).
-func (r *run) rejoin(join daemon.Join, fd int, sb *sandbox.Sandbox) (*daemon.Session, error) {
+func (r *run) rejoin(join wire.Join, fd int, sb *sandbox.Sandbox) (*daemon.Session, error) {
 	sess, err := daemon.JoinNetwork(r.rt, join)
 	if err != nil {
 		return nil, err

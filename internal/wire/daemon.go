@@ -1,17 +1,4 @@
-// Package daemon is the per-user network host: one process, started on
-// demand and gone when idle, that runs every shared segment (switch, gateway
-// stack, DHCP, DNS) and serves the published ports of all their members.
-//
-// A sandbox's supervisor holds a member session with it: one SOCK_SEQPACKET
-// connection to members.sock carrying JSON messages (this file) and, once,
-// the member's eth0 descriptor; on the sandbox's first network also, once
-// its command runs, a dial channel into the sandbox (the loopback fast
-// path of its published ports). The session lasting is the membership:
-// when the connection closes, for whatever reason, the member's address
-// and ports are released. A member of a kernel macvlan network, whose
-// segment is the kernel's, holds a lease session instead (Lease): only its
-// address, released the same way.
-package daemon
+package wire
 
 import (
 	"net/netip"
@@ -19,11 +6,20 @@ import (
 	"github.com/netns-run/netns-run/forward"
 	"github.com/netns-run/netns-run/hosts"
 	"github.com/netns-run/netns-run/internal/netstore"
-	"github.com/netns-run/netns-run/internal/wire"
 )
 
-// Link is one --link NAME[:ALIAS].
-type Link struct {
+// The member session, supervisor <-> the per-user network daemon
+// (internal/daemon): one SOCK_SEQPACKET connection to its members.sock.
+//
+//	-> {join} <- Joined, -> Attach + eth0's fd <- Reply, then Requests <- Reply
+//	-> {lease} <- Joined                       a kernel macvlan member's address, held while the connection lasts
+//	-> {request}  <- Reply                     one-shot, naming the sandbox (port add/rm from its supervisor)
+//
+// The session lasting is the membership: when the connection closes, for
+// whatever reason, the member's address and ports are released.
+
+// LinkedName is one --link NAME[:ALIAS].
+type LinkedName struct {
 	Name  string `json:"name"`
 	Alias string `json:"alias,omitempty"`
 }
@@ -45,7 +41,7 @@ type Join struct {
 	IP           netip.Addr        `json:"ip,omitzero"`   // static --ip, or the address held before a daemon restart
 	MAC          string            `json:"mac,omitempty"` // --mac-address
 	Aliases      []string          `json:"aliases,omitempty"`
-	Links        []Link            `json:"links,omitempty"`
+	Links        []LinkedName      `json:"links,omitempty"`
 	Ports        []forward.Mapping `json:"ports,omitempty"`
 	HostLoopback bool              `json:"host_loopback,omitempty"`
 	// Secondary is a further network of a running sandbox (network
@@ -109,11 +105,11 @@ type Reply struct {
 
 // Validate checks that exactly one member is set.
 func (h *Hello) Validate() error {
-	return wire.ExactlyOne(h.Join != nil, h.Lease != nil, h.Request != nil)
+	return ExactlyOne(h.Join != nil, h.Lease != nil, h.Request != nil)
 }
 
 // Validate checks that a request asks for one thing: a change of ports
 // (adding, removing or both) or a dial channel.
 func (r *Request) Validate() error {
-	return wire.ExactlyOne(r.AddPorts != nil || r.RemovePorts != nil, r.DialChannel != nil)
+	return ExactlyOne(r.AddPorts != nil || r.RemovePorts != nil, r.DialChannel != nil)
 }
