@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netns-run/netns-run/stack/ethswitch/ethtest"
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -22,7 +23,7 @@ func BenchmarkMemberToMember(b *testing.B) {
 		b.Run(fmt.Sprint(size), func(b *testing.B) {
 			s := newSwitch(b, Options{})
 			src, dst := addSockMember(b, s, 2), addSockMember(b, s, 3)
-			frame := udpFrame(dst.mac, src.mac, src.ip, dst.ip, 1, 2, payload(size-42))
+			frame := ethtest.UDPFrame(dst.MAC, src.MAC, src.IP, dst.IP, 1, 2, payload(size-42))
 			window := min(256, max(2, (256<<10)/size))
 			credits := make(chan struct{}, window)
 			for range window {
@@ -32,7 +33,7 @@ func BenchmarkMemberToMember(b *testing.B) {
 			go func() {
 				buf := make([]byte, 1<<17)
 				for i := 0; i < b.N; i++ {
-					n, err := unix.Read(dst.fd, buf)
+					n, err := unix.Read(dst.FD, buf)
 					if err != nil || n != len(frame) {
 						done <- fmt.Errorf("read %d, %v", n, err)
 						return
@@ -56,7 +57,7 @@ func BenchmarkMemberToMember(b *testing.B) {
 						b.Fatalf("stalled after %d frames: %+v", i, s.Stats())
 					}
 				}
-				if _, err := unix.Write(src.fd, frame); err != nil {
+				if _, err := unix.Write(src.FD, frame); err != nil {
 					b.Fatal(err)
 				}
 			}

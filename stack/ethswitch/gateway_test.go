@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netns-run/netns-run/stack/ethswitch/ethtest"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -60,7 +61,7 @@ func gatewayStack(t testing.TB, s *Switch, qdisc bool) *stack.Stack {
 
 func isARP(op header.ARPOp, spa netip.Addr) func([]byte) bool {
 	return func(f []byte) bool {
-		if etherType(f) != header.ARPProtocolNumber || len(f) < 14+header.ARPSize {
+		if ethtest.EtherType(f) != header.ARPProtocolNumber || len(f) < 14+header.ARPSize {
 			return false
 		}
 		a := header.ARP(f[14:])
@@ -70,7 +71,7 @@ func isARP(op header.ARPOp, spa netip.Addr) func([]byte) bool {
 
 func isIPv4(proto tcpip.TransportProtocolNumber, src netip.Addr) func([]byte) bool {
 	return func(f []byte) bool {
-		if etherType(f) != header.IPv4ProtocolNumber {
+		if ethtest.EtherType(f) != header.IPv4ProtocolNumber {
 			return false
 		}
 		ip := header.IPv4(f[14:])
@@ -89,34 +90,34 @@ func TestGatewayAnswersARPAndPing(t *testing.T) {
 			gatewayStack(t, s, qdisc)
 			a, b := addSockMember(t, s, 2), addSockMember(t, s, 3)
 
-			req := arpFrame(bcastMAC, header.ARPRequest, a.mac, a.ip, make(net.HardwareAddr, 6), gwIP)
-			a.send(req)
-			f := a.recvMatch(2*time.Second, isARP(header.ARPReply, gwIP))
+			req := ethtest.ARPFrame(bcastMAC, header.ARPRequest, a.MAC, a.IP, make(net.HardwareAddr, 6), gwIP)
+			a.Send(req)
+			f := a.RecvMatch(2*time.Second, isARP(header.ARPReply, gwIP))
 			if f == nil {
 				t.Fatal("no ARP reply from the gateway")
 			}
 			arpReply := header.ARP(f[14:])
-			if eth := header.Ethernet(f); eth.SourceAddress() != tcpip.LinkAddress(gwMAC) || eth.DestinationAddress() != tcpip.LinkAddress(a.mac) {
+			if eth := header.Ethernet(f); eth.SourceAddress() != tcpip.LinkAddress(gwMAC) || eth.DestinationAddress() != tcpip.LinkAddress(a.MAC) {
 				t.Fatalf("ARP reply frame %s -> %s", eth.SourceAddress(), eth.DestinationAddress())
 			}
-			if !bytes.Equal(arpReply.HardwareAddressSender(), gwMAC) || !bytes.Equal(arpReply.HardwareAddressTarget(), a.mac) || !bytes.Equal(arpReply.ProtocolAddressTarget(), a.ip.AsSlice()) {
+			if !bytes.Equal(arpReply.HardwareAddressSender(), gwMAC) || !bytes.Equal(arpReply.HardwareAddressTarget(), a.MAC) || !bytes.Equal(arpReply.ProtocolAddressTarget(), a.IP.AsSlice()) {
 				t.Fatalf("ARP reply %x", f[14:])
 			}
-			b.expect(req)          // the broadcast request reached B,
-			b.expectNothing(quiet) // the unicast reply did not
+			b.Expect(req)          // the broadcast request reached B,
+			b.ExpectNothing(quiet) // the unicast reply did not
 
 			data := payload(1000)
-			a.send(echoFrame(gwMAC, a.mac, a.ip, gwIP, 77, 1, data))
-			f = a.recvMatch(2*time.Second, isIPv4(header.ICMPv4ProtocolNumber, gwIP))
+			a.Send(ethtest.EchoFrame(gwMAC, a.MAC, a.IP, gwIP, 77, 1, data))
+			f = a.RecvMatch(2*time.Second, isIPv4(header.ICMPv4ProtocolNumber, gwIP))
 			if f == nil {
 				t.Fatal("no echo reply")
 			}
 			ip := header.IPv4(f[14:])
 			icmpReply := header.ICMPv4(ip.Payload())
-			if ip.DestinationAddress() != tcpip.AddrFrom4(a.ip.As4()) || icmpReply.Type() != header.ICMPv4EchoReply || icmpReply.Ident() != 77 || !bytes.Equal(icmpReply.Payload(), data) {
+			if ip.DestinationAddress() != tcpip.AddrFrom4(a.IP.As4()) || icmpReply.Type() != header.ICMPv4EchoReply || icmpReply.Ident() != 77 || !bytes.Equal(icmpReply.Payload(), data) {
 				t.Fatalf("bad echo reply %x", f[14:min(len(f), 80)])
 			}
-			if eth := header.Ethernet(f); eth.SourceAddress() != tcpip.LinkAddress(gwMAC) || eth.DestinationAddress() != tcpip.LinkAddress(a.mac) {
+			if eth := header.Ethernet(f); eth.SourceAddress() != tcpip.LinkAddress(gwMAC) || eth.DestinationAddress() != tcpip.LinkAddress(a.MAC) {
 				t.Fatalf("echo reply frame %s -> %s", eth.SourceAddress(), eth.DestinationAddress())
 			}
 		})
@@ -133,7 +134,7 @@ func TestGatewayToMember(t *testing.T) {
 
 	conn, err := gonet.DialUDP(st,
 		&tcpip.FullAddress{NIC: gwNIC, Addr: tcpip.AddrFrom4(gwIP.As4()), Port: 5000},
-		&tcpip.FullAddress{NIC: gwNIC, Addr: tcpip.AddrFrom4(b.ip.As4()), Port: 6000}, ipv4.ProtocolNumber)
+		&tcpip.FullAddress{NIC: gwNIC, Addr: tcpip.AddrFrom4(b.IP.As4()), Port: 6000}, ipv4.ProtocolNumber)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,23 +144,23 @@ func TestGatewayToMember(t *testing.T) {
 		t.Fatal(err)
 	}
 	whoHas := func(f []byte) bool {
-		return isARP(header.ARPRequest, gwIP)(f) && bytes.Equal(header.ARP(f[14:]).ProtocolAddressTarget(), b.ip.AsSlice())
+		return isARP(header.ARPRequest, gwIP)(f) && bytes.Equal(header.ARP(f[14:]).ProtocolAddressTarget(), b.IP.AsSlice())
 	}
-	if a.recvMatch(2*time.Second, whoHas) == nil {
+	if a.RecvMatch(2*time.Second, whoHas) == nil {
 		t.Fatal("A did not see the gateway's ARP broadcast")
 	}
-	if b.recvMatch(2*time.Second, whoHas) == nil {
+	if b.RecvMatch(2*time.Second, whoHas) == nil {
 		t.Fatal("B did not see the gateway's ARP broadcast")
 	}
-	b.send(arpFrame(gwMAC, header.ARPReply, b.mac, b.ip, gwMAC, gwIP))
-	f := b.recvMatch(2*time.Second, isIPv4(header.UDPProtocolNumber, gwIP))
+	b.Send(ethtest.ARPFrame(gwMAC, header.ARPReply, b.MAC, b.IP, gwMAC, gwIP))
+	f := b.RecvMatch(2*time.Second, isIPv4(header.UDPProtocolNumber, gwIP))
 	if f == nil {
 		t.Fatal("B got no datagram")
 	}
 	if u := header.UDP(header.IPv4(f[14:]).Payload()); u.DestinationPort() != 6000 || !bytes.Equal(u.Payload(), msg) {
 		t.Fatalf("bad datagram %x", f)
 	}
-	if a.recvMatch(quiet, isIPv4(header.UDPProtocolNumber, gwIP)) != nil {
+	if a.RecvMatch(quiet, isIPv4(header.UDPProtocolNumber, gwIP)) != nil {
 		t.Fatal("A got B's datagram")
 	}
 	if st := s.Stats(); st.GatewayIn == 0 || st.GatewayOut == 0 {
@@ -173,18 +174,18 @@ func TestGatewayCannotClaimMemberIP(t *testing.T) {
 	s := newSwitch(t, Options{})
 	gatewayStack(t, s, true)
 	a, b := addSockMember(t, s, 2), addSockMember(t, s, 3)
-	req := arpFrame(bcastMAC, header.ARPRequest, a.mac, a.ip, make(net.HardwareAddr, 6), b.ip)
-	a.send(req)
-	b.expect(req)
+	req := ethtest.ARPFrame(bcastMAC, header.ARPRequest, a.MAC, a.IP, make(net.HardwareAddr, 6), b.IP)
+	a.Send(req)
+	b.Expect(req)
 	waitDrop(t, s, DropGatewayClaim, 1)
-	if f := a.recvMatch(quiet, isARP(header.ARPReply, b.ip)); f != nil {
+	if f := a.RecvMatch(quiet, isARP(header.ARPReply, b.IP)); f != nil {
 		t.Fatalf("A got a reply claiming B's address: %x", f)
 	}
 	// Addresses that are no member's are still answered (e.g. a resolver
 	// address served by the gateway).
 	other := netip.MustParseAddr("10.9.0.53")
-	a.send(arpFrame(bcastMAC, header.ARPRequest, a.mac, a.ip, make(net.HardwareAddr, 6), other))
-	if a.recvMatch(2*time.Second, isARP(header.ARPReply, other)) == nil {
+	a.Send(ethtest.ARPFrame(bcastMAC, header.ARPRequest, a.MAC, a.IP, make(net.HardwareAddr, 6), other))
+	if a.RecvMatch(2*time.Second, isARP(header.ARPReply, other)) == nil {
 		t.Fatal("no ARP reply for a non-member address")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netns-run/netns-run/stack/ethswitch/ethtest"
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
@@ -31,16 +32,16 @@ func TestUnicastMemberToMember(t *testing.T) {
 	a, b, c := addSockMember(t, s, 2), addSockMember(t, s, 3), addSockMember(t, s, 4)
 
 	for _, n := range []int{0, 100, 1472, 65000 - 28} { // up to a frame near the MTU
-		f := udpFrame(b.mac, a.mac, a.ip, b.ip, 1000, 2000, payload(n))
-		a.send(f)
-		b.expect(f)
+		f := ethtest.UDPFrame(b.MAC, a.MAC, a.IP, b.IP, 1000, 2000, payload(n))
+		a.Send(f)
+		b.Expect(f)
 	}
-	f := udpFrame(a.mac, b.mac, b.ip, a.ip, 2000, 1000, payload(10))
-	b.send(f)
-	a.expect(f)
-	c.expectNothing(quiet)
+	f := ethtest.UDPFrame(a.MAC, b.MAC, b.IP, a.IP, 2000, 1000, payload(10))
+	b.Send(f)
+	a.Expect(f)
+	c.ExpectNothing(quiet)
 	gw.expectNothing(t, 0)
-	a.expectNothing(0)
+	a.ExpectNothing(0)
 	if st := s.Stats(); st.MemberIn != 5 || st.MemberOut != 5 || len(st.Drops) != 0 {
 		t.Fatalf("stats = %+v", st)
 	}
@@ -50,13 +51,13 @@ func TestUnknownUnicastDropped(t *testing.T) {
 	s := newSwitch(t, Options{})
 	gw := attachFake(s)
 	a, b := addSockMember(t, s, 2), addSockMember(t, s, 3)
-	a.send(udpFrame(strayMAC, a.mac, a.ip, memberIP(99), 1, 2, payload(10)))
+	a.Send(ethtest.UDPFrame(strayMAC, a.MAC, a.IP, memberIP(99), 1, 2, payload(10)))
 	waitDrop(t, s, DropUnknownUnicast, 1)
 	// A frame to oneself is not reflected either.
-	a.send(udpFrame(a.mac, a.mac, a.ip, a.ip, 1, 2, payload(10)))
+	a.Send(ethtest.UDPFrame(a.MAC, a.MAC, a.IP, a.IP, 1, 2, payload(10)))
 	waitDrop(t, s, DropHairpin, 1)
-	a.expectNothing(quiet)
-	b.expectNothing(0)
+	a.ExpectNothing(quiet)
+	b.ExpectNothing(0)
 	gw.expectNothing(t, 0)
 }
 
@@ -65,20 +66,20 @@ func TestBroadcastAndMulticast(t *testing.T) {
 	gw := attachFake(s)
 	a, b, c := addSockMember(t, s, 2), addSockMember(t, s, 3), addSockMember(t, s, 4)
 
-	req := arpFrame(bcastMAC, header.ARPRequest, a.mac, a.ip, net.HardwareAddr(make([]byte, 6)), b.ip)
-	a.send(req)
-	b.expect(req)
-	c.expect(req)
+	req := ethtest.ARPFrame(bcastMAC, header.ARPRequest, a.MAC, a.IP, net.HardwareAddr(make([]byte, 6)), b.IP)
+	a.Send(req)
+	b.Expect(req)
+	c.Expect(req)
 	gw.expect(t, req)
-	a.expectNothing(quiet) // not reflected to the sender
+	a.ExpectNothing(quiet) // not reflected to the sender
 
 	// IPv4 multicast (mDNS) from a link-local IPv6 source and IPv4.
-	mc := udpFrame(net.HardwareAddr{0x01, 0x00, 0x5e, 0, 0, 0xfb}, b.mac, b.ip, netip.MustParseAddr("224.0.0.251"), 5353, 5353, payload(40))
-	b.send(mc)
-	a.expect(mc)
-	c.expect(mc)
+	mc := ethtest.UDPFrame(net.HardwareAddr{0x01, 0x00, 0x5e, 0, 0, 0xfb}, b.MAC, b.IP, netip.MustParseAddr("224.0.0.251"), 5353, 5353, payload(40))
+	b.Send(mc)
+	a.Expect(mc)
+	c.Expect(mc)
 	gw.expect(t, mc)
-	b.expectNothing(quiet)
+	b.ExpectNothing(quiet)
 }
 
 func TestSpoofedSourceMACDropped(t *testing.T) {
@@ -86,11 +87,11 @@ func TestSpoofedSourceMACDropped(t *testing.T) {
 	gw := attachFake(s)
 	a, b := addSockMember(t, s, 2), addSockMember(t, s, 3)
 	// A claims B's MAC, toward B, the gateway and everyone.
-	a.send(udpFrame(b.mac, b.mac, b.ip, b.ip, 1, 2, payload(10)))
-	a.send(udpFrame(gwMAC, b.mac, a.ip, gwIP, 1, 2, payload(10)))
-	a.send(arpFrame(bcastMAC, header.ARPRequest, strayMAC, a.ip, make(net.HardwareAddr, 6), gwIP))
+	a.Send(ethtest.UDPFrame(b.MAC, b.MAC, b.IP, b.IP, 1, 2, payload(10)))
+	a.Send(ethtest.UDPFrame(gwMAC, b.MAC, a.IP, gwIP, 1, 2, payload(10)))
+	a.Send(ethtest.ARPFrame(bcastMAC, header.ARPRequest, strayMAC, a.IP, make(net.HardwareAddr, 6), gwIP))
 	waitDrop(t, s, DropSrcMAC, 3)
-	b.expectNothing(quiet)
+	b.ExpectNothing(quiet)
 	gw.expectNothing(t, 0)
 }
 
@@ -98,35 +99,35 @@ func TestSpoofedSourceIPDropped(t *testing.T) {
 	s := newSwitch(t, Options{})
 	gw := attachFake(s)
 	a, b := addSockMember(t, s, 2), addSockMember(t, s, 3)
-	a.send(udpFrame(b.mac, a.mac, b.ip, b.ip, 1, 2, payload(10)))                                                           // B's address
-	a.send(udpFrame(gwMAC, a.mac, netip.MustParseAddr("8.8.8.8"), gwIP, 1, 2, payload(10)))                                 // anyone's
-	a.send(udpFrame(gwMAC, a.mac, netip.IPv4Unspecified(), gwIP, 68, 68, payload(10)))                                      // 0.0.0.0, not DHCP
-	a.send(udpFrame(bcastMAC, a.mac, netip.IPv4Unspecified(), netip.MustParseAddr("255.255.255.255"), 67, 68, payload(10))) // 0.0.0.0, wrong direction
+	a.Send(ethtest.UDPFrame(b.MAC, a.MAC, b.IP, b.IP, 1, 2, payload(10)))                                                           // B's address
+	a.Send(ethtest.UDPFrame(gwMAC, a.MAC, netip.MustParseAddr("8.8.8.8"), gwIP, 1, 2, payload(10)))                                 // anyone's
+	a.Send(ethtest.UDPFrame(gwMAC, a.MAC, netip.IPv4Unspecified(), gwIP, 68, 68, payload(10)))                                      // 0.0.0.0, not DHCP
+	a.Send(ethtest.UDPFrame(bcastMAC, a.MAC, netip.IPv4Unspecified(), netip.MustParseAddr("255.255.255.255"), 67, 68, payload(10))) // 0.0.0.0, wrong direction
 	waitDrop(t, s, DropSrcIP, 4)
 
 	// Malformed IPv4 headers are not forwarded either.
-	good := udpFrame(b.mac, a.mac, a.ip, b.ip, 1, 2, payload(10))
+	good := ethtest.UDPFrame(b.MAC, a.MAC, a.IP, b.IP, 1, 2, payload(10))
 	short := good[:14+19]
 	badLen := append([]byte(nil), good...)
 	binary.BigEndian.PutUint16(badLen[14+2:], uint16(len(good)))
 	badIHL := append([]byte(nil), good...)
 	badIHL[14] = 0x44
 	for _, f := range [][]byte{short, badLen, badIHL} {
-		a.send(f)
+		a.Send(f)
 	}
 	waitDrop(t, s, DropMalformed, 3)
-	b.expectNothing(quiet)
+	b.ExpectNothing(quiet)
 	gw.expectNothing(t, 0)
 
 	// 0.0.0.0 is fine for a DHCP client (no hook: it is a plain broadcast).
-	disc := udpFrame(bcastMAC, a.mac, netip.IPv4Unspecified(), netip.MustParseAddr("255.255.255.255"), 68, 67, payload(300))
-	a.send(disc)
-	b.expect(disc)
+	disc := ethtest.UDPFrame(bcastMAC, a.MAC, netip.IPv4Unspecified(), netip.MustParseAddr("255.255.255.255"), 68, 67, payload(300))
+	a.Send(disc)
+	b.Expect(disc)
 	gw.expect(t, disc)
 	// Ethernet padding after the IPv4 total length is fine.
-	padded := append(udpFrame(b.mac, a.mac, a.ip, b.ip, 1, 2, nil), make([]byte, 18)...)
-	a.send(padded)
-	b.expect(padded)
+	padded := append(ethtest.UDPFrame(b.MAC, a.MAC, a.IP, b.IP, 1, 2, nil), make([]byte, 18)...)
+	a.Send(padded)
+	b.Expect(padded)
 }
 
 func TestARPSpoofDropped(t *testing.T) {
@@ -136,31 +137,31 @@ func TestARPSpoofDropped(t *testing.T) {
 	zero := make(net.HardwareAddr, 6)
 
 	// Gratuitous ARP claiming B's IP (the classic poisoning).
-	a.send(arpFrame(bcastMAC, header.ARPReply, a.mac, b.ip, bcastMAC, b.ip))
+	a.Send(ethtest.ARPFrame(bcastMAC, header.ARPReply, a.MAC, b.IP, bcastMAC, b.IP))
 	// Reply to the gateway claiming to be the gateway.
-	a.send(arpFrame(gwMAC, header.ARPReply, a.mac, gwIP, gwMAC, gwIP))
+	a.Send(ethtest.ARPFrame(gwMAC, header.ARPReply, a.MAC, gwIP, gwMAC, gwIP))
 	// Sender hardware address other than the frame's (and the port's).
-	f := arpFrame(bcastMAC, header.ARPRequest, strayMAC, a.ip, zero, gwIP)
-	copy(f[6:12], a.mac)
-	a.send(f)
+	f := ethtest.ARPFrame(bcastMAC, header.ARPRequest, strayMAC, a.IP, zero, gwIP)
+	copy(f[6:12], a.MAC)
+	a.Send(f)
 	waitDrop(t, s, DropARPSpoof, 3)
 	// Not ARP for IPv4 over Ethernet.
-	bad := arpFrame(bcastMAC, header.ARPRequest, a.mac, a.ip, zero, gwIP)
+	bad := ethtest.ARPFrame(bcastMAC, header.ARPRequest, a.MAC, a.IP, zero, gwIP)
 	bad[14] = 0x01 // hardware type 1 -> 0x0101
-	a.send(bad)
-	a.send(arpFrame(bcastMAC, header.ARPRequest, a.mac, a.ip, zero, gwIP)[:14+27])
+	a.Send(bad)
+	a.Send(ethtest.ARPFrame(bcastMAC, header.ARPRequest, a.MAC, a.IP, zero, gwIP)[:14+27])
 	waitDrop(t, s, DropMalformed, 2)
-	b.expectNothing(quiet)
+	b.ExpectNothing(quiet)
 	gw.expectNothing(t, 0)
 
 	// A probe (sender 0.0.0.0) and an honest request pass.
-	probe := arpFrame(bcastMAC, header.ARPRequest, a.mac, netip.IPv4Unspecified(), zero, a.ip)
-	a.send(probe)
-	b.expect(probe)
+	probe := ethtest.ARPFrame(bcastMAC, header.ARPRequest, a.MAC, netip.IPv4Unspecified(), zero, a.IP)
+	a.Send(probe)
+	b.Expect(probe)
 	gw.expect(t, probe)
-	reply := arpFrame(a.mac, header.ARPReply, b.mac, b.ip, a.mac, a.ip)
-	b.send(reply)
-	a.expect(reply)
+	reply := ethtest.ARPFrame(a.MAC, header.ARPReply, b.MAC, b.IP, a.MAC, a.IP)
+	b.Send(reply)
+	a.Expect(reply)
 }
 
 func TestIPv6Sources(t *testing.T) {
@@ -172,25 +173,25 @@ func TestIPv6Sources(t *testing.T) {
 	mcast := netip.MustParseAddr("ff02::1")
 
 	ok := []([]byte){
-		ipv6Frame(allNodes, a.mac, ll, mcast, 58, payload(24)),                           // link-local
-		ipv6Frame(allNodes, a.mac, netip.IPv6Unspecified(), mcast, 58, payload(24)),      // DAD
-		ipv6Frame(allNodes, a.mac, netip.IPv6Unspecified(), mcast, 0, payload(24)),       // MLD (hop-by-hop)
-		ipv6Frame(b.mac, a.mac, ll, netip.MustParseAddr("fe80::42:aff:fe09:3"), 17, nil), // unicast link-local
+		ethtest.IPv6Frame(allNodes, a.MAC, ll, mcast, 58, payload(24)),                           // link-local
+		ethtest.IPv6Frame(allNodes, a.MAC, netip.IPv6Unspecified(), mcast, 58, payload(24)),      // DAD
+		ethtest.IPv6Frame(allNodes, a.MAC, netip.IPv6Unspecified(), mcast, 0, payload(24)),       // MLD (hop-by-hop)
+		ethtest.IPv6Frame(b.MAC, a.MAC, ll, netip.MustParseAddr("fe80::42:aff:fe09:3"), 17, nil), // unicast link-local
 	}
 	for i, f := range ok {
-		a.send(f)
-		b.expect(f)
+		a.Send(f)
+		b.Expect(f)
 		if i < 3 {
 			gw.expect(t, f)
 		}
 	}
-	a.send(ipv6Frame(allNodes, a.mac, netip.MustParseAddr("2001:db8::2"), mcast, 58, payload(24)))
-	a.send(ipv6Frame(allNodes, a.mac, netip.IPv6Unspecified(), mcast, 17, payload(24)))
+	a.Send(ethtest.IPv6Frame(allNodes, a.MAC, netip.MustParseAddr("2001:db8::2"), mcast, 58, payload(24)))
+	a.Send(ethtest.IPv6Frame(allNodes, a.MAC, netip.IPv6Unspecified(), mcast, 17, payload(24)))
 	waitDrop(t, s, DropIPv6Src, 2)
 	// Other ethertypes (here an 802.1Q tag) cannot be checked: dropped.
-	a.send(ethFrame(b.mac, a.mac, 0x8100, payload(46)))
+	a.Send(ethtest.EthFrame(b.MAC, a.MAC, 0x8100, payload(46)))
 	waitDrop(t, s, DropEtherType, 1)
-	b.expectNothing(quiet)
+	b.ExpectNothing(quiet)
 	gw.expectNothing(t, 0)
 }
 
@@ -198,14 +199,14 @@ func TestRuntAndOversize(t *testing.T) {
 	s := newSwitch(t, Options{MTU: 1500})
 	gw := attachFake(s)
 	a, b := addSockMember(t, s, 2), addSockMember(t, s, 3)
-	a.send(make([]byte, 10))
+	a.Send(make([]byte, 10))
 	waitDrop(t, s, DropRunt, 1)
-	big := udpFrame(b.mac, a.mac, a.ip, b.ip, 1, 2, payload(1500-28+1))
-	a.send(big)
+	big := ethtest.UDPFrame(b.MAC, a.MAC, a.IP, b.IP, 1, 2, payload(1500-28+1))
+	a.Send(big)
 	waitDrop(t, s, DropOversize, 1)
-	fits := udpFrame(b.mac, a.mac, a.ip, b.ip, 1, 2, payload(1500-28))
-	a.send(fits)
-	b.expect(fits)
+	fits := ethtest.UDPFrame(b.MAC, a.MAC, a.IP, b.IP, 1, 2, payload(1500-28))
+	a.Send(fits)
+	b.Expect(fits)
 	gw.expectNothing(t, 0)
 }
 
@@ -213,22 +214,22 @@ func TestIsolate(t *testing.T) {
 	s := newSwitch(t, Options{Isolate: true})
 	gw := attachFake(s)
 	a, b := addSockMember(t, s, 2), addSockMember(t, s, 3)
-	a.send(udpFrame(b.mac, a.mac, a.ip, b.ip, 1, 2, payload(10)))
+	a.Send(ethtest.UDPFrame(b.MAC, a.MAC, a.IP, b.IP, 1, 2, payload(10)))
 	waitDrop(t, s, DropIsolated, 1)
-	req := arpFrame(bcastMAC, header.ARPRequest, a.mac, a.ip, make(net.HardwareAddr, 6), b.ip)
-	a.send(req)
+	req := ethtest.ARPFrame(bcastMAC, header.ARPRequest, a.MAC, a.IP, make(net.HardwareAddr, 6), b.IP)
+	a.Send(req)
 	gw.expect(t, req) // the gateway still sees broadcasts
-	b.expectNothing(quiet)
+	b.ExpectNothing(quiet)
 	// Member -> gateway works.
-	toGW := udpFrame(gwMAC, a.mac, a.ip, gwIP, 1, 2, payload(10))
-	a.send(toGW)
+	toGW := ethtest.UDPFrame(gwMAC, a.MAC, a.IP, gwIP, 1, 2, payload(10))
+	a.Send(toGW)
 	gw.expect(t, toGW)
 }
 
 func TestGatewayUnattachedDrops(t *testing.T) {
 	s := newSwitch(t, Options{})
 	a := addSockMember(t, s, 2)
-	a.send(udpFrame(gwMAC, a.mac, a.ip, gwIP, 1, 2, payload(10)))
+	a.Send(ethtest.UDPFrame(gwMAC, a.MAC, a.IP, gwIP, 1, 2, payload(10)))
 	waitDrop(t, s, DropNoGateway, 1)
 }
 
@@ -264,10 +265,10 @@ func TestDHCPHook(t *testing.T) {
 	check := func(wantDstMAC net.HardwareAddr, wantDstIP netip.Addr) {
 		t.Helper()
 		c := <-calls
-		if !bytes.Equal(c.req, req) || c.m.MAC.String() != a.mac.String() || c.m.IP != a.ip || c.m.FD != -1 {
+		if !bytes.Equal(c.req, req) || c.m.MAC.String() != a.MAC.String() || c.m.IP != a.IP || c.m.FD != -1 {
 			t.Fatalf("hook called with %d bytes, member %+v", len(c.req), c.m)
 		}
-		f := a.recv(2 * time.Second)
+		f := a.Recv(2 * time.Second)
 		if f == nil {
 			t.Fatal("no DHCP reply")
 		}
@@ -290,27 +291,27 @@ func TestDHCPHook(t *testing.T) {
 	}
 	// DISCOVER from 0.0.0.0 to the broadcast address: answered to A's
 	// MAC at yiaddr (no broadcast flag), then with the flag, broadcast.
-	a.send(udpFrame(bcastMAC, a.mac, netip.IPv4Unspecified(), bcastIP, 68, 67, req))
-	check(a.mac, a.ip)
+	a.Send(ethtest.UDPFrame(bcastMAC, a.MAC, netip.IPv4Unspecified(), bcastIP, 68, 67, req))
+	check(a.MAC, a.IP)
 	bcastFlag.Store(true)
-	a.send(udpFrame(bcastMAC, a.mac, netip.IPv4Unspecified(), bcastIP, 68, 67, req))
+	a.Send(ethtest.UDPFrame(bcastMAC, a.MAC, netip.IPv4Unspecified(), bcastIP, 68, 67, req))
 	check(bcastMAC, bcastIP)
 	bcastFlag.Store(false)
 	// A renewal unicast to the gateway from A's address.
-	a.send(udpFrame(gwMAC, a.mac, a.ip, gwIP, 68, 67, req))
-	check(a.mac, a.ip)
+	a.Send(ethtest.UDPFrame(gwMAC, a.MAC, a.IP, gwIP, 68, 67, req))
+	check(a.MAC, a.IP)
 	// The hook declines: nothing is sent.
-	a.send(udpFrame(bcastMAC, a.mac, netip.IPv4Unspecified(), bcastIP, 68, 67, []byte("ignore me")))
+	a.Send(ethtest.UDPFrame(bcastMAC, a.MAC, netip.IPv4Unspecified(), bcastIP, 68, 67, []byte("ignore me")))
 	<-calls
-	a.expectNothing(quiet)
+	a.ExpectNothing(quiet)
 	// DHCP frames reach neither the other members nor gVisor.
-	b.expectNothing(0)
+	b.ExpectNothing(0)
 	gw.expectNothing(t, 0)
 	// DHCP to another address is not the gateway's business: plain
 	// unicast to B (which may run a server).
-	toB := udpFrame(b.mac, a.mac, a.ip, b.ip, 68, 67, req)
-	a.send(toB)
-	b.expect(toB)
+	toB := ethtest.UDPFrame(b.MAC, a.MAC, a.IP, b.IP, 68, 67, req)
+	a.Send(toB)
+	b.Expect(toB)
 	if len(calls) != 0 {
 		t.Fatal("hook called for DHCP to another member")
 	}
@@ -319,24 +320,24 @@ func TestDHCPHook(t *testing.T) {
 func TestRemovePort(t *testing.T) {
 	s := newSwitch(t, Options{})
 	a, b := addSockMember(t, s, 2), addSockMember(t, s, 3)
-	f := udpFrame(b.mac, a.mac, a.ip, b.ip, 1, 2, payload(10))
-	a.send(f)
-	b.expect(f)
+	f := ethtest.UDPFrame(b.MAC, a.MAC, a.IP, b.IP, 1, 2, payload(10))
+	a.Send(f)
+	b.Expect(f)
 
-	s.RemovePort(b.mac)
+	s.RemovePort(b.MAC)
 	// The switch's end is closed: the member's end sees EOF.
-	if n, err := unix.Read(b.fd, make([]byte, 100)); n != 0 || err != nil {
+	if n, err := unix.Read(b.FD, make([]byte, 100)); n != 0 || err != nil {
 		t.Fatalf("read after RemovePort = %d, %v; want EOF", n, err)
 	}
-	a.send(f)
+	a.Send(f)
 	waitDrop(t, s, DropUnknownUnicast, 1)
-	s.RemovePort(b.mac) // idempotent
+	s.RemovePort(b.MAC) // idempotent
 	s.RemovePort(strayMAC)
 
 	// B's address and MAC can be reused.
 	b2 := addSockMember(t, s, 3)
-	a.send(f)
-	b2.expect(f)
+	a.Send(f)
+	b2.Expect(f)
 }
 
 func TestAddPortErrors(t *testing.T) {
@@ -354,7 +355,7 @@ func TestAddPortErrors(t *testing.T) {
 		"unspecified IP": {MAC: memberMAC(4), IP: netip.IPv4Unspecified()},
 	}
 	for name, m := range cases {
-		swEnd, mEnd := seqpacketPair(t)
+		swEnd, mEnd := ethtest.Pair(t)
 		m.FD = swEnd
 		if err := s.AddPort(m); err == nil {
 			t.Errorf("%s: AddPort succeeded", name)
@@ -364,14 +365,12 @@ func TestAddPortErrors(t *testing.T) {
 		if n, err := unix.Read(mEnd, make([]byte, 10)); n != 0 || err != nil {
 			t.Errorf("%s: fd not closed (read = %d, %v)", name, n, err)
 		}
-		unix.Close(mEnd)
 	}
 	if err := s.AddPort(Member{MAC: memberMAC(5), IP: memberIP(5), FD: -1}); err == nil {
 		t.Error("AddPort(fd -1) succeeded")
 	}
 	s.Close()
-	swEnd, mEnd := seqpacketPair(t)
-	defer unix.Close(mEnd)
+	swEnd, _ := ethtest.Pair(t)
 	if err := s.AddPort(Member{MAC: memberMAC(6), IP: memberIP(6), FD: swEnd}); err == nil {
 		t.Error("AddPort after Close succeeded")
 	}
@@ -395,9 +394,9 @@ func TestCloseClosesPorts(t *testing.T) {
 	s := newSwitch(t, Options{})
 	a, b := addSockMember(t, s, 2), addSockMember(t, s, 3)
 	s.Close()
-	for _, m := range []*sockMember{a, b} {
-		if n, err := unix.Read(m.fd, make([]byte, 10)); n != 0 || err != nil {
-			t.Errorf("member %s: read after Close = %d, %v", m.mac, n, err)
+	for _, m := range []*ethtest.Link{a, b} {
+		if n, err := unix.Read(m.FD, make([]byte, 10)); n != 0 || err != nil {
+			t.Errorf("member %s: read after Close = %d, %v", m.MAC, n, err)
 		}
 	}
 	s.Close()
@@ -408,10 +407,10 @@ func TestCloseClosesPorts(t *testing.T) {
 func TestMemberHangsUp(t *testing.T) {
 	s := newSwitch(t, Options{})
 	a, b, c := addSockMember(t, s, 2), addSockMember(t, s, 3), addSockMember(t, s, 4)
-	unix.Shutdown(a.fd, unix.SHUT_WR)
+	unix.Shutdown(a.FD, unix.SHUT_WR)
 	time.Sleep(20 * time.Millisecond)
-	f := udpFrame(c.mac, b.mac, b.ip, c.ip, 1, 2, payload(10))
-	b.send(f)
-	c.expect(f)
-	s.RemovePort(a.mac)
+	f := ethtest.UDPFrame(c.MAC, b.MAC, b.IP, c.IP, 1, 2, payload(10))
+	b.Send(f)
+	c.Expect(f)
+	s.RemovePort(a.MAC)
 }

@@ -1,7 +1,6 @@
 package segment
 
 import (
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -10,8 +9,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/netns-run/netns-run/stack/ethswitch/ethtest"
 	"golang.org/x/sys/unix"
-	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
 
@@ -56,83 +55,42 @@ func newSegment(t *testing.T, cfg Config) *Segment {
 	return s
 }
 
-// fakeLink is a member's eth0 played by the test: the segment gets one end
-// of a SOCK_SEQPACKET socketpair (one frame per message, as on a TAP), the
-// test reads and writes frames on the other.
+// fakeLink is a member's eth0 played by the test (an ethtest.Link).
 type fakeLink struct {
-	t   *testing.T
-	m   Member
-	fd  int
-	buf []byte
+	*ethtest.Link
+	m Member
 }
 
 func attach(t *testing.T, s *Segment, host byte, name string, aliases ...string) *fakeLink {
 	t.Helper()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fds[1]) })
 	m := Member{
 		ID:   name + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789",
 		Name: name, Aliases: aliases,
 		IP:  netip.AddrFrom4([4]byte{10, 77, 0, host}),
 		MAC: net.HardwareAddr{0x02, 0x42, 10, 77, 0, host},
 	}
-	if err := s.Add(m, fds[0]); err != nil {
+	l, swEnd := ethtest.NewLink(t, m.MAC, m.IP)
+	if err := s.Add(m, swEnd); err != nil {
 		t.Fatal(err)
 	}
-	return &fakeLink{t: t, m: m, fd: fds[1], buf: make([]byte, MTU+header.EthernetMinimumSize)}
-}
-
-// read returns the next frame within d; nil on timeout, io.EOF when the
-// segment closed its end.
-func (l *fakeLink) read(d time.Duration) ([]byte, error) {
-	pfd := []unix.PollFd{{Fd: int32(l.fd), Events: unix.POLLIN}}
-	for {
-		n, err := unix.Poll(pfd, int(d/time.Millisecond))
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if n == 0 {
-			return nil, nil
-		}
-		break
-	}
-	n, err := unix.Read(l.fd, l.buf)
-	if err != nil {
-		return nil, err
-	}
-	if n == 0 {
-		return nil, io.EOF
-	}
-	return l.buf[:n], nil
+	return &fakeLink{Link: l, m: m}
 }
 
 // lookup asks the segment's DNS (the gateway, port 53 over UDP) for name's
 // A records, answering the gateway's ARP on the way as a kernel would.
 func (l *fakeLink) lookup(name string) *dns.Msg {
-	l.t.Helper()
+	l.T.Helper()
 	q := new(dns.Msg)
 	q.SetQuestion(dns.Fqdn(name), dns.TypeA)
 	wire, err := q.Pack()
 	if err != nil {
-		l.t.Fatal(err)
+		l.T.Fatal(err)
 	}
 	const port = 40000
-	frame := udpFrame(gwMAC, l.m.MAC, l.m.IP, gateway, port, 53, wire)
-	if _, err := unix.Write(l.fd, frame); err != nil {
-		l.t.Fatalf("%s: write: %v", l.m.Name, err)
-	}
+	l.Send(ethtest.UDPFrame(gwMAC, l.m.MAC, l.m.IP, gateway, port, 53, wire))
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		f, err := l.read(time.Until(deadline))
-		if err != nil {
-			l.t.Fatalf("%s: read: %v", l.m.Name, err)
-		}
+		f := l.Recv(time.Until(deadline))
 		if f == nil {
 			break
 		}
@@ -141,9 +99,8 @@ func (l *fakeLink) lookup(name string) *dns.Msg {
 		case header.ARPProtocolNumber:
 			a := header.ARP(f[header.EthernetMinimumSize:])
 			if a.Op() == header.ARPRequest && netip.AddrFrom4([4]byte(a.ProtocolAddressTarget())) == l.m.IP {
-				reply := arpFrame(net.HardwareAddr(a.HardwareAddressSender()), header.ARPReply, l.m.MAC, l.m.IP,
-					net.HardwareAddr(a.HardwareAddressSender()), netip.AddrFrom4([4]byte(a.ProtocolAddressSender())))
-				unix.Write(l.fd, reply)
+				l.Send(ethtest.ARPFrame(net.HardwareAddr(a.HardwareAddressSender()), header.ARPReply, l.m.MAC, l.m.IP,
+					net.HardwareAddr(a.HardwareAddressSender()), netip.AddrFrom4([4]byte(a.ProtocolAddressSender()))))
 			}
 		case header.IPv4ProtocolNumber:
 			ip := header.IPv4(f[header.EthernetMinimumSize:])
@@ -156,18 +113,18 @@ func (l *fakeLink) lookup(name string) *dns.Msg {
 			}
 			r := new(dns.Msg)
 			if err := r.Unpack(udp.Payload()); err != nil {
-				l.t.Fatalf("%s: DNS reply: %v", l.m.Name, err)
+				l.T.Fatalf("%s: DNS reply: %v", l.m.Name, err)
 			}
 			return r
 		}
 	}
-	l.t.Fatalf("%s: no DNS reply for %s", l.m.Name, name)
+	l.T.Fatalf("%s: no DNS reply for %s", l.m.Name, name)
 	return nil
 }
 
 // resolve is lookup's single A record, or the zero Addr for none.
 func (l *fakeLink) resolve(name string) netip.Addr {
-	l.t.Helper()
+	l.T.Helper()
 	r := l.lookup(name)
 	for _, rr := range r.Answer {
 		if a, ok := rr.(*dns.A); ok {
@@ -176,25 +133,6 @@ func (l *fakeLink) resolve(name string) netip.Addr {
 		}
 	}
 	return netip.Addr{}
-}
-
-// expectHangup waits for the segment to close its end of the link.
-func (l *fakeLink) expectHangup() {
-	l.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		f, err := l.read(time.Until(deadline))
-		if errors.Is(err, io.EOF) || errors.Is(err, unix.ECONNRESET) {
-			return
-		}
-		if err != nil {
-			l.t.Fatalf("%s: read: %v", l.m.Name, err)
-		}
-		if f == nil {
-			break
-		}
-	}
-	l.t.Fatalf("%s: the segment kept the link open", l.m.Name)
 }
 
 func TestNewRejectsBadConfig(t *testing.T) {
@@ -264,7 +202,7 @@ func TestRemove(t *testing.T) {
 	alpha := attach(t, s, 2, "alpha")
 	beta := attach(t, s, 3, "beta")
 	s.Remove(beta.m.ID)
-	beta.expectHangup()
+	beta.ExpectHangup()
 	if got := alpha.resolve("beta"); got != upstreamIP {
 		t.Errorf("after Remove, beta resolves to %v, want the upstream's %v", got, upstreamIP)
 	}
@@ -285,8 +223,8 @@ func TestCloseHangsUpMembers(t *testing.T) {
 	alpha := attach(t, s, 2, "alpha")
 	beta := attach(t, s, 3, "beta")
 	s.Close()
-	alpha.expectHangup()
-	beta.expectHangup()
+	alpha.ExpectHangup()
+	beta.ExpectHangup()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -295,40 +233,4 @@ func TestCloseHangsUpMembers(t *testing.T) {
 	if err := s.Add(Member{ID: "late", Name: "late", IP: netip.MustParseAddr("10.77.0.9"), MAC: net.HardwareAddr{2, 0x42, 10, 77, 0, 9}}, fds[0]); err == nil {
 		t.Error("Add after Close succeeded")
 	}
-}
-
-// Frame builders.
-
-func ethFrame(dst, src net.HardwareAddr, et tcpip.NetworkProtocolNumber, payload []byte) []byte {
-	f := make([]byte, header.EthernetMinimumSize+len(payload))
-	header.Ethernet(f).Encode(&header.EthernetFields{SrcAddr: tcpip.LinkAddress(src), DstAddr: tcpip.LinkAddress(dst), Type: et})
-	copy(f[header.EthernetMinimumSize:], payload)
-	return f
-}
-
-// udpFrame is an IPv4 UDP datagram without a UDP checksum (optional on IPv4).
-func udpFrame(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, sport, dport uint16, payload []byte) []byte {
-	p := make([]byte, header.IPv4MinimumSize+header.UDPMinimumSize+len(payload))
-	ip := header.IPv4(p)
-	ip.Encode(&header.IPv4Fields{
-		TotalLength: uint16(len(p)), TTL: 64, Protocol: uint8(header.UDPProtocolNumber),
-		SrcAddr: tcpip.AddrFrom4(src.As4()), DstAddr: tcpip.AddrFrom4(dst.As4()),
-	})
-	ip.SetChecksum(^ip.CalculateChecksum())
-	udp := header.UDP(p[header.IPv4MinimumSize:])
-	udp.Encode(&header.UDPFields{SrcPort: sport, DstPort: dport, Length: uint16(header.UDPMinimumSize + len(payload))})
-	copy(udp.Payload(), payload)
-	return ethFrame(dstMAC, srcMAC, header.IPv4ProtocolNumber, p)
-}
-
-func arpFrame(dst net.HardwareAddr, op header.ARPOp, sha net.HardwareAddr, spa netip.Addr, tha net.HardwareAddr, tpa netip.Addr) []byte {
-	a := make([]byte, header.ARPSize)
-	h := header.ARP(a)
-	h.SetIPv4OverEthernet()
-	h.SetOp(op)
-	copy(h.HardwareAddressSender(), sha)
-	copy(h.ProtocolAddressSender(), spa.AsSlice())
-	copy(h.HardwareAddressTarget(), tha)
-	copy(h.ProtocolAddressTarget(), tpa.AsSlice())
-	return ethFrame(dst, sha, header.ARPProtocolNumber, a)
 }
