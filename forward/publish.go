@@ -175,8 +175,20 @@ func (l *Listener) Serve(ctx context.Context, member netip.Addr, d Dialer, local
 func isLoopback(a netip.Addr) bool { return a.Unmap().IsLoopback() }
 
 func (l *Listener) serveTCP(ctx context.Context, dst netip.AddrPort, d Dialer, local LocalDialer) {
+	relayAccepted(l.tcp, func(c net.Conn) (net.Conn, error) {
+		client := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr()
+		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+		defer cancel()
+		return dialTCP(dctx, d, local, client, dst)
+	})
+}
+
+// relayAccepted accepts on ln until it is closed and relays each client to
+// the connection dial makes for it; a client it cannot make one for is
+// closed.
+func relayAccepted(ln net.Listener, dial func(client net.Conn) (net.Conn, error)) {
 	for {
-		c, err := l.tcp.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -185,10 +197,7 @@ func (l *Listener) serveTCP(ctx context.Context, dst netip.AddrPort, d Dialer, l
 			continue
 		}
 		go func() {
-			client := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr()
-			dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-			inner, err := dialTCP(dctx, d, local, client, dst)
-			cancel()
+			inner, err := dial(c)
 			if err != nil {
 				c.Close()
 				return

@@ -2,15 +2,12 @@ package forward
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/netns-run/netns-run/forward/relay"
 )
 
 // HostForward is one port of the sandbox's loopback forwarded to the
@@ -104,26 +101,11 @@ const hostDialTimeout = 5 * time.Second
 func ServeToHost(ctx context.Context, ln net.Listener, hostPort uint16) {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			time.Sleep(10 * time.Millisecond) // EMFILE and the like: back off
-			continue
-		}
-		go func() {
-			dctx, cancel := context.WithTimeout(ctx, hostDialTimeout)
-			host, err := dialHostLoopback(dctx, c.RemoteAddr(), hostPort)
-			cancel()
-			if err != nil {
-				c.Close()
-				return
-			}
-			relay.TCP(c, host)
-		}()
-	}
+	relayAccepted(ln, func(c net.Conn) (net.Conn, error) {
+		dctx, cancel := context.WithTimeout(ctx, hostDialTimeout)
+		defer cancel()
+		return dialHostLoopback(dctx, c.RemoteAddr(), hostPort)
+	})
 }
 
 // dialHostLoopback dials the host's loopback in client's family.

@@ -3,8 +3,6 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +13,7 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/netns-run/netns-run/internal/registry"
+	"github.com/netns-run/netns-run/internal/runner"
 )
 
 // A detached run is this binary started again in its own session, with
@@ -33,16 +31,11 @@ func detachedID() string { return os.Getenv(detachedIDEnv) }
 // startDetached runs the same command line again in the background and
 // returns once its command runs, printing the id, as docker run -d.
 func startDetached(string) error {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return fmt.Errorf("make sandbox id: %w", err)
-	}
-	id := hex.EncodeToString(b[:])
-	rt, err := registry.RuntimeDir()
+	id, err := runner.NewID()
 	if err != nil {
 		return err
 	}
-	reg, err := registry.Open(rt)
+	reg, err := openRegistry()
 	if err != nil {
 		return err
 	}

@@ -36,11 +36,8 @@ func openStoreAndRegistry() (*netstore.Store, *registry.Registry, error) {
 }
 
 func openRegistry() (*registry.Registry, error) {
-	rt, err := registry.RuntimeDir()
-	if err != nil {
-		return nil, err
-	}
-	return registry.Open(rt)
+	_, reg, err := registry.OpenDefault()
+	return reg, err
 }
 
 func newNetworkCommand() *cobra.Command {

@@ -406,11 +406,7 @@ func newDaemonCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rt, err := registry.RuntimeDir()
-			if err != nil {
-				return err
-			}
-			reg, err := registry.Open(rt)
+			rt, reg, err := registry.OpenDefault()
 			if err != nil {
 				return err
 			}

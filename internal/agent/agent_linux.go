@@ -341,12 +341,8 @@ func (a *agent) stop() {
 // A supervisor that dies takes the agent with it (Pdeathsig).
 func (a *agent) serve() {
 	for {
-		m, fds, err := wire.RecvAgent(a.conn)
+		m, fds, err := wire.NextAgentMessage(a.conn)
 		if err != nil {
-			var bad *wire.DecodeError
-			if errors.As(err, &bad) {
-				continue
-			}
 			return
 		}
 		switch {

@@ -166,11 +166,8 @@ func ChangePorts(runtimeDir string, r wire.Request) (wire.Reply, error) {
 		return wire.Reply{}, fmt.Errorf("no network daemon runs, so %s is not on a shared network: %w", r.SandboxID, err)
 	}
 	defer c.Close()
-	if err := wire.Send(c, wire.Hello{Request: &r}); err != nil {
-		return wire.Reply{}, err
-	}
 	var rep wire.Reply
-	if _, err := wire.Recv(c, &rep); err != nil {
+	if err := wire.Exchange(c, wire.Hello{Request: &r}, &rep); err != nil {
 		return rep, fmt.Errorf("network daemon: %w", err)
 	}
 	if rep.Error != "" {

@@ -112,6 +112,17 @@ func RuntimeDir() (string, error) {
 	return dir, nil
 }
 
+// OpenDefault opens the registry of RuntimeDir and returns that directory
+// too (the daemon's socket lives there).
+func OpenDefault() (string, *Registry, error) {
+	rt, err := RuntimeDir()
+	if err != nil {
+		return "", nil, err
+	}
+	reg, err := Open(rt)
+	return rt, reg, err
+}
+
 // Open opens the registry under the runtime dir. Its directory exists
 // only while it holds records: nothing is left once the last sandbox ends.
 func Open(runtimeDir string) (*Registry, error) {

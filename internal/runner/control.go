@@ -42,11 +42,8 @@ func control1(socket string, req wire.ControlRequest) (wire.ControlReply, error)
 		return wire.ControlReply{}, fmt.Errorf("reach the sandbox's supervisor (is it running?): %w", err)
 	}
 	defer c.Close()
-	if err := wire.Send(c, req); err != nil {
-		return wire.ControlReply{}, err
-	}
 	var rep wire.ControlReply
-	if _, err := wire.Recv(c, &rep); err != nil {
+	if err := wire.Exchange(c, req, &rep); err != nil {
 		return rep, fmt.Errorf("the sandbox's supervisor: %w", err)
 	}
 	if rep.Error != "" {

@@ -107,15 +107,11 @@ func run0(opts Options) (int, error) {
 	id := opts.ID
 	if id == "" {
 		var err error
-		if id, err = newID(); err != nil {
+		if id, err = NewID(); err != nil {
 			return wire.ExitOwnError, err
 		}
 	}
-	rt, err := registry.RuntimeDir()
-	if err != nil {
-		return wire.ExitOwnError, err
-	}
-	reg, err := registry.Open(rt)
+	rt, reg, err := registry.OpenDefault()
 	if err != nil {
 		return wire.ExitOwnError, err
 	}
@@ -393,8 +389,8 @@ func statusOf(err error) int {
 	return wire.ExitOwnError
 }
 
-// newID returns a Docker-like 64-hex-digit id.
-func newID() (string, error) {
+// NewID returns a Docker-like 64-hex-digit id.
+func NewID() (string, error) {
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", fmt.Errorf("make sandbox id: %w", err)

@@ -171,13 +171,9 @@ func serveExecConn(ctx context.Context, c *net.UnixConn, sb *Sandbox) {
 	go func() {
 		defer close(clientGone)
 		for {
-			m, fds, err := wire.RecvAgent(c)
+			m, fds, err := wire.NextAgentMessage(c)
 			wire.CloseFDs(fds)
 			if err != nil {
-				var bad *wire.DecodeError
-				if errors.As(err, &bad) {
-					continue
-				}
 				return
 			}
 			if m.Signal != nil && m.Signal.Signal > 0 && m.Signal.Signal <= 64 {
@@ -274,13 +270,9 @@ func ExecVia(socketPath string, req ExecRequest, stdin, stdout, stderr *os.File)
 		defer close(readerDone)
 		defer close(replies)
 		for {
-			m, fds, err := wire.RecvAgent(conn)
+			m, fds, err := wire.NextAgentMessage(conn)
 			wire.CloseFDs(fds)
 			if err != nil {
-				var bad *wire.DecodeError
-				if errors.As(err, &bad) {
-					continue
-				}
 				return
 			}
 			select {

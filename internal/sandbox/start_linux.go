@@ -231,12 +231,8 @@ func (sb *Sandbox) Run() error {
 func (sb *Sandbox) read() {
 	defer close(sb.readerDone)
 	for {
-		m, fds, err := wire.RecvAgent(sb.conn)
+		m, fds, err := wire.NextAgentMessage(sb.conn)
 		if err != nil {
-			var bad *wire.DecodeError
-			if errors.As(err, &bad) {
-				continue
-			}
 			break
 		}
 		if m.LinkAdded != nil {

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"errors"
 	"net"
 	"os"
 	"syscall"
@@ -156,4 +157,17 @@ type ExecStatus struct {
 type ExecSignal struct {
 	ID     uint64 `json:"id,omitempty"`
 	Signal int    `json:"signal"`
+}
+
+// NextAgentMessage is RecvAgent for a conversation that goes on: a message
+// that could not be taken is dropped (with its descriptors), and the next
+// one read. An error means the peer is gone.
+func NextAgentMessage(c *net.UnixConn) (AgentMessage, []int, error) {
+	for {
+		m, fds, err := RecvAgent(c)
+		var bad *DecodeError
+		if !errors.As(err, &bad) {
+			return m, fds, err
+		}
+	}
 }

@@ -255,3 +255,14 @@ func Listen(path string) (*net.UnixListener, error) {
 	}
 	return ln, nil
 }
+
+// Exchange is a one-shot request: it sends req on c and reads the one
+// reply into rep (a descriptor that comes with it is closed).
+func Exchange(c *net.UnixConn, req, rep any) error {
+	if err := Send(c, req); err != nil {
+		return err
+	}
+	fds, err := Recv(c, rep)
+	CloseFDs(fds)
+	return err
+}
