@@ -74,6 +74,17 @@ func makeLink(h *netlink.Handle, cfg Config) (Link, error) {
 	return Link{}, err
 }
 
+// Attach opens the TAP name in the current network namespace, making it
+// if it does not exist, and leaves its configuration alone (slirp4netns's
+// mode without -c: the client made and configures it).
+func Attach(name string) (Link, error) {
+	fd, err := openTAP(name)
+	if err != nil {
+		return Link{}, err
+	}
+	return Link{FD: fd, Mode: ModeTAP}, nil
+}
+
 // openTAP makes a TAP without IFF_VNET_HDR: gVisor's fdbased endpoint does
 // not handle the virtio header on a non-socket fd (see docs/ARCHITECTURE.md,
 // Measured facts: The vnet-header trap).
