@@ -6,6 +6,7 @@
 #                throwaway namespaces (see e2e/outerns); as root it runs the
 #                suite as the user $(E2E_USER), created if missing
 #   make test    unit + e2e
+#   make install $(DESTDIR)$(PREFIX)/bin/netns-run, and slirp4netns linked to it
 #
 # E2E_RUN=REGEXP selects e2e tests (go test -run syntax).
 
@@ -14,8 +15,9 @@ BIN         ?= bin
 E2E_USER    ?= netns-test
 E2E_TIMEOUT ?= 10m
 E2E_RUN     ?=
+PREFIX      ?= /usr/local
 
-.PHONY: build unit e2e e2e-build test demo
+.PHONY: build unit e2e e2e-build test demo install
 
 # Static (CGO_ENABLED=0): every sandbox starts two netns-run processes,
 # the supervisor and the agent, and without the dynamic loader and libc
@@ -24,6 +26,13 @@ E2E_RUN     ?=
 # names are never resolved through libc, and os/user reads /etc/passwd.
 build:
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/netns-run ./cmd/netns-run
+
+# install: the binary, and a link named slirp4netns to it, through which
+# rootless Podman and RootlessKit run netns-run as their slirp4netns.
+install: build
+	install -d '$(DESTDIR)$(PREFIX)/bin'
+	install -m 0755 $(BIN)/netns-run '$(DESTDIR)$(PREFIX)/bin/netns-run'
+	ln -sf netns-run '$(DESTDIR)$(PREFIX)/bin/slirp4netns'
 
 unit:
 	@pkgs=$$($(GO) list ./... | grep -v '/e2e$$'); \

@@ -13,16 +13,42 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"runtime/debug"
 
 	"github.com/netns-run/netns-run/internal/agent"
+	"github.com/netns-run/netns-run/internal/slirp"
 	"github.com/netns-run/netns-run/internal/wire"
 )
 
 func main() {
-	if agent.IsChild() {
+	switch {
+	case agent.IsChild():
 		agent.Main()
+	case slirp.IsTAPHelper():
+		slirp.TAPHelperMain()
+	case filepath.Base(os.Args[0]) == "slirp4netns":
+		// Rootless Podman and RootlessKit run "slirp4netns": a link of
+		// that name to this binary answers as slirp4netns 1.2.0.
+		os.Exit(slirp.Main(os.Args[1:], os.Stdout, os.Stderr, version()))
+	case len(os.Args) > 1 && os.Args[1] == "slirp4netns":
+		os.Exit(slirp.Main(os.Args[2:], os.Stdout, os.Stderr, version()))
 	}
 	os.Exit(execute(os.Args[1:]))
+}
+
+// version is the module version, or the commit it was built from.
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			return info.Main.Version + " (" + s.Value[:12] + ")"
+		}
+	}
+	return info.Main.Version
 }
 
 // exitError carries the status a command asks netns-run to exit with.

@@ -12,6 +12,8 @@
 //	probe udp [-timeout D] ADDR SEND    send (again every 500ms), print the first reply;
 //	                                  "local IP:PORT" goes to stderr
 //	probe resolve [-timeout D] NAME     Go's own resolver (/etc/resolv.conf, /etc/hosts): one address a line
+//	probe unix [-timeout D] PATH REQ   a slirp4netns API call: send REQ and a newline on the unix
+//	                                  stream socket PATH, shut the write side, print the reply
 //	probe cat FILE                    print a file
 //	probe hostname                    print the host name
 //	probe id                          print "uid=N gid=N"
@@ -77,6 +79,8 @@ func run(cmd string, args []string) error {
 		return clientUDP(args)
 	case "resolve":
 		return resolve(args)
+	case "unix":
+		return unixRequest(args)
 	case "cat":
 		if len(args) != 1 {
 			return usageError{"want FILE"}
@@ -325,6 +329,32 @@ func resolve(args []string) error {
 	for _, a := range addrs {
 		fmt.Println(a)
 	}
+	return nil
+}
+
+func unixRequest(args []string) error {
+	timeout, rest, err := timeoutFlags("unix", args, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 2 {
+		return usageError{"want PATH REQUEST"}
+	}
+	c, err := net.DialTimeout("unix", rest[0], timeout)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(timeout))
+	if _, err := io.WriteString(c, rest[1]+"\n"); err != nil {
+		return err
+	}
+	c.(*net.UnixConn).CloseWrite()
+	b, err := io.ReadAll(c)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s\n", b)
 	return nil
 }
 

@@ -1,0 +1,170 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSlirp4netnsPodmanMode: netns-run answering as slirp4netns with the
+// command line rootless Podman 4 passes (a namespace path from inside the
+// owning user namespace, -c, exit and ready fds, an API socket): the
+// namespace gets 10.0.2.100/24 on tap0 and its route, reaches the world
+// and the DNS forwarder at 10.0.2.3, and API forwards from the host's
+// loopback reach servers inside over TCP and UDP (with
+// --disable-host-loopback); closing the exit fd ends the process and
+// removes the socket.
+func TestSlirp4netnsPodmanMode(t *testing.T) {
+	requireLauncher(t)
+	unshare := requireTool(t, "unshare")
+	requireTool(t, "nsenter")
+	d := t.TempDir()
+	script := fmt.Sprintf(`set -e
+D=%[1]s NR=%[2]s P=%[3]s
+unshare --net sleep 60 &
+HOLDER=$!
+for i in $(seq 50); do [ "$(readlink /proc/$HOLDER/ns/net)" != "$(readlink /proc/self/ns/net)" ] && break; sleep 0.05; done
+touch $D/netns && mount --bind /proc/$HOLDER/ns/net $D/netns
+mkfifo $D/ready $D/exit
+$NR slirp4netns --disable-host-loopback --mtu=65520 --enable-sandbox --enable-seccomp --enable-ipv6 -c -e 3 -r 4 --api-socket $D/api.sock --netns-type=path $D/netns tap0 3<$D/exit 4>$D/ready 2>$D/log &
+SLIRP=$!
+exec 5>$D/exit
+echo "ready: $(head -c1 $D/ready)"
+IN="nsenter --net=$D/netns"
+$IN ip -o -4 addr show tap0
+$IN ip -o link show tap0 | grep -o 'mtu [0-9]*'
+$IN ip route show default
+$IN $P tcp -timeout 5s 198.51.100.2:7777 out-tcp
+echo
+echo "nameserver 10.0.2.3" > $D/resolv.conf && mount --bind $D/resolv.conf /etc/resolv.conf
+echo "resolved: $($IN $P resolve -timeout 5s world.e2e.test)"
+$IN $P serve-tcp 80 > $D/tcp.out 5>&- &
+TCPSRV=$!
+$IN $P serve-udp 53 > $D/udp.out 5>&- &
+UDPSRV=$!
+sleep 0.3
+echo "add tcp: $($P unix $D/api.sock '{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_addr":"127.0.0.1","host_port":18611,"guest_addr":"","guest_port":80}}')"
+echo "add udp: $($P unix $D/api.sock '{"execute":"add_hostfwd","arguments":{"proto":"udp","host_addr":"127.0.0.1","host_port":18612,"guest_addr":"10.0.2.100","guest_port":53}}')"
+echo "list: $($P unix $D/api.sock '{"execute":"list_hostfwd"}')"
+echo "bad: $($P unix $D/api.sock 'not json')"
+echo "unknown: $($P unix $D/api.sock '{"execute":"nope"}')"
+echo "tcp forward: $($P tcp -timeout 5s 127.0.0.1:18611 via-api | tr '\n' ' ')"
+echo "udp forward: $($P udp -timeout 5s 127.0.0.1:18612 via-api-udp)"
+echo "remove: $($P unix $D/api.sock '{"execute":"remove_hostfwd","arguments":{"id":1}}')"
+$P tcp -timeout 2s 127.0.0.1:18611 gone >/dev/null 2>&1 && echo "a removed forward still answers"
+exec 5>&-
+t0=$(date +%%s%%N)
+wait $SLIRP && echo "exit status 0 after $(( ($(date +%%s%%N) - t0) / 1000000 )) ms"
+[ -e $D/api.sock ] && echo "the API socket was left behind"
+kill $TCPSRV $UDPSRV $HOLDER 2>/dev/null || true
+cat $D/log >&2
+`, d, netnsRun, probe)
+	r := runCmd(t, cmdOpts{timeout: time.Minute}, unshare, "--user", "--map-root-user", "--mount", "/bin/sh", "-c", script)
+	wantExit(t, r, 0, "the Podman command line")
+	for _, want := range []string{
+		"ready: 1\n",
+		"inet 10.0.2.100/24",
+		"mtu 65520\n",
+		"default via 10.0.2.2 dev tap0",
+		"from 198.51.100.1:", // the world sees the host's address
+		"out-tcp",
+		"resolved: 198.51.100.2\n",
+		`add tcp: {"return":{"id":1}}`,
+		`add udp: {"return":{"id":2}}`,
+		`"entries":[{"id":1,"proto":"tcp","host_addr":"127.0.0.1","host_port":18611,"guest_addr":"10.0.2.100","guest_port":80},{"id":2,"proto":"udp"`,
+		`bad: {"error":{"desc":"bad request:`,
+		`unknown: {"error":{"desc":"bad request: unknown execute`,
+		"tcp forward: from 10.0.2.2:", // a loopback client appears as the gateway, as with slirp4netns
+		"via-api",
+		"udp forward: from 10.0.2.2:",
+		"via-api-udp",
+		`remove: {"return":{}}`,
+		"exit status 0 after",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("missing %q in:\n%s", want, r)
+		}
+	}
+	for _, bad := range []string{"still answers", "left behind"} {
+		if strings.Contains(r.stdout, bad) {
+			t.Errorf("%s:\n%s", bad, r)
+		}
+	}
+	if m := regexp.MustCompile(`exit status 0 after (\d+) ms`).FindStringSubmatch(r.stdout); m != nil {
+		t.Logf("exited %s ms after the exit fd closed", m[1])
+	}
+}
+
+// TestSlirp4netnsRootlessKitMode: RootlessKit's command line, from the
+// initial user namespace with a PID target whose user namespace is not
+// ours and a tap0 it made itself (no -c): the helper joins both
+// namespaces, the ready fd gets "1", the namespace reaches the world, and
+// SIGKILL (RootlessKit's teardown) leaves nothing running.
+func TestSlirp4netnsRootlessKitMode(t *testing.T) {
+	requireLauncher(t)
+	requireTool(t, "unshare")
+	requireTool(t, "nsenter")
+	d := t.TempDir()
+	script := fmt.Sprintf(`set -e
+D=%[1]s NR=%[2]s P=%[3]s
+unshare --user --map-root-user --net /bin/sh -c 'ip tuntap add name tap0 mode tap && ip link set tap0 up && ip addr add 10.0.3.100/24 dev tap0 && ip route add default via 10.0.3.2 && touch '$D'/made && exec sleep 60' &
+CHILD=$!
+for i in $(seq 100); do [ -e $D/made ] && break; sleep 0.05; done
+mkfifo $D/ready
+$NR slirp4netns --mtu 65520 -r 3 --disable-host-loopback --cidr 10.0.3.0/24 --enable-sandbox --enable-seccomp $CHILD tap0 3>$D/ready 2>$D/log &
+SLIRP=$!
+echo "ready: $(head -c1 $D/ready)"
+nsenter -t $CHILD -U -n --preserve-credentials $P tcp -timeout 5s 198.51.100.2:7777 rk-tcp
+echo
+kill -9 $SLIRP
+wait $SLIRP || echo "killed: $?"
+kill -0 $SLIRP 2>/dev/null && echo "still running after SIGKILL"
+kill $CHILD
+cat $D/log >&2
+`, d, netnsRun, probe)
+	r := runCmd(t, cmdOpts{timeout: time.Minute}, "/bin/sh", "-c", script)
+	wantExit(t, r, 0, "the RootlessKit command line")
+	for _, want := range []string{"ready: 1\n", "from 198.51.100.1:", "rk-tcp", "killed: 137"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("missing %q in:\n%s", want, r)
+		}
+	}
+	if strings.Contains(r.stdout, "still running") {
+		t.Errorf("the process survived SIGKILL:\n%s", r)
+	}
+}
+
+// TestSlirp4netnsCommandLine: --help lists every flag the clients look
+// for and exits 0; a bad flag is one line and exit 1, as slirp4netns.
+func TestSlirp4netnsCommandLine(t *testing.T) {
+	requireLauncher(t)
+	r := runNR(t, "slirp4netns", "--help")
+	wantExit(t, r, 0, "--help")
+	for _, flag := range []string{"--netns-type", "--enable-ipv6", "--api-socket", "--disable-host-loopback", "--mtu", "--cidr", "--enable-sandbox", "--enable-seccomp", "--outbound-addr", "--userns-path", "--macaddress"} {
+		if !strings.Contains(r.stdout, flag) {
+			t.Errorf("--help lacks %s:\n%s", flag, r.stdout)
+		}
+	}
+	// Invoked as slirp4netns (make install's link), it answers the same.
+	link := filepath.Join(t.TempDir(), "slirp4netns")
+	if err := os.Symlink(netnsRun, link); err != nil {
+		t.Fatal(err)
+	}
+	if r := runCmd(t, cmdOpts{}, link, "--help"); r.code != 0 || !strings.Contains(r.stdout, "--netns-type") {
+		t.Errorf("as slirp4netns, --help:\n%s", r)
+	}
+	r = runNR(t, "slirp4netns", "--version")
+	wantExit(t, r, 0, "--version")
+	if !strings.HasPrefix(r.stdout, "slirp4netns version ") || !strings.Contains(r.stdout, "netns-run") {
+		t.Errorf("--version: %q", r.stdout)
+	}
+	r = runNR(t, "slirp4netns", "--no-such-flag", "1", "tap0")
+	wantExit(t, r, 1, "an unknown flag")
+	if lines := nonEmptyLines(r.stderr); len(lines) != 1 || !strings.Contains(lines[0], "--no-such-flag") {
+		t.Errorf("an unknown flag: want one line naming it, got %q", r.stderr)
+	}
+}

@@ -1,0 +1,181 @@
+package slirp
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	"github.com/netns-run/netns-run/hosts"
+	"github.com/netns-run/netns-run/internal/ipam"
+	"github.com/netns-run/netns-run/stack"
+	"github.com/netns-run/netns-run/stack/resolver"
+)
+
+// Version is what --version prints, in slirp4netns's layout (clients only
+// show it).
+func Version(netnsRunVersion string) string {
+	return fmt.Sprintf("slirp4netns version 1.2.0+netns-run\nnetns-run version %s\n", netnsRunVersion)
+}
+
+// Main runs the slirp4netns command line args (without the program name)
+// and returns the exit status: 0 after a clean end, 1 for a bad command
+// line or a failure, as slirp4netns.
+func Main(args []string, stdout, stderr io.Writer, version string) int {
+	o, err := Parse(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "slirp4netns: %v\n", err)
+		return 1
+	}
+	switch {
+	case o.Help:
+		fmt.Fprint(stdout, Help)
+		return 0
+	case o.Version:
+		fmt.Fprint(stdout, Version(version))
+		return 0
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if err := run(o, log); err != nil {
+		fmt.Fprintf(stderr, "slirp4netns: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func run(o Options, log *slog.Logger) error {
+	if o.OutboundAddr != "" || o.OutboundAddr6 != "" {
+		return fmt.Errorf("--outbound-addr and --outbound-addr6 are %w in netns-run's slirp4netns mode: leave them out", errNotSupported)
+	}
+	if o.IPv6 {
+		log.Warn("--enable-ipv6: netns-run's slirp4netns mode provides no IPv6 yet; the namespace gets IPv4 only")
+	}
+	if o.EnableSandbox || o.EnableSeccomp {
+		log.Warn("--enable-sandbox and --enable-seccomp are accepted but not enforced yet by netns-run's slirp4netns mode")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	go func() {
+		select {
+		case <-sigs:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if o.ExitFD >= 0 {
+		go watchExitFD(o.ExitFD, cancel)
+	}
+
+	gw, err := stack.New(stack.Config{
+		Subnet: o.CIDR, Gateway: o.Gateway(), Resolver: o.Resolver(), GatewayMAC: ipam.MAC(o.Gateway()),
+		MTU: uint32(o.MTU), HostLoopback: !o.DisableHostLoopback, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer gw.Close()
+	fd, err := openTAP(o)
+	if err != nil {
+		return err
+	}
+	if err := gw.AttachFD(stack.Link{FD: fd}); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	if !o.DisableDNS {
+		if err := serveDNS(ctx, &wg, gw, log); err != nil {
+			return err
+		}
+	}
+	if o.APISocket != "" {
+		api, err := listenAPI(o.APISocket, newForwards(gw, o.Guest()))
+		if err != nil {
+			return err
+		}
+		defer api.close()
+		wg.Add(1)
+		go func() { defer wg.Done(); api.serve(ctx) }()
+	}
+	if err := ready(o.ReadyFD); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// serveDNS answers at the resolver address, forwarding to the host's
+// nameservers in order.
+func serveDNS(ctx context.Context, wg *sync.WaitGroup, gw *stack.Gateway, log *slog.Logger) error {
+	proxy, err := resolver.New(resolver.Config{Upstreams: hostUpstreams(), Logger: log})
+	if err != nil {
+		return fmt.Errorf("DNS forwarder: %w", err)
+	}
+	pc, ln, err := gw.ListenResolver()
+	if err != nil {
+		return err
+	}
+	wg.Add(2)
+	go func() { defer wg.Done(); proxy.ServePacket(ctx, pc) }()
+	go func() { defer wg.Done(); proxy.ServeStream(ctx, ln) }()
+	return nil
+}
+
+// hostUpstreams are the nameservers of the host's resolv.conf, read when
+// the process starts, as slirp4netns reads them.
+func hostUpstreams() []netip.AddrPort {
+	data, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		return defaultUpstreams
+	}
+	ns, _, _ := hosts.ParseResolvConf(data)
+	if ups := resolver.UpstreamsFromResolvConf(ns); len(ups) > 0 {
+		return ups
+	}
+	return defaultUpstreams
+}
+
+// defaultUpstreams is the resolver glibc assumes when resolv.conf names none.
+var defaultUpstreams = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:53")}
+
+// ready tells the client that the network is up: "1" on the ready fd,
+// which is then closed.
+func ready(fd int) error {
+	if fd < 0 {
+		return nil
+	}
+	f := os.NewFile(uintptr(fd), "ready-fd")
+	defer f.Close()
+	if _, err := f.Write([]byte("1")); err != nil {
+		return fmt.Errorf("ready fd %d: %w", fd, err)
+	}
+	return nil
+}
+
+// watchExitFD ends the process when the exit fd reports EOF or an error
+// (its writer, e.g. conmon, is gone).
+func watchExitFD(fd int, cancel context.CancelFunc) {
+	f := os.NewFile(uintptr(fd), "exit-fd")
+	defer f.Close()
+	io.Copy(io.Discard, f)
+	cancel()
+}
+
+// executable is this binary, for the helper that opens the TAP.
+func executable() (string, error) {
+	p, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find this executable: %w", err)
+	}
+	return filepath.Clean(p), nil
+}
