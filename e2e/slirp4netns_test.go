@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -166,5 +167,65 @@ func TestSlirp4netnsCommandLine(t *testing.T) {
 	wantExit(t, r, 1, "an unknown flag")
 	if lines := nonEmptyLines(r.stderr); len(lines) != 1 || !strings.Contains(lines[0], "--no-such-flag") {
 		t.Errorf("an unknown flag: want one line naming it, got %q", r.stderr)
+	}
+}
+
+// TestRootlessKitOnSlirp4netns: the real RootlessKit, as rootless Docker
+// runs it (--net=slirp4netns, its slirp4netns port driver, rootlessctl
+// add-ports and remove-ports), with netns-run as its slirp4netns; and the
+// same checks with the reference slirp4netns when it is installed, so that
+// a failure says whether netns-run or the client broke.
+func TestRootlessKitOnSlirp4netns(t *testing.T) {
+	requireLauncher(t)
+	rootlesskit := requireTool(t, "rootlesskit")
+	rootlessctl := requireTool(t, "rootlessctl")
+	ours := filepath.Join(t.TempDir(), "slirp4netns")
+	if err := os.Symlink(netnsRun, ours); err != nil {
+		t.Fatal(err)
+	}
+	binaries := map[string]string{"netns-run": ours}
+	if ref, err := exec.LookPath("slirp4netns"); err == nil {
+		binaries["reference slirp4netns"] = ref
+	}
+	for name, bin := range binaries {
+		t.Run(name, func(t *testing.T) {
+			// A short directory: the API socket's path must fit a unix
+			// socket address (108 bytes), for either binary.
+			d, err := os.MkdirTemp("", "rk")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(d) })
+			script := fmt.Sprintf(`set -e
+D=%[1]s RK=%[2]s CTL=%[3]s BIN=%[4]s P=%[5]s
+$RK --state-dir=$D/rk --net=slirp4netns --slirp4netns-binary=$BIN --disable-host-loopback --copy-up=/etc --port-driver=slirp4netns -- /bin/sh -c "$P ifinfo tap0; $P tcp -timeout 5s 198.51.100.2:7777 rk-out; echo; exec $P serve-tcp 80" > $D/out 2>$D/err &
+RKPID=$!
+for i in $(seq 100); do grep -q ready $D/out 2>/dev/null && break; sleep 0.1; done
+cat $D/out
+grep -q ready $D/out || { echo "rootlesskit did not start its command"; cat $D/err >&2; kill $RKPID; exit 1; }
+timeout 10 $CTL --socket $D/rk/api.sock add-ports 127.0.0.1:18720:80/tcp
+echo "forward: $($P tcp -timeout 5s 127.0.0.1:18720 via-rootlessctl | tr '\n' ' ')"
+timeout 10 $CTL --socket $D/rk/api.sock list-ports
+timeout 10 $CTL --socket $D/rk/api.sock remove-ports 1
+$P tcp -timeout 2s 127.0.0.1:18720 gone >/dev/null 2>&1 && echo "a removed port still answers"
+kill $RKPID
+wait $RKPID || true
+sleep 0.3
+pgrep -f "$BIN --mtu" >/dev/null && echo "its slirp4netns outlived rootlesskit"
+cat $D/err >&2
+`, d, rootlesskit, rootlessctl, bin, probe)
+			r := runCmd(t, cmdOpts{timeout: time.Minute}, "/bin/sh", "-c", script)
+			wantExit(t, r, 0, "rootlesskit --net=slirp4netns with "+name)
+			for _, want := range []string{"10.0.2.100/24", "from 198.51.100.1:", "rk-out", "forward: from ", "via-rootlessctl", "PARENTPORT", "18720"} {
+				if !strings.Contains(r.stdout, want) {
+					t.Errorf("with %s: missing %q in:\n%s", name, want, r)
+				}
+			}
+			for _, bad := range []string{"still answers", "outlived"} {
+				if strings.Contains(r.stdout, bad) {
+					t.Errorf("with %s: %s:\n%s", name, bad, r)
+				}
+			}
+		})
 	}
 }
