@@ -24,10 +24,28 @@ func setupMounts() error {
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("mounting /proc for the host pid namespace: %w", err)
 	}
+	// The new /sys hides the machine's cgroup mounts, which container
+	// runtimes (runc under rootless Podman) look for: keep them aside and
+	// put them back under it.
+	cgroups, cerr := os.MkdirTemp("", "outerns-cgroup-")
+	if cerr == nil {
+		defer os.Remove(cgroups)
+		cerr = unix.Mount("/sys/fs/cgroup", cgroups, "", unix.MS_BIND|unix.MS_REC, "")
+	}
 	if err := unix.Mount("sysfs", "/sys", "sysfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		// Only cosmetic for the tests (/sys/class/net would show the
 		// machine's interfaces): go on.
 		fmt.Fprintf(os.Stderr, "outerns: warning: mounting /sys for the host network namespace: %v\n", err)
+		if cerr == nil {
+			unix.Unmount(cgroups, unix.MNT_DETACH)
+		}
+		return nil
+	}
+	if cerr == nil {
+		cerr = unix.Mount(cgroups, "/sys/fs/cgroup", "", unix.MS_MOVE, "")
+	}
+	if cerr != nil {
+		fmt.Fprintf(os.Stderr, "outerns: warning: no /sys/fs/cgroup for the tests (container runtimes need it): %v\n", cerr)
 	}
 	return nil
 }

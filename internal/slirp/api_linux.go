@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/netns-run/netns-run/forward"
+	"github.com/netns-run/netns-run/internal/wire"
 	"github.com/netns-run/netns-run/stack"
+	"golang.org/x/sys/unix"
 )
 
 // The API socket (-a): one JSON request per connection, newline-terminated,
@@ -186,26 +188,37 @@ func (f *forwards) answer(ctx context.Context, b []byte) reply {
 
 // api is the listening API socket.
 type api struct {
-	path string
-	ln   *net.UnixListener
-	fwd  *forwards
+	path   string
+	ln     *net.UnixListener
+	fwd    *forwards
+	remove func() error // unlinks path; --enable-sandbox replaces it
 }
 
 // listenAPI binds the API socket at path, replacing a stale socket file
-// left by a process that was killed (a live one answers, and is kept).
+// left by a process that was killed (a live one answers, and is kept). A
+// path too long for a socket address (Podman's, under a deep runtime
+// directory) is bound through a descriptor of its directory.
 func listenAPI(path string, fwd *forwards) (*api, error) {
+	addr, dirFD, err := wire.SocketAddr(path)
+	if err != nil {
+		return nil, fmt.Errorf("API socket: %w", err)
+	}
+	if dirFD >= 0 {
+		defer unix.Close(dirFD)
+	}
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
-		if c, err := net.Dial("unix", path); err == nil {
+		if c, err := net.Dial("unix", addr); err == nil {
 			c.Close()
 			return nil, fmt.Errorf("API socket %s: another process listens there", path)
 		}
 		os.Remove(path)
 	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: addr, Net: "unix"})
 	if err != nil {
-		return nil, fmt.Errorf("API socket: %w", err)
+		return nil, fmt.Errorf("API socket %s: %w", path, err)
 	}
-	return &api{path: path, ln: ln, fwd: fwd}, nil
+	ln.SetUnlinkOnClose(false) // close removes it by its real path
+	return &api{path: path, ln: ln, fwd: fwd, remove: func() error { return os.Remove(path) }}, nil
 }
 
 func (a *api) serve(ctx context.Context) {
@@ -241,5 +254,5 @@ func (a *api) serveConn(ctx context.Context, c *net.UnixConn) {
 
 func (a *api) close() {
 	a.ln.Close()
-	os.Remove(a.path)
+	a.remove()
 }

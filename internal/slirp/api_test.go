@@ -7,10 +7,14 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/netns-run/netns-run/internal/wire"
+	"golang.org/x/sys/unix"
 )
 
 // call is one API client connection, as Podman and RootlessKit make it.
@@ -90,6 +94,40 @@ func TestAPI(t *testing.T) {
 	if l, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", p2)); err == nil {
 		l.Close()
 		t.Error("the port of a forward that was not removed is free")
+	}
+}
+
+// A socket path too long for a unix socket address (Podman's, under a deep
+// runtime directory) still works.
+func TestAPILongPath(t *testing.T) {
+	dir := t.TempDir()
+	for len(dir) < 120 {
+		dir = filepath.Join(dir, "deeper-and-deeper")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, strings.Repeat("f", 64)+".net")
+	a, err := listenAPI(path, newForwards(nil, netip.MustParseAddr("10.0.2.100")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.serve(ctx); close(done) }()
+	addr, dirFD, err := wire.SocketAddr(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(dirFD)
+	if got := call(t, addr, `{"execute":"list_hostfwd"}`); got != `{"return":{"entries":[]}}` {
+		t.Errorf("list_hostfwd over a long path: %s", got)
+	}
+	cancel()
+	<-done
+	a.close()
+	if _, err := os.Lstat(path); !os.IsNotExist(err) {
+		t.Errorf("the socket is left after close: %v", err)
 	}
 }
 
