@@ -31,10 +31,11 @@ HOLDER=$!
 for i in $(seq 50); do [ "$(readlink /proc/$HOLDER/ns/net)" != "$(readlink /proc/self/ns/net)" ] && break; sleep 0.05; done
 touch $D/netns && mount --bind /proc/$HOLDER/ns/net $D/netns
 mkfifo $D/ready $D/exit
-$NR slirp4netns --disable-host-loopback --mtu=65520 --enable-sandbox --enable-seccomp --enable-ipv6 -c -e 3 -r 4 --api-socket $D/api.sock --netns-type=path $D/netns tap0 3<$D/exit 4>$D/ready 2>$D/log &
+unshare --mount $NR slirp4netns --disable-host-loopback --mtu=65520 --enable-sandbox --enable-seccomp --enable-ipv6 -c -e 3 -r 4 --api-socket $D/api.sock --netns-type=path $D/netns tap0 3<$D/exit 4>$D/ready 2>$D/log &
 SLIRP=$!
 exec 5>$D/exit
 echo "ready: $(head -c1 $D/ready)"
+echo "sandbox: $(grep -E '^(CapEff|NoNewPrivs):' /proc/$SLIRP/status | tr -s '\t\n' '  ')root entries $(ls -A /proc/$SLIRP/root | wc -l)"
 IN="nsenter --net=$D/netns"
 $IN ip -o -4 addr show tap0
 $IN ip -o link show tap0 | grep -o 'mtu [0-9]*'
@@ -68,6 +69,10 @@ cat $D/log >&2
 	wantExit(t, r, 0, "the Podman command line")
 	for _, want := range []string{
 		"ready: 1\n",
+		// --enable-sandbox: no capability but CAP_NET_BIND_SERVICE, no new
+		// privileges, an empty root (the process has a mount namespace of
+		// its own, as Podman gives it).
+		"sandbox: CapEff: 0000000000000400 NoNewPrivs: 1 root entries 0",
 		"inet 10.0.2.100/24",
 		"mtu 65520\n",
 		"default via 10.0.2.2 dev tap0",
@@ -103,7 +108,9 @@ cat $D/log >&2
 // TestSlirp4netnsRootlessKitMode: RootlessKit's command line, from the
 // initial user namespace with a PID target whose user namespace is not
 // ours and a tap0 it made itself (no -c): the helper joins both
-// namespaces, the ready fd gets "1", the namespace reaches the world, and
+// namespaces, the ready fd gets "1", --enable-sandbox sets no_new_privs
+// (the root stays: the mount namespace is the parent's), the host's
+// loopback reached at the gateway sees --outbound-addr as the source, and
 // SIGKILL (RootlessKit's teardown) leaves nothing running.
 func TestSlirp4netnsRootlessKitMode(t *testing.T) {
 	requireLauncher(t)
@@ -116,11 +123,15 @@ unshare --user --map-root-user --net /bin/sh -c 'ip tuntap add name tap0 mode ta
 CHILD=$!
 for i in $(seq 100); do [ -e $D/made ] && break; sleep 0.05; done
 mkfifo $D/ready
-$NR slirp4netns --mtu 65520 -r 3 --disable-host-loopback --cidr 10.0.3.0/24 --enable-sandbox --enable-seccomp $CHILD tap0 3>$D/ready 2>$D/log &
+$P serve-tcp 18741 > $D/hostsrv &
+HOSTSRV=$!
+$NR slirp4netns --mtu 65520 -r 3 --cidr 10.0.3.0/24 --outbound-addr=127.0.0.2 --enable-sandbox --enable-seccomp $CHILD tap0 3>$D/ready 2>$D/log &
 SLIRP=$!
 echo "ready: $(head -c1 $D/ready)"
-nsenter -t $CHILD -U -n --preserve-credentials $P tcp -timeout 5s 198.51.100.2:7777 rk-tcp
+echo "sandbox: $(grep -E '^NoNewPrivs:' /proc/$SLIRP/status | tr -s '\t' ' ')"
+nsenter -t $CHILD -U -n --preserve-credentials $P tcp -timeout 5s 10.0.3.2:18741 rk-tcp
 echo
+kill $HOSTSRV
 kill -9 $SLIRP
 wait $SLIRP || echo "killed: $?"
 kill -0 $SLIRP 2>/dev/null && echo "still running after SIGKILL"
@@ -129,7 +140,8 @@ cat $D/log >&2
 `, d, netnsRun, probe)
 	r := runCmd(t, cmdOpts{timeout: time.Minute}, "/bin/sh", "-c", script)
 	wantExit(t, r, 0, "the RootlessKit command line")
-	for _, want := range []string{"ready: 1\n", "from 198.51.100.1:", "rk-tcp", "killed: 137"} {
+	// The host's loopback, reached at the gateway, sees --outbound-addr.
+	for _, want := range []string{"ready: 1\n", "sandbox: NoNewPrivs: 1", "from 127.0.0.2:", "rk-tcp", "killed: 137"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("missing %q in:\n%s", want, r)
 		}

@@ -41,7 +41,10 @@ type Config struct {
 	HostLoopback bool
 	// Internal refuses all outbound traffic (docker network create --internal).
 	Internal bool
-	Logger   *slog.Logger
+	// OutboundAddr, when valid, is the host IPv4 address outbound
+	// connections are bound to (slirp4netns --outbound-addr).
+	OutboundAddr netip.Addr
+	Logger       *slog.Logger
 }
 
 // Link is the frame descriptor the stack reads and writes.

@@ -79,6 +79,9 @@ func (g *Gateway) forwardTCP(r *tcp.ForwarderRequest) {
 	defer g.limit.tcp.Add(-1)
 	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
 	var d net.Dialer
+	if a := g.cfg.OutboundAddr; a.IsValid() {
+		d.LocalAddr = &net.TCPAddr{IP: a.AsSlice()}
+	}
 	host, err := d.DialContext(ctx, "tcp", target.String())
 	cancel()
 	if err != nil {
@@ -115,7 +118,11 @@ func (g *Gateway) forwardUDP(r *udp.ForwarderRequest) bool {
 	inner := gonet.NewUDPConn(&wq, ep)
 	go func() {
 		defer g.limit.udp.Add(-1)
-		host, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(target))
+		var local *net.UDPAddr
+		if a := g.cfg.OutboundAddr; a.IsValid() {
+			local = &net.UDPAddr{IP: a.AsSlice()}
+		}
+		host, err := net.DialUDP("udp", local, net.UDPAddrFromAddrPort(target))
 		if err != nil {
 			g.log.Debug("outbound UDP dial failed", "dst", target, "err", err)
 			inner.Close()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -50,14 +51,21 @@ func Main(args []string, stdout, stderr io.Writer, version string) int {
 }
 
 func run(o Options, log *slog.Logger) error {
-	if o.OutboundAddr != "" || o.OutboundAddr6 != "" {
-		return fmt.Errorf("--outbound-addr and --outbound-addr6 are %w in netns-run's slirp4netns mode: leave them out", errNotSupported)
+	if o.OutboundAddr6 != "" {
+		return fmt.Errorf("--outbound-addr6 is %w: the stack has no IPv6 outbound traffic yet; leave it out", errNotSupported)
+	}
+	var outbound netip.Addr
+	if o.OutboundAddr != "" {
+		var err error
+		if outbound, err = checkOutbound(o.OutboundAddr); err != nil {
+			return err
+		}
 	}
 	if o.IPv6 {
 		log.Warn("--enable-ipv6: netns-run's slirp4netns mode provides no IPv6 yet; the namespace gets IPv4 only")
 	}
-	if o.EnableSandbox || o.EnableSeccomp {
-		log.Warn("--enable-sandbox and --enable-seccomp are accepted but not enforced yet by netns-run's slirp4netns mode")
+	if o.EnableSeccomp {
+		log.Warn("--enable-seccomp is accepted but not enforced yet by netns-run's slirp4netns mode")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -77,7 +85,7 @@ func run(o Options, log *slog.Logger) error {
 
 	gw, err := stack.New(stack.Config{
 		Subnet: o.CIDR, Gateway: o.Gateway(), Resolver: o.Resolver(), GatewayMAC: ipam.MAC(o.Gateway()),
-		MTU: uint32(o.MTU), HostLoopback: !o.DisableHostLoopback, Logger: log,
+		MTU: uint32(o.MTU), HostLoopback: !o.DisableHostLoopback, OutboundAddr: outbound, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -98,20 +106,61 @@ func run(o Options, log *slog.Logger) error {
 			return err
 		}
 	}
+	var api *api
 	if o.APISocket != "" {
-		api, err := listenAPI(o.APISocket, newForwards(gw, o.Guest()))
-		if err != nil {
+		if api, err = listenAPI(o.APISocket, newForwards(gw, o.Guest())); err != nil {
 			return err
 		}
 		defer api.close()
 		wg.Add(1)
 		go func() { defer wg.Done(); api.serve(ctx) }()
 	}
+	if o.EnableSandbox {
+		if err := sandbox(o, api, log); err != nil {
+			return fmt.Errorf("--enable-sandbox: %w", err)
+		}
+	}
 	if err := ready(o.ReadyFD); err != nil {
 		return err
 	}
 	<-ctx.Done()
 	return nil
+}
+
+// sandbox confines the process once everything is set up: an empty
+// read-only root when it has a mount namespace of its own (Podman gives it
+// one), then no capabilities but CAP_NET_BIND_SERVICE and no new
+// privileges on every thread.
+func sandbox(o Options, a *api, log *slog.Logger) error {
+	keep := ""
+	if a != nil {
+		keep = a.path
+	}
+	unlink, done, err := emptyRoot(keep)
+	if err != nil {
+		return err
+	}
+	if !done {
+		log.Warn("--enable-sandbox: no mount namespace of our own (the parent's is shared), so the root stays as it is")
+	} else if a != nil {
+		a.remove = unlink
+	}
+	return harden()
+}
+
+// checkOutbound parses --outbound-addr and makes sure it is an address of
+// this host, so that a typo fails at start rather than every connection.
+func checkOutbound(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.Is4() {
+		return netip.Addr{}, fmt.Errorf("--outbound-addr: %q is not an IPv4 address", s)
+	}
+	ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: a.AsSlice()})
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("--outbound-addr %s: not an address of this host: %w", a, err)
+	}
+	ln.Close()
+	return a, nil
 }
 
 // serveDNS answers at the resolver address, forwarding to the host's
