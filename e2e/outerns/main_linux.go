@@ -253,7 +253,10 @@ func hostStage() (code int, err error) {
 		return 1, err
 	}
 
-	base, err := os.MkdirTemp("", "netns-run-e2e-")
+	// A short name: the tests' XDG_RUNTIME_DIR is base/run, and rootless
+	// Podman's API socket path under it ($XDG_RUNTIME_DIR/libpod/tmp/<64
+	// hex>.net) must fit a unix socket address (TestPodmanOnSlirp4netns).
+	base, err := os.MkdirTemp("", "nr-e2e-")
 	if err != nil {
 		return 1, fmt.Errorf("creating the run directory: %w", err)
 	}
