@@ -3,8 +3,6 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,15 +19,7 @@ import (
 func TestPodmanOnSlirp4netns(t *testing.T) {
 	requireLauncher(t)
 	requireTool(t, "podman")
-	ours := filepath.Join(t.TempDir(), "slirp4netns")
-	if err := os.Symlink(netnsRun, ours); err != nil {
-		t.Fatal(err)
-	}
-	binaries := map[string]string{"netns-run": ours}
-	if ref, err := exec.LookPath("slirp4netns"); err == nil {
-		binaries["reference slirp4netns"] = ref
-	}
-	for name, bin := range binaries {
+	for name, bin := range slirp4netnsBinaries(t) {
 		t.Run(name, func(t *testing.T) { podmanOn(t, bin) })
 	}
 }

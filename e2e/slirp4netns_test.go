@@ -191,15 +191,7 @@ func TestRootlessKitOnSlirp4netns(t *testing.T) {
 	requireLauncher(t)
 	rootlesskit := requireTool(t, "rootlesskit")
 	rootlessctl := requireTool(t, "rootlessctl")
-	ours := filepath.Join(t.TempDir(), "slirp4netns")
-	if err := os.Symlink(netnsRun, ours); err != nil {
-		t.Fatal(err)
-	}
-	binaries := map[string]string{"netns-run": ours}
-	if ref, err := exec.LookPath("slirp4netns"); err == nil {
-		binaries["reference slirp4netns"] = ref
-	}
-	for name, bin := range binaries {
+	for name, bin := range slirp4netnsBinaries(t) {
 		t.Run(name, func(t *testing.T) {
 			// A short directory: the API socket's path must fit a unix
 			// socket address (108 bytes), for either binary.
@@ -240,4 +232,21 @@ cat $D/err >&2
 			}
 		})
 	}
+}
+
+// slirp4netnsBinaries are the slirp4netns a client test runs on: netns-run
+// (through a link named slirp4netns, as make install makes it) and, when it
+// is installed, the reference, so that a failure says whether netns-run or
+// the client broke.
+func slirp4netnsBinaries(t *testing.T) map[string]string {
+	t.Helper()
+	ours := filepath.Join(t.TempDir(), "slirp4netns")
+	if err := os.Symlink(netnsRun, ours); err != nil {
+		t.Fatal(err)
+	}
+	binaries := map[string]string{"netns-run": ours}
+	if ref, err := exec.LookPath("slirp4netns"); err == nil {
+		binaries["reference slirp4netns"] = ref
+	}
+	return binaries
 }
