@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/netns-run/netns-run/internal/wire"
@@ -58,5 +59,27 @@ func TestSegmentClosesWithItsLastMember(t *testing.T) {
 	}
 	if seg, ok := s.running(bridge.ID); !ok || seg != c.seg {
 		t.Error("the new member's segment is not the one running")
+	}
+}
+
+// A join that fails gives back what it took: the lease, and a segment it
+// started for that member alone.
+func TestFailedJoinLeavesNothing(t *testing.T) {
+	s := testServer(t)
+	s.segments = map[string]*segment.Segment{}
+	s.upstreams = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:53")} // never asked here
+	bridge, err := s.store.Get("bridge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, joined := s.join(wire.Join{SandboxID: "x0123456789abcdef", Name: "x", Network: "bridge", MAC: "not-a-mac"})
+	if m != nil || !strings.Contains(joined.Error, "invalid --mac-address") {
+		t.Fatalf("join with a bad MAC = %v, %q; want the MAC refused", m, joined.Error)
+	}
+	if _, ok := s.running(bridge.ID); ok {
+		t.Error("the segment started for a join that failed still runs")
+	}
+	if leases, _ := s.store.Leases(bridge.ID); len(leases) != 0 {
+		t.Errorf("leases %v after a join that failed", leases)
 	}
 }

@@ -312,8 +312,10 @@ func (s *Server) dialChannel(m *member, fds []int) wire.Reply {
 	return wire.Reply{}
 }
 
-// join reserves an address and binds the member's ports.
-func (s *Server) join(j wire.Join) (*member, wire.Joined) {
+// join reserves an address and binds the member's ports. What it took is
+// given back, in reverse, when it fails: a segment it started for this
+// member alone is closed again.
+func (s *Server) join(j wire.Join) (m *member, joined wire.Joined) {
 	fail := func(err error) (*member, wire.Joined) { return nil, wire.Joined{Error: err.Error()} }
 	n, err := s.store.Get(j.Network)
 	if err != nil {
@@ -327,6 +329,14 @@ func (s *Server) join(j wire.Join) (*member, wire.Joined) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var undo []func()
+	defer func() {
+		if m == nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
 	if _, dup := s.members[memberKey(j.SandboxID, n.ID)]; dup {
 		return fail(fmt.Errorf("sandbox %s is already on network %s", j.Name, n.Name))
 	}
@@ -334,6 +344,12 @@ func (s *Server) join(j wire.Join) (*member, wire.Joined) {
 	if err != nil {
 		return fail(err)
 	}
+	undo = append(undo, func() {
+		if !s.onSegment(seg) {
+			delete(s.segments, n.ID)
+			go seg.Close() // not under s.mu, as leave does
+		}
+	})
 	linkHosts, err := s.links(seg, n, j.Links)
 	if err != nil {
 		return fail(err)
@@ -342,32 +358,31 @@ func (s *Server) join(j wire.Join) (*member, wire.Joined) {
 	if err != nil {
 		return fail(err)
 	}
+	undo = append(undo, func() { s.store.DropLease(n.ID, j.SandboxID) })
 	mac := ipam.MAC(ip)
 	if j.MAC != "" {
 		if mac, err = net.ParseMAC(j.MAC); err != nil {
-			s.store.DropLease(n.ID, j.SandboxID)
 			return fail(fmt.Errorf("invalid --mac-address %q: %v", j.MAC, err))
 		}
 	}
 	ls, err := forward.Bind(j.Ports)
 	if err != nil {
-		s.store.DropLease(n.ID, j.SandboxID)
 		return fail(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	undo = append(undo, func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	})
 	// To the sandbox's 127.0.0.1 first, then to the member's own address,
 	// for a server bound only to it; through the channel its supervisor
 	// sends once the command runs (Join.FastPath), or none.
 	fast, err := dialchan.New(nil, netip.MustParseAddr("127.0.0.1"), ip)
 	if err != nil {
-		cancel()
-		for _, l := range ls {
-			l.Close()
-		}
-		s.store.DropLease(n.ID, j.SandboxID)
 		return fail(err)
 	}
-	m := &member{join: j, net: n, seg: seg, ip: ip, mac: mac, listeners: ls, fast: fast, ctx: ctx, cancel: cancel}
+	ctx, cancel := context.WithCancel(context.Background())
+	m = &member{join: j, net: n, seg: seg, ip: ip, mac: mac, listeners: ls, fast: fast, ctx: ctx, cancel: cancel}
 	if j.FastPath {
 		m.fast.Expect()
 	}
