@@ -146,8 +146,9 @@ func options(o *Options) []option {
 }
 
 // Parse reads a slirp4netns command line (without the program name) as
-// getopt_long does: --x=v and --x v, -x v and -xv, short flags grouped
-// (-c6), options and operands in any order, "--" ending the options.
+// getopt_long does: --x=v and --x v (or an unambiguous prefix of x), -x v
+// and -xv, short flags grouped (-c6), options and operands in any order,
+// "--" ending the options.
 func Parse(args []string) (Options, error) {
 	o := Options{ExitFD: -1, ReadyFD: -1, MTU: defaultMTU, CIDR: defaultCIDR, NetnsType: "pid", TargetType: "netns"}
 	opts := options(&o)
@@ -168,10 +169,11 @@ func Parse(args []string) (Options, error) {
 			i = len(args)
 		case strings.HasPrefix(a, "--"):
 			name, val, hasVal := strings.Cut(a[2:], "=")
-			opt := byLong[name]
-			if opt == nil {
-				return o, usagef("unrecognized option '--%s'", name)
+			opt, err := lookupLong(opts, byLong, name)
+			if err != nil {
+				return o, err
 			}
+			name = opt.long
 			if opt.arg && !hasVal {
 				if i+1 >= len(args) {
 					return o, usagef("option '--%s' requires an argument", name)
@@ -239,6 +241,27 @@ func Parse(args []string) (Options, error) {
 		return o, usagef("TAPNAME %q is not an interface name", o.TAP)
 	}
 	return o, nil
+}
+
+// lookupLong finds a long option by its name or, as getopt_long does, by an
+// unambiguous prefix of it.
+func lookupLong(opts []option, byLong map[string]*option, name string) (*option, error) {
+	if opt := byLong[name]; opt != nil {
+		return opt, nil
+	}
+	var found *option
+	for i := range opts {
+		if name != "" && strings.HasPrefix(opts[i].long, name) {
+			if found != nil {
+				return nil, usagef("option '--%s' is ambiguous (--%s, --%s, ...)", name, found.long, opts[i].long)
+			}
+			found = &opts[i]
+		}
+	}
+	if found == nil {
+		return nil, usagef("unrecognized option '--%s'", name)
+	}
+	return found, nil
 }
 
 // Addresses of the layout, as slirp4netns's: the gateway at .2, the DNS

@@ -50,6 +50,9 @@ func TestParseClientCommandLines(t *testing.T) {
 		}},
 		{"operands first, TAPNAME defaulted", "1 --mtu=9000", func(o Options) bool { return o.Target == "1" && o.TAP == "tap0" && o.MTU == 9000 }},
 		{"macaddress with -c", "-c --macaddress=02:00:00:00:00:01 1 tap0", func(o Options) bool { return o.MAC.String() == (net.HardwareAddr{2, 0, 0, 0, 0, 1}).String() }},
+		{"abbreviated long options", "--config --disable-h --api=/s --ready 3 1 tap0", func(o Options) bool {
+			return o.Configure && o.DisableHostLoopback && o.APISocket == "/s" && o.ReadyFD == 3
+		}},
 		{"help alone", "--help", func(o Options) bool { return o.Help }},
 		{"version alone", "-v", func(o Options) bool { return o.Version }},
 	}
