@@ -44,18 +44,27 @@ func (g *Gateway) DialUDP(client netip.Addr, dst netip.AddrPort) (net.Conn, erro
 	return c, nil
 }
 
-// ListenResolver binds port 53 of the resolver address, UDP and TCP, for
-// the DNS proxy.
-func (g *Gateway) ListenResolver() (net.PacketConn, net.Listener, error) {
-	fa := tcpip.FullAddress{NIC: nicID, Addr: addr(g.cfg.Resolver), Port: 53}
-	pc, err := gonet.DialUDP(g.s, &fa, nil, proto(g.cfg.Resolver))
-	if err != nil {
-		return nil, nil, fmt.Errorf("bind DNS %s:53/udp: %w", g.cfg.Resolver, err)
+// Resolvers are the addresses the DNS proxy answers at: the resolver's,
+// and with IPv6 its IPv6 one too.
+func (g *Gateway) Resolvers() []netip.Addr {
+	if g.cfg.IPv6 != nil {
+		return []netip.Addr{g.cfg.Resolver, g.cfg.IPv6.Resolver}
 	}
-	ln, err := gonet.ListenTCP(g.s, fa, proto(g.cfg.Resolver))
+	return []netip.Addr{g.cfg.Resolver}
+}
+
+// ListenResolver binds port 53 of one of the Resolvers, UDP and TCP, for
+// the DNS proxy.
+func (g *Gateway) ListenResolver(at netip.Addr) (net.PacketConn, net.Listener, error) {
+	fa := tcpip.FullAddress{NIC: nicID, Addr: addr(at), Port: 53}
+	pc, err := gonet.DialUDP(g.s, &fa, nil, proto(at))
+	if err != nil {
+		return nil, nil, fmt.Errorf("bind DNS %s/udp: %w", netip.AddrPortFrom(at, 53), err)
+	}
+	ln, err := gonet.ListenTCP(g.s, fa, proto(at))
 	if err != nil {
 		pc.Close()
-		return nil, nil, fmt.Errorf("bind DNS %s:53/tcp: %w", g.cfg.Resolver, err)
+		return nil, nil, fmt.Errorf("bind DNS %s/tcp: %w", netip.AddrPortFrom(at, 53), err)
 	}
 	return pc, ln, nil
 }

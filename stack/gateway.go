@@ -44,7 +44,31 @@ type Config struct {
 	// OutboundAddr, when valid, is the host IPv4 address outbound
 	// connections are bound to (slirp4netns --outbound-addr).
 	OutboundAddr netip.Addr
-	Logger       *slog.Logger
+	// IPv6 is the segment's IPv6 side; without it the segment is IPv4
+	// only.
+	IPv6   *IPv6Config
+	Logger *slog.Logger
+}
+
+// IPv6Config is a segment's IPv6 side: the gateway routes Subnet, announced
+// by router advertisements for SLAAC.
+type IPv6Config struct {
+	Subnet   netip.Prefix // a /64, e.g. fd00::/64
+	Gateway  netip.Addr   // the gateway's address in Subnet; reaches the host's ::1 as Gateway reaches 127.0.0.1
+	Resolver netip.Addr   // where the DNS proxy answers over IPv6
+	// OutboundAddr, when valid, is the host IPv6 address outbound
+	// connections are bound to (slirp4netns --outbound-addr6).
+	OutboundAddr netip.Addr
+}
+
+func (c *IPv6Config) validate() error {
+	switch {
+	case !c.Subnet.IsValid() || !c.Subnet.Addr().Is6() || c.Subnet.Addr().Is4In6() || c.Subnet.Bits() != 64:
+		return fmt.Errorf("IPv6 subnet %s: SLAAC needs a /64", c.Subnet)
+	case !c.Subnet.Contains(c.Gateway) || !c.Subnet.Contains(c.Resolver):
+		return fmt.Errorf("IPv6 gateway %s and resolver %s must be inside %s", c.Gateway, c.Resolver, c.Subnet)
+	}
+	return nil
 }
 
 // Link is the frame descriptor the stack reads and writes.
@@ -65,6 +89,7 @@ type Gateway struct {
 	s           *gstack.Stack
 	log         *slog.Logger
 	limit       *limits
+	ra          *advertiser // nil without IPv6
 }
 
 // TIME_WAIT is short because forwarder endpoints cannot be reused: with the
@@ -82,6 +107,11 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if !cfg.Subnet.Contains(cfg.Gateway) || !cfg.Subnet.Contains(cfg.Resolver) {
 		return nil, fmt.Errorf("gateway %s and resolver %s must be inside %s", cfg.Gateway, cfg.Resolver, cfg.Subnet)
+	}
+	if cfg.IPv6 != nil {
+		if err := cfg.IPv6.validate(); err != nil {
+			return nil, err
+		}
 	}
 	s := gstack.New(gstack.Options{
 		NetworkProtocols:   []gstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol, arp.NewProtocol},
@@ -145,6 +175,12 @@ func fdLink(cfg Config, link Link) (gstack.LinkEndpoint, error) {
 }
 
 func (g *Gateway) attach(ep gstack.LinkEndpoint) error {
+	mac := ep.LinkAddress()
+	if v6 := g.cfg.IPv6; v6 != nil {
+		linkLocal := header.LinkLocalAddr(mac)
+		g.ra = newAdvertiser(g.s, mac, linkLocal, v6.Subnet, v6.Resolver)
+		ep = watchSolicitations(ep, g.ra.solicited)
+	}
 	// A fifo qdisc moves writes off the TCP goroutine: +35-50% toward the
 	// sandbox (docs/ARCHITECTURE.md, Measured facts: The fifo qdisc).
 	qdisc := fifo.New(ep, 1, 1000)
@@ -159,14 +195,22 @@ func (g *Gateway) attach(ep gstack.LinkEndpoint) error {
 	if terr := g.s.SetSpoofing(nicID, true); terr != nil {
 		return fmt.Errorf("spoofing: %s", terr)
 	}
-	for _, a := range []netip.Addr{g.cfg.Gateway, g.cfg.Resolver} {
+	addrs := []netip.Prefix{
+		netip.PrefixFrom(g.cfg.Gateway, g.cfg.Subnet.Bits()),
+		netip.PrefixFrom(g.cfg.Resolver, g.cfg.Subnet.Bits()),
+	}
+	if v6 := g.cfg.IPv6; v6 != nil {
+		addrs = append(addrs, netip.PrefixFrom(netipAddr(header.LinkLocalAddr(mac)), 64),
+			netip.PrefixFrom(v6.Gateway, v6.Subnet.Bits()), netip.PrefixFrom(v6.Resolver, v6.Subnet.Bits()))
+	}
+	for _, a := range addrs {
 		pa := tcpip.ProtocolAddress{
-			Protocol:          ipv4.ProtocolNumber,
-			AddressWithPrefix: tcpip.AddressWithPrefix{Address: tcpip.AddrFrom4(a.As4()), PrefixLen: g.cfg.Subnet.Bits()},
+			Protocol:          proto(a.Addr()),
+			AddressWithPrefix: tcpip.AddressWithPrefix{Address: addr(a.Addr()), PrefixLen: a.Bits()},
 		}
 		if terr := g.s.AddProtocolAddress(nicID, pa, gstack.AddressProperties{}); terr != nil {
 			if _, dup := terr.(*tcpip.ErrDuplicateAddress); !dup {
-				return fmt.Errorf("add address %s: %s", a, terr)
+				return fmt.Errorf("add address %s: %s", a.Addr(), terr)
 			}
 		}
 	}
@@ -174,6 +218,9 @@ func (g *Gateway) attach(ep gstack.LinkEndpoint) error {
 		{Destination: header.IPv4EmptySubnet, NIC: nicID},
 		{Destination: header.IPv6EmptySubnet, NIC: nicID},
 	})
+	if g.ra != nil {
+		go g.ra.run()
+	}
 	return nil
 }
 
@@ -211,6 +258,9 @@ func (g *Gateway) AllowHostLoopback(member netip.Addr, allow bool) {
 
 // Close stops the stack and closes its link (fdbased leaves the fd open).
 func (g *Gateway) Close() {
+	if g.ra != nil {
+		g.ra.stop()
+	}
 	g.s.Close()
 	g.s.Wait()
 	g.close()

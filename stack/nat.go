@@ -50,20 +50,49 @@ func (g *Gateway) startNAT() {
 // false when it must be refused.
 func (g *Gateway) hostTarget(src netip.Addr, dst netip.AddrPort) (netip.AddrPort, bool) {
 	ip := dst.Addr()
+	v6 := g.cfg.IPv6
 	switch {
 	case g.cfg.Internal:
 		return netip.AddrPort{}, false
 	case ip == g.cfg.Gateway:
-		if _, member := g.loopbackFor.Load(src); !g.cfg.HostLoopback && !member {
-			return netip.AddrPort{}, false
-		}
-		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), dst.Port()), true
-	case g.cfg.Subnet.Contains(ip), ip.IsLoopback(), ip.IsUnspecified(), ip.IsMulticast(), !ip.Is4():
-		// Nothing of the host lives in the segment, and the host's
-		// loopback is reached only through the gateway address.
+		return g.hostLoopback(src, netip.AddrFrom4([4]byte{127, 0, 0, 1}), dst.Port())
+	case v6 != nil && ip == v6.Gateway:
+		return g.hostLoopback(src, netip.IPv6Loopback(), dst.Port())
+	case g.cfg.Subnet.Contains(ip), v6 != nil && v6.Subnet.Contains(ip),
+		ip.IsLoopback(), ip.IsUnspecified(), ip.IsMulticast(), ip.IsLinkLocalUnicast(), ip.Is4In6(),
+		ip.Is6() && v6 == nil:
+		// Nothing of the host lives in the segment, the host's loopback
+		// is reached only through the gateway's addresses (never spelled
+		// as a v4-mapped address), and a segment without IPv6 has no IPv6
+		// way out.
 		return netip.AddrPort{}, false
 	}
 	return dst, true
+}
+
+// hostLoopback is the host's loopback address lo at port, where src may
+// reach it.
+func (g *Gateway) hostLoopback(src, lo netip.Addr, port uint16) (netip.AddrPort, bool) {
+	if _, member := g.loopbackFor.Load(src); !g.cfg.HostLoopback && !member {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(lo, port), true
+}
+
+// outboundAddr is the host address outbound connections to target are
+// bound to, if one is configured for its family.
+func (g *Gateway) outboundAddr(target netip.Addr) net.IP {
+	a := g.cfg.OutboundAddr
+	if target.Is6() {
+		a = netip.Addr{}
+		if g.cfg.IPv6 != nil {
+			a = g.cfg.IPv6.OutboundAddr
+		}
+	}
+	if !a.IsValid() {
+		return nil
+	}
+	return a.AsSlice()
 }
 
 // forwardTCP runs in its own goroutine per SYN (gVisor starts it).
@@ -79,8 +108,8 @@ func (g *Gateway) forwardTCP(r *tcp.ForwarderRequest) {
 	defer g.limit.tcp.Add(-1)
 	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
 	var d net.Dialer
-	if a := g.cfg.OutboundAddr; a.IsValid() {
-		d.LocalAddr = &net.TCPAddr{IP: a.AsSlice()}
+	if a := g.outboundAddr(target.Addr()); a != nil {
+		d.LocalAddr = &net.TCPAddr{IP: a}
 	}
 	host, err := d.DialContext(ctx, "tcp", target.String())
 	cancel()
@@ -119,8 +148,8 @@ func (g *Gateway) forwardUDP(r *udp.ForwarderRequest) bool {
 	go func() {
 		defer g.limit.udp.Add(-1)
 		var local *net.UDPAddr
-		if a := g.cfg.OutboundAddr; a.IsValid() {
-			local = &net.UDPAddr{IP: a.AsSlice()}
+		if a := g.outboundAddr(target.Addr()); a != nil {
+			local = &net.UDPAddr{IP: a}
 		}
 		host, err := net.DialUDP("udp", local, net.UDPAddrFromAddrPort(target))
 		if err != nil {

@@ -14,6 +14,16 @@ func testGateway(hostLoopback bool) *Gateway {
 	}}
 }
 
+func testGateway6(hostLoopback bool) *Gateway {
+	g := testGateway(hostLoopback)
+	g.cfg.IPv6 = &IPv6Config{
+		Subnet:   netip.MustParsePrefix("fd00::/64"),
+		Gateway:  netip.MustParseAddr("fd00::2"),
+		Resolver: netip.MustParseAddr("fd00::3"),
+	}
+	return g
+}
+
 func TestHostTarget(t *testing.T) {
 	ap := netip.MustParseAddrPort
 	cases := []struct {
@@ -40,6 +50,44 @@ func TestHostTarget(t *testing.T) {
 		if !ok || got != ap(c.want) {
 			t.Errorf("hostTarget(%s, loopback=%v) = %s, %v; want %s", c.dst, c.hostLoopback, got, ok, c.want)
 		}
+	}
+}
+
+func TestHostTarget6(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	cases := []struct {
+		dst          string
+		hostLoopback bool
+		want         string // "" = refused
+	}{
+		{"[2001:db8::1]:80", false, "[2001:db8::1]:80"},
+		{"[fd00::2]:8080", false, ""},
+		{"[fd00::2]:8080", true, "[::1]:8080"},
+		{"[fd00::3]:80", true, ""},
+		{"[fd00::99]:80", true, ""},
+		{"[::1]:80", true, ""},
+		{"[::]:80", true, ""},
+		{"[fe80::1]:80", true, ""},
+		{"[ff02::1]:80", true, ""},
+		{"[::ffff:127.0.0.1]:80", true, ""},
+		{"[::ffff:198.51.100.2]:80", true, ""},
+		{"198.51.100.2:80", false, "198.51.100.2:80"},
+	}
+	for _, c := range cases {
+		got, ok := testGateway6(c.hostLoopback).hostTarget(netip.MustParseAddr("fd00::1"), ap(c.dst))
+		if c.want == "" {
+			if ok {
+				t.Errorf("hostTarget(%s, loopback=%v) = %s; want refused", c.dst, c.hostLoopback, got)
+			}
+			continue
+		}
+		if !ok || got != ap(c.want) {
+			t.Errorf("hostTarget(%s, loopback=%v) = %s, %v; want %s", c.dst, c.hostLoopback, got, ok, c.want)
+		}
+	}
+	// Without IPv6 on the segment, no IPv6 destination is reached.
+	if got, ok := testGateway(true).hostTarget(netip.MustParseAddr("10.0.2.100"), ap("[2001:db8::1]:80")); ok {
+		t.Errorf("an IPv4-only segment reached %s", got)
 	}
 }
 

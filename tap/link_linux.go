@@ -192,6 +192,11 @@ func configure(h *netlink.Handle, cfg Config) error {
 	if err := h.AddrAdd(link, addr); err != nil {
 		return fmt.Errorf("add %s to %s: %w", cfg.Address, cfg.Name, err)
 	}
+	if cfg.SkipDAD {
+		if err := skipDAD(cfg.Name); err != nil {
+			return err
+		}
+	}
 	if err := h.LinkSetUp(link); err != nil {
 		return fmt.Errorf("bring %s up: %w", cfg.Name, err)
 	}
@@ -237,3 +242,14 @@ func setUp(h *netlink.Handle, name string) error {
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// skipDAD sets the link's accept_dad to 0. /proc/sys/net belongs to the
+// network namespace of the process that opens it, so this reaches the
+// namespace being configured. A kernel without IPv6 has nothing to skip.
+func skipDAD(name string) error {
+	err := os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/accept_dad", []byte("0"), 0)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("turn off duplicate address detection on %s: %w", name, err)
+	}
+	return nil
+}

@@ -50,6 +50,10 @@ type Config struct {
 	NoDefaultRoute bool
 	// Adopt names the interface ModeAdopt renames to Name and configures.
 	Adopt string
+	// SkipDAD turns duplicate address detection off for the link's IPv6
+	// addresses, so that an address from SLAAC is usable at once: the
+	// gateway hands out the segment's addresses and knows them all.
+	SkipDAD bool
 }
 
 // Validate reports a configuration that cannot be applied.

@@ -111,19 +111,21 @@ func (r *run) private() (int, error) {
 }
 
 func serveDNS(ctx context.Context, wg *sync.WaitGroup, gw *stack.Gateway, proxy *resolver.Proxy) error {
-	pc, ln, err := gw.ListenResolver()
-	if err != nil {
-		return err
+	for _, at := range gw.Resolvers() {
+		pc, ln, err := gw.ListenResolver(at)
+		if err != nil {
+			return err
+		}
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			proxy.ServePacket(ctx, pc)
+		}()
+		go func() {
+			defer wg.Done()
+			proxy.ServeStream(ctx, ln)
+		}()
 	}
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		proxy.ServePacket(ctx, pc)
-	}()
-	go func() {
-		defer wg.Done()
-		proxy.ServeStream(ctx, ln)
-	}()
 	return nil
 }
 

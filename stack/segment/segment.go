@@ -105,7 +105,7 @@ func New(cfg Config) (*Segment, error) {
 		return nil, fmt.Errorf("network %s: gateway: %w", cfg.Name, err)
 	}
 	s := &Segment{name: cfg.Name, sw: sw, gw: gw, members: make(map[string]Member)}
-	pc, ln, err := gw.ListenResolver()
+	pc, ln, err := gw.ListenResolver(cfg.Gateway)
 	if err != nil {
 		s.closeStack()
 		return nil, fmt.Errorf("network %s: DNS: %w", cfg.Name, err)
