@@ -2,9 +2,10 @@
 // sandboxes (and on the host side): servers that tell who connected, clients
 // with bounded timeouts, and readers of the sandbox's own view of the system.
 //
-//	probe serve-tcp PORT...           listen on 0.0.0.0:PORT, print "ready"; per connection
-//	                                  write "from IP:PORT\n", then echo until EOF
-//	probe serve-udp PORT...           print "ready"; answer "from IP:PORT PAYLOAD"
+//	probe serve-tcp PORT...           listen on 0.0.0.0:PORT (or on ADDR:PORT, [V6ADDR]:PORT),
+//	                                  print "ready"; per connection write "from IP:PORT\n",
+//	                                  then echo until EOF
+//	probe serve-udp PORT...           the same addresses; print "ready"; answer "from IP:PORT PAYLOAD"
 //	probe tcp [-timeout D] ADDR [SEND]  dial, send, half-close, print what is read until EOF;
 //	                                  "local IP:PORT" (its own address) goes to stderr
 //	probe tcp -bytes N [-timeout D] ADDR  send N bytes to an echo server (whoami), check the echo,
@@ -36,6 +37,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"sort"
@@ -143,16 +145,27 @@ func ready() {
 	_, _ = os.Stdout.WriteString("ready\n")
 }
 
-func ports(args []string) ([]string, error) {
+// listenAddr is where a server listens: a bare port means IPv4's every
+// address, as the tests assumed first; an address with a port is taken
+// as it is (IPv6 included).
+type listenAddr struct{ family, addr string }
+
+func ports(args []string) ([]listenAddr, error) {
 	if len(args) == 0 {
 		return nil, usageError{"want PORT..."}
 	}
+	var ls []listenAddr
 	for _, a := range args {
+		if ap, err := netip.ParseAddrPort(a); err == nil && ap.Port() != 0 {
+			ls = append(ls, listenAddr{"", a})
+			continue
+		}
 		if p, err := strconv.Atoi(a); err != nil || p < 1 || p > 65535 {
 			return nil, usageError{fmt.Sprintf("bad port %q", a)}
 		}
+		ls = append(ls, listenAddr{"4", "0.0.0.0:" + a})
 	}
-	return args, nil
+	return ls, nil
 }
 
 func serveTCP(args []string) error {
@@ -162,7 +175,7 @@ func serveTCP(args []string) error {
 	}
 	errc := make(chan error, len(ps))
 	for _, p := range ps {
-		l, err := net.Listen("tcp4", "0.0.0.0:"+p)
+		l, err := net.Listen("tcp"+p.family, p.addr)
 		if err != nil {
 			return err
 		}
@@ -179,7 +192,7 @@ func serveUDP(args []string) error {
 	}
 	errc := make(chan error, len(ps))
 	for _, p := range ps {
-		pc, err := net.ListenPacket("udp4", "0.0.0.0:"+p)
+		pc, err := net.ListenPacket("udp"+p.family, p.addr)
 		if err != nil {
 			return err
 		}

@@ -9,7 +9,6 @@
 package slirp
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -275,9 +274,6 @@ func nth(p netip.Prefix, n byte) netip.Addr {
 	a[3] += n
 	return netip.AddrFrom4(a)
 }
-
-// errNotSupported names what this increment cannot do yet.
-var errNotSupported = errors.New("not supported yet")
 
 // Help is slirp4netns 1.2.0's help text, flag for flag: clients search it
 // for the flags they may pass.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/netns-run/netns-run/hosts"
 	"github.com/netns-run/netns-run/internal/ipam"
+	"github.com/netns-run/netns-run/internal/seccomp"
 	"github.com/netns-run/netns-run/stack"
 	"github.com/netns-run/netns-run/stack/resolver"
 )
@@ -51,21 +52,18 @@ func Main(args []string, stdout, stderr io.Writer, version string) int {
 }
 
 func run(o Options, log *slog.Logger) error {
-	if o.OutboundAddr6 != "" {
-		return fmt.Errorf("--outbound-addr6 is %w: the stack has no IPv6 outbound traffic yet; leave it out", errNotSupported)
-	}
-	var outbound netip.Addr
+	var outbound, outbound6 netip.Addr
 	if o.OutboundAddr != "" {
 		var err error
-		if outbound, err = checkOutbound(o.OutboundAddr); err != nil {
+		if outbound, err = checkOutbound("--outbound-addr", o.OutboundAddr, false); err != nil {
 			return err
 		}
 	}
-	if o.IPv6 {
-		log.Warn("--enable-ipv6: netns-run's slirp4netns mode provides no IPv6 yet; the namespace gets IPv4 only")
-	}
-	if o.EnableSeccomp {
-		log.Warn("--enable-seccomp is accepted but not enforced yet by netns-run's slirp4netns mode")
+	if o.OutboundAddr6 != "" {
+		var err error
+		if outbound6, err = checkOutbound("--outbound-addr6", o.OutboundAddr6, true); err != nil {
+			return err
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -83,10 +81,14 @@ func run(o Options, log *slog.Logger) error {
 		go watchExitFD(o.ExitFD, cancel)
 	}
 
-	gw, err := stack.New(stack.Config{
+	cfg := stack.Config{
 		Subnet: o.CIDR, Gateway: o.Gateway(), Resolver: o.Resolver(), GatewayMAC: ipam.MAC(o.Gateway()),
 		MTU: uint32(o.MTU), HostLoopback: !o.DisableHostLoopback, OutboundAddr: outbound, Logger: log,
-	})
+	}
+	if o.IPv6 {
+		cfg.IPv6 = &stack.IPv6Config{Subnet: subnet6, Gateway: gateway6, Resolver: resolver6, OutboundAddr: outbound6}
+	}
+	gw, err := stack.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -120,6 +122,11 @@ func run(o Options, log *slog.Logger) error {
 			return fmt.Errorf("--enable-sandbox: %w", err)
 		}
 	}
+	if o.EnableSeccomp { // last: nothing of setup is on its allowlist
+		if err := seccomp.Install(); err != nil {
+			return fmt.Errorf("--enable-seccomp: %w", err)
+		}
+	}
 	if err := ready(o.ReadyFD); err != nil {
 		return err
 	}
@@ -148,16 +155,28 @@ func sandbox(o Options, a *api, log *slog.Logger) error {
 	return harden()
 }
 
-// checkOutbound parses --outbound-addr and makes sure it is an address of
-// this host, so that a typo fails at start rather than every connection.
-func checkOutbound(s string) (netip.Addr, error) {
+// slirp4netns's IPv6 layout (-6): a fixed prefix, whatever --cidr says.
+var (
+	subnet6   = netip.MustParsePrefix("fd00::/64")
+	gateway6  = netip.MustParseAddr("fd00::2")
+	resolver6 = netip.MustParseAddr("fd00::3")
+)
+
+// checkOutbound parses --outbound-addr (or, v6, --outbound-addr6) and
+// makes sure it is an address of this host, so that a typo fails at start
+// rather than every connection.
+func checkOutbound(flag, s string, v6 bool) (netip.Addr, error) {
 	a, err := netip.ParseAddr(s)
-	if err != nil || !a.Is4() {
-		return netip.Addr{}, fmt.Errorf("--outbound-addr: %q is not an IPv4 address", s)
+	family, network := "IPv4", "tcp4"
+	if v6 {
+		family, network = "IPv6", "tcp6"
 	}
-	ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: a.AsSlice()})
+	if err != nil || a.Is4() == v6 || a.Is4In6() || a.Zone() != "" {
+		return netip.Addr{}, fmt.Errorf("%s: %q is not an %s address", flag, s, family)
+	}
+	ln, err := net.ListenTCP(network, &net.TCPAddr{IP: a.AsSlice()})
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("--outbound-addr %s: not an address of this host: %w", a, err)
+		return netip.Addr{}, fmt.Errorf("%s %s: not an address of this host: %w", flag, a, err)
 	}
 	ln.Close()
 	return a, nil
@@ -170,13 +189,15 @@ func serveDNS(ctx context.Context, wg *sync.WaitGroup, gw *stack.Gateway, log *s
 	if err != nil {
 		return fmt.Errorf("DNS forwarder: %w", err)
 	}
-	pc, ln, err := gw.ListenResolver()
-	if err != nil {
-		return err
+	for _, at := range gw.Resolvers() {
+		pc, ln, err := gw.ListenResolver(at)
+		if err != nil {
+			return err
+		}
+		wg.Add(2)
+		go func() { defer wg.Done(); proxy.ServePacket(ctx, pc) }()
+		go func() { defer wg.Done(); proxy.ServeStream(ctx, ln) }()
 	}
-	wg.Add(2)
-	go func() { defer wg.Done(); proxy.ServePacket(ctx, pc) }()
-	go func() { defer wg.Done(); proxy.ServeStream(ctx, ln) }()
 	return nil
 }
 

@@ -90,6 +90,7 @@ func openTAP(o Options) (int, error) {
 		req.Configure = &tap.Config{
 			Name: o.TAP, Mode: tap.ModeTAP, MTU: o.MTU, MAC: mac.String(), PeerMAC: ipam.MAC(o.Gateway()).String(),
 			Address: netip.PrefixFrom(o.Guest(), o.CIDR.Bits()), Gateway: o.Gateway(),
+			SkipDAD: o.IPv6,
 		}
 	}
 	args, err := nsenterArgs(o)
