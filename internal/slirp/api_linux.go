@@ -51,6 +51,10 @@ type apiError struct {
 type reply struct {
 	Return any       `json:"return,omitempty"`
 	Error  *apiError `json:"error,omitempty"`
+	// Entries repeats list_hostfwd's entries at the top level:
+	// slirp4netns's documentation puts them under "return", its 1.2.0
+	// binary at the top level only, and a client may follow either.
+	Entries *[]hostfwd `json:"entries,omitempty"`
 }
 
 // forwards are the host forwards made through the API, served like -p:
@@ -180,7 +184,8 @@ func (f *forwards) answer(ctx context.Context, b []byte) reply {
 		}
 		return reply{Return: struct{}{}}
 	case "list_hostfwd":
-		return reply{Return: map[string][]hostfwd{"entries": f.list()}}
+		entries := f.list()
+		return reply{Return: map[string][]hostfwd{"entries": entries}, Entries: &entries}
 	default:
 		return fail(fmt.Errorf("bad request: unknown execute %q (add_hostfwd, remove_hostfwd, list_hostfwd)", req.Execute))
 	}

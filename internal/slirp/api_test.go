@@ -72,6 +72,7 @@ func TestAPI(t *testing.T) {
 		{`{"execute":"remove_hostfwd","arguments":{"id":1}}`, `no forward with id 1`},
 		{`{"execute":"remove_hostfwd","arguments":{}}`, `wants {\"id\": N}`},
 		{`{"execute":"list_hostfwd"}`, `{"return":{"entries":[{"id":2,`},
+		{`{"execute":"list_hostfwd"}`, `]},"entries":[{"id":2,`}, // where slirp4netns 1.2.0 puts them
 		{`{"execute":"shutdown"}`, `unknown execute \"shutdown\"`},
 		{`{not json`, `{"error":{"desc":"bad request:`},
 		{strings.Repeat("x", maxRequest+1), `larger than 4096 bytes`},
@@ -120,7 +121,7 @@ func TestAPILongPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(dirFD)
-	if got := call(t, addr, `{"execute":"list_hostfwd"}`); got != `{"return":{"entries":[]}}` {
+	if got := call(t, addr, `{"execute":"list_hostfwd"}`); got != `{"return":{"entries":[]},"entries":[]}` {
 		t.Errorf("list_hostfwd over a long path: %s", got)
 	}
 	cancel()
