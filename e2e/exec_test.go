@@ -141,7 +141,7 @@ func TestExecIntoSandbox(t *testing.T) {
 		}
 		r = exec(name, "--", probe, "cat", "/etc/hosts")
 		wantExit(t, r, 0, "exec probe cat /etc/hosts")
-		if !strings.Contains(r.stdout, "198.51.100.9\tdb.e2e\n") || !strings.HasSuffix(r.stdout, sandboxIP+"\texec-host\n") {
+		if !strings.Contains(r.stdout, "198.51.100.9\tdb.e2e\n") || !strings.HasSuffix(r.stdout, sandboxIP+"\texec-host\n"+sandboxIP6+"\texec-host\n") {
 			t.Errorf("/etc/hosts in exec:\n%s", showTabs(r.stdout))
 		}
 		r = exec(name, "--", probe, "ifinfo", "eth0")

@@ -17,10 +17,13 @@ const (
 	whoamiAddr = "198.51.100.2:7777"
 	worldName  = "world.e2e.test" // known to the world's DNS server only
 
-	sandboxIP   = "10.0.2.100"
-	gatewayIP   = "10.0.2.2"
-	resolverIP  = "10.0.2.3"
-	sandboxMAC  = "02:42:0a:00:02:64"
+	sandboxIP  = "10.0.2.100"
+	gatewayIP  = "10.0.2.2"
+	resolverIP = "10.0.2.3"
+	sandboxMAC = "02:42:0a:00:02:64"
+	// --network private is dual stack: SLAAC's address from sandboxMAC.
+	sandboxIP6  = "fd00::42:aff:fe00:264"
+	resolverIP6 = "fd00::3"
 	defaultMTU  = 65520
 	exitOwnErr  = 125
 	exitNoExec  = 126

@@ -131,8 +131,8 @@ func TestDNS(t *testing.T) {
 				ns = append(ns, f[1])
 			}
 		}
-		if strings.Join(ns, " ") != resolverIP {
-			t.Fatalf("nameservers %v: want [%s]\n%s", ns, resolverIP, r.stdout)
+		if want := resolverIP + " " + resolverIP6; strings.Join(ns, " ") != want {
+			t.Fatalf("nameservers %v: want [%s]\n%s", ns, want, r.stdout)
 		}
 	})
 

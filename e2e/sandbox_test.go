@@ -31,7 +31,8 @@ func TestHostsFile(t *testing.T) {
 		"ff02::2\tip6-allrouters\n" +
 		"198.51.100.9\tdb.e2e\n" +
 		gatewayIP + "\tgw.e2e\n" +
-		sandboxIP + "\tbox1\n"
+		sandboxIP + "\tbox1\n" +
+		sandboxIP6 + "\tbox1\n"
 	if r.stdout != want {
 		t.Errorf("the sandbox's /etc/hosts:\n%s\nwant:\n%s", showTabs(r.stdout), showTabs(want))
 	}
@@ -68,9 +69,8 @@ func TestHostname(t *testing.T) {
 		if parts[1] != name+"\n" {
 			t.Errorf("/etc/hostname %q: want %q", parts[1], name+"\n")
 		}
-		hosts := nonEmptyLines(parts[2])
-		if len(hosts) == 0 || hosts[len(hosts)-1] != sandboxIP+"\t"+name {
-			t.Errorf("/etc/hosts should end with %q:\n%s", sandboxIP+"\t"+name, showTabs(parts[2]))
+		if self := sandboxIP + "\t" + name + "\n" + sandboxIP6 + "\t" + name + "\n"; !strings.HasSuffix(parts[2], self) {
+			t.Errorf("/etc/hosts should end with %q:\n%s", self, showTabs(parts[2]))
 		}
 	})
 	if after, _ := os.Hostname(); after != hostBefore {

@@ -273,6 +273,7 @@ func segmentPublish(t *testing.T, mode fastPathMode, port int) {
 // TestPortChangeNeedsSharedNetwork: port add/rm say in one line why the
 // ports of a sandbox off a shared network cannot change at run time.
 func TestPortChangeNeedsSharedNetwork(t *testing.T) {
+	requireLauncher(t)
 	u := newUser(t)
 	u.ok("run", "-d", "--name", "lonely", "--", probe, "sleep", "60s")
 	wantOwnError(t, u.nr("port", "add", "lonely", "18175:80"), "port add on a private network", "lonely is on a private network")

@@ -25,16 +25,19 @@ const hostsHeader = "127.0.0.1\tlocalhost\n" +
 
 // RenderHosts renders /etc/hosts in Docker's layout: the fixed loopback and
 // IPv6 lines, then extra (--add-host and --link entries, in the caller's
-// order), then self last. An entry without a valid address or without names
-// writes no line, as Docker writes no self line for a sandbox without a
-// network.
-func RenderHosts(self Entry, extra []Entry) []byte {
+// order), then self last (the sandbox's own IPv4 line, then its IPv6 one
+// on a dual-stack network). An entry without a valid address or without
+// names writes no line, as Docker writes no self line for a sandbox
+// without a network.
+func RenderHosts(extra []Entry, self ...Entry) []byte {
 	var b bytes.Buffer
 	b.WriteString(hostsHeader)
 	for _, e := range extra {
 		writeEntry(&b, e)
 	}
-	writeEntry(&b, self)
+	for _, e := range self {
+		writeEntry(&b, e)
+	}
 	return b.Bytes()
 }
 

@@ -35,13 +35,13 @@ func entry(ip string, names ...string) Entry {
 func TestRenderHostsMatchesDocker(t *testing.T) {
 	tests := []struct {
 		name  string
-		self  Entry
+		self  []Entry
 		extra []Entry
 		want  string
 	}{
 		{
 			name: "links and add-host",
-			self: entry("172.17.0.3", "myhost"),
+			self: []Entry{entry("172.17.0.3", "myhost")},
 			extra: []Entry{
 				entry("1.2.3.4", "foo"),
 				entry("5.6.7.8", "bar"),
@@ -57,31 +57,38 @@ func TestRenderHostsMatchesDocker(t *testing.T) {
 		{
 			// docker run --rm IMAGE cat /etc/hosts
 			name: "self only",
-			self: entry("172.17.0.2", "eca48ae02924"),
+			self: []Entry{entry("172.17.0.2", "eca48ae02924")},
 			want: hostsHeaderForTest + "172.17.0.2\teca48ae02924\n",
+		},
+		{
+			// docker network create --ipv6 --subnet 2001:db8:77::/64 v6net
+			// docker run --rm --network v6net IMAGE cat /etc/hosts
+			name: "dual stack",
+			self: []Entry{entry("172.18.0.2", "e733c11ddb86"), entry("2001:db8:77::2", "e733c11ddb86")},
+			want: hostsHeaderForTest + "172.18.0.2\te733c11ddb86\n2001:db8:77::2\te733c11ddb86\n",
 		},
 		{
 			// docker run -h a.b.example: the caller passes the short name too.
 			name: "dotted hostname",
-			self: entry("172.17.0.3", "a.b.example", "a"),
+			self: []Entry{entry("172.17.0.3", "a.b.example", "a")},
 			want: hostsHeaderForTest + "172.17.0.3\ta.b.example a\n",
 		},
 		{
 			// docker run --network none -h hh: no address, no self line.
 			name: "no network",
-			self: Entry{Names: []string{"hh"}},
+			self: []Entry{{Names: []string{"hh"}}},
 			want: hostsHeaderForTest,
 		},
 		{
 			name:  "entry without names writes nothing",
-			self:  entry("10.0.2.100", "box"),
+			self:  []Entry{entry("10.0.2.100", "box")},
 			extra: []Entry{{IP: netip.MustParseAddr("10.0.2.5")}},
 			want:  hostsHeaderForTest + "10.0.2.100\tbox\n",
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := string(RenderHosts(tt.self, tt.extra)); got != tt.want {
+			if got := string(RenderHosts(tt.extra, tt.self...)); got != tt.want {
 				t.Errorf("RenderHosts() =\n%s\nwant\n%s", got, tt.want)
 			}
 		})

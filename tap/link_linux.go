@@ -192,9 +192,22 @@ func configure(h *netlink.Handle, cfg Config) error {
 	if err := h.AddrAdd(link, addr); err != nil {
 		return fmt.Errorf("add %s to %s: %w", cfg.Address, cfg.Name, err)
 	}
-	if cfg.SkipDAD {
-		if err := skipDAD(cfg.Name); err != nil {
+	v6 := cfg.Address6.IsValid()
+	if cfg.SkipDAD || v6 {
+		if err := setIPv6Conf(cfg.Name, "accept_dad", "0"); err != nil {
 			return err
+		}
+	}
+	if v6 {
+		if err := setIPv6Conf(cfg.Name, "accept_ra", "0"); err != nil {
+			return err
+		}
+		addr6 := &netlink.Addr{Flags: unix.IFA_F_NODAD, IPNet: &net.IPNet{
+			IP:   cfg.Address6.Addr().AsSlice(),
+			Mask: net.CIDRMask(cfg.Address6.Bits(), 128),
+		}}
+		if err := h.AddrAdd(link, addr6); err != nil {
+			return fmt.Errorf("add %s to %s: %w", cfg.Address6, cfg.Name, err)
 		}
 	}
 	if err := h.LinkSetUp(link); err != nil {
@@ -206,6 +219,13 @@ func configure(h *netlink.Handle, cfg Config) error {
 	route := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: cfg.Gateway.AsSlice()}
 	if err := h.RouteAdd(route); err != nil {
 		return fmt.Errorf("add default route via %s: %w", cfg.Gateway, err)
+	}
+	if v6 {
+		route6 := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: cfg.Gateway6.AsSlice(),
+			Dst: &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}}
+		if err := h.RouteAdd(route6); err != nil {
+			return fmt.Errorf("add default route via %s: %w", cfg.Gateway6, err)
+		}
 	}
 	return nil
 }
@@ -243,13 +263,13 @@ func setUp(h *netlink.Handle, name string) error {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-// skipDAD sets the link's accept_dad to 0. /proc/sys/net belongs to the
-// network namespace of the process that opens it, so this reaches the
-// namespace being configured. A kernel without IPv6 has nothing to skip.
-func skipDAD(name string) error {
-	err := os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/accept_dad", []byte("0"), 0)
+// setIPv6Conf sets one of the link's IPv6 settings. /proc/sys/net belongs
+// to the network namespace of the process that opens it, so this reaches
+// the namespace being configured. A kernel without IPv6 has nothing to set.
+func setIPv6Conf(link, key, value string) error {
+	err := os.WriteFile("/proc/sys/net/ipv6/conf/"+link+"/"+key, []byte(value), 0)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("turn off duplicate address detection on %s: %w", name, err)
+		return fmt.Errorf("set net.ipv6.conf.%s.%s: %w", link, key, err)
 	}
 	return nil
 }

@@ -243,6 +243,21 @@ func MAC(ip netip.Addr) net.HardwareAddr {
 	return net.HardwareAddr{0x02, 0x42, a[0], a[1], a[2], a[3]}
 }
 
+// SLAAC returns the address a host with the given MAC makes for itself in
+// the /64 prefix from router advertisements (modified EUI-64, RFC 4291
+// appendix A): the gateway and the member agree on it without asking.
+// Prefix fe80::/64 gives the link-local address.
+func SLAAC(prefix netip.Prefix, mac net.HardwareAddr) netip.Addr {
+	a := prefix.Masked().Addr().As16()
+	a[8], a[9], a[10] = mac[0]^0x02, mac[1], mac[2]
+	a[11], a[12] = 0xff, 0xfe
+	a[13], a[14], a[15] = mac[3], mac[4], mac[5]
+	return netip.AddrFrom16(a)
+}
+
+// LinkLocalPrefix is where SLAAC makes a link's own address.
+var LinkLocalPrefix = netip.MustParsePrefix("fe80::/64")
+
 // bounds returns the first and last address of an IPv4 prefix.
 func bounds(p netip.Prefix) (first, last uint32) {
 	first = toU32(p.Masked().Addr())

@@ -465,3 +465,18 @@ func held(p *Pool) []netip.Addr {
 	}
 	return out
 }
+
+func TestSLAAC(t *testing.T) {
+	mac := MAC(netip.MustParseAddr("10.0.2.100"))
+	cases := map[string]string{
+		"fd00::/64":          "fd00::42:aff:fe00:264",
+		"fe80::/64":          "fe80::42:aff:fe00:264",
+		"2001:db8:1:2::/64":  "2001:db8:1:2:42:aff:fe00:264",
+		"2001:db8:1:2::9/64": "2001:db8:1:2:42:aff:fe00:264",
+	}
+	for prefix, want := range cases {
+		if got := SLAAC(netip.MustParsePrefix(prefix), mac); got != netip.MustParseAddr(want) {
+			t.Errorf("SLAAC(%s, %s) = %s; want %s (what Linux makes)", prefix, mac, got, want)
+		}
+	}
+}

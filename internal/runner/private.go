@@ -23,6 +23,11 @@ var (
 	privateGateway  = netip.MustParseAddr("10.0.2.2")
 	privateResolver = netip.MustParseAddr("10.0.2.3")
 	privateMember   = netip.MustParseAddr("10.0.2.100")
+	// IPv6 as slirp4netns -6 lays it out: the member's address is the one
+	// SLAAC makes from its MAC.
+	privateSubnet6   = netip.MustParsePrefix("fd00::/64")
+	privateGateway6  = netip.MustParseAddr("fd00::2")
+	privateResolver6 = netip.MustParseAddr("fd00::3")
 )
 
 // private hosts the sandbox's segment in this process: no daemon.
@@ -59,14 +64,25 @@ func (r *run) private() (int, error) {
 		nameservers: []netip.Addr{privateResolver}, linkMode: opts.LinkMode,
 		mac: ipam.MAC(privateMember), gwMAC: ipam.MAC(privateGateway),
 	}
+	cfg := stack.Config{
+		Subnet: privateSubnet, Gateway: privateGateway, Resolver: privateResolver,
+		GatewayMAC: p.gwMAC, MTU: uint32(opts.MTU),
+		HostLoopback: opts.HostLoopback, Logger: r.log,
+	}
+	if opts.IPv6 {
+		if hostHasIPv6() {
+			p.ip6 = netip.PrefixFrom(ipam.SLAAC(privateSubnet6, p.mac), privateSubnet6.Bits())
+			p.gateway6 = ipam.SLAAC(ipam.LinkLocalPrefix, p.gwMAC)
+			p.nameservers = append(p.nameservers, privateResolver6)
+			cfg.IPv6 = &stack.IPv6Config{Subnet: privateSubnet6, Gateway: privateGateway6, Resolver: privateResolver6}
+		} else {
+			r.log.Warn("this kernel has no IPv6 (/proc/sys/net/ipv6 is missing): the sandbox gets IPv4 only; --ipv6=false silences this")
+		}
+	}
 	// The stack is built while the agent starts; only the link waits for eth0.
 	var gw *stack.Gateway
 	sb, err := r.startSandbox(p, func() (err error) {
-		gw, err = stack.New(stack.Config{
-			Subnet: privateSubnet, Gateway: privateGateway, Resolver: privateResolver,
-			GatewayMAC: p.gwMAC, MTU: uint32(opts.MTU),
-			HostLoopback: opts.HostLoopback, Logger: r.log,
-		})
+		gw, err = stack.New(cfg)
 		if err == nil {
 			r.undo.push(gw.Close)
 		}
@@ -149,4 +165,11 @@ func HostUpstreams() []netip.AddrPort {
 		out = append(out, netip.MustParseAddrPort("127.0.0.1:53"))
 	}
 	return out
+}
+
+// hostHasIPv6 reports whether the kernel has IPv6 (booted without
+// ipv6.disable=1): a sandbox's namespace has it then too.
+func hostHasIPv6() bool {
+	_, err := os.Stat("/proc/sys/net/ipv6")
+	return err == nil
 }

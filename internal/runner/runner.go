@@ -57,6 +57,8 @@ type Options struct {
 	// HostForwards: the sandbox's loopback ports that reach the host's (-T).
 	HostForwards []forward.HostForward
 	HostLoopback bool
+	// IPv6 gives --network private its IPv6 side (fd00::/64).
+	IPv6         bool
 	DNS          []netip.Addr // written into resolv.conf instead of the resolver
 	DNSSearch    []string
 	DNSOptions   []string
@@ -84,6 +86,8 @@ type placement struct {
 	ip          netip.Addr
 	prefix      netip.Prefix
 	gateway     netip.Addr
+	ip6         netip.Prefix // the IPv6 address and its /64, on a dual-stack network
+	gateway6    netip.Addr   // the gateway's link-local address, with ip6
 	nameservers []netip.Addr // resolv.conf's, unless --dns names others
 	mac         net.HardwareAddr
 	gwMAC       net.HardwareAddr
@@ -222,13 +226,18 @@ func (r *run) spec(p placement) wire.Spec {
 			Name: "eth0", Mode: p.linkMode, MTU: r.opts.MTU,
 			MAC: p.mac.String(), PeerMAC: p.gwMAC.String(),
 			Address: netip.PrefixFrom(p.ip, p.prefix.Bits()), Gateway: p.gateway,
+			Address6: p.ip6, Gateway6: p.gateway6,
 		}
+	}
+	self := []hosts.Entry{{IP: p.ip, Names: []string{r.hostname}}}
+	if p.ip6.IsValid() {
+		self = append(self, hosts.Entry{IP: p.ip6.Addr(), Names: []string{r.hostname}})
 	}
 	return wire.Spec{
 		Hostname: r.hostname,
 		Link:     link,
 		Files: map[string][]byte{
-			"/etc/hosts":       hosts.RenderHosts(hosts.Entry{IP: p.ip, Names: []string{r.hostname}}, extra),
+			"/etc/hosts":       hosts.RenderHosts(extra, self...),
 			"/etc/hostname":    hosts.RenderHostname(r.hostname),
 			"/etc/resolv.conf": hosts.RenderResolvConf(nameservers, r.opts.DNSSearch, r.opts.DNSOptions),
 		},
