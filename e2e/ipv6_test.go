@@ -12,20 +12,24 @@ import (
 // works), the default route via the gateway's link-local address, DNS at
 // fd00::3 listed in resolv.conf and answering, the own v6 line in
 // /etc/hosts as Docker writes it, the host's ::1 at fd00::2 only with
-// --host-loopback, and an immediate refusal for an IPv6 host the host
-// cannot route to; --ipv6=false gives IPv4 only.
+// --host-loopback, outbound TCP and UDP to an IPv6 world host from the
+// host's own IPv6 address, and an immediate refusal for an IPv6 host the
+// host cannot route to; --ipv6=false gives IPv4 only.
 func TestPrivateDualStack(t *testing.T) {
 	requireLauncher(t)
 	srv := startCmd(t, cmdOpts{}, probe, "serve-tcp", "[::1]:18640")
 	srv.waitReady()
-	script := fmt.Sprintf(`P=%s
+	script := fmt.Sprintf(`P=%[1]s
 ip -o -6 addr show dev eth0 scope global
 ip -6 route show default
 grep fd00 /etc/resolv.conf /etc/hosts
 $P tcp -timeout 5s [fd00::2]:18640 v6-loopback
 echo
-$P tcp -timeout 5s [2001:db8::2]:7777 v6-out 2>&1 | sed 's/^/no v6 route: /'
-`, probe)
+$P tcp -timeout 5s [%[2]s]:7777 v6-out
+echo
+$P udp -timeout 5s [%[2]s]:7777 v6-udp
+$P tcp -timeout 5s [2001:db8:ffff::2]:7777 v6-unroutable 2>&1 | sed 's/^/no v6 route: /'
+`, probe, worldIP6)
 	r := runNR(t, "--host-loopback", "--", "/bin/sh", "-c", script)
 	wantExit(t, r, 0, "a dual-stack private sandbox")
 	for _, want := range []string{
@@ -34,13 +38,15 @@ $P tcp -timeout 5s [2001:db8::2]:7777 v6-out 2>&1 | sed 's/^/no v6 route: /'
 		"/etc/resolv.conf:nameserver fd00::3",
 		"/etc/hosts:fd00::42:aff:fe00:264\t",
 		"from [::1]:", "v6-loopback",
+		// The world sees the host's own IPv6 address.
+		"from [" + hostIP6 + "]:", "v6-out", "v6-udp",
 		"no v6 route: probe: ",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("missing %q in:\n%s", want, r)
 		}
 	}
-	for _, bad := range []string{"tentative", "v6-out"} {
+	for _, bad := range []string{"tentative", "v6-unroutable"} {
 		if strings.Contains(r.stdout, bad) {
 			t.Errorf("unexpected %q in:\n%s", bad, r)
 		}

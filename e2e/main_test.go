@@ -16,6 +16,8 @@ const (
 	worldIP    = "198.51.100.2"
 	whoamiAddr = "198.51.100.2:7777"
 	worldName  = "world.e2e.test" // known to the world's DNS server only
+	hostIP6    = "2001:db8::1"
+	worldIP6   = "2001:db8::2"
 
 	sandboxIP  = "10.0.2.100"
 	gatewayIP  = "10.0.2.2"

@@ -53,7 +53,9 @@ $P serve-tcp [::1]:18613 > /dev/null 5>&- &
 HOSTSRV=$!
 sleep 0.2
 $IN $P tcp -timeout 3s [fd00::2]:18613 v6-loopback 2>&1 | sed 's/^/host loopback v6: /' || true
-$IN $P tcp -timeout 5s [2001:db8::2]:7777 v6-out 2>&1 | sed 's/^/no v6 route: /' || true
+$IN $P tcp -timeout 5s [2001:db8::2]:7777 v6-out
+echo
+$IN $P tcp -timeout 5s [2001:db8:ffff::2]:7777 v6-unroutable 2>&1 | sed 's/^/no v6 route: /' || true
 kill $HOSTSRV
 echo "nameserver 10.0.2.3" > $D/resolv.conf && mount --bind $D/resolv.conf /etc/resolv.conf
 echo "resolved: $($IN $P resolve -timeout 5s world.e2e.test)"
@@ -102,6 +104,7 @@ cat $D/log >&2
 		"host loopback v6: probe: ", // refused: --disable-host-loopback
 		`add tcp v6: {"return":{"id":3}}`,
 		"tcp forward from ::1: from 10.0.2.2:",
+		"from [2001:db8::1]:", "v6-out",
 		"via-api-v6",
 		`add tcp: {"return":{"id":1}}`,
 		`add udp: {"return":{"id":2}}`,

@@ -58,8 +58,12 @@ const (
 	hostIP    = "198.51.100.1"
 	worldIP   = "198.51.100.2"
 	prefixLen = 24
-	hostIf    = "world0"
-	worldIf   = "eth0"
+	// IPv6 on the same veth, documentation addresses too.
+	hostIP6    = "2001:db8::1"
+	worldIP6   = "2001:db8::2"
+	prefixLen6 = 64
+	hostIf     = "world0"
+	worldIf    = "eth0"
 
 	whoamiPort = 7777
 	worldName  = "world.e2e.test"

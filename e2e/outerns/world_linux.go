@@ -22,6 +22,7 @@ import (
 	"github.com/netns-run/netns-run/e2e/internal/worldapi"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // world is the launcher's handle on the world agent.
@@ -69,8 +70,9 @@ func startWorld(sock string, tu testUser, r *reaper) (*world, error) {
 	return &world{pid: pid, exit: r.wait(pid), goW: inW, readR: outR}, nil
 }
 
-// wire creates the veth pair world0 (host, 198.51.100.1/24) <-> eth0 (world,
-// 198.51.100.2/24), brings both and the world's lo up, and tells the agent.
+// wire creates the veth pair world0 (host, 198.51.100.1/24 and
+// 2001:db8::1/64) <-> eth0 (world, 198.51.100.2/24 and 2001:db8::2/64),
+// brings both and the world's lo up, and tells the agent.
 func (w *world) wire() error {
 	ns, err := netns.GetFromPid(w.pid)
 	if err != nil {
@@ -85,7 +87,7 @@ func (w *world) wire() error {
 	if err := netlink.LinkAdd(veth); err != nil {
 		return fmt.Errorf("creating veth %s<->%s: %w", hostIf, worldIf, err)
 	}
-	if err := configure(&netlink.Handle{}, hostIf, hostIP); err != nil {
+	if err := configure(&netlink.Handle{}, hostIf, hostIP, hostIP6); err != nil {
 		return err
 	}
 	h, err := netlink.NewHandleAt(ns)
@@ -93,7 +95,7 @@ func (w *world) wire() error {
 		return fmt.Errorf("netlink in the world namespace: %w", err)
 	}
 	defer h.Close()
-	if err := configure(h, worldIf, worldIP); err != nil {
+	if err := configure(h, worldIf, worldIP, worldIP6); err != nil {
 		return err
 	}
 	lo, err := h.LinkByName("lo")
@@ -109,7 +111,7 @@ func (w *world) wire() error {
 	return nil
 }
 
-func configure(h *netlink.Handle, name, ip string) error {
+func configure(h *netlink.Handle, name, ip, ip6 string) error {
 	l, err := h.LinkByName(name)
 	if err != nil {
 		return fmt.Errorf("finding %s: %w", name, err)
@@ -120,6 +122,15 @@ func configure(h *netlink.Handle, name, ip string) error {
 	}
 	if err := h.AddrAdd(l, addr); err != nil {
 		return fmt.Errorf("adding %s to %s: %w", addr, name, err)
+	}
+	// No duplicate address detection: the address is usable at once.
+	addr6, err := netlink.ParseAddr(fmt.Sprintf("%s/%d", ip6, prefixLen6))
+	if err != nil {
+		return err
+	}
+	addr6.Flags = unix.IFA_F_NODAD
+	if err := h.AddrAdd(l, addr6); err != nil {
+		return fmt.Errorf("adding %s to %s: %w", addr6, name, err)
 	}
 	if err := h.LinkSetUp(l); err != nil {
 		return fmt.Errorf("bringing %s up: %w", name, err)
@@ -173,17 +184,19 @@ func worldMain(args []string) error {
 		os.Exit(0)
 	}()
 
-	wa := net.JoinHostPort(worldIP, strconv.Itoa(whoamiPort))
-	tl, err := net.Listen("tcp4", wa)
-	if err != nil {
-		return fmt.Errorf("world: %w", err)
+	for _, ip := range []string{worldIP, worldIP6} {
+		wa := net.JoinHostPort(ip, strconv.Itoa(whoamiPort))
+		tl, err := net.Listen("tcp", wa)
+		if err != nil {
+			return fmt.Errorf("world: %w", err)
+		}
+		go func() { _ = whoami.ServeTCP(tl) }()
+		up, err := net.ListenPacket("udp", wa)
+		if err != nil {
+			return fmt.Errorf("world: %w", err)
+		}
+		go func() { _ = whoami.ServeUDP(up) }()
 	}
-	go func() { _ = whoami.ServeTCP(tl) }()
-	up, err := net.ListenPacket("udp4", wa)
-	if err != nil {
-		return fmt.Errorf("world: %w", err)
-	}
-	go func() { _ = whoami.ServeUDP(up) }()
 
 	da := net.JoinHostPort(worldIP, "53")
 	dnsUDP, err := net.ListenPacket("udp4", da)
