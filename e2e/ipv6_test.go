@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -71,5 +72,36 @@ $P tcp -timeout 5s [2001:db8:ffff::2]:7777 v6-unroutable 2>&1 | sed 's/^/no v6 r
 	r = runNR(t, "--ipv6=false", "--", "/bin/sh", "-c", "ip -o -6 addr show dev eth0 scope global; grep -c fd00 /etc/resolv.conf /etc/hosts")
 	if strings.Contains(r.stdout, "fd00::42") || !strings.Contains(r.stdout, "/etc/resolv.conf:0") || !strings.Contains(r.stdout, "/etc/hosts:0") {
 		t.Errorf("--ipv6=false: want IPv4 only:\n%s", r)
+	}
+}
+
+// TestPingPastTheGateway: echo requests to hosts outside the segment go
+// out through the host's unprivileged ICMP sockets (the launcher allows
+// them for every group, as distros do) and their replies come back, over
+// IPv4 and IPv6, from a private sandbox and from a member of the shared
+// bridge network; the gateway still answers for itself.
+func TestPingPastTheGateway(t *testing.T) {
+	requireLauncher(t)
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Skip("busybox is not installed (.ci/run installs it)")
+	}
+	u := newUser(t)
+	for _, c := range []struct{ network, dst string }{
+		{"private", worldIP},
+		{"private", worldIP6},
+		{"private", "fd00::2"},
+		{"bridge", worldIP},
+	} {
+		r := u.nr("run", "--network", c.network, "--", bb, "ping", "-c", "3", "-W", "2", "-w", "10", c.dst)
+		wantExit(t, r, 0, "busybox ping "+c.dst+" on "+c.network)
+		if !strings.Contains(r.stdout, "3 packets received") || !strings.Contains(r.stdout, "from "+c.dst) {
+			t.Errorf("ping %s on %s: want 3 replies from it:\n%s", c.dst, c.network, r)
+		}
+	}
+	// Where the host cannot route, no reply comes.
+	r := u.nr("run", "--network", "private", "--", bb, "ping", "-c", "1", "-W", "1", "2001:db8:ffff::2")
+	if r.code == 0 {
+		t.Errorf("a ping to an address the host cannot reach was answered:\n%s", r)
 	}
 }

@@ -90,6 +90,7 @@ type Gateway struct {
 	log         *slog.Logger
 	limit       *limits
 	ra          *advertiser // nil without IPv6
+	ping        *pinger
 }
 
 // TIME_WAIT is short because forwarder endpoints cannot be reused: with the
@@ -177,10 +178,10 @@ func fdLink(cfg Config, link Link) (gstack.LinkEndpoint, error) {
 func (g *Gateway) attach(ep gstack.LinkEndpoint) error {
 	mac := ep.LinkAddress()
 	if v6 := g.cfg.IPv6; v6 != nil {
-		linkLocal := header.LinkLocalAddr(mac)
-		g.ra = newAdvertiser(g.s, mac, linkLocal, v6.Subnet, v6.Resolver)
-		ep = watchSolicitations(ep, g.ra.solicited)
+		g.ra = newAdvertiser(g.s, mac, header.LinkLocalAddr(mac), v6.Subnet, v6.Resolver)
 	}
+	g.ping = newPinger(g, mac)
+	ep = watchLink(ep, g)
 	// A fifo qdisc moves writes off the TCP goroutine: +35-50% toward the
 	// sandbox (docs/ARCHITECTURE.md, Measured facts: The fifo qdisc).
 	qdisc := fifo.New(ep, 1, 1000)
@@ -260,6 +261,9 @@ func (g *Gateway) AllowHostLoopback(member netip.Addr, allow bool) {
 func (g *Gateway) Close() {
 	if g.ra != nil {
 		g.ra.stop()
+	}
+	if g.ping != nil {
+		g.ping.close()
 	}
 	g.s.Close()
 	g.s.Wait()

@@ -59,7 +59,7 @@ func (g *Gateway) hostTarget(src netip.Addr, dst netip.AddrPort) (netip.AddrPort
 	case v6 != nil && ip == v6.Gateway:
 		return g.hostLoopback(src, netip.IPv6Loopback(), dst.Port())
 	case g.cfg.Subnet.Contains(ip), v6 != nil && v6.Subnet.Contains(ip),
-		ip.IsLoopback(), ip.IsUnspecified(), ip.IsMulticast(), ip.IsLinkLocalUnicast(), ip.Is4In6(),
+		ip.IsLoopback(), ip.IsUnspecified(), ip.IsMulticast(), ip.IsLinkLocalUnicast(), ip.Is4In6(), ip == limitedBroadcast,
 		ip.Is6() && v6 == nil:
 		// Nothing of the host lives in the segment, the host's loopback
 		// is reached only through the gateway's addresses (never spelled
@@ -69,6 +69,8 @@ func (g *Gateway) hostTarget(src netip.Addr, dst netip.AddrPort) (netip.AddrPort
 	}
 	return dst, true
 }
+
+var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
 
 // hostLoopback is the host's loopback address lo at port, where src may
 // reach it.

@@ -8,7 +8,6 @@ import (
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
-	"gvisor.dev/gvisor/pkg/tcpip/link/nested"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 )
@@ -16,9 +15,9 @@ import (
 // The gateway is the IPv6 router of its segment: the sandbox's kernel
 // configures its address by SLAAC from the gateway's router advertisements
 // (as slirp4netns -6 does). gVisor does not send router advertisements, so
-// a thin link wrapper spots router solicitations on their way in and the
-// gateway answers each one, besides advertising when the link comes up and
-// every raInterval after.
+// the link watcher (link.go) spots router solicitations on their way in and
+// the gateway answers each one, besides advertising when the link comes up
+// and every raInterval after.
 
 const (
 	// raInterval re-advertises well inside every lifetime below.
@@ -30,28 +29,6 @@ const (
 	prefixPreferred = 4 * time.Hour
 	rdnssLifetime   = 3 * raInterval
 )
-
-// solicitWatcher passes every frame on and calls solicited for router
-// solicitations among them.
-type solicitWatcher struct {
-	nested.Endpoint
-	solicited func()
-}
-
-func watchSolicitations(child gstack.LinkEndpoint, solicited func()) *solicitWatcher {
-	w := &solicitWatcher{solicited: solicited}
-	w.Init(child, w)
-	return w
-}
-
-// DeliverNetworkPacket peeks at the first bytes only: the packet path
-// pays one protocol comparison for everything but IPv6.
-func (w *solicitWatcher) DeliverNetworkPacket(p tcpip.NetworkProtocolNumber, pkt *gstack.PacketBuffer) {
-	if p == ipv6.ProtocolNumber && isRouterSolicitation(pkt) {
-		w.solicited()
-	}
-	w.Endpoint.DeliverNetworkPacket(p, pkt)
-}
 
 // isRouterSolicitation: an IPv6 packet whose next header is ICMPv6 of type
 // router solicitation. The network layer validates it as usual afterwards;

@@ -256,6 +256,12 @@ func hostStage() (code int, err error) {
 	if err := linkUp("lo"); err != nil {
 		return 1, err
 	}
+	// Unprivileged ICMP sockets for every group, as systemd-based distros
+	// ship it (a new network namespace starts with none allowed): ping
+	// from a sandbox goes out through them.
+	if err := os.WriteFile("/proc/sys/net/ipv4/ping_group_range", []byte("0 2147483647"), 0); err != nil {
+		return 1, fmt.Errorf("allowing ICMP sockets (net.ipv4.ping_group_range): %w", err)
+	}
 
 	// A short name: the tests' XDG_RUNTIME_DIR is base/run, and rootless
 	// Podman's API socket path under it ($XDG_RUNTIME_DIR/libpod/tmp/<64
