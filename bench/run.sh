@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # bench/run.sh: netns-run side by side with a kernel veth pair, slirp4netns
-# and pasta, on this machine, in one run (`make bench`; see bench/README.md).
+# and pasta, on this machine, in one run (`make bench`; see bench/README.md);
+# with BENCH_CLIENTS=1 also RootlessKit and rootless Podman, each through the
+# reference slirp4netns and through netns-run as their slirp4netns.
 #
 #   sudo bench/run.sh                 install what is missing, measure, print the
 #                                     table and write BENCHMARKS.md at the repo root
@@ -11,6 +13,8 @@
 #   STARTUP_RUNS (3 per round) BENCH_OUT (/tmp/netns-run-bench) BENCH_MD
 #   BENCH_TIMEOUT (2400 s for the whole measuring stage) BENCH_NO_INSTALL=1
 #   NETNS_RUN (bin/netns-run) GO (go)
+#   BENCH_CLIENTS=1 adds the client columns (CLIENT_TOOLS) to the default
+#   columns; BENCH_TOOLS may name them too
 #
 # Safety. Everything is measured inside a throwaway network namespace (made
 # with unshare --net, together with a pid namespace so that nothing we start
@@ -19,7 +23,11 @@
 # the veth anchor's namespace (198.18.1.0/24). The script refuses to run if
 # that namespace shows any other interface. No packet can reach the machine's
 # real interfaces. Every client command runs under `timeout`; only pids this
-# script started are signalled, by pid.
+# script started are signalled, by pid. The client columns' RootlessKit and
+# Podman make their own namespaces inside that one, as the user; what they
+# start (slirp4netns, rootlessport, conmon, containers) is stopped through
+# them (rootlesskit's own pid, `podman rm -f`), and dies with the pid
+# namespace in any case.
 set -u -o pipefail
 
 SELF=$(readlink -f "$0")
@@ -27,8 +35,15 @@ HERE=$(dirname "$SELF")
 ROOT=$(dirname "$HERE")
 
 ROUNDS=${BENCH_ROUNDS:-3}
-ALL_TOOLS="veth slirp4netns pasta pasta_tap netns_run netns_run_packet"
-TOOLS=${BENCH_TOOLS:-"veth slirp4netns pasta netns_run netns_run_packet"}
+BASE_TOOLS="veth slirp4netns pasta pasta_tap netns_run netns_run_packet"
+# The clients of the slirp4netns command line, each on the reference binary
+# and on netns-run as slirp4netns: opt-in (BENCH_CLIENTS=1): they add about 70 %
+# to the default run (about 35 s per column and round on 2 cores, 7 min for 3 rounds).
+CLIENT_TOOLS="rk_slirp4netns rk_netns_run podman_slirp4netns podman_netns_run"
+ALL_TOOLS="$BASE_TOOLS $CLIENT_TOOLS"
+DEFAULT_TOOLS="veth slirp4netns pasta netns_run netns_run_packet"
+[ "${BENCH_CLIENTS:-0}" = 1 ] && DEFAULT_TOOLS="$DEFAULT_TOOLS $CLIENT_TOOLS"
+TOOLS=${BENCH_TOOLS:-$DEFAULT_TOOLS}
 BUSER=${BENCH_USER:-netns-test}
 IPERF_T=${IPERF_T:-3}
 WRK_D=${WRK_D:-3}
@@ -39,7 +54,8 @@ STARTUP_RUNS=${STARTUP_RUNS:-3}
 OUT=${BENCH_OUT:-/tmp/netns-run-bench}
 MD=${BENCH_MD:-$ROOT/BENCHMARKS.md}
 LOCK=${BENCH_LOCK:-/tmp/bench.lock}  # machine-wide: other benchmarks on this machine may take it too
-BENCH_TIMEOUT=${BENCH_TIMEOUT:-2400}
+# The client columns add about as much again as the default ones take.
+case " $TOOLS " in *" rk_"* | *" podman_"*) BENCH_TIMEOUT=${BENCH_TIMEOUT:-4800} ;; *) BENCH_TIMEOUT=${BENCH_TIMEOUT:-2400} ;; esac
 GO=${GO:-go}
 
 # Ports. Servers inside a sandbox listen on NS_*; each tool publishes them on
@@ -63,6 +79,8 @@ label() {
 	veth) echo "veth (kernel)" ;; slirp4netns) echo "slirp4netns 65520" ;;
 	pasta) echo "pasta" ;; pasta_tap) echo "pasta tap" ;;
 	netns_run) echo "netns-run" ;; netns_run_packet) echo "netns-run packet" ;;
+	rk_slirp4netns) echo "RootlessKit + slirp4netns" ;; rk_netns_run) echo "RootlessKit + netns-run" ;;
+	podman_slirp4netns) echo "Podman + slirp4netns" ;; podman_netns_run) echo "Podman + netns-run" ;;
 	*) echo "$1" ;;
 	esac
 }
@@ -97,18 +115,27 @@ cpu_in_world|CPU % of the network process during world -> published port|1|0
 cpu_close|CPU % of the network process during wrk new-connection run|1|0
 wrk_errs|wrk socket errors + non-2xx per run (close / keep-alive summed)|1|0'
 
-# table MODE RAW.tsv...: markdown from raw samples (bench/table.awk):
-# median (with netns-run's ratios to pasta and veth), range or targets.
+# table MODE COLUMNS RAW.tsv...: markdown from raw samples (bench/table.awk):
+# median (with netns-run's ratios to pasta and veth, and each client's
+# through-netns-run column's ratio to its through-slirp4netns column),
+# range or targets. The base columns and the client columns get a table
+# each (the clients' is "Clients: through netns-run vs through slirp4netns").
 table() {
-	local mode=$1; shift
-	awk -F'\t' -f "$HERE/table.awk" -v mode="$mode" -v tools="$TOOLS" -v rows="$ROWS" "$@"
+	local mode=$1 cols=$2; shift 2
+	awk -F'\t' -f "$HERE/table.awk" -v mode="$mode" -v tools="$cols" -v rows="$ROWS" "$@"
 }
+# among LIST WORD...: the words of LIST that are WORDs, in LIST's order
+among() { local w out="" l=" ${*:2} "; for w in $1; do [[ "$l" == *" $w "* ]] && out="$out $w"; done; echo "${out# }"; }
 
 if [ "${1:-}" = --table ]; then
 	shift
 	[ $# -gt 0 ] || die "--table needs raw.tsv files"
 	TOOLS=$(awk -F'\t' -v all="$ALL_TOOLS" 'BEGIN{n=split(all,a," ")} {s[$1]=1} END{for(i=1;i<=n;i++) if(a[i] in s) printf "%s ", a[i]}' "$@")
-	table median "$@"
+	[ -n "$(among "$TOOLS" $BASE_TOOLS)" ] && table median "$(among "$TOOLS" $BASE_TOOLS)" "$@"
+	if [ -n "$(among "$TOOLS" $CLIENT_TOOLS)" ]; then
+		echo; echo "Clients: through netns-run vs through slirp4netns"; echo
+		table median "$(among "$TOOLS" $CLIENT_TOOLS)" "$@"
+	fi
 	exit 0
 fi
 
@@ -145,6 +172,12 @@ stage0() {
 	for h in rtt httpd slirpctl; do
 		(cd "$ROOT" && CGO_ENABLED=0 "$GO" build -o "$STAGE/$h" "./bench/$h") || die "build bench/$h"
 	done
+	# netns-run as slirp4netns, as `make install` links it: the clients
+	# exec this path, and netns-run takes the command line by that name.
+	ln -s netns-run "$STAGE/slirp4netns" || die "link slirp4netns"
+	if [ -n "$(among "$TOOLS" podman_slirp4netns podman_netns_run)" ]; then
+		podman_image "$STAGE" || log "could not build the Podman columns' image; they will fail"
+	fi
 	versions > "$OUT/versions.txt"
 
 	log "measuring: tools '$TOOLS', $ROUNDS rounds; logs in $OUT (at most ${BENCH_TIMEOUT}s)"
@@ -158,9 +191,19 @@ stage0() {
 	ELAPSED=$((SECONDS - t0))
 
 	echo
-	table median "$OUT/raw.tsv" | tee "$OUT/table.md"
-	table range "$OUT/raw.tsv" > "$OUT/table-range.md"
-	table targets "$OUT/raw.tsv" > "$OUT/targets.md"
+	local base clients
+	base=$(among "$TOOLS" $BASE_TOOLS); clients=$(among "$TOOLS" $CLIENT_TOOLS)
+	rm -f "$OUT/table.md" "$OUT/table-range.md" "$OUT/targets.md" "$OUT/clients.md" "$OUT/clients-range.md"
+	if [ -n "$base" ]; then
+		table median "$base" "$OUT/raw.tsv" | tee "$OUT/table.md"
+		table range "$base" "$OUT/raw.tsv" > "$OUT/table-range.md"
+		table targets "$base" "$OUT/raw.tsv" > "$OUT/targets.md"
+	fi
+	if [ -n "$clients" ]; then
+		echo; echo "Clients: through netns-run vs through slirp4netns"; echo
+		table median "$clients" "$OUT/raw.tsv" | tee "$OUT/clients.md"
+		table range "$clients" "$OUT/raw.tsv" > "$OUT/clients-range.md"
+	fi
 	echo "(medians of $ROUNDS rounds; raw samples $OUT/raw.tsv; logs $OUT/logs; failures $OUT/failures.log)"
 	write_md > "$MD" && log "wrote $MD"
 }
@@ -171,6 +214,11 @@ install_deps() {
 	# trips and UDP packet rate itself.
 	local want="iperf3:iperf3 wrk:wrk slirp4netns:slirp4netns pasta:passt newuidmap:uidmap jq:jq curl:curl
 		unshare:util-linux nsenter:util-linux setpriv:util-linux flock:util-linux ip:iproute2 ss:iproute2 ps:procps"
+	# The clients only when their columns run: podman pulls in a lot.
+	# Podman is told to use runc (the runtime the e2e tests use), so that
+	# one is wanted, not crun.
+	[ -n "$(among "$TOOLS" rk_slirp4netns rk_netns_run)" ] && want="$want rootlesskit:rootlesskit rootlessctl:rootlesskit"
+	[ -n "$(among "$TOOLS" podman_slirp4netns podman_netns_run)" ] && want="$want podman:podman runc:runc conmon:conmon ldd:libc-bin"
 	local miss="" bp
 	for bp in $want; do command -v "${bp%%:*}" >/dev/null || miss="$miss ${bp#*:}"; done
 	[ -n "$miss" ] || return 0
@@ -197,7 +245,39 @@ versions() {
 	echo "slirp4netns: $(slirp4netns --version 2>/dev/null | head -1) (Debian $(dpkg-query -W -f '${Version}' slirp4netns 2>/dev/null || echo 'not installed'))"
 	echo "pasta: Debian passt $(dpkg-query -W -f '${Version}' passt 2>/dev/null || echo 'not installed')"
 	echo "iperf3: $(iperf3 --version | head -1 | awk '{print $2}'); wrk: $(dpkg-query -W -f '${Version}' wrk 2>/dev/null); jq: $(jq --version)"
+	if [ -n "$(among "$TOOLS" $CLIENT_TOOLS)" ]; then
+		local p v=""
+		for p in rootlesskit podman runc conmon; do v="$v${v:+; }$p $(dpkg-query -W -f '${Version}' $p 2>/dev/null || echo 'not installed')"; done
+		echo "clients (Debian): $v"
+	fi
 	echo "params: BENCH_ROUNDS=$ROUNDS IPERF_T=$IPERF_T WRK_D=$WRK_D WRK_ARGS='$WRK_ARGS' LAT_T=$LAT_T UDP_T=$UDP_T STARTUP_RUNS=$STARTUP_RUNS user=$BUSER"
+}
+
+# md_results: the results tables of BENCHMARKS.md: the base columns', then
+# the clients' (BENCH_CLIENTS=1), each with the reading it needs.
+md_results() {
+	if [ -s "$OUT/table.md" ]; then cat "$OUT/table.md"; else echo "(no base column in this run: BENCH_TOOLS='$TOOLS')"; fi
+	[ -s "$OUT/clients.md" ] || return 0
+	cat <<EOF
+
+### Clients: through netns-run vs through slirp4netns
+
+RootlessKit as dockerd-rootless.sh runs it (builtin port driver, rootless Docker's
+default) and rootless Podman (\`--network slirp4netns\`, ports by rootlessport, Podman's
+default), each once with Debian's slirp4netns and once with netns-run as its slirp4netns
+(the \`slirp4netns\` link to netns-run); a ratio is the client through netns-run divided
+by the same client through slirp4netns (start-up and round trips: below 1 wins). Both
+clients close the host's loopback to the sandbox (\`--disable-host-loopback\`), so
+"sandbox -> host" dials the host's address $HOST_W through the slirp's NAT (the path of
+a container's outbound traffic). Published ports are served by the client's own
+forwarder (RootlessKit's port driver, rootlessport), the same program in both columns,
+which reaches the server through a socket made inside the namespace, not through the
+slirp: those rows should read about 1x. RSS and CPU rows are the slirp4netns process
+alone. Podman's start-up is \`podman run --rm\` to the probe's first connect, most of
+it Podman's own (runc, conmon, storage).
+
+$(cat "$OUT/clients.md")
+EOF
 }
 
 write_md() {
@@ -218,7 +298,7 @@ $(cat "$OUT/versions.txt")
 
 ## Results
 
-$(cat "$OUT/table.md")
+$(md_results)
 
 A cell reads "fail" when every round of it failed and "(N fail)" when some did; the
 reasons are in the run's failures.log:
@@ -231,14 +311,15 @@ $(if [ -s "$OUT/failures.log" ]; then head -n 40 "$OUT/failures.log"; else echo 
 has no network process; no published port for veth, whose clients connect to the
 namespace's address directly).
 
-### Targets of issue 4 (netns-run column; informative, never a gate)
-
-$(cat "$OUT/targets.md")
-
-$(if [ -s "$HERE/TARGETS.md" ]; then cat "$HERE/TARGETS.md"; echo; fi)
+$(if [ -s "$OUT/targets.md" ]; then
+	printf '### Targets of issue 4 (netns-run column; informative, never a gate)\n\n'
+	cat "$OUT/targets.md"; echo
+	if [ -s "$HERE/TARGETS.md" ]; then cat "$HERE/TARGETS.md"; echo; fi
+fi)
 ### Spread: min–max over the rounds
 
-$(cat "$OUT/table-range.md")
+$(cat "$OUT/table-range.md" 2>/dev/null)
+$(if [ -s "$OUT/clients-range.md" ]; then printf '\nClients:\n\n'; cat "$OUT/clients-range.md"; fi)
 
 ### Known caveats of this setup
 
@@ -305,7 +386,9 @@ port it translates). Host side:
   netns-run \`netns-run --host-loopback -- rtt probe 10.0.2.2:$HOST_PROBE\`; slirp4netns
   \`unshare -Urn rtt probe 10.0.2.2:$HOST_PROBE &\` then \`slirp4netns --configure --mtu=65520 …\`;
   pasta \`pasta $PASTA_STARTUP_ARGS -- rtt probe $WORLD:$HOST_PROBE\` (its gateway is mapped to the
-  host's loopback); veth \`unshare --net rtt probe &\` plus root's \`ip link\` wiring.
+  host's loopback); veth \`unshare --net rtt probe &\` plus root's \`ip link\` wiring;
+  the clients (BENCH_CLIENTS=1) \`rootlesskit … -- rtt probe $HOST_W:$HOST_PROBE\` and
+  \`podman run --rm --network slirp4netns IMAGE /rtt probe $HOST_W:$HOST_PROBE\`.
 
 Every timed command holds \`flock $LOCK\` so that two benches on one machine do not overlap;
 other work on the machine still can, so expect ±20–30 % between runs (docs/ARCHITECTURE.md,
@@ -348,6 +431,10 @@ stage1() {
 			log "$t: not installed, skipped"; echo "$(label "$t"): not installed, skipped" >> "$OUT/setups.txt"
 		fi
 	done
+	# The Podman columns' storage and image, once for the run (untimed).
+	if [ -n "$(among "$TOOLS" podman_slirp4netns podman_netns_run)" ] && have_tool podman_netns_run; then
+		podman_setup || log "Podman setup failed (see $LOGD/podman-setup.log); its columns will fail"
+	fi
 	# Rounds outside, tools inside: every round measures every tool once.
 	for ROUND in $(seq "$ROUNDS"); do
 		for t in $TOOLS; do have_tool "$t" && measure_round "$t"; done
@@ -359,6 +446,10 @@ have_tool() {
 	case $1 in
 	slirp4netns) command -v slirp4netns >/dev/null ;;
 	pasta|pasta_tap) command -v pasta >/dev/null ;;
+	rk_slirp4netns) command -v rootlesskit >/dev/null && command -v rootlessctl >/dev/null && command -v slirp4netns >/dev/null ;;
+	rk_netns_run) command -v rootlesskit >/dev/null && command -v rootlessctl >/dev/null ;;
+	podman_slirp4netns) command -v podman >/dev/null && command -v runc >/dev/null && command -v slirp4netns >/dev/null ;;
+	podman_netns_run) command -v podman >/dev/null && command -v runc >/dev/null ;;
 	*) return 0 ;;
 	esac
 }
@@ -396,6 +487,9 @@ cleanup() {
 	local i
 	for ((i = ${#OWN[@]} - 1; i >= 0; i--)); do kill_own "${OWN[$i]}"; done
 	cd /; rm -rf "$W"
+	# Podman's storage holds files of the user's subordinate ids: root removes it.
+	[ -n "${PMD:-}" ] && rm -rf "$PMD"
+	return 0
 }
 alive() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null); [ -n "$st" ] && [[ "$st" != Z* ]]; }
 wait_file() { local i; for i in $(seq 400); do [ -s "$1" ] && return 0; sleep 0.025; done; return 1; }
@@ -709,14 +803,190 @@ tool_netns_run_packet_stop() { nr_stop; }
 tool_netns_run_packet_startup() { nr_startup --link-mode packet; }
 tool_netns_run_packet_member() { nr_member; }
 
+# -- the clients of the slirp4netns command line: RootlessKit (what rootless
+# Docker runs) and rootless Podman, each once on the reference slirp4netns
+# and once on netns-run as slirp4netns ($STAGE/slirp4netns, a link to
+# netns-run, as `make install` makes it). Each pair differs in that binary
+# only, so the "through netns-run / through slirp4netns" ratios are the
+# binary's share of what the client's user sees. Both clients pass
+# --disable-host-loopback (Docker's and Podman's default): the sandbox's
+# way to the host is the host's own address $HOST_W, dialled by the slirp
+# as any outbound connection (its NAT, the path a container's traffic to
+# the world takes). Published ports are the clients' own forwarders
+# (RootlessKit's builtin port driver, Podman's rootlessport), the same
+# program in both columns of a pair, which reach the server inside through
+# the namespace's own kernel (a socket made in it), not through the slirp.
+# NET_PIDS (RSS, CPU, crash rows) is the slirp4netns process alone: the
+# binary the pair swaps, not the forwarder both share.
+client_slirp() { # COLUMN: the slirp4netns binary of a client column
+	case $1 in *_netns_run) echo "$STAGE/slirp4netns" ;; *) command -v slirp4netns ;; esac
+}
+# slirp_pid BIN: the pid of the user's process whose argv[0] is exactly BIN
+# (the client starts it, not us: it is looked at, never signalled). One
+# column runs at a time and each waits for the last one's to end, so there
+# is at most one.
+slirp_pid() {
+	local i p
+	for i in $(seq 200); do
+		p=$(ps -u "$BUSER" -o pid=,args= | awk -v b="$1" '$2 == b {print $1; exit}')
+		[ -n "$p" ] && { echo "$p"; return 0; }
+		sleep 0.05
+	done
+	return 1
+}
+# client_gone BIN: wait (up to 10 s) until no BIN process of the user is
+# left and the published ports are free again: the clients end their slirp
+# and forwarders themselves, a little after we stop them.
+client_gone() {
+	local i
+	for i in $(seq 200); do
+		if [ -z "$(ps -u "$BUSER" -o args= | awk -v b="$1" '$1 == b')" ] &&
+			[ -z "$(ss -Hltnu "( sport = :$((NS_IPERF + 10000)) or sport = :$((NS_HTTP + 10000)) or sport = :$((NS_RTT + 10000)) or sport = :$PUB_UDP )" 2>/dev/null)" ]; then
+			return 0
+		fi
+		sleep 0.05
+	done
+	echo "bench: $1 or a forwarder of the last client column is still running" >&2
+	return 1
+}
+
+# RootlessKit as dockerd-rootless.sh runs it (moby's contrib script, whose
+# defaults are: slirp4netns, MTU 65520, the slirp's sandbox and seccomp if
+# it offers them, no host loopback, the builtin port driver, /etc and /run
+# copied up); the sandbox is RootlessKit's own namespace, where dockerd
+# would run.
+RK_FLAGS="--net=slirp4netns --mtu=65520 --slirp4netns-sandbox=auto --slirp4netns-seccomp=auto --disable-host-loopback --port-driver=builtin --copy-up=/etc --copy-up=/run --propagation=rslave"
+RK_PORTS="0.0.0.0:$((NS_IPERF + 10000)):$NS_IPERF/tcp 0.0.0.0:$((NS_HTTP + 10000)):$NS_HTTP/tcp 0.0.0.0:$((NS_RTT + 10000)):$NS_RTT/tcp 0.0.0.0:$PUB_UDP:$NS_UDP/udp"
+rk_start() {
+	local bin p; bin=$(client_slirp "$T")
+	DESC="as $BUSER: rootlesskit --state-dir=D $RK_FLAGS --slirp4netns-binary=$bin -- holder; then per port rootlessctl --socket D/api.sock add-ports P (P in $RK_PORTS); servers started in the child's namespaces with nsenter (as the other columns); the ns reaches the host at its address $HOST_W:$HOST_IPERF through the slirp's NAT. RSS/CPU: the slirp4netns process only (its parent, RootlessKit, serves the published ports)."
+	RK_PID=""; NS_PID=""
+	client_gone "$bin" || return 1
+	rm -rf "$W/rk" "$W/ns.pid"
+	"${AS_USER[@]}" rootlesskit --state-dir="$W/rk" $RK_FLAGS --slirp4netns-binary="$bin" -- "$HOLDER" "$W/ns.pid" >> "$LOGD/$T.log" 2>&1 & track $!; RK_PID=$!
+	wait_file "$W/ns.pid" || return 1
+	NS_PID=$(find_holder "$RK_PID" "$(cat "$W/ns.pid")") || return 1
+	track "$NS_PID"; ns_user_enter
+	SLIRP_PID=$(slirp_pid "$bin") || return 1
+	for p in $RK_PORTS; do
+		timeout 10 "${AS_USER[@]}" rootlessctl --socket "$W/rk/api.sock" add-ports "$p" >> "$LOGD/$T.log" 2>&1 || return 1
+	done
+	NET_PIDS="$SLIRP_PID"; TO_HOST=$HOST_W; PUB_LO=127.0.0.1; PUB_WORLD=$HOST_W; PUB_OFF=10000
+}
+rk_stop() { kill_own "$RK_PID" "$NS_PID"; client_gone "$(client_slirp "$T")"; rm -rf "$W/rk"; }
+# Launch -> the first connect from inside RootlessKit's namespace to a
+# host listener (at the host's address: no host loopback).
+rk_startup() {
+	local t0 bin; bin=$(client_slirp "$T")
+	client_gone "$bin" >/dev/null 2>&1
+	rm -rf "$W/rks" "$W/probe.out"; t0=$(date +%s%N)
+	timeout 30 "${AS_USER[@]}" rootlesskit --state-dir="$W/rks" $RK_FLAGS --slirp4netns-binary="$bin" -- \
+		"$RTT" probe -timeout 10s $HOST_W:$HOST_PROBE > "$W/probe.out" 2>>"$LOGD/$T-startup.log"
+	since_ms "$t0" "$W/probe.out"
+}
+tool_rk_slirp4netns_start() { rk_start; }
+tool_rk_slirp4netns_stop() { rk_stop; }
+tool_rk_slirp4netns_startup() { rk_startup; }
+tool_rk_netns_run_start() { rk_start; }
+tool_rk_netns_run_stop() { rk_stop; }
+tool_rk_netns_run_startup() { rk_startup; }
+
+# Rootless Podman as the e2e tests run it (runc, vfs storage, cgroupfs, an
+# imported image; containers.conf's network_cmd_path names the slirp), with
+# Podman's defaults otherwise: --network slirp4netns, ports by rootlessport.
+# The image (podman_image) holds the servers and the probe, and the
+# container's own command starts the servers; clients inside (the sandbox
+# -> host rows) are nsenter'ed into its namespaces, as for the other columns.
+PODMAN_PUBS="-p 0.0.0.0:$((NS_IPERF + 10000)):$NS_IPERF -p 0.0.0.0:$((NS_HTTP + 10000)):$NS_HTTP -p 0.0.0.0:$((NS_RTT + 10000)):$NS_RTT -p 0.0.0.0:$PUB_UDP:$NS_UDP/udp"
+PODMAN_CMD="/usr/bin/iperf3 -s -p $NS_IPERF & /httpd -l :$NS_HTTP & exec /rtt serve -l :$NS_RTT -u :$NS_UDP"
+IMAGE=localhost/netns-run-bench:latest
+# podman_image DIR: DIR/podman-image.tar (as root, in stage 0): the bench's
+# static rtt and httpd, Debian's iperf3 and a shell, with the libraries
+# ldd names for those two (Debian has no static iperf3; no registry here).
+podman_image() {
+	local r=$1/podman-rootfs f l
+	mkdir -p "$r/bin" "$r/usr/bin" "$r/etc" "$r/tmp" || return 1
+	chmod 1777 "$r/tmp"   # iperf3 makes its buffers' files in /tmp
+	cp "$1/rtt" "$1/httpd" "$r/" && cp "$(command -v iperf3)" "$r/usr/bin/iperf3" && cp "$(readlink -f /bin/sh)" "$r/bin/sh" || return 1
+	for f in "$r/usr/bin/iperf3" "$r/bin/sh"; do
+		for l in $(ldd "$f" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
+			cp -L --parents "$l" "$r" || return 1
+		done
+	done
+	tar -C "$r" -cf "$1/podman-image.tar" . && chmod 0644 "$1/podman-image.tar" && rm -rf "$r"
+}
+# podman_setup (stage 1, once): Podman's files in a directory of their own,
+# with a short path: its runtime dir holds sockets named by 64-hex
+# container ids, which must fit a unix socket address (108 bytes). Both
+# Podman columns share the storage, the imported image and the pause
+# process that holds Podman's user namespace (it ends with our pid
+# namespace); each has its containers.conf.
+podman_setup() {
+	local t
+	PMD=$(mktemp -d /tmp/nrbpm.XXXXXX) || return 1
+	# TMPDIR: podman import stages the image there (default /var/tmp).
+	chown "$BUSER:" "$PMD" && chmod 0700 "$PMD" && "${AS_USER[@]}" mkdir -m 0700 "$PMD/run" "$PMD/tmp" || return 1
+	printf '[storage]\ndriver = "vfs"\nrunroot = "%s/storage-run"\ngraphroot = "%s/storage"\n' "$PMD" "$PMD" > "$PMD/storage.conf"
+	for t in podman_slirp4netns podman_netns_run; do
+		printf '[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\nruntime = "runc"\nnetwork_cmd_path = "%s"\n' "$(client_slirp $t)" > "$PMD/$t.conf"
+	done
+	podman_env podman_slirp4netns
+	"${PM[@]}" import "$STAGE/podman-image.tar" "$IMAGE" >> "$LOGD/podman-setup.log" 2>&1
+}
+podman_env() { # [COLUMN]: PM, the argv prefix of podman for COLUMN (default $T), time-boxed
+	PM=("${AS_USER[@]}" XDG_RUNTIME_DIR="$PMD/run" TMPDIR="$PMD/tmp" CONTAINERS_CONF="$PMD/${1:-$T}.conf" CONTAINERS_STORAGE_CONF="$PMD/storage.conf" timeout 60 podman)
+}
+podman_start() {
+	local bin; bin=$(client_slirp "$T")
+	DESC="as $BUSER: podman run -d --network slirp4netns $PODMAN_PUBS IMAGE /bin/sh -c '$PODMAN_CMD', with containers.conf network_cmd_path=$bin (runc, vfs, cgroupfs; the image: the bench's rtt and httpd, Debian's iperf3); Podman starts it as $bin --disable-host-loopback --mtu=65520 --enable-sandbox --enable-seccomp --enable-ipv6 -c -e 3 -r 4 --netns-type=path NS tap0, ports by rootlessport; the sandbox -> host clients run in the container's namespaces (nsenter) and reach the host at $HOST_W:$HOST_IPERF through the slirp's NAT. RSS/CPU: the slirp4netns process only (rootlessport serves the published ports)."
+	SRV_PIDS=""
+	[ -n "${PMD:-}" ] || return 1
+	podman_env
+	client_gone "$bin" || return 1
+	"${PM[@]}" run -d --name "nrb-$T" --network slirp4netns $PODMAN_PUBS "$IMAGE" /bin/sh -c "$PODMAN_CMD" >> "$LOGD/$T.log" 2>&1 || return 1
+	NS_PID=$("${PM[@]}" inspect -f '{{.State.Pid}}' "nrb-$T" 2>>"$LOGD/$T.log")
+	[[ "$NS_PID" =~ ^[0-9]+$ ]] && [ "$NS_PID" -gt 1 ] || return 1
+	ns_user_enter
+	SLIRP_PID=$(slirp_pid "$bin") || return 1
+	NET_PIDS="$SLIRP_PID"; TO_HOST=$HOST_W; PUB_LO=127.0.0.1; PUB_WORLD=$HOST_W; PUB_OFF=10000
+}
+podman_stop() {
+	[ -n "${PMD:-}" ] || return 0
+	podman_env
+	"${PM[@]}" rm -f -t 0 "nrb-$T" >> "$LOGD/$T.log" 2>&1
+	client_gone "$(client_slirp "$T")"
+}
+# Launch of `podman run` -> the first connect from inside the container to
+# a host listener (at the host's address); --rm, as a one-shot job runs.
+podman_startup() {
+	local t0
+	[ -n "${PMD:-}" ] || { echo "no Podman setup"; return 1; }
+	podman_env
+	client_gone "$(client_slirp "$T")" >/dev/null 2>&1
+	rm -f "$W/probe.out"; t0=$(date +%s%N)
+	"${PM[@]}" run --rm --network slirp4netns "$IMAGE" /rtt probe -timeout 10s $HOST_W:$HOST_PROBE > "$W/probe.out" 2>>"$LOGD/$T-startup.log"
+	since_ms "$t0" "$W/probe.out"
+}
+tool_podman_slirp4netns_start() { podman_start; }
+tool_podman_slirp4netns_servers() { wait_ns_servers; }
+tool_podman_slirp4netns_stop() { podman_stop; }
+tool_podman_slirp4netns_startup() { podman_startup; }
+tool_podman_netns_run_start() { podman_start; }
+tool_podman_netns_run_servers() { wait_ns_servers; }
+tool_podman_netns_run_stop() { podman_stop; }
+tool_podman_netns_run_startup() { podman_startup; }
+
 # ================================================================ measurements
 start_ns_servers() {
-	local p
 	SRV_PIDS=""
 	"${NS_ENTER[@]}" iperf3 -s -p $NS_IPERF > "$LOGD/$T-r$ROUND-ns-iperf3.log" 2>&1 & track $!; SRV_PIDS="$!"
 	"${NS_ENTER[@]}" "$HTTPD" -l :$NS_HTTP > "$LOGD/$T-r$ROUND-ns-httpd.log" 2>&1 & track $!; SRV_PIDS="$SRV_PIDS $!"
 	"${NS_ENTER[@]}" "$RTT" serve -l :$NS_RTT -u :$NS_UDP > "$LOGD/$T-r$ROUND-ns-rtt.log" 2>&1 & track $!; SRV_PIDS="$SRV_PIDS $!"
-	# Ready when all three listen inside and HTTP answers through the published port.
+	wait_ns_servers
+}
+# Ready when all three listen inside and HTTP answers through the published port.
+wait_ns_servers() {
+	local p
 	for p in $(seq 200); do
 		if [ "$(nsenter -n -t "$NS_PID" ss -Hltn 2>/dev/null | awk '{print $4}' | grep -cE ":($NS_IPERF|$NS_HTTP|$NS_RTT)\$")" = 3 ] &&
 			timeout 3 "${AS_USER[@]}" curl -s -m 2 -o /dev/null "http://$PUB_LO:$((NS_HTTP + PUB_OFF))/"; then
@@ -754,7 +1024,11 @@ measure_round() {
 		return
 	fi
 	[ "$ROUND" = 1 ] && echo "$(label "$T"): $DESC" >> "$OUT/setups.txt"
-	if ! start_ns_servers; then failed servers "servers inside did not come up or the published port does not answer"; pub_ok=0; fi
+	# A column whose sandbox runs the servers itself (Podman: the container's
+	# own command, from its image) has tool_NAME_servers wait for them.
+	local servers=start_ns_servers
+	declare -F "tool_${T}_servers" >/dev/null && servers="tool_${T}_servers"
+	if ! "$servers"; then failed servers "servers inside did not come up or the published port does not answer"; pub_ok=0; fi
 	sleep 1
 	measure_steps "$pub_ok"
 	kill_own $SRV_PIDS

@@ -4,7 +4,9 @@
 #   awk -F'\t' -f table.awk -v mode=median|range|targets -v tools="veth ..." -v rows="$ROWS" raw.tsv...
 #
 # A value is a number, "fail", or "n/a:REASON". mode=median: medians, plus
-# for each netns-run column its ratio to pasta and to veth. mode=range:
+# for each netns-run column its ratio to pasta and to veth, and for each
+# client column through netns-run (X_netns_run) its ratio to the same
+# client through slirp4netns (X_slirp4netns). mode=range:
 # min-max over rounds. mode=targets: issue 4's targets for the netns-run
 # column (informative only: the bench never fails on them).
 
@@ -24,8 +26,15 @@ function label(t) {
 	if (t == "pasta_tap") return "pasta tap"
 	if (t == "netns_run") return "netns-run"
 	if (t == "netns_run_packet") return "netns-run packet"
+	if (t == "rk_slirp4netns") return "RootlessKit + slirp4netns"
+	if (t == "rk_netns_run") return "RootlessKit + netns-run"
+	if (t == "podman_slirp4netns") return "Podman + slirp4netns"
+	if (t == "podman_netns_run") return "Podman + netns-run"
 	return t
 }
+function client(t) { return t ~ /^(rk|podman)_netns_run$/ }
+# pair(t): a client column's reference, the same client through slirp4netns
+function pair(t,   r) { r = t; sub(/_netns_run$/, "_slirp4netns", r); return r }
 # med(tool, metric): the median, or "" when there is no number
 function med(t, m,   k) { k = t SUBSEP m; return (k in num) ? median(num[k]) : "" }
 
@@ -40,12 +49,14 @@ function med(t, m,   k) { k = t SUBSEP m; return (k in num) ? median(num[k]) : "
 END {
 	if (mode == "targets") { targets(); exit }
 	nt = 0; split(tools, tl, " ")
-	for (i = 1; i in tl; i++) if (tl[i] in seen) cols[++nt] = tl[i]
+	for (i = 1; i in tl; i++) if (tl[i] in seen) { cols[++nt] = tl[i]; incol[tl[i]] = 1 }
 	hdr = "| metric |"; sep = "|---|"
 	for (c = 1; c <= nt; c++) { hdr = hdr " " label(cols[c]) " |"; sep = sep "---:|" }
 	if (mode == "median") for (c = 1; c <= nt; c++) if (cols[c] ~ /^netns_run/) {
 		if ("pasta" in seen) { hdr = hdr " " label(cols[c]) " / pasta |"; sep = sep "---:|" }
 		if ("veth" in seen) { hdr = hdr " " label(cols[c]) " / veth |"; sep = sep "---:|" }
+	} else if (client(cols[c]) && (pair(cols[c]) in incol)) {
+		hdr = hdr " " (cols[c] ~ /^rk_/ ? "RootlessKit" : "Podman") ": netns-run / slirp4netns |"; sep = sep "---:|"
 	}
 	print hdr; print sep
 	nr = split(rows, rl, "\n")
@@ -78,6 +89,10 @@ END {
 				if (val[c] != "" && rc && val[rc] != "" && val[rc] > 0) line = line sprintf(" %.2fx |", val[c] / val[rc])
 				else line = line " – |"
 			}
+		} else if (client(cols[c]) && (pair(cols[c]) in incol)) {
+			rc = 0; for (d = 1; d <= nt; d++) if (cols[d] == pair(cols[c])) rc = d
+			if (val[c] != "" && rc && val[rc] != "" && val[rc] > 0) line = line sprintf(" %.2fx |", val[c] / val[rc])
+			else line = line " – |"
 		}
 		print line
 	}
