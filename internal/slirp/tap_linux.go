@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -42,6 +43,15 @@ type tapRequest struct {
 	Configure *tap.Config `json:"configure,omitempty"` // -c: lo, the TAP's MAC, MTU, address and route
 }
 
+// open makes (-c) or attaches to the TAP in the current thread's network
+// namespace.
+func (req tapRequest) open() (tap.Link, error) {
+	if req.Configure != nil {
+		return tap.Make(*req.Configure)
+	}
+	return tap.Attach(req.Name)
+}
+
 // tapReply carries the TAP's descriptor, or why not.
 type tapReply struct {
 	Error string `json:"error,omitempty"`
@@ -63,11 +73,7 @@ func TAPHelperMain() {
 	var req tapRequest
 	link := tap.Link{FD: -1}
 	if err = json.Unmarshal([]byte(os.Getenv(tapHelperEnv)), &req); err == nil {
-		if req.Configure != nil {
-			link, err = tap.Make(*req.Configure)
-		} else {
-			link, err = tap.Attach(req.Name)
-		}
+		link, err = req.open()
 	}
 	if err != nil {
 		wire.Send(conn, tapReply{Error: fmt.Sprintf("open %s: %v", req.Name, err)})
@@ -93,10 +99,14 @@ func openTAP(o Options) (int, error) {
 			SkipDAD: o.IPv6,
 		}
 	}
-	args, err := nsenterArgs(o)
+	netPath, userPath, err := targetNamespaces(o)
 	if err != nil {
 		return -1, err
 	}
+	if userPath == "" {
+		return openTAPIn(netPath, req)
+	}
+	args := []string{"--user=" + userPath, "--preserve-credentials", "--net=" + netPath}
 	self, err := executable()
 	if err != nil {
 		return -1, err
@@ -140,10 +150,11 @@ func openTAP(o Options) (int, error) {
 	return fds[0], nil
 }
 
-// nsenterArgs are nsenter's options for the target: its network
-// namespace, and its user namespace when that is not ours.
-func nsenterArgs(o Options) ([]string, error) {
-	netPath, userPath := o.Target, o.UsernsPath
+// targetNamespaces are the target's network namespace and, when that
+// belongs to a user namespace other than ours, the user namespace to join
+// first (else "").
+func targetNamespaces(o Options) (netPath, userPath string, err error) {
+	netPath, userPath = o.Target, o.UsernsPath
 	if o.NetnsType == "pid" {
 		netPath = "/proc/" + o.Target + "/ns/net"
 		if userPath == "" {
@@ -151,19 +162,67 @@ func nsenterArgs(o Options) ([]string, error) {
 		}
 	}
 	if _, err := os.Stat(netPath); err != nil {
-		return nil, fmt.Errorf("target network namespace: %w", err)
+		return "", "", fmt.Errorf("target network namespace: %w", err)
 	}
-	args := []string{"--net=" + netPath}
 	if userPath != "" {
 		other, err := otherUserNS(userPath)
 		if err != nil {
-			return nil, err
+			return "", "", err
 		}
-		if other {
-			args = append([]string{"--user=" + userPath, "--preserve-credentials"}, args...)
+		if !other {
+			userPath = ""
 		}
 	}
-	return args, nil
+	return netPath, userPath, nil
+}
+
+// openTAPIn opens the TAP from a thread moved into the network namespace
+// at netPath, when no user namespace has to be joined (Podman's case): a
+// thread may change its network namespace, only not its user namespace,
+// so no helper is needed and the start is about 9 ms shorter. The thread
+// is given back only once it is home again; otherwise it ends with its
+// goroutine. The Go runtime starts no thread from a locked one, so nothing
+// else runs in the target's namespace.
+func openTAPIn(netPath string, req tapRequest) (int, error) {
+	type result struct {
+		fd  int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		fd, home, err := openInNamespace(netPath, req)
+		if home {
+			runtime.UnlockOSThread()
+		}
+		done <- result{fd, err}
+	}()
+	r := <-done
+	return r.fd, r.err
+}
+
+// openInNamespace runs on a locked thread; home says whether the thread is
+// back in its own network namespace.
+func openInNamespace(netPath string, req tapRequest) (fd int, home bool, err error) {
+	own, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, true, fmt.Errorf("own network namespace: %w", err)
+	}
+	defer unix.Close(own)
+	target, err := unix.Open(netPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, true, fmt.Errorf("target network namespace: %w", err)
+	}
+	defer unix.Close(target)
+	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
+		return -1, true, fmt.Errorf("enter the network namespace %s: %w", netPath, err)
+	}
+	link, err := req.open()
+	home = unix.Setns(own, unix.CLONE_NEWNET) == nil
+	if err != nil {
+		return -1, home, fmt.Errorf("open %s in %s: %w", req.Name, netPath, err)
+	}
+	return link.FD, home, nil
 }
 
 // otherUserNS reports whether path names a user namespace other than this
