@@ -247,6 +247,22 @@ func segmentPublish(t *testing.T, mode fastPathMode, port int) {
 	if !strings.Contains(ps, "0.0.0.0:"+p+"->80/tcp, [::]:"+p+"->80/tcp") {
 		t.Errorf("ps PORTS column:\n%s", ps)
 	}
+	// One truth for ps, port and inspect, as Docker's: both addresses.
+	if r := u.ok("port", "pf-nasa-web"); r.stdout != "80/tcp -> 0.0.0.0:"+p+"\n80/tcp -> [::]:"+p+"\n" {
+		t.Errorf("port lists:\n%s", r.stdout)
+	}
+	var inspected []struct {
+		NetworkSettings struct {
+			Ports map[string][]struct{ HostIp, HostPort string }
+		}
+	}
+	r := u.ok("inspect", "pf-nasa-web")
+	if err := json.Unmarshal([]byte(r.stdout), &inspected); err != nil || len(inspected) != 1 {
+		t.Fatalf("inspect: %v\n%s", err, r.stdout)
+	}
+	if got, want := fmt.Sprint(inspected[0].NetworkSettings.Ports), fmt.Sprintf("map[80/tcp:[{0.0.0.0 %s} {:: %s}]]", p, p); got != want {
+		t.Errorf("inspect's NetworkSettings.Ports: %s; want %s", got, want)
+	}
 	u.ok("port", "add", "pf-nasa-web", added+":80")
 	if got := waitTCP(t, "127.0.0.1:"+added); !fromLo.MatchString(got) {
 		t.Errorf("loopback client through the port added at run time: %q; want it seen as %s", got, from)
@@ -262,7 +278,7 @@ func segmentPublish(t *testing.T, mode fastPathMode, port int) {
 	if got := tryTCP("127.0.0.1:"+added, "x"); got != "" {
 		t.Errorf("port removed at run time still answers: %q", got)
 	}
-	r := u.nr("run", "--network", "bridge", "-p", p+":80", "--", probe, "exit", "0")
+	r = u.nr("run", "--network", "bridge", "-p", p+":80", "--", probe, "exit", "0")
 	wantOwnError(t, r, "a host port another member holds", "already in use")
 	u.ok("stop", "-t", "1", "pf-nasa-web")
 	if got := tryTCP("127.0.0.1:"+p, "x"); got != "" {

@@ -196,6 +196,24 @@ func (m Mapping) String() string {
 	return fmt.Sprintf("%s->%d/%s", net.JoinHostPort(ip.String(), host), m.ContainerPort, m.Proto)
 }
 
+// Bindings are the mappings one per host address they listen on, as
+// Docker lists them (docker port, NetworkSettings.Ports): a mapping
+// without a host address is two, 0.0.0.0 then ::.
+func Bindings(ms []Mapping) []Mapping {
+	var out []Mapping
+	for _, m := range ms {
+		if m.HostIP.IsValid() {
+			out = append(out, m)
+			continue
+		}
+		for _, ip := range []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()} {
+			m.HostIP = ip
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // FormatPorts renders a PORTS column as the docker CLI does: an all-address
 // mapping appears once for 0.0.0.0 and once for [::]; the entries are sorted
 // by container port, address, host port and protocol; and runs of
@@ -204,17 +222,7 @@ func (m Mapping) String() string {
 // mappings follow one by one (0.0.0.0:8000->80/tcp, 0.0.0.0:8001->81/tcp).
 // Pass the mappings as bound, with the host ports that were picked.
 func FormatPorts(ms []Mapping) string {
-	var rows []Mapping
-	for _, m := range ms {
-		if m.HostIP.IsValid() {
-			rows = append(rows, m)
-			continue
-		}
-		for _, ip := range []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()} {
-			m.HostIP = ip
-			rows = append(rows, m)
-		}
-	}
+	rows := Bindings(ms)
 	slices.SortFunc(rows, func(a, b Mapping) int {
 		return cmp.Or(
 			cmp.Compare(a.ContainerPort, b.ContainerPort),

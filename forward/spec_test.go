@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -221,5 +222,22 @@ func TestFormatPortsMatchesDocker(t *testing.T) {
 				t.Errorf("FormatPorts() =\n%s\nwant\n%s", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestBindings: docker port's lines for -p 8080:80 -p 127.0.0.1:9090:90/udp
+// (checked against a Docker engine): every address is 0.0.0.0 then ::.
+func TestBindings(t *testing.T) {
+	ms := []Mapping{
+		{HostPort: 8080, ContainerPort: 80, Proto: TCP},
+		{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: 9090, ContainerPort: 90, Proto: UDP},
+	}
+	var got []string
+	for _, b := range Bindings(ms) {
+		got = append(got, fmt.Sprintf("%s %d->%d/%s", b.HostIP, b.HostPort, b.ContainerPort, b.Proto))
+	}
+	want := []string{"0.0.0.0 8080->80/tcp", ":: 8080->80/tcp", "127.0.0.1 9090->90/udp"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Bindings = %q; want %q", got, want)
 	}
 }

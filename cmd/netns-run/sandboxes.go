@@ -154,13 +154,9 @@ func view(r registry.Record) sandboxView {
 		v.NetworkSettings.Networks[e.Network] = ep
 	}
 	v.NetworkSettings.Ports = map[string][]portView{}
-	for _, m := range r.Ports {
+	for _, m := range forward.Bindings(r.Ports) {
 		key := fmt.Sprintf("%d/%s", m.ContainerPort, m.Proto)
-		hostIP := "0.0.0.0"
-		if m.HostIP.IsValid() {
-			hostIP = m.HostIP.String()
-		}
-		v.NetworkSettings.Ports[key] = append(v.NetworkSettings.Ports[key], portView{HostIP: hostIP, HostPort: fmt.Sprint(m.HostPort)})
+		v.NetworkSettings.Ports[key] = append(v.NetworkSettings.Ports[key], portView{HostIP: m.HostIP.String(), HostPort: fmt.Sprint(m.HostPort)})
 	}
 	return v
 }
@@ -342,14 +338,11 @@ func newPortCommand() *cobra.Command {
 	return cmd
 }
 
-// printPorts prints `docker port` lines: 80/tcp -> 0.0.0.0:8080.
+// printPorts prints `docker port` lines: 80/tcp -> 0.0.0.0:8080, then
+// 80/tcp -> [::]:8080 for a port on every address.
 func printPorts(ms []forward.Mapping) {
-	for _, m := range ms {
-		host := "0.0.0.0"
-		if m.HostIP.IsValid() {
-			host = m.HostIP.String()
-		}
-		fmt.Printf("%d/%s -> %s\n", m.ContainerPort, m.Proto, net.JoinHostPort(host, fmt.Sprint(m.HostPort)))
+	for _, m := range forward.Bindings(ms) {
+		fmt.Printf("%d/%s -> %s\n", m.ContainerPort, m.Proto, net.JoinHostPort(m.HostIP.String(), fmt.Sprint(m.HostPort)))
 	}
 }
 
