@@ -583,7 +583,9 @@ func TestNetworkNone(t *testing.T) {
 // TestKernelMacvlan: with privileges over a parent interface, -o parent
 // hands the segment to the kernel: real macvlan sub-interfaces moved into
 // the sandboxes. The test gets those privileges in a user+net namespace of
-// its own, with one end of a veth pair as the parent.
+// its own, with one end of a veth pair as the parent. -o promisc=on
+// takes effect at network create and is taken back by network rm; without
+// the privileges, network create refuses.
 func TestKernelMacvlan(t *testing.T) {
 	requireLauncher(t)
 	unshare := requireTool(t, "unshare")
@@ -607,6 +609,10 @@ for i in $(seq 30); do
 	sleep 0.1
 done
 echo "address of a SIGKILLed member free after $(( ($(date +%%s%%N) - t0) / 1000000 )) ms"
+$NR network create -d macvlan --subnet 10.79.0.0/24 -o parent=parent0-peer -o promisc=on kpromisc >/dev/null
+echo "promisc after create: $(ip -d link show parent0-peer | grep -o 'promiscuity [0-9]*' | cut -d' ' -f2)"
+$NR network rm kpromisc >/dev/null
+echo "promisc after rm: $(ip -d link show parent0-peer | grep -o 'promiscuity [0-9]*' | cut -d' ' -f2)"
 `, rt, netnsRun, probe)
 	r := runCmd(t, cmdOpts{}, unshare, "--user", "--map-root-user", "--net", "--mount", "/bin/sh", "-c", script)
 	wantExit(t, r, 0, "a kernel macvlan network in a user+net namespace")
@@ -632,10 +638,17 @@ echo "address of a SIGKILLed member free after $(( ($(date +%%s%%N) - t0) / 1000
 	if !regexp.MustCompile(`from 10\.77\.0\.3:\d+\nkernel`).MatchString(r.stdout) {
 		t.Errorf("member to member over the kernel macvlan:\n%s", r)
 	}
-	// Without privileges over the parent: one clear line.
+	if !strings.Contains(r.stdout, "promisc after create: 1\n") || !strings.Contains(r.stdout, "promisc after rm: 0\n") {
+		t.Errorf("-o promisc=on: want the parent promiscuous from network create to network rm:\n%s", r)
+	}
+	// Without privileges over the parent, network create refuses, in one
+	// line that says what to do, and makes nothing.
 	u := newUser(t)
-	u.ok("network", "create", "-d", "macvlan", "--subnet", "10.78.0.0/24", "-o", "parent=world0", "nopriv")
-	wantOwnError(t, u.nr("run", "--network", "nopriv", "--", probe, "exit", "0"), "a kernel macvlan without privileges", "CAP_NET_ADMIN")
+	wantOwnError(t, u.nr("network", "create", "-d", "macvlan", "--subnet", "10.78.0.0/24", "-o", "parent=world0", "nopriv"),
+		"a kernel macvlan without privileges", "needs CAP_NET_ADMIN over it (run as root), or drop -o parent to use the userspace macvlan network")
+	if ls := u.ok("network", "ls").stdout; strings.Contains(ls, "nopriv") {
+		t.Errorf("a refused network is listed:\n%s", ls)
+	}
 }
 
 // TestDetachedLifecycle: -d keeps output in a log, ps -a shows an exited

@@ -80,12 +80,23 @@ func newNetworkCreate() *cobra.Command {
 				}
 				req.Options[k] = v
 			}
+			if err := req.Check(); err != nil {
+				return err
+			}
+			undo := func() {}
+			if parent := req.Options[netstore.OptParent]; req.Driver == netstore.DriverMacvlan && parent != "" {
+				if undo, err = runner.PrepareKernelMacvlan(parent, req.Options[netstore.OptPromisc] == "on"); err != nil {
+					return err
+				}
+			}
 			store, err := openStore()
 			if err != nil {
+				undo()
 				return err
 			}
 			n, err := store.Create(req)
 			if err != nil {
+				undo()
 				return err
 			}
 			fmt.Println(n.ID)
@@ -98,7 +109,9 @@ func newNetworkCreate() *cobra.Command {
 	fs.StringVar(&gateway, "gateway", "", "gateway address (default: the subnet's first)")
 	fs.StringVar(&ipRange, "ip-range", "", "allocate member addresses from this CIDR inside the subnet")
 	fs.BoolVar(&internal, "internal", false, "no outbound access")
-	fs.StringArrayVarP(&opts, "opt", "o", nil, "driver option: macvlan_mode=bridge|private")
+	fs.StringArrayVarP(&opts, "opt", "o", nil, "driver option (macvlan): macvlan_mode=bridge|private (members may talk to each other, or only to the outside); "+
+		"parent=IFACE (kernel macvlan sub-interfaces of the host's IFACE, which needs CAP_NET_ADMIN over it: checked at create; without it, a userspace macvlan segment); "+
+		"promisc=on|off (with parent: make IFACE promiscuous at create, taken back by network rm)")
 	return cmd
 }
 
@@ -250,8 +263,15 @@ func newNetworkRm() *cobra.Command {
 				return err
 			}
 			for _, ref := range args {
+				n, err := store.Get(ref)
+				if err != nil {
+					return err
+				}
 				if err := store.Remove(ref, inUse(reg)); err != nil {
 					return err
+				}
+				if err := runner.ReleaseKernelMacvlan(n); err != nil {
+					fmt.Fprintf(os.Stderr, "netns-run: network %s removed, but: %v\n", n.Name, err)
 				}
 				fmt.Println(ref)
 			}
@@ -279,6 +299,9 @@ func newNetworkPrune() *cobra.Command {
 					continue
 				}
 				if err := store.Remove(n.ID, inUse(reg)); err == nil {
+					if err := runner.ReleaseKernelMacvlan(n); err != nil {
+						fmt.Fprintf(os.Stderr, "netns-run: network %s removed, but: %v\n", n.Name, err)
+					}
 					fmt.Println(n.Name)
 				}
 			}

@@ -155,6 +155,14 @@ func Open(dir string) (*Store, error) {
 // Dir returns the store's directory.
 func (s *Store) Dir() string { return s.dir }
 
+// Check validates what of req does not depend on the other networks, so
+// that a caller can refuse a bad request before acting on it (the kernel
+// macvlan's parent is prepared before Create).
+func (req CreateRequest) Check() error {
+	_, err := normalise(req)
+	return err
+}
+
 // Create validates req and stores the new network. On error nothing changes.
 func (s *Store) Create(req CreateRequest) (Network, error) {
 	n, err := normalise(req)

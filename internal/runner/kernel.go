@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 
 	"github.com/netns-run/netns-run/forward"
 	"github.com/netns-run/netns-run/internal/daemon"
@@ -16,6 +17,53 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// PrepareKernelMacvlan is network create's part for a macvlan network with
+// a parent: it proves that this process may make macvlans on the parent,
+// by making one and deleting it at once (only the kernel can tell), and
+// sets the parent promiscuous when asked (-o promisc=on), as Docker applies
+// a network's options when it is created. undo takes the promiscuous mode
+// back, for a create that fails after.
+func PrepareKernelMacvlan(parentName string, promisc bool) (undo func(), err error) {
+	parent, err := netlink.LinkByName(parentName)
+	if err != nil {
+		return nil, fmt.Errorf("parent interface %s: %v", parentName, err)
+	}
+	probe := &netlink.Macvlan{
+		LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("nrp%d", os.Getpid()%1000000000), ParentIndex: parent.Attrs().Index},
+		Mode:      netlink.MACVLAN_MODE_BRIDGE,
+	}
+	if err := netlink.LinkAdd(probe); err != nil {
+		return nil, privileged(fmt.Errorf("create a macvlan on %s: %w", parentName, err), parentName)
+	}
+	if err := netlink.LinkDel(probe); err != nil {
+		return nil, fmt.Errorf("remove the trial macvlan %s: %w", probe.Name, err)
+	}
+	undo = func() {}
+	if promisc && parent.Attrs().Promisc == 0 {
+		if err := netlink.SetPromiscOn(parent); err != nil {
+			return nil, privileged(fmt.Errorf("make %s promiscuous: %w", parentName, err), parentName)
+		}
+		undo = func() { netlink.SetPromiscOff(parent) }
+	}
+	return undo, nil
+}
+
+// ReleaseKernelMacvlan is network rm's part: the parent's promiscuous mode,
+// which the network's create set, is taken back.
+func ReleaseKernelMacvlan(n netstore.Network) error {
+	if n.Options[netstore.OptPromisc] != "on" {
+		return nil
+	}
+	parent, err := netlink.LinkByName(n.Options[netstore.OptParent])
+	if err != nil {
+		return fmt.Errorf("parent interface %s: %v", n.Options[netstore.OptParent], err)
+	}
+	if err := netlink.SetPromiscOff(parent); err != nil {
+		return privileged(fmt.Errorf("turn promiscuous mode off on %s: %w", parent.Attrs().Name, err), parent.Attrs().Name)
+	}
+	return nil
+}
+
 // kernelMacvlan puts the sandbox on a real macvlan sub-interface of the
 // network's parent, as Docker's macvlan driver: no userspace stack at all.
 // It needs CAP_NET_ADMIN over the parent, so it is for privileged users.
@@ -27,11 +75,6 @@ func (r *run) kernelMacvlan(n netstore.Network) (int, error) {
 	parent, err := netlink.LinkByName(parentName)
 	if err != nil {
 		return wire.ExitOwnError, fmt.Errorf("network %s: parent interface %s: %v", n.Name, parentName, err)
-	}
-	if n.Options[netstore.OptPromisc] == "on" {
-		if err := netlink.SetPromiscOn(parent); err != nil {
-			return wire.ExitOwnError, privileged(fmt.Errorf("make %s promiscuous: %w", parentName, err), parentName)
-		}
 	}
 	ip, err := r.holdLease(n)
 	if err != nil {
