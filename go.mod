@@ -3,6 +3,7 @@ module github.com/netns-run/netns-run
 go 1.26.8
 
 require (
+	github.com/docker/go-units v0.5.0
 	github.com/insomniacslk/dhcp v0.0.0-20260901064844-234b97448fae
 	github.com/miekg/dns v1.1.73
 	github.com/songgao/water v0.0.0-20200317203138-2b4b6d7c09d8

@@ -126,8 +126,8 @@ func TestWalkthroughMacvlan(t *testing.T) {
 			t.Errorf("%s: IPAddress %v MacAddress %v Gateway %v; want %s %s 192.168.57.1", name, ep["IPAddress"], ep["MacAddress"], ep["Gateway"], want[0], want[1])
 		}
 	}
-	ps := u.ok("ps").stdout
-	if !regexp.MustCompile(`(?m)^[0-9a-f]{12} +mac-nasa +macvlan1 +192\.168\.57\.2 .*Up `).MatchString(ps) {
+	ps := u.ok("ps", "--format", "table {{.ID}}\t{{.Names}}\t{{.Networks}}\t{{.IPAddresses}}\t{{.Status}}").stdout
+	if !regexp.MustCompile(`(?m)^[0-9a-f]{12} +mac-nasa +macvlan1 +192\.168\.57\.2 +Up `).MatchString(ps) {
 		t.Errorf("ps does not show mac-nasa on 192.168.57.2:\n%s", ps)
 	}
 	// The walk-through's docker exec: mac-nasa's own view, and 5/5 pings
@@ -675,7 +675,7 @@ func TestDetachedLifecycle(t *testing.T) {
 	if ps := u.ok("ps").stdout; strings.Contains(ps, "chatty") {
 		t.Errorf("ps lists a stopped sandbox:\n%s", ps)
 	}
-	if ps := u.ok("ps", "-a").stdout; !regexp.MustCompile(`(?m)^` + id[:12] + ` +chatty .*Exited \(143\)`).MatchString(ps) {
+	if ps := u.ok("ps", "-a").stdout; !regexp.MustCompile(`(?m)^` + id[:12] + ` .*Exited \(143\) .* chatty$`).MatchString(ps) {
 		t.Errorf("ps -a should show chatty as exited by SIGTERM:\n%s", ps)
 	}
 	u.ok("rm", "chatty")

@@ -8,11 +8,14 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
+	"github.com/docker/go-units"
 	"github.com/netns-run/netns-run/forward"
 	"github.com/netns-run/netns-run/internal/daemon"
 	"github.com/netns-run/netns-run/internal/registry"
@@ -22,12 +25,24 @@ import (
 )
 
 func newPsCommand() *cobra.Command {
-	var all, quiet bool
+	var all, quiet, noTrunc bool
+	var format string
+	var filters []string
 	cmd := &cobra.Command{
-		Use:   "ps [-a]",
+		Use:   "ps [-a] [-q] [--no-trunc] [--filter KEY=VALUE]... [--format TEMPLATE]",
 		Short: "List sandboxes",
-		Args:  cobra.NoArgs,
+		Long: `List sandboxes, newest first, in Docker's columns. IMAGE is the command's
+program (there is no image). --format takes a Go template with Docker's
+fields (.ID .Image .Command .CreatedAt .RunningFor .Ports .State .Status
+.Names .Networks) and .IPAddresses; "table" heads the columns, {{json .}}
+prints a row as JSON. --filter: name=, network=, status= (running,
+exited), publish=PORT[-END][/PROTO] (a published container port).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			match, err := psFilter(filters)
+			if err != nil {
+				return err
+			}
 			reg, err := openRegistry()
 			if err != nil {
 				return err
@@ -36,56 +51,145 @@ func newPsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			w := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
-			if !quiet {
-				fmt.Fprintln(w, "CONTAINER ID\tNAME\tNETWORK\tIP\tPORTS\tCOMMAND\tSTATUS")
-			}
+			slices.SortStableFunc(recs, func(a, b registry.Record) int { return b.Created.Compare(a.Created) })
+			var rows []psRow
 			for _, r := range recs {
-				if r.State != registry.Running && !all {
-					continue
+				if (r.State == registry.Running || all) && match(r) {
+					rows = append(rows, newPsRow(r, !noTrunc))
 				}
-				if quiet {
-					fmt.Fprintln(w, r.ShortID())
-					continue
-				}
-				var nets, ips []string
-				for _, ep := range endpoints(r) {
-					nets = append(nets, ep.Network)
-					if ep.IP.IsValid() {
-						ips = append(ips, ep.IP.String())
-					}
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%q\t%s\n", r.ShortID(), r.Name, strings.Join(nets, ","), strings.Join(ips, ","),
-					forward.FormatPorts(r.Ports), strings.Join(r.Command, " "), status(r))
 			}
-			return w.Flush()
+			switch {
+			case quiet:
+				format = "{{.ID}}"
+			case format == "":
+				format = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+			}
+			return writeFormatted(os.Stdout, format, psHeader, rows)
 		},
 	}
-	cmd.Flags().BoolVarP(&all, "all", "a", false, "also exited sandboxes")
-	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only ids")
+	fs := cmd.Flags()
+	fs.BoolVarP(&all, "all", "a", false, "also exited sandboxes")
+	fs.BoolVarP(&quiet, "quiet", "q", false, "only ids")
+	fs.BoolVar(&noTrunc, "no-trunc", false, "full ids and commands")
+	fs.StringVar(&format, "format", "", "a Go template per sandbox (see above)")
+	fs.StringArrayVarP(&filters, "filter", "f", nil, "name=, network=, status= or publish= (repeatable; all must match)")
 	return cmd
+}
+
+// psRow is one line of ps, with Docker's field names for --format.
+type psRow struct {
+	ID, Image, Command, CreatedAt, RunningFor, Ports, State, Status, Names, Networks, IPAddresses string
+}
+
+var psHeader = psRow{
+	ID: "CONTAINER ID", Image: "IMAGE", Command: "COMMAND", CreatedAt: "CREATED AT", RunningFor: "CREATED",
+	Ports: "PORTS", State: "STATE", Status: "STATUS", Names: "NAMES", Networks: "NETWORKS", IPAddresses: "IP ADDRESSES",
+}
+
+func newPsRow(r registry.Record, trunc bool) psRow {
+	row := psRow{
+		ID: r.ID, Command: strings.Join(r.Command, " "),
+		CreatedAt:  r.Created.Local().Format("2006-01-02 15:04:05 -0700 MST"),
+		RunningFor: units.HumanDuration(time.Since(r.Created)) + " ago",
+		Ports:      forward.FormatPorts(r.Ports), State: r.State, Status: status(r), Names: r.Name,
+	}
+	if len(r.Command) > 0 {
+		row.Image = filepath.Base(r.Command[0])
+	}
+	if trunc {
+		row.ID = r.ShortID()
+		row.Command = ellipsis(row.Command, 20)
+	}
+	row.Command = strconv.Quote(row.Command)
+	var nets, ips []string
+	for _, ep := range endpoints(r) {
+		nets = append(nets, ep.Network)
+		if ep.IP.IsValid() {
+			ips = append(ips, ep.IP.String())
+		}
+	}
+	row.Networks, row.IPAddresses = strings.Join(nets, ","), strings.Join(ips, ",")
+	return row
+}
+
+// ellipsis cuts s to n characters, the last one an ellipsis, as Docker's
+// COMMAND column does.
+func ellipsis(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}
+
+// psFilter is the conjunction of ps's --filter KEY=VALUE terms.
+func psFilter(terms []string) (func(registry.Record) bool, error) {
+	var tests []func(registry.Record) bool
+	for _, t := range terms {
+		k, v, ok := strings.Cut(t, "=")
+		if !ok || v == "" {
+			return nil, fmt.Errorf("invalid --filter %q: want KEY=VALUE (name, network, status, publish)", t)
+		}
+		switch k {
+		case "name":
+			tests = append(tests, func(r registry.Record) bool { return strings.Contains(r.Name, v) })
+		case "network":
+			tests = append(tests, func(r registry.Record) bool {
+				return slices.ContainsFunc(endpoints(r), func(e registry.Endpoint) bool {
+					return e.Network == v || (e.NetworkID != "" && strings.HasPrefix(e.NetworkID, v))
+				})
+			})
+		case "status":
+			if v != registry.Running && v != registry.Exited {
+				return nil, fmt.Errorf("invalid --filter status=%s: want running or exited", v)
+			}
+			tests = append(tests, func(r registry.Record) bool { return r.State == v })
+		case "publish":
+			spec, proto, _ := strings.Cut(v, "/")
+			lo, hi, err := portRange(spec)
+			if err != nil || (proto != "" && proto != string(forward.TCP) && proto != string(forward.UDP)) {
+				return nil, fmt.Errorf("invalid --filter publish=%s: want PORT[-END][/tcp|/udp]", v)
+			}
+			tests = append(tests, func(r registry.Record) bool {
+				return slices.ContainsFunc(r.Ports, func(m forward.Mapping) bool {
+					return m.ContainerPort >= lo && m.ContainerPort <= hi && (proto == "" || string(m.Proto) == proto)
+				})
+			})
+		default:
+			return nil, fmt.Errorf("invalid --filter %q: the keys are name, network, status and publish", t)
+		}
+	}
+	return func(r registry.Record) bool {
+		for _, test := range tests {
+			if !test(r) {
+				return false
+			}
+		}
+		return true
+	}, nil
+}
+
+func portRange(s string) (lo, hi uint16, err error) {
+	a, b, isRange := strings.Cut(s, "-")
+	l, err := strconv.ParseUint(a, 10, 16)
+	if err != nil || l == 0 {
+		return 0, 0, fmt.Errorf("bad port %q", a)
+	}
+	h := l
+	if isRange {
+		if h, err = strconv.ParseUint(b, 10, 16); err != nil || h < l {
+			return 0, 0, fmt.Errorf("bad port range %q", s)
+		}
+	}
+	return uint16(l), uint16(h), nil
 }
 
 // status is Docker's STATUS column.
 func status(r registry.Record) string {
 	if r.State == registry.Running {
-		return "Up " + human(time.Since(r.Created))
+		return "Up " + units.HumanDuration(time.Since(r.Created))
 	}
-	return fmt.Sprintf("Exited (%d) %s ago", r.ExitCode, human(time.Since(r.Finished)))
-}
-
-func human(d time.Duration) string {
-	switch {
-	case d < time.Second:
-		return "Less than a second"
-	case d < time.Minute:
-		return fmt.Sprintf("%d seconds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%d minutes", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%d hours", int(d.Hours()))
-	}
-	return fmt.Sprintf("%d days", int(d.Hours()/24))
+	return fmt.Sprintf("Exited (%d) %s ago", r.ExitCode, units.HumanDuration(time.Since(r.Finished)))
 }
 
 // sandboxView is `inspect` output, with Docker's field names.
