@@ -51,6 +51,20 @@ func writeEntry(b *bytes.Buffer, e Entry) {
 	b.WriteByte('\n')
 }
 
+// AppendHosts is base (the host's /etc/hosts, for a sandbox on the host's
+// network, as Docker copies it) with extra's lines after it.
+func AppendHosts(base []byte, extra []Entry) []byte {
+	var b bytes.Buffer
+	b.Write(base)
+	if len(base) > 0 && base[len(base)-1] != '\n' {
+		b.WriteByte('\n')
+	}
+	for _, e := range extra {
+		writeEntry(&b, e)
+	}
+	return b.Bytes()
+}
+
 // RenderHostname renders /etc/hostname.
 func RenderHostname(name string) []byte {
 	return []byte(name + "\n")

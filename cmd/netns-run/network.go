@@ -127,7 +127,7 @@ func newNetworkLs() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			nets, err := store.List()
+			nets, err := allNetworks(store)
 			if err != nil {
 				return err
 			}
@@ -193,7 +193,7 @@ func newNetworkInspect() *cobra.Command {
 			}
 			var out []networkView
 			for _, ref := range args {
-				n, err := store.Get(ref)
+				n, err := findNetwork(store, ref)
 				if err != nil {
 					return err
 				}
@@ -202,13 +202,20 @@ func newNetworkInspect() *cobra.Command {
 				if v.Options == nil {
 					v.Options = map[string]string{}
 				}
-				c := ipamConfig{Subnet: n.Subnet.String(), Gateway: n.Gateway.String()}
-				if n.IPRange.IsValid() {
-					c.IPRange = n.IPRange.String()
+				v.IPAM.Config = []ipamConfig{}
+				if n.Subnet.IsValid() {
+					c := ipamConfig{Subnet: n.Subnet.String(), Gateway: n.Gateway.String()}
+					if n.IPRange.IsValid() {
+						c.IPRange = n.IPRange.String()
+					}
+					v.IPAM.Config = []ipamConfig{c}
 				}
-				v.IPAM.Config = []ipamConfig{c}
 				for _, r := range recs {
 					if r.State != registry.Running {
+						continue
+					}
+					if _, virtual := virtualDrivers[n.Name]; virtual && r.Network == n.Name {
+						v.Containers[r.ID] = containerView{Name: r.Name}
 						continue
 					}
 					for _, ep := range endpoints(r) {
@@ -263,9 +270,12 @@ func newNetworkRm() *cobra.Command {
 				return err
 			}
 			for _, ref := range args {
-				n, err := store.Get(ref)
+				n, err := findNetwork(store, ref)
 				if err != nil {
 					return err
+				}
+				if _, virtual := virtualDrivers[n.Name]; virtual {
+					return fmt.Errorf("%s is a pre-defined network and cannot be removed", n.Name)
 				}
 				if err := store.Remove(ref, inUse(reg)); err != nil {
 					return err
@@ -341,8 +351,12 @@ func newNetworkConnect() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if _, err := store.Get(args[0]); err != nil {
+			n, err := findNetwork(store, args[0])
+			if err != nil {
 				return err
+			}
+			if _, virtual := virtualDrivers[n.Name]; virtual {
+				return fmt.Errorf("a sandbox cannot be connected to the %s network: pick it at run (--network %s)", n.Name, n.Name)
 			}
 			return runner.Control(rec.ControlSocket, wire.ControlRequest{Connect: &req})
 		},

@@ -62,7 +62,7 @@ func (f *runFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.mtu, "mtu", 65520, "MTU of the sandbox's eth0")
 	fs.StringVar(&f.userns, "userns", "", `"auto": map a subordinate id range (newuidmap) besides the caller`)
 	fs.StringVar(&f.linkMode, "link-mode", "auto", "how eth0 is made: tap, packet (veth + AF_PACKET, no /dev/net/tun needed) or auto")
-	fs.StringVar(&f.network, "network", "bridge", `network to join: "bridge" (shared, 172.17.0.0/16), one made with netns-run network create, or "private" (a one-member network in this process, no daemon)`)
+	fs.StringVar(&f.network, "network", "bridge", `network to join: "bridge" (shared, 172.17.0.0/16), one made with netns-run network create, "private" (a one-member network in this process, no daemon), "none" (lo only) or "host" (the caller's own network, as Docker's host network)`)
 	fs.StringVar(&f.name, "name", "", "the sandbox's name (default: its short id)")
 	fs.StringVar(&f.ip, "ip", "", "static IPv4 address on the network")
 	fs.StringVar(&f.mac, "mac-address", "", "MAC address (default: 02:42 + the IPv4 address)")
@@ -261,15 +261,28 @@ func (f *runFlags) networkOptions(o *runner.Options) error {
 	if f.network == runner.None && (len(f.publish) > 0 || f.hostLoopback) {
 		return fmt.Errorf("--network none has no network to publish ports on or reach the host from: drop -p/--host-loopback or pick a network")
 	}
-	if (f.network == runner.Private || f.network == runner.None) &&
+	if f.network == runner.Host {
+		if len(f.publish) > 0 || len(f.tcpNS) > 0 || f.hostLoopback {
+			return fmt.Errorf("--network host shares the host's network: its ports are the host's already, so -p, -T and --host-loopback do not apply")
+		}
+		for _, h := range f.addHost {
+			if strings.HasSuffix(h, ":host-gateway") {
+				return fmt.Errorf("invalid --add-host %q: --network host has no gateway, the host's network is the sandbox's own: use an address such as 127.0.0.1", h)
+			}
+		}
+	}
+	if (f.network == runner.Private || f.network == runner.None || f.network == runner.Host) &&
 		(f.ip != "" || f.mac != "" || len(f.links) > 0 || len(f.aliases) > 0) {
 		return fmt.Errorf("--ip, --mac-address, --link and --network-alias need a shared network: use --network bridge (the default) or one from netns-run network create")
 	}
 	// Only the private network's resolver runs in this process; anywhere
 	// else the flag would be silently ignored (with --userns auto too).
 	if f.network != runner.Private && len(f.dnsUpstream) > 0 {
-		if f.network == runner.None {
+		switch f.network {
+		case runner.None:
 			return fmt.Errorf("--dns-upstream applies to --network private; --network none has no resolver")
+		case runner.Host:
+			return fmt.Errorf("--dns-upstream applies to --network private; --network host uses the host's resolvers")
 		}
 		return fmt.Errorf("--dns-upstream applies to --network private; shared networks forward to the host's resolvers")
 	}

@@ -90,10 +90,14 @@ func runAgent(conn *net.UnixConn) int {
 	placed := make(chan []string, 1)
 	go func() { placed <- placeFiles(spec.Files) }()
 	link := tap.Link{FD: -1}
-	if spec.Link == nil {
+	switch {
+	case spec.HostNetwork: // the caller's network, as it is
+	case spec.Link == nil:
 		err = tap.LoopbackUp()
-	} else if link, err = tap.Make(*spec.Link); err != nil {
-		err = fmt.Errorf("make %s: %w", spec.Link.Name, err)
+	default:
+		if link, err = tap.Make(*spec.Link); err != nil {
+			err = fmt.Errorf("make %s: %w", spec.Link.Name, err)
+		}
 	}
 	warnings := <-placed
 	if err != nil {

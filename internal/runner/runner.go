@@ -37,6 +37,10 @@ const Private = "private"
 // None is the network name of a sandbox with only lo.
 const None = "none"
 
+// Host is the network name of a sandbox that keeps the caller's network
+// namespace, as Docker's host network.
+const Host = "host"
+
 // AddHost is one --add-host entry.
 type AddHost struct {
 	Name        string
@@ -94,6 +98,7 @@ type placement struct {
 	linkMode    tap.Mode      // of eth0
 	extra       []hosts.Entry // link entries
 	kernel      bool          // eth0 comes later, a kernel macvlan adopted by the agent
+	host        bool          // the caller's network namespace (--network host)
 }
 
 // Run runs the command and returns its exit status. An error is
@@ -125,6 +130,12 @@ func run0(opts Options) (int, error) {
 	}
 	if hostname == "" {
 		hostname = id[:12]
+		if opts.Network == Host {
+			// Docker's host network names the container as the host.
+			if h, err := os.Hostname(); err == nil {
+				hostname = h
+			}
+		}
 	}
 	start, _ := registry.StartTime(os.Getpid())
 	rec := registry.Record{
@@ -137,7 +148,7 @@ func run0(opts Options) (int, error) {
 		rec.LogPath = filepath.Join(reg.Dir(), id+".log")
 	}
 	r := &run{opts: opts, id: id, name: name, hostname: hostname, rt: rt, reg: reg, log: opts.Logger, fastPath: loopbackFastPath()}
-	if opts.Network == Private || opts.Network == None {
+	if opts.Network == Private || opts.Network == None || opts.Network == Host {
 		// No network daemon needs to see the record first (it keeps the
 		// addresses of recorded sandboxes only): startSandbox makes it
 		// while the agent starts, ~0.4 ms less before the command runs.
@@ -151,6 +162,8 @@ func run0(opts Options) (int, error) {
 		code, err = r.private()
 	case None:
 		code, err = r.none()
+	case Host:
+		code, err = r.host()
 	default:
 		code, err = r.sharedOrKernel()
 	}
@@ -233,14 +246,33 @@ func (r *run) spec(p placement) wire.Spec {
 	if p.ip6.IsValid() {
 		self = append(self, hosts.Entry{IP: p.ip6.Addr(), Names: []string{r.hostname}})
 	}
+	files := map[string][]byte{
+		"/etc/hosts":       hosts.RenderHosts(extra, self...),
+		"/etc/hostname":    hosts.RenderHostname(r.hostname),
+		"/etc/resolv.conf": hosts.RenderResolvConf(nameservers, r.opts.DNSSearch, r.opts.DNSOptions),
+	}
+	if p.host {
+		// The host's own files, as Docker's host network copies them
+		// (with --add-host lines after; --dns flags still write
+		// resolv.conf). A file the host lacks is left as it is.
+		if b, err := os.ReadFile("/etc/hosts"); err == nil {
+			files["/etc/hosts"] = hosts.AppendHosts(b, extra)
+		} else {
+			delete(files, "/etc/hosts")
+		}
+		if len(r.opts.DNS)+len(r.opts.DNSSearch)+len(r.opts.DNSOptions) == 0 {
+			if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
+				files["/etc/resolv.conf"] = b
+			} else {
+				delete(files, "/etc/resolv.conf")
+			}
+		}
+	}
 	return wire.Spec{
-		Hostname: r.hostname,
-		Link:     link,
-		Files: map[string][]byte{
-			"/etc/hosts":       hosts.RenderHosts(extra, self...),
-			"/etc/hostname":    hosts.RenderHostname(r.hostname),
-			"/etc/resolv.conf": hosts.RenderResolvConf(nameservers, r.opts.DNSSearch, r.opts.DNSOptions),
-		},
+		Hostname:    r.hostname,
+		Link:        link,
+		HostNetwork: p.host,
+		Files:       files,
 		Argv:        r.opts.Argv,
 		Env:         os.Environ(),
 		LoopbackTCP: sandboxPorts(r.opts.HostForwards),
@@ -357,6 +389,17 @@ func (r *run) none() (int, error) {
 		return statusOf(err), err
 	}
 	return r.runAndWait(sb, placement{}, nil, nil)
+}
+
+// host keeps the caller's network namespace; the sandbox's /etc/hosts and
+// resolv.conf are the host's, as Docker's host network copies them.
+func (r *run) host() (int, error) {
+	p := placement{host: true}
+	sb, err := r.startSandbox(p, nil)
+	if err != nil {
+		return statusOf(err), err
+	}
+	return r.runAndWait(sb, p, nil, nil)
 }
 
 // reportAuto prints the host ports picked for mappings that asked for any.

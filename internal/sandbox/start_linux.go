@@ -102,6 +102,9 @@ func Start(spec wire.Spec, opts Options) (*Sandbox, error) {
 		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET | syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS | syscall.CLONE_NEWPID,
 		Pdeathsig:  syscall.SIGKILL,
 	}
+	if spec.HostNetwork {
+		attr.Cloneflags &^= syscall.CLONE_NEWNET
+	}
 	if idmap == nil {
 		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}}
 		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}}

@@ -68,6 +68,9 @@ var ForwardedSignals = []os.Signal{
 type Spec struct {
 	Hostname string      `json:"hostname"`
 	Link     *tap.Config `json:"link,omitempty"` // nil: no eth0, only lo (--network none)
+	// HostNetwork keeps the caller's network namespace (--network host):
+	// no new one, and the agent leaves the network alone.
+	HostNetwork bool `json:"host_network,omitempty"`
 	// Files maps a path in the sandbox (/etc/hosts, ...) to its content.
 	Files map[string][]byte `json:"files,omitempty"`
 	Argv  []string          `json:"argv"`
