@@ -215,6 +215,15 @@ func TestNetworkDNS(t *testing.T) {
 	if r.stdout != "172.28.0.3\n" {
 		t.Errorf("after its restart db should resolve to its new address 172.28.0.3: %q", r.stdout)
 	}
+	// resolv.conf as Docker's embedded DNS writes it on a user-defined
+	// network (ndots:0 after the user's options), and without it on the
+	// default bridge.
+	if r := u.ok("run", "--network", "appnet", "--dns-option", "timeout:2", "--", probe, "cat", "/etc/resolv.conf"); r.stdout != "nameserver 172.28.0.1\noptions timeout:2 ndots:0\n" {
+		t.Errorf("resolv.conf on appnet: %q", r.stdout)
+	}
+	if r := u.ok("run", "--network", "bridge", "--", probe, "cat", "/etc/resolv.conf"); r.stdout != "nameserver 172.17.0.1\n" {
+		t.Errorf("resolv.conf on the default bridge: %q", r.stdout)
+	}
 }
 
 // TestSegmentPublish is part 3: a published port of a bridge member, the

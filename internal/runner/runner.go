@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -99,6 +100,10 @@ type placement struct {
 	extra       []hosts.Entry // link entries
 	kernel      bool          // eth0 comes later, a kernel macvlan adopted by the agent
 	host        bool          // the caller's network namespace (--network host)
+	// memberNames: the gateway's resolver answers member names (a
+	// user-defined network), so resolv.conf says ndots:0, as Docker's
+	// embedded DNS has it.
+	memberNames bool
 }
 
 // Run runs the command and returns its exit status. An error is
@@ -246,10 +251,14 @@ func (r *run) spec(p placement) wire.Spec {
 	if p.ip6.IsValid() {
 		self = append(self, hosts.Entry{IP: p.ip6.Addr(), Names: []string{r.hostname}})
 	}
+	options := r.opts.DNSOptions
+	if p.memberNames && len(r.opts.DNS) == 0 && !slices.ContainsFunc(options, func(o string) bool { return strings.HasPrefix(o, "ndots:") }) {
+		options = append(slices.Clone(options), "ndots:0")
+	}
 	files := map[string][]byte{
 		"/etc/hosts":       hosts.RenderHosts(extra, self...),
 		"/etc/hostname":    hosts.RenderHostname(r.hostname),
-		"/etc/resolv.conf": hosts.RenderResolvConf(nameservers, r.opts.DNSSearch, r.opts.DNSOptions),
+		"/etc/resolv.conf": hosts.RenderResolvConf(nameservers, r.opts.DNSSearch, options),
 	}
 	if p.host {
 		// The host's own files, as Docker's host network copies them

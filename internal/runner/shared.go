@@ -46,7 +46,8 @@ func (r *run) shared() (int, error) {
 	p := placement{
 		ip: j.IP, prefix: j.Network.Subnet, gateway: j.Network.Gateway, nameservers: []netip.Addr{j.Network.Gateway},
 		mac: mac, gwMAC: ipam.MAC(j.Network.Gateway), extra: j.LinkHosts,
-		linkMode: tap.ModeTAP, // the switch needs plain frames: a TAP, not the packet link
+		linkMode:    tap.ModeTAP, // the switch needs plain frames: a TAP, not the packet link
+		memberNames: !j.Network.BuiltIn(),
 	}
 	r.reg.Update(r.id, func(rec *registry.Record) { rec.Network, rec.NetworkID = j.Network.Name, j.Network.ID })
 	sb, err := r.startSandbox(p, nil)
