@@ -14,9 +14,11 @@ import (
 
 func newExecCommand() *cobra.Command {
 	var interactive, tty bool
+	var env, envFiles []string
+	var dir string
 	cmd := &cobra.Command{
-		Use:   "exec [-i] [-t] SANDBOX [--] CMD [ARG...]",
-		Short: "Run a command inside a running sandbox",
+		Use:   "exec [-i] [-t] [-e KEY=VALUE] [-w DIR] SANDBOX [--] CMD [ARG...]",
+		Short: "Run a command inside a running sandbox, in the sandbox's environment",
 		Args:  cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, r, err := findSandbox(args[0])
@@ -42,7 +44,12 @@ func newExecCommand() *cobra.Command {
 			if len(argv) == 0 {
 				return fmt.Errorf("no command given: usage: netns-run exec [-i] [-t] SANDBOX -- CMD [ARG...]")
 			}
-			req := sandbox.ExecRequest{Argv: argv, Env: os.Environ(), Tty: tty}
+			set, err := envVars(env, envFiles)
+			if err != nil {
+				return err
+			}
+			// Nil Env: the sandbox's own environment, as Docker's exec.
+			req := sandbox.ExecRequest{Argv: argv, EnvSet: set, Dir: dir, Tty: tty}
 			code, err := sandbox.ExecVia(r.ExecSocket, req, stdin, os.Stdout, os.Stderr)
 			var se *sandbox.Error
 			if err != nil && !errors.As(err, &se) && !errors.Is(err, sandbox.ErrSandboxEnded) {
@@ -60,5 +67,8 @@ func newExecCommand() *cobra.Command {
 	cmd.Flags().SetInterspersed(false) // flags after CMD are CMD's
 	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "pass stdin to the command")
 	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "give the command a terminal")
+	cmd.Flags().StringArrayVarP(&env, "env", "e", nil, "set KEY=VALUE on top of the sandbox's environment (repeatable)")
+	cmd.Flags().StringArrayVar(&envFiles, "env-file", nil, "read KEY=VALUE lines from a file (repeatable)")
+	cmd.Flags().StringVarP(&dir, "workdir", "w", "", "working directory inside the sandbox")
 	return cmd
 }

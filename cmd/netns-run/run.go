@@ -26,6 +26,8 @@ type runFlags struct {
 	tcpNS        []string
 	hostLoopback bool
 	ipv6         bool
+	env          []string
+	envFiles     []string
 	dns          []string
 	dnsSearch    []string
 	dnsOption    []string
@@ -52,6 +54,8 @@ func (f *runFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a port: [HOST_IP:][HOST_PORT[-END]:]PORT[-END][/tcp|/udp] (repeatable)")
 	fs.StringArrayVarP(&f.tcpNS, "tcp-ns", "T", nil, "forward the sandbox's 127.0.0.1 (and ::1) TCP ports to the host's loopback, as pasta -T: PORT[-END][:HOST_PORT[-END]][,...] (repeatable)")
 	fs.BoolVar(&f.hostLoopback, "host-loopback", false, "let the sandbox reach the host's 127.0.0.1:PORT at GATEWAY:PORT (and ::1:PORT at fd00::2 on --network private)")
+	fs.StringArrayVarP(&f.env, "env", "e", nil, "set KEY=VALUE in the command's environment (a bare KEY takes this shell's value; repeatable)")
+	fs.StringArrayVar(&f.envFiles, "env-file", nil, "read KEY=VALUE lines from a file, as Docker does (repeatable)")
 	fs.BoolVar(&f.ipv6, "ipv6", true, "on --network private, dual stack: an fd00::/64 address on eth0, the gateway fd00::2 (the host's ::1 with --host-loopback) and DNS at fd00::3; --ipv6=false for IPv4 only (the shared networks are IPv4 only)")
 	fs.StringArrayVar(&f.dns, "dns", nil, "nameserver for the sandbox's resolv.conf instead of the built-in resolver (repeatable)")
 	fs.StringArrayVar(&f.dnsSearch, "dns-search", nil, "DNS search domain (repeatable)")
@@ -137,7 +141,11 @@ func (f *runFlags) options(args []string) (runner.Options, error) {
 	if err != nil {
 		return runner.Options{}, err
 	}
-	o := runner.Options{Argv: args, HostLoopback: f.hostLoopback, IPv6: f.ipv6, DNSSearch: f.dnsSearch, DNSOptions: f.dnsOption, MTU: f.mtu, Logger: logger, Stderr: os.Stderr}
+	env, err := envVars(f.env, f.envFiles)
+	if err != nil {
+		return runner.Options{}, err
+	}
+	o := runner.Options{Argv: args, Env: env, HostLoopback: f.hostLoopback, IPv6: f.ipv6, DNSSearch: f.dnsSearch, DNSOptions: f.dnsOption, MTU: f.mtu, Logger: logger, Stderr: os.Stderr}
 	for _, spec := range f.publish {
 		ms, err := forward.ParseSpec(spec)
 		if err != nil {

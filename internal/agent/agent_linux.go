@@ -397,6 +397,7 @@ func (a *agent) startExec(req *wire.ExecSpec, fds []int) {
 	if req.Env != nil {
 		env = withoutMarker(req.Env)
 	}
+	env = wire.MergeEnv(env, req.EnvSet)
 	if req.Dir != "" {
 		if st, err := os.Stat(req.Dir); err != nil || !st.IsDir() {
 			if err == nil {

@@ -63,7 +63,10 @@ type Options struct {
 	HostForwards []forward.HostForward
 	HostLoopback bool
 	// IPv6 gives --network private its IPv6 side (fd00::/64).
-	IPv6         bool
+	IPv6 bool
+	// Env are KEY=VALUE set on top of the caller's environment (-e,
+	// --env-file), after HOSTNAME, which names the sandbox.
+	Env          []string
 	DNS          []netip.Addr // written into resolv.conf instead of the resolver
 	DNSSearch    []string
 	DNSOptions   []string
@@ -283,7 +286,7 @@ func (r *run) spec(p placement) wire.Spec {
 		HostNetwork: p.host,
 		Files:       files,
 		Argv:        r.opts.Argv,
-		Env:         os.Environ(),
+		Env:         wire.MergeEnv(os.Environ(), append([]string{"HOSTNAME=" + r.hostname}, r.opts.Env...)),
 		LoopbackTCP: sandboxPorts(r.opts.HostForwards),
 	}
 }

@@ -21,6 +21,8 @@ type ExecRequest struct {
 	// environment the sandbox's command was started with; an empty,
 	// non-nil slice means none at all.
 	Env []string
+	// EnvSet are KEY=VALUE set on top of Env (exec -e).
+	EnvSet []string
 	// Tty makes the process a session leader whose controlling terminal
 	// is its stdin, which must then be a terminal that is no other
 	// session's controlling terminal (a fresh pty: ExecVia makes one).

@@ -142,7 +142,9 @@ type ExecSpec struct {
 	ID   uint64   `json:"id,omitempty"`
 	Argv []string `json:"argv"`
 	Env  []string `json:"env"` // null: the command's environment
-	Dir  string   `json:"dir,omitempty"`
+	// EnvSet are KEY=VALUE set on top of Env (exec -e).
+	EnvSet []string `json:"env_set,omitempty"`
+	Dir    string   `json:"dir,omitempty"`
 	Tty  bool     `json:"tty,omitempty"`
 }
 

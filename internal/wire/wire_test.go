@@ -252,3 +252,11 @@ func TestCheckPeer(t *testing.T) {
 		}
 	})
 }
+
+func TestMergeEnv(t *testing.T) {
+	got := MergeEnv([]string{"PATH=/bin", "HOME=/home/u", "A=1"}, []string{"HOME=/root", "B=2", "A=3", "B=4"})
+	want := []string{"PATH=/bin", "HOME=/root", "A=3", "B=4"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("MergeEnv = %q; want %q", got, want)
+	}
+}
