@@ -149,20 +149,30 @@ func newNetworkLs() *cobra.Command {
 	return cmd
 }
 
-// networkView is `network inspect` output, in Docker's field names.
+// networkView is `network inspect` output, in the shape of Docker's
+// network resource (the same names and types, in Docker's order).
 type networkView struct {
 	Name       string                   `json:"Name"`
 	ID         string                   `json:"Id"`
 	Created    string                   `json:"Created"`
+	Scope      string                   `json:"Scope"`
 	Driver     string                   `json:"Driver"`
-	Internal   bool                     `json:"Internal"`
+	EnableIPv6 bool                     `json:"EnableIPv6"`
 	IPAM       ipamView                 `json:"IPAM"`
-	Options    map[string]string        `json:"Options"`
+	Internal   bool                     `json:"Internal"`
+	Attachable bool                     `json:"Attachable"`
+	Ingress    bool                     `json:"Ingress"`
+	ConfigFrom struct{ Network string } `json:"ConfigFrom"`
+	ConfigOnly bool                     `json:"ConfigOnly"`
 	Containers map[string]containerView `json:"Containers"`
+	Options    map[string]string        `json:"Options"`
+	Labels     map[string]string        `json:"Labels"`
 }
 
 type ipamView struct {
-	Config []ipamConfig `json:"Config"`
+	Driver  string            `json:"Driver"`
+	Options map[string]string `json:"Options"`
+	Config  []ipamConfig      `json:"Config"`
 }
 
 type ipamConfig struct {
@@ -173,8 +183,10 @@ type ipamConfig struct {
 
 type containerView struct {
 	Name        string `json:"Name"`
+	EndpointID  string `json:"EndpointID"`
 	MacAddress  string `json:"MacAddress"`
 	IPv4Address string `json:"IPv4Address"`
+	IPv6Address string `json:"IPv6Address"`
 }
 
 func newNetworkInspect() *cobra.Command {
@@ -197,8 +209,9 @@ func newNetworkInspect() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				v := networkView{Name: n.Name, ID: n.ID, Created: n.Created.Format("2006-01-02T15:04:05Z07:00"), Driver: n.Driver,
-					Internal: n.Internal, Options: n.Options, Containers: map[string]containerView{}}
+				v := networkView{Name: n.Name, ID: n.ID, Created: dockerTime(n.Created), Scope: "local", Driver: n.Driver,
+					Internal: n.Internal, Options: n.Options, Containers: map[string]containerView{}, Labels: map[string]string{}}
+				v.IPAM.Driver, v.IPAM.Options = "default", map[string]string{}
 				if v.Options == nil {
 					v.Options = map[string]string{}
 				}

@@ -18,6 +18,7 @@ import (
 	"github.com/docker/go-units"
 	"github.com/netns-run/netns-run/forward"
 	"github.com/netns-run/netns-run/internal/daemon"
+	"github.com/netns-run/netns-run/internal/netstore"
 	"github.com/netns-run/netns-run/internal/registry"
 	"github.com/netns-run/netns-run/internal/runner"
 	"github.com/netns-run/netns-run/internal/wire"
@@ -93,9 +94,7 @@ func newPsRow(r registry.Record, trunc bool) psRow {
 		RunningFor: units.HumanDuration(time.Since(r.Created)) + " ago",
 		Ports:      forward.FormatPorts(r.Ports), State: r.State, Status: status(r), Names: r.Name,
 	}
-	if len(r.Command) > 0 {
-		row.Image = filepath.Base(r.Command[0])
-	}
+	row.Image = psRowImage(r)
 	if trunc {
 		row.ID = r.ShortID()
 		row.Command = ellipsis(row.Command, 20)
@@ -110,6 +109,14 @@ func newPsRow(r registry.Record, trunc bool) psRow {
 	}
 	row.Networks, row.IPAddresses = strings.Join(nets, ","), strings.Join(ips, ",")
 	return row
+}
+
+// psRowImage stands for Docker's image: the command's program.
+func psRowImage(r registry.Record) string {
+	if len(r.Command) == 0 {
+		return ""
+	}
+	return filepath.Base(r.Command[0])
 }
 
 // ellipsis cuts s to n characters, the last one an ellipsis, as Docker's
@@ -192,46 +199,86 @@ func status(r registry.Record) string {
 	return fmt.Sprintf("Exited (%d) %s ago", r.ExitCode, units.HumanDuration(time.Since(r.Finished)))
 }
 
-// sandboxView is `inspect` output, with Docker's field names.
+// sandboxView is `inspect` output, in the shape of Docker's
+// ContainerJSON for the fields that apply (the same names and types, so
+// that a Docker client library's types decode it).
 type sandboxView struct {
-	ID              string            `json:"Id"`
-	Name            string            `json:"Name"`
-	Created         time.Time         `json:"Created"`
-	Path            string            `json:"Path"`
-	Args            []string          `json:"Args"`
-	State           stateView         `json:"State"`
-	Config          configView        `json:"Config"`
-	NetworkSettings networkSettings   `json:"NetworkSettings"`
-	LogPath         string            `json:"LogPath"`
-	HostConfig      map[string]string `json:"HostConfig"`
+	ID              string          `json:"Id"`
+	Created         string          `json:"Created"`
+	Path            string          `json:"Path"`
+	Args            []string        `json:"Args"`
+	State           stateView       `json:"State"`
+	Name            string          `json:"Name"`
+	LogPath         string          `json:"LogPath"`
+	HostConfig      hostConfigView  `json:"HostConfig"`
+	Config          configView      `json:"Config"`
+	NetworkSettings networkSettings `json:"NetworkSettings"`
 }
 
 type stateView struct {
-	Status     string    `json:"Status"`
-	Running    bool      `json:"Running"`
-	Pid        int       `json:"Pid"`
-	ExitCode   int       `json:"ExitCode"`
-	StartedAt  time.Time `json:"StartedAt"`
-	FinishedAt time.Time `json:"FinishedAt"`
+	Status     string `json:"Status"`
+	Running    bool   `json:"Running"`
+	Pid        int    `json:"Pid"`
+	ExitCode   int    `json:"ExitCode"`
+	StartedAt  string `json:"StartedAt"`
+	FinishedAt string `json:"FinishedAt"`
+}
+
+type hostConfigView struct {
+	NetworkMode  string                `json:"NetworkMode"`
+	PortBindings map[string][]portView `json:"PortBindings"`
+	Links        []string              `json:"Links"`
+	AutoRemove   bool                  `json:"AutoRemove"`
 }
 
 type configView struct {
 	Hostname string   `json:"Hostname"`
+	Env      []string `json:"Env"`
 	Cmd      []string `json:"Cmd"`
+	Image    string   `json:"Image"`
 }
 
+// networkSettings: the top-level addresses are the default bridge's, as
+// Docker fills them (empty on any other network).
 type networkSettings struct {
-	Networks map[string]endpointView `json:"Networks"`
-	Ports    map[string][]portView   `json:"Ports"`
+	Bridge                 string                  `json:"Bridge"`
+	SandboxID              string                  `json:"SandboxID"`
+	SandboxKey             string                  `json:"SandboxKey"`
+	Ports                  map[string][]portView   `json:"Ports"`
+	HairpinMode            bool                    `json:"HairpinMode"`
+	LinkLocalIPv6Address   string                  `json:"LinkLocalIPv6Address"`
+	LinkLocalIPv6PrefixLen int                     `json:"LinkLocalIPv6PrefixLen"`
+	SecondaryIPAddresses   []string                `json:"SecondaryIPAddresses"`
+	SecondaryIPv6Addresses []string                `json:"SecondaryIPv6Addresses"`
+	EndpointID             string                  `json:"EndpointID"`
+	Gateway                string                  `json:"Gateway"`
+	GlobalIPv6Address      string                  `json:"GlobalIPv6Address"`
+	GlobalIPv6PrefixLen    int                     `json:"GlobalIPv6PrefixLen"`
+	IPAddress              string                  `json:"IPAddress"`
+	IPPrefixLen            int                     `json:"IPPrefixLen"`
+	IPv6Gateway            string                  `json:"IPv6Gateway"`
+	MacAddress             string                  `json:"MacAddress"`
+	Networks               map[string]endpointView `json:"Networks"`
 }
 
 type endpointView struct {
-	NetworkID   string   `json:"NetworkID"`
-	IPAddress   string   `json:"IPAddress"`
-	IPPrefixLen int      `json:"IPPrefixLen"`
-	Gateway     string   `json:"Gateway"`
-	MacAddress  string   `json:"MacAddress"`
-	Aliases     []string `json:"Aliases"`
+	IPAMConfig          *ipamConfigView   `json:"IPAMConfig"`
+	Links               []string          `json:"Links"`
+	Aliases             []string          `json:"Aliases"`
+	NetworkID           string            `json:"NetworkID"`
+	EndpointID          string            `json:"EndpointID"`
+	Gateway             string            `json:"Gateway"`
+	IPAddress           string            `json:"IPAddress"`
+	IPPrefixLen         int               `json:"IPPrefixLen"`
+	IPv6Gateway         string            `json:"IPv6Gateway"`
+	GlobalIPv6Address   string            `json:"GlobalIPv6Address"`
+	GlobalIPv6PrefixLen int               `json:"GlobalIPv6PrefixLen"`
+	MacAddress          string            `json:"MacAddress"`
+	DriverOpts          map[string]string `json:"DriverOpts"`
+}
+
+type ipamConfigView struct {
+	IPv4Address string `json:"IPv4Address,omitempty"`
 }
 
 type portView struct {
@@ -239,21 +286,56 @@ type portView struct {
 	HostPort string `json:"HostPort"`
 }
 
+// dockerTime is Docker's timestamp: RFC 3339 with nanoseconds, UTC; the
+// zero time as Docker writes it for a container still running.
+func dockerTime(t time.Time) string {
+	if t.IsZero() {
+		return "0001-01-01T00:00:00Z"
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
 func view(r registry.Record) sandboxView {
-	v := sandboxView{ID: r.ID, Name: "/" + r.Name, Created: r.Created, LogPath: r.LogPath, HostConfig: map[string]string{"NetworkMode": r.Network}}
+	v := sandboxView{ID: r.ID, Name: "/" + r.Name, Created: dockerTime(r.Created), LogPath: r.LogPath}
 	if len(r.Command) > 0 {
 		v.Path, v.Args = r.Command[0], r.Command[1:]
 	}
-	v.State = stateView{Status: r.State, Running: r.State == registry.Running, ExitCode: r.ExitCode, StartedAt: r.Created, FinishedAt: r.Finished}
+	v.State = stateView{Status: r.State, Running: r.State == registry.Running, ExitCode: r.ExitCode,
+		StartedAt: dockerTime(r.Created), FinishedAt: dockerTime(r.Finished)}
 	if v.State.Running {
 		v.State.Pid = r.AgentPid
 	}
-	v.Config = configView{Hostname: r.Hostname, Cmd: r.Command}
+	env := r.Env
+	if env == nil {
+		env = []string{}
+	}
+	v.Config = configView{Hostname: r.Hostname, Env: env, Cmd: r.Command, Image: psRowImage(r)}
+	v.HostConfig = hostConfigView{NetworkMode: r.Network, Links: r.Links, AutoRemove: r.AutoRemove, PortBindings: map[string][]portView{}}
+	for _, m := range r.Ports {
+		key := fmt.Sprintf("%d/%s", m.ContainerPort, m.Proto)
+		hostIP := ""
+		if m.HostIP.IsValid() {
+			hostIP = m.HostIP.String()
+		}
+		v.HostConfig.PortBindings[key] = append(v.HostConfig.PortBindings[key], portView{HostIP: hostIP, HostPort: fmt.Sprint(m.HostPort)})
+	}
 	v.NetworkSettings.Networks = map[string]endpointView{}
-	for _, e := range endpoints(r) {
-		ep := endpointView{NetworkID: e.NetworkID, IPPrefixLen: e.Prefix, MacAddress: e.MAC, Aliases: append([]string{r.Name}, e.Aliases...)}
+	for i, e := range endpoints(r) {
+		ep := endpointView{NetworkID: e.NetworkID, IPPrefixLen: e.Prefix, MacAddress: e.MAC}
+		if e.Network != netstore.BridgeName && e.NetworkID != "" {
+			// On a user-defined network Docker lists the short id
+			// first, then the --network-alias names.
+			ep.Aliases = append([]string{r.ShortID()}, e.Aliases...)
+		}
 		if e.IP.IsValid() {
 			ep.IPAddress, ep.Gateway = e.IP.String(), e.Gateway.String()
+		}
+		if i == 0 && r.StaticIP && e.IP.IsValid() {
+			ep.IPAMConfig = &ipamConfigView{IPv4Address: e.IP.String()}
+		}
+		if e.Network == netstore.BridgeName {
+			ns := &v.NetworkSettings
+			ns.IPAddress, ns.IPPrefixLen, ns.Gateway, ns.MacAddress = ep.IPAddress, ep.IPPrefixLen, ep.Gateway, ep.MacAddress
 		}
 		v.NetworkSettings.Networks[e.Network] = ep
 	}

@@ -41,12 +41,15 @@ type Record struct {
 	Network   string            `json:"network"`
 	NetworkID string            `json:"network_id,omitempty"`
 	IP        netip.Addr        `json:"ip,omitzero"`
+	StaticIP  bool              `json:"static_ip,omitempty"` // IP was asked for (--ip)
 	Prefix    int               `json:"prefix,omitempty"`
 	Gateway   netip.Addr        `json:"gateway,omitzero"`
 	MAC       string            `json:"mac,omitempty"`
 	Aliases   []string          `json:"aliases,omitempty"`
 	Ports     []forward.Mapping `json:"ports,omitempty"`
 	Command   []string          `json:"command"`
+	Env       []string          `json:"env,omitempty"`   // -e and --env-file, as asked
+	Links     []string          `json:"links,omitempty"` // --link, as Docker's HostConfig.Links: /NAME:/SELF/ALIAS
 	Created   time.Time         `json:"created"`
 	// Pid and PidStart identify the supervisor; a pid alone can be reused.
 	Pid        int       `json:"pid"`

@@ -148,7 +148,7 @@ func run0(opts Options) (int, error) {
 	start, _ := registry.StartTime(os.Getpid())
 	rec := registry.Record{
 		ID: id, Name: name, Hostname: hostname, Network: opts.Network,
-		Aliases: opts.Aliases, Command: opts.Argv, Created: time.Now(),
+		Aliases: opts.Aliases, Command: opts.Argv, Env: opts.Env, StaticIP: opts.IP.IsValid(), Links: dockerLinks(opts.Links, name), Created: time.Now(),
 		Pid: os.Getpid(), PidStart: start, State: registry.Running,
 		Detached: opts.Detached, AutoRemove: opts.AutoRemove,
 	}
@@ -178,6 +178,19 @@ func run0(opts Options) (int, error) {
 	r.undo.unwind()
 	r.finish(code)
 	return code, err
+}
+
+// dockerLinks are --link as Docker's HostConfig.Links lists them.
+func dockerLinks(links []wire.LinkedName, self string) []string {
+	var out []string
+	for _, l := range links {
+		alias := l.Alias
+		if alias == "" {
+			alias = l.Name
+		}
+		out = append(out, "/"+l.Name+":/"+self+"/"+alias)
+	}
+	return out
 }
 
 // run is one sandbox's supervision.

@@ -145,7 +145,7 @@ type ExecSpec struct {
 	// EnvSet are KEY=VALUE set on top of Env (exec -e).
 	EnvSet []string `json:"env_set,omitempty"`
 	Dir    string   `json:"dir,omitempty"`
-	Tty  bool     `json:"tty,omitempty"`
+	Tty    bool     `json:"tty,omitempty"`
 }
 
 // ExecStatus reports an exec's start or end.
