@@ -7,6 +7,7 @@ package stack
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -46,8 +47,11 @@ type Config struct {
 	OutboundAddr netip.Addr
 	// IPv6 is the segment's IPv6 side; without it the segment is IPv4
 	// only.
-	IPv6   *IPv6Config
-	Logger *slog.Logger
+	IPv6 *IPv6Config
+	// Capture, when set, receives every frame the gateway sees, in pcap
+	// format (capture.go).
+	Capture io.Writer
+	Logger  *slog.Logger
 }
 
 // IPv6Config is a segment's IPv6 side: the gateway routes Subnet, announced
@@ -181,6 +185,14 @@ func (g *Gateway) attach(ep gstack.LinkEndpoint) error {
 		g.ra = newAdvertiser(g.s, mac, header.LinkLocalAddr(mac), v6.Subnet, v6.Resolver)
 	}
 	g.ping = newPinger(g, mac)
+	if g.cfg.Capture != nil {
+		// Below the link watcher: the capture sees the frames it takes
+		// too.
+		var err error
+		if ep, err = captureLink(ep, g.cfg.Capture, g.log); err != nil {
+			return fmt.Errorf("start the packet capture: %w", err)
+		}
+	}
 	ep = watchLink(ep, g)
 	// A fifo qdisc moves writes off the TCP goroutine: +35-50% toward the
 	// sandbox (docs/ARCHITECTURE.md, Measured facts: The fifo qdisc).

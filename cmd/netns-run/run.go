@@ -28,6 +28,7 @@ type runFlags struct {
 	ipv6         bool
 	env          []string
 	envFiles     []string
+	pcap         string
 	dns          []string
 	dnsSearch    []string
 	dnsOption    []string
@@ -56,6 +57,7 @@ func (f *runFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.hostLoopback, "host-loopback", false, "let the sandbox reach the host's 127.0.0.1:PORT at GATEWAY:PORT (and ::1:PORT at fd00::2 on --network private)")
 	fs.StringArrayVarP(&f.env, "env", "e", nil, "set KEY=VALUE in the command's environment (a bare KEY takes this shell's value; repeatable)")
 	fs.StringArrayVar(&f.envFiles, "env-file", nil, "read KEY=VALUE lines from a file, as Docker does (repeatable)")
+	fs.StringVar(&f.pcap, "pcap", "", "on --network private, write every packet of eth0 to FILE in pcap format (tcpdump -r FILE), as pasta's --pcap")
 	fs.BoolVar(&f.ipv6, "ipv6", true, "on --network private, dual stack: an fd00::/64 address on eth0, the gateway fd00::2 (the host's ::1 with --host-loopback) and DNS at fd00::3; --ipv6=false for IPv4 only (the shared networks are IPv4 only)")
 	fs.StringArrayVar(&f.dns, "dns", nil, "nameserver for the sandbox's resolv.conf instead of the built-in resolver (repeatable)")
 	fs.StringArrayVar(&f.dnsSearch, "dns-search", nil, "DNS search domain (repeatable)")
@@ -145,7 +147,7 @@ func (f *runFlags) options(args []string) (runner.Options, error) {
 	if err != nil {
 		return runner.Options{}, err
 	}
-	o := runner.Options{Argv: args, Env: env, HostLoopback: f.hostLoopback, IPv6: f.ipv6, DNSSearch: f.dnsSearch, DNSOptions: f.dnsOption, MTU: f.mtu, Logger: logger, Stderr: os.Stderr}
+	o := runner.Options{Argv: args, Env: env, Pcap: f.pcap, HostLoopback: f.hostLoopback, IPv6: f.ipv6, DNSSearch: f.dnsSearch, DNSOptions: f.dnsOption, MTU: f.mtu, Logger: logger, Stderr: os.Stderr}
 	for _, spec := range f.publish {
 		ms, err := forward.ParseSpec(spec)
 		if err != nil {
@@ -282,6 +284,9 @@ func (f *runFlags) networkOptions(o *runner.Options) error {
 	if (f.network == runner.Private || f.network == runner.None || f.network == runner.Host) &&
 		(f.ip != "" || f.mac != "" || len(f.links) > 0 || len(f.aliases) > 0) {
 		return fmt.Errorf("--ip, --mac-address, --link and --network-alias need a shared network: use --network bridge (the default) or one from netns-run network create")
+	}
+	if f.pcap != "" && f.network != runner.Private {
+		return fmt.Errorf("--pcap captures --network private's eth0, whose stack runs in this process; drop it or use --network private")
 	}
 	// Only the private network's resolver runs in this process; anywhere
 	// else the flag would be silently ignored (with --userns auto too).

@@ -69,6 +69,15 @@ func (r *run) private() (int, error) {
 		GatewayMAC: p.gwMAC, MTU: uint32(opts.MTU),
 		HostLoopback: opts.HostLoopback, Logger: r.log,
 	}
+	if opts.Pcap != "" {
+		f, err := os.OpenFile(opts.Pcap, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			return wire.ExitOwnError, fmt.Errorf("--pcap: %w", err)
+		}
+		// Closed after the stack (the cleanups run last first).
+		r.undo.push(func() { f.Close() })
+		cfg.Capture = f
+	}
 	if opts.IPv6 {
 		if hostHasIPv6() {
 			p.ip6 = netip.PrefixFrom(ipam.SLAAC(privateSubnet6, p.mac), privateSubnet6.Bits())

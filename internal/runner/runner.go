@@ -64,6 +64,9 @@ type Options struct {
 	HostLoopback bool
 	// IPv6 gives --network private its IPv6 side (fd00::/64).
 	IPv6 bool
+	// Pcap, on the private network, is a file to write every packet of
+	// eth0 to, in pcap format.
+	Pcap string
 	// Env are KEY=VALUE set on top of the caller's environment (-e,
 	// --env-file), after HOSTNAME, which names the sandbox.
 	Env          []string
