@@ -110,6 +110,7 @@ type placement struct {
 	// user-defined network), so resolv.conf says ndots:0, as Docker's
 	// embedded DNS has it.
 	memberNames bool
+	linkEnv     []string // Docker's legacy link variables (the default bridge's --link)
 }
 
 // Run runs the command and returns its exit status. An error is
@@ -302,7 +303,7 @@ func (r *run) spec(p placement) wire.Spec {
 		HostNetwork: p.host,
 		Files:       files,
 		Argv:        r.opts.Argv,
-		Env:         wire.MergeEnv(os.Environ(), append([]string{"HOSTNAME=" + r.hostname}, r.opts.Env...)),
+		Env:         wire.MergeEnv(os.Environ(), slices.Concat([]string{"HOSTNAME=" + r.hostname}, p.linkEnv, r.opts.Env)),
 		LoopbackTCP: sandboxPorts(r.opts.HostForwards),
 	}
 }

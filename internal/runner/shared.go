@@ -49,6 +49,10 @@ func (r *run) shared() (int, error) {
 		linkMode:    tap.ModeTAP, // the switch needs plain frames: a TAP, not the packet link
 		memberNames: !j.Network.BuiltIn(),
 	}
+	if j.Network.BuiltIn() {
+		// Docker sets link variables on the default bridge only.
+		p.linkEnv = linkEnv(r.reg, opts.Links, r.name)
+	}
 	r.reg.Update(r.id, func(rec *registry.Record) { rec.Network, rec.NetworkID = j.Network.Name, j.Network.ID })
 	sb, err := r.startSandbox(p, nil)
 	if err != nil {
