@@ -29,6 +29,8 @@ type runFlags struct {
 	env          []string
 	envFiles     []string
 	pcap         string
+	tty          bool
+	interactive  bool
 	dns          []string
 	dnsSearch    []string
 	dnsOption    []string
@@ -57,6 +59,8 @@ func (f *runFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.hostLoopback, "host-loopback", false, "let the sandbox reach the host's 127.0.0.1:PORT at GATEWAY:PORT (and ::1:PORT at fd00::2 on --network private)")
 	fs.StringArrayVarP(&f.env, "env", "e", nil, "set KEY=VALUE in the command's environment (a bare KEY takes this shell's value; repeatable)")
 	fs.StringArrayVar(&f.envFiles, "env-file", nil, "read KEY=VALUE lines from a file, as Docker does (repeatable)")
+	fs.BoolVarP(&f.tty, "tty", "t", false, "give the command a terminal (a new pty; window size changes follow), as docker run -t")
+	fs.BoolVarP(&f.interactive, "interactive", "i", false, "with -t, copy stdin into the terminal (without -t, a foreground command always has stdin; a detached one has none)")
 	fs.StringVar(&f.pcap, "pcap", "", "on --network private, write every packet of eth0 to FILE in pcap format (tcpdump -r FILE), as pasta's --pcap")
 	fs.BoolVar(&f.ipv6, "ipv6", true, "on --network private, dual stack: an fd00::/64 address on eth0, the gateway fd00::2 (the host's ::1 with --host-loopback) and DNS at fd00::3; --ipv6=false for IPv4 only (the shared networks are IPv4 only)")
 	fs.StringArrayVar(&f.dns, "dns", nil, "nameserver for the sandbox's resolv.conf instead of the built-in resolver (repeatable)")
@@ -147,7 +151,7 @@ func (f *runFlags) options(args []string) (runner.Options, error) {
 	if err != nil {
 		return runner.Options{}, err
 	}
-	o := runner.Options{Argv: args, Env: env, Pcap: f.pcap, HostLoopback: f.hostLoopback, IPv6: f.ipv6, DNSSearch: f.dnsSearch, DNSOptions: f.dnsOption, MTU: f.mtu, Logger: logger, Stderr: os.Stderr}
+	o := runner.Options{Argv: args, Env: env, Pcap: f.pcap, Tty: f.tty, Interactive: f.interactive && !f.detach, HostLoopback: f.hostLoopback, IPv6: f.ipv6, DNSSearch: f.dnsSearch, DNSOptions: f.dnsOption, MTU: f.mtu, Logger: logger, Stderr: os.Stderr}
 	for _, spec := range f.publish {
 		ms, err := forward.ParseSpec(spec)
 		if err != nil {

@@ -210,6 +210,11 @@ func runCommand(conn *net.UnixConn, path string, spec *wire.Spec, sigs <-chan os
 	cmd.Env = withoutMarker(spec.Env)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if spec.Tty {
+		// The supervisor's pty: the command's controlling terminal, so
+		// that ^C and window changes reach it as on a terminal.
+		cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 0
+	}
 	if err := cmd.Start(); err != nil {
 		code := lookPathStatus(err)
 		wire.Send(conn, wire.AgentMessage{Failed: &wire.Failure{Error: lookPathMessage(spec.Argv[0], err), Code: code}})

@@ -64,6 +64,9 @@ type Options struct {
 	HostLoopback bool
 	// IPv6 gives --network private its IPv6 side (fd00::/64).
 	IPv6 bool
+	// Tty gives the command a pty copied to stdout, and Interactive copies
+	// stdin into it (run -t, run -it).
+	Tty, Interactive bool
 	// Pcap, on the private network, is a file to write every packet of
 	// eth0 to, in pcap format.
 	Pcap string
@@ -301,6 +304,7 @@ func (r *run) spec(p placement) wire.Spec {
 		Hostname:    r.hostname,
 		Link:        link,
 		HostNetwork: p.host,
+		Tty:         r.opts.Tty,
 		Files:       files,
 		Argv:        r.opts.Argv,
 		Env:         wire.MergeEnv(os.Environ(), slices.Concat([]string{"HOSTNAME=" + r.hostname}, p.linkEnv, r.opts.Env)),
@@ -339,6 +343,7 @@ func (r *run) serveHostForwards(ctx context.Context, sb *sandbox.Sandbox) {
 func (r *run) startSandbox(p placement, prepare func() error) (*sandbox.Sandbox, error) {
 	sb, err := sandbox.Start(r.spec(p), sandbox.Options{
 		AutoUserNS: r.opts.AutoUserNS, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+		Tty: r.opts.Tty, Interactive: r.opts.Interactive,
 		WhileStarting: func() error {
 			if r.record != nil {
 				if err := r.reg.Create(*r.record); err != nil {
@@ -510,6 +515,9 @@ func (f *signalForwarder) forward() {
 				signal.Reset(sig)
 				unix.Kill(unix.Getpid(), sig.(syscall.Signal))
 			case sb == nil:
+			case sig == syscall.SIGWINCH && sb.ResizeTerminal():
+				// The pty's new size signals the command's foreground
+				// group itself.
 			case sig == syscall.SIGINT && inForegroundOfTerminal():
 				// A terminal's ^C already reached the whole foreground
 				// group, the command included: do not deliver it twice.

@@ -10,10 +10,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ptyRelay is the terminal of an `exec -t`: a new pty whose slave the
-// exec'd process gets (no other session holds it, so it can become its
+// ptyRelay is the terminal of an `exec -t` or `run -t`: a new pty whose
+// slave the process gets (no other session holds it, so it can become its
 // controlling terminal) and whose master is copied to and from the
-// client's stdin and stdout, as docker exec -t does.
+// client's stdin and stdout, as docker exec -t does. Without stdin (run -t
+// without -i, or detached) nothing is copied in and the process waits for
+// input that does not come, as under Docker.
 type ptyRelay struct {
 	master *os.File // non-blocking, in Go's poller
 	slave  *os.File
@@ -50,7 +52,9 @@ func newPTYRelay(in, out *os.File) (*ptyRelay, error) {
 		in:     in, out: out, inFD: -1, wakeR: -1, wakeW: -1,
 		outEnd: make(chan struct{}),
 	}
-	r.inFD = rawFD(in)
+	if in != nil {
+		r.inFD = rawFD(in)
+	}
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
 		r.master.Close()
@@ -59,7 +63,7 @@ func newPTYRelay(in, out *os.File) (*ptyRelay, error) {
 	}
 	r.wakeR, r.wakeW = p[0], p[1]
 	r.resize()
-	if t, err := unix.IoctlGetTermios(r.inFD, unix.TCGETS); err == nil {
+	if t, err := unix.IoctlGetTermios(r.inFD, unix.TCGETS); in != nil && err == nil {
 		saved := *t
 		makeRaw(t)
 		if unix.IoctlSetTermios(r.inFD, unix.TCSETS, t) == nil {
@@ -107,6 +111,9 @@ func makeRaw(t *unix.Termios) {
 // resize gives the pty the client terminal's window size.
 func (r *ptyRelay) resize() {
 	for _, f := range []*os.File{r.out, r.in} {
+		if f == nil {
+			continue
+		}
 		if ws, err := unix.IoctlGetWinsize(rawFD(f), unix.TIOCGWINSZ); err == nil {
 			unix.IoctlSetWinsize(rawFD(r.master), unix.TIOCSWINSZ, ws)
 			return
@@ -122,6 +129,10 @@ func (r *ptyRelay) start() {
 		defer close(r.outEnd)
 		io.Copy(r.out, r.master) // ends with EIO once no process holds the pty
 	}()
+	if r.in == nil {
+		r.wg.Done()
+		return
+	}
 	go func() {
 		defer r.wg.Done()
 		r.copyIn()

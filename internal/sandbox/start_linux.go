@@ -32,6 +32,10 @@ type Options struct {
 	// start. Not earlier: until the agent is executed it shares this
 	// process's pages copy-on-write, and work here would fault on them.
 	WhileStarting func() error
+	// Tty gives the command a new pty (spec.Tty must say so too), copied
+	// to Stdout and, with Interactive, from Stdin (run -t, run -it).
+	Tty         bool
+	Interactive bool
 }
 
 // Sandbox is a started agent whose eth0 exists; Run lets its command go.
@@ -60,6 +64,7 @@ type Sandbox struct {
 	execs      map[uint64]*ExecProcess
 	linkReply  chan linkResult // the pending AddLink's, if any
 	linkCall   sync.Mutex      // one AddLink at a time
+	tty        *ptyRelay       // the command's terminal (run -t), or nil
 }
 
 // Start creates the namespaces, sends spec and waits until eth0 is made.
@@ -95,6 +100,19 @@ func Start(spec wire.Spec, opts Options) (*Sandbox, error) {
 	}
 	cmd.Env = append(os.Environ(), wire.AgentEnv+"="+stage)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = opts.Stdin, opts.Stdout, opts.Stderr
+	var tty *ptyRelay
+	if opts.Tty {
+		in := opts.Stdin
+		if !opts.Interactive {
+			in = nil
+		}
+		if tty, err = newPTYRelay(in, opts.Stdout); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		// The agent passes its stdio on to the command.
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = tty.slave, tty.slave, tty.slave
+	}
 	cmd.ExtraFiles = []*os.File{childEnd}
 	attr := &syscall.SysProcAttr{
 		// The agent is pid 1 of the new pid namespace: when it exits,
@@ -113,10 +131,16 @@ func Start(spec wire.Spec, opts Options) (*Sandbox, error) {
 	cmd.SysProcAttr = attr
 	if err := cmd.Start(); err != nil {
 		conn.Close()
+		if tty != nil {
+			tty.close()
+		}
 		return nil, userNSError(err)
 	}
+	if tty != nil {
+		tty.slave.Close() // the agent has it: the output copy ends when the last holder closes it
+	}
 	sb := &Sandbox{
-		cmd: cmd, conn: conn, link: tap.Link{FD: -1},
+		cmd: cmd, conn: conn, link: tap.Link{FD: -1}, tty: tty,
 		exited: make(chan struct{}), readerDone: make(chan struct{}),
 		execs: map[uint64]*ExecProcess{},
 	}
@@ -225,8 +249,21 @@ func (sb *Sandbox) Run() error {
 		return err
 	}
 	sb.running = true
+	if sb.tty != nil {
+		sb.tty.start()
+	}
 	go sb.read()
 	return nil
+}
+
+// ResizeTerminal gives the command's pty (run -t) the client terminal's
+// window size, which signals the command's foreground process group.
+func (sb *Sandbox) ResizeTerminal() bool {
+	if sb.tty == nil {
+		return false
+	}
+	sb.tty.resize()
+	return true
 }
 
 // read dispatches the agent's messages until the control socket ends, then
@@ -284,6 +321,10 @@ func (sb *Sandbox) Wait() (int, error) {
 	sb.reap()
 	<-sb.exited
 	sb.closeConn()
+	if sb.tty != nil {
+		sb.tty.drain(time.Second)
+		sb.tty.close()
+	}
 	sb.mu.Lock()
 	reported := sb.reported
 	sb.mu.Unlock()
@@ -323,6 +364,9 @@ func (sb *Sandbox) Kill() {
 	sb.reap()
 	<-sb.exited
 	sb.closeConn()
+	if sb.tty != nil {
+		sb.tty.close()
+	}
 }
 
 func exitStatus(ps *os.ProcessState, err error) (int, error) {

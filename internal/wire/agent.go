@@ -71,6 +71,9 @@ type Spec struct {
 	// HostNetwork keeps the caller's network namespace (--network host):
 	// no new one, and the agent leaves the network alone.
 	HostNetwork bool `json:"host_network,omitempty"`
+	// Tty: the command's stdin is a pty's terminal, to become its
+	// controlling terminal in a session of its own (run -t).
+	Tty bool `json:"tty,omitempty"`
 	// Files maps a path in the sandbox (/etc/hosts, ...) to its content.
 	Files map[string][]byte `json:"files,omitempty"`
 	Argv  []string          `json:"argv"`
