@@ -101,4 +101,23 @@ func TestInspectAsDocker(t *testing.T) {
 	if s, _ := get(n[0], "Created").(string); !strings.Contains(s, ".") {
 		t.Errorf("network inspect Created %q: want fractional seconds", s)
 	}
+
+	// --format as in Docker's documentation: fields by their JSON names.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"inspect", "-f", "{{.NetworkSettings.Networks.inspnet.IPAddress}}", "insp-web"}, "172.29.0.9\n"},
+		{[]string{"inspect", "--format", "{{.Id}}", "insp-web"}, id + "\n"},
+		{[]string{"inspect", "-f", "{{json .Config.Env}}", "insp-web"}, `["FOO=bar"]` + "\n"},
+		{[]string{"inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "insp-br"}, get(br, "NetworkSettings.IPAddress").(string) + "\n"},
+		{[]string{"inspect", "-f", "{{.Name}} {{.HostConfig.NetworkMode}}", "insp-web", "insp-br"}, "/insp-web inspnet\n/insp-br bridge\n"},
+		{[]string{"network", "inspect", "-f", "{{.Name}} {{.Driver}} {{.IPAM.Driver}}", "inspnet"}, "inspnet bridge default\n"},
+		{[]string{"network", "ls", "--filter", "name=inspn", "--format", "{{.Name}}/{{.Driver}}/{{.Scope}}"}, "inspnet/bridge/local\n"},
+		{[]string{"network", "ls", "--filter", "driver=null", "--format", "table {{.Name}}"}, "NAME\nnone\n"},
+	} {
+		if r := u.ok(c.args...); r.stdout != c.want {
+			t.Errorf("%v: %q; want %q", c.args, r.stdout, c.want)
+		}
+	}
 }

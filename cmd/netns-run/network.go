@@ -3,12 +3,10 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/netns-run/netns-run/internal/netstore"
 	"github.com/netns-run/netns-run/internal/registry"
@@ -116,13 +114,22 @@ func newNetworkCreate() *cobra.Command {
 }
 
 func newNetworkLs() *cobra.Command {
-	var quiet bool
+	var quiet, noTrunc bool
+	var format string
+	var filters []string
 	cmd := &cobra.Command{
-		Use:     "ls",
+		Use:     "ls [-q] [--no-trunc] [--filter KEY=VALUE]... [--format TEMPLATE]",
 		Aliases: []string{"list"},
 		Short:   "List networks",
-		Args:    cobra.NoArgs,
+		Long: `List networks by name, as docker network ls. --format takes a Go template
+with Docker's fields (.ID .Name .Driver .Scope .IPv6 .Internal .CreatedAt);
+--filter: name= (a part of the name), id= (a prefix), driver=.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			match, err := networkFilter(filters)
+			if err != nil {
+				return err
+			}
 			store, err := openStore()
 			if err != nil {
 				return err
@@ -131,22 +138,67 @@ func newNetworkLs() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if quiet {
-				for _, n := range nets {
-					fmt.Println(n.ShortID())
-				}
-				return nil
-			}
-			w := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
-			fmt.Fprintln(w, "NETWORK ID\tNAME\tDRIVER\tSCOPE")
+			var rows []networkRow
 			for _, n := range nets {
-				fmt.Fprintf(w, "%s\t%s\t%s\tlocal\n", n.ShortID(), n.Name, n.Driver)
+				if !match(n) {
+					continue
+				}
+				id := n.ID
+				if !noTrunc {
+					id = n.ShortID()
+				}
+				rows = append(rows, networkRow{ID: id, Name: n.Name, Driver: n.Driver, Scope: "local", IPv6: "false",
+					Internal: fmt.Sprint(n.Internal), CreatedAt: n.Created.Local().Format("2006-01-02 15:04:05.999999999 -0700 MST")})
 			}
-			return w.Flush()
+			switch {
+			case quiet:
+				format = "{{.ID}}"
+			case format == "":
+				format = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
+			}
+			return writeFormatted(os.Stdout, format, networkHeader, rows)
 		},
 	}
-	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only ids")
+	fs := cmd.Flags()
+	fs.BoolVarP(&quiet, "quiet", "q", false, "only ids")
+	fs.BoolVar(&noTrunc, "no-trunc", false, "full ids")
+	fs.StringVar(&format, "format", "", "a Go template per network (see above)")
+	fs.StringArrayVarP(&filters, "filter", "f", nil, "name=, id= or driver= (repeatable; all must match)")
 	return cmd
+}
+
+// networkRow is one line of network ls, with Docker's field names.
+type networkRow struct{ ID, Name, Driver, Scope, IPv6, Internal, CreatedAt string }
+
+var networkHeader = networkRow{ID: "NETWORK ID", Name: "NAME", Driver: "DRIVER", Scope: "SCOPE", IPv6: "IPV6", Internal: "INTERNAL", CreatedAt: "CREATED"}
+
+// networkFilter is the conjunction of network ls's --filter terms.
+func networkFilter(terms []string) (func(netstore.Network) bool, error) {
+	var tests []func(netstore.Network) bool
+	for _, t := range terms {
+		k, v, ok := strings.Cut(t, "=")
+		if !ok || v == "" {
+			return nil, fmt.Errorf("invalid --filter %q: want KEY=VALUE (name, id, driver)", t)
+		}
+		switch k {
+		case "name":
+			tests = append(tests, func(n netstore.Network) bool { return strings.Contains(n.Name, v) })
+		case "id":
+			tests = append(tests, func(n netstore.Network) bool { return strings.HasPrefix(n.ID, v) })
+		case "driver":
+			tests = append(tests, func(n netstore.Network) bool { return n.Driver == v })
+		default:
+			return nil, fmt.Errorf("invalid --filter %q: the keys are name, id and driver", t)
+		}
+	}
+	return func(n netstore.Network) bool {
+		for _, test := range tests {
+			if !test(n) {
+				return false
+			}
+		}
+		return true
+	}, nil
 }
 
 // networkView is `network inspect` output, in the shape of Docker's
@@ -190,9 +242,10 @@ type containerView struct {
 }
 
 func newNetworkInspect() *cobra.Command {
-	return &cobra.Command{
-		Use:   "inspect NETWORK...",
-		Short: "Show networks as JSON, with their members",
+	var format string
+	cmd := &cobra.Command{
+		Use:   "inspect [-f TEMPLATE] NETWORK...",
+		Short: "Show networks as JSON, with their members, or through a Go template",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			store, reg, err := openStoreAndRegistry()
@@ -239,11 +292,11 @@ func newNetworkInspect() *cobra.Command {
 				}
 				out = append(out, v)
 			}
-			enc := json.NewEncoder(os.Stdout)
-			enc.SetIndent("", "    ")
-			return enc.Encode(out)
+			return writeInspect(os.Stdout, format, out)
 		},
 	}
+	cmd.Flags().StringVarP(&format, "format", "f", "", "a Go template run on each network, with Docker's field names")
+	return cmd
 }
 
 // inUse refuses removing a network that running sandboxes are on.

@@ -348,9 +348,10 @@ func view(r registry.Record) sandboxView {
 }
 
 func newInspectCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "inspect SANDBOX...",
-		Short: "Show sandboxes as JSON",
+	var format string
+	cmd := &cobra.Command{
+		Use:   "inspect [-f TEMPLATE] SANDBOX...",
+		Short: "Show sandboxes as JSON, or through a Go template (-f '{{.NetworkSettings.IPAddress}}')",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			reg, err := openRegistry()
@@ -365,11 +366,32 @@ func newInspectCommand() *cobra.Command {
 				}
 				out = append(out, view(r))
 			}
-			enc := json.NewEncoder(os.Stdout)
-			enc.SetIndent("", "    ")
-			return enc.Encode(out)
+			return writeInspect(os.Stdout, format, out)
 		},
 	}
+	cmd.Flags().StringVarP(&format, "format", "f", "", "a Go template run on each object, with Docker's field names")
+	return cmd
+}
+
+// writeInspect prints views as Docker's inspect does: an indented JSON
+// array, or format run on each object. As Docker's CLI falls back to, the
+// template sees the JSON object itself, so that every field is named as
+// in the JSON ({{.Id}}, {{.NetworkSettings.Networks}}, {{json .Config}}).
+func writeInspect[T any](w io.Writer, format string, views []T) error {
+	if format == "" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "    ")
+		return enc.Encode(views)
+	}
+	var objects []map[string]any
+	b, err := json.Marshal(views)
+	if err == nil {
+		err = json.Unmarshal(b, &objects)
+	}
+	if err != nil {
+		return err
+	}
+	return writeFormatted(w, format, nil, objects)
 }
 
 func newStopCommand() *cobra.Command {
