@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/netns-run/netns-run/internal/registry"
 	"github.com/netns-run/netns-run/internal/sandbox"
@@ -21,12 +22,9 @@ func newExecCommand() *cobra.Command {
 		Short: "Run a command inside a running sandbox, in the sandbox's environment",
 		Args:  cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, r, err := findSandbox(args[0])
+			r, err := execTarget(args[0])
 			if err != nil {
 				return err
-			}
-			if r.State != registry.Running || r.ExecSocket == "" {
-				return fmt.Errorf("sandbox %s is not running", args[0])
 			}
 			stdin := os.Stdin
 			if !interactive {
@@ -71,4 +69,28 @@ func newExecCommand() *cobra.Command {
 	cmd.Flags().StringArrayVar(&envFiles, "env-file", nil, "read KEY=VALUE lines from a file (repeatable)")
 	cmd.Flags().StringVarP(&dir, "workdir", "w", "", "working directory inside the sandbox")
 	return cmd
+}
+
+// execTarget is the running sandbox ref names, once its exec socket is
+// recorded: a sandbox whose command has just started records it a moment
+// later, so a script's exec right after run waits for it (up to 2 s)
+// instead of failing.
+func execTarget(ref string) (registry.Record, error) {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		_, r, err := findSandbox(ref)
+		if err != nil {
+			return registry.Record{}, err
+		}
+		if r.State != registry.Running {
+			return registry.Record{}, fmt.Errorf("sandbox %s is not running", ref)
+		}
+		if r.ExecSocket != "" {
+			return r, nil
+		}
+		if time.Now().After(deadline) {
+			return registry.Record{}, fmt.Errorf("sandbox %s is starting and serves no exec yet: try again", ref)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
