@@ -29,6 +29,7 @@ import (
 	"github.com/netns-run/netns-run/internal/ipam"
 	"github.com/netns-run/netns-run/internal/netstore"
 	"github.com/netns-run/netns-run/internal/registry"
+	"github.com/netns-run/netns-run/internal/seccomp"
 	"github.com/netns-run/netns-run/internal/wire"
 	"github.com/netns-run/netns-run/stack/segment"
 	"golang.org/x/sys/unix"
@@ -89,6 +90,11 @@ func Serve(runtimeDir string, cfg Config) error {
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return nil // another daemon serves
 	}
+	// The syscall filter goes on once the daemon is set up, before the
+	// first session is served (docs/ARCHITECTURE.md, Processes:
+	// Hardening); where it must be compiled at run time, it compiles
+	// meanwhile.
+	filter := seccomp.Default(seccomp.Daemon)
 	path := filepath.Join(runtimeDir, SocketName)
 	os.Remove(path)
 	ln, err := wire.Listen(path)
@@ -102,6 +108,9 @@ func Serve(runtimeDir string, cfg Config) error {
 		done: make(chan struct{}),
 	}
 	s.dropStaleLeases()
+	if err := filter.Install(); err != nil {
+		s.log.Warn("no syscall filter", "err", err)
+	}
 	s.mu.Lock()
 	s.armIdle()
 	s.mu.Unlock()

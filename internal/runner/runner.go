@@ -464,6 +464,7 @@ func (r *run) runAndWait(sb *sandbox.Sandbox, p placement, ports []forward.Mappi
 		r.opts.Ready(nil)
 		r.opts.Ready = nil
 	}
+	go r.harden(sb)
 	return sb.Wait()
 }
 

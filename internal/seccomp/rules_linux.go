@@ -8,23 +8,35 @@ import (
 	gseccomp "gvisor.dev/gvisor/pkg/seccomp"
 )
 
-// The allowlist. It was derived from the code paths that run after setup
-// (the Go runtime's, gVisor's fdbased link and netstack, stack's NAT,
-// forward and forward/relay, stack/resolver, internal/slirp's API server)
-// and checked against what the process really calls: strace -f of the
-// slirp4netns mode under the e2e tests with rootless Podman and
-// RootlessKit, which also showed that no call fails with the filter's
-// EPERM (docs/SLIRP4NETNS.md, Seccomp). Setup (the TAP helper's exec,
-// netlink, mounts, pivot_root, capset, the API socket's bind, reading
-// resolv.conf) is over when the filter goes on, so none of it is here:
-// no exec, fork, mount, ptrace, bpf, keyctl, unshare or setns, and no
-// open or stat of any path.
+// The allowlists. Each role's is the base (below: what every netns-run
+// process that hosts a network does once set up) and that role's own
+// groups. They were derived from the code paths that run after each
+// role's setup and checked against what the processes really call: strace
+// -f under the e2e tests (docs/SLIRP4NETNS.md, Seccomp, for the slirp4netns
+// mode with rootless Podman and RootlessKit; docs/ARCHITECTURE.md,
+// Processes: Hardening, for the daemon and the supervisor), which also
+// showed which calls still met the filter's EPERM. Setup is over when a
+// filter goes on, so none of it is here: for the slirp4netns mode the TAP
+// helper's exec, netlink, mounts, pivot_root, capset, the API socket's
+// bind, reading resolv.conf; for the daemon its lock, its socket's bind
+// and the first reading of the records; for the supervisor making the
+// sandbox (the agent's exec with its namespaces, newuidmap, netlink for a
+// kernel macvlan), binding the published ports, the exec and control
+// sockets. No role may mount, ptrace, bpf, keyctl, unshare or setns, make
+// a namespace, or use io_uring, perf events, userfaultfd or netlink.
 //
 // Arguments are checked where that is cheap and narrows what an attacker
 // holding the process could do: no executable or file-backed memory,
-// threads only (exact clone flags), signals to this process only, sockets
-// of the IPv4 and IPv6 families only, the socket options Go's net package
-// sets, three fcntl commands, private futexes.
+// threads only (exact clone flags; the supervisor also the one process
+// shape os/exec makes), signals to this process only (and the sandbox's
+// agent), sockets of the families each role uses, the socket options Go's
+// net package sets, the fcntl commands in use, private futexes. Paths are
+// pointers, which a filter cannot read: the daemon and the supervisor may
+// open files, as they must for their records and leases.
+//
+// The lists are compiled when netns-run is built (programs_linux.go): after
+// changing one, run go generate ./internal/seccomp (TestPrograms fails
+// until then).
 var (
 	anyValue = gseccomp.AnyValue{}
 	all      = gseccomp.MatchAll{}
@@ -56,8 +68,34 @@ func fallbacks() gseccomp.RuleSet {
 	}
 }
 
-// allowed is the allowlist for the process pid.
-func allowed(pid int) gseccomp.SyscallRules {
+// allowed is role r's allowlist for the process pid, which may also
+// signal the processes also (the supervisor: its agent).
+func allowed(r Role, pid int, also []int) gseccomp.SyscallRules {
+	return allowedFor(r, pid, also, cgoBuild)
+}
+
+// allowedFor is allowed for a build with cgo or without.
+func allowedFor(r Role, pid int, also []int, cgo bool) gseccomp.SyscallRules {
+	rules := base(pid, cgo)
+	switch r {
+	case Slirp:
+		slirp(rules)
+	case Daemon:
+		daemon(rules)
+	case Supervisor:
+		daemon(rules) // the daemon it may start inherits this filter
+		supervisor(rules, also)
+	}
+	if cgo {
+		glibcRules(rules)
+	}
+	return rules
+}
+
+// base is every role's list: the Go runtime, gVisor's link on a
+// descriptor and its netstack, the host sockets of the NAT, of ping, of
+// the DNS forwarder and of the forwards, for the process pid.
+func base(pid int, cgo bool) gseccomp.SyscallRules {
 	rules := gseccomp.MakeSyscallRules(map[uintptr]gseccomp.SyscallRule{
 		// Memory: the Go runtime's heap, stacks and scavenger, and the
 		// vDSO getrandom's state (MAP_DROPPABLE). Anonymous and never
@@ -142,14 +180,127 @@ func allowed(pid int) gseccomp.SyscallRules {
 		unix.SYS_SHUTDOWN: all,
 		unix.SYS_SENDTO:   all,
 		unix.SYS_RECVFROM: all,
-
-		// The one path: the API socket is removed on exit (through its
-		// directory's descriptor under --enable-sandbox). Files only,
-		// not directories.
-		unix.SYS_UNLINKAT: gseccomp.PerArg{anyValue, anyValue, eq(0)},
 	})
-	rules.Set(unix.SYS_CLONE, threadClone())
-	return cgoRules(rules)
+	rules.Set(unix.SYS_CLONE, threadClone(cgo))
+	return rules
+}
+
+// slirp adds the slirp4netns mode's one path: the API socket is removed on
+// exit (through its directory's descriptor under --enable-sandbox). Files
+// only, not directories.
+func slirp(rules gseccomp.SyscallRules) {
+	rules.Set(unix.SYS_UNLINKAT, gseccomp.PerArg{anyValue, anyValue, eq(0)})
+}
+
+// daemon adds what the network daemon does while it serves, beyond the
+// base (its segments are gVisor and ethswitch on TAP descriptors: readv,
+// writev, read, write, ppoll, as the base has them).
+func daemon(rules gseccomp.SyscallRules) {
+	// Its state: the leases and network definitions (internal/netstore:
+	// the lock file and its flock, a temporary file made 0600, written,
+	// fsynced and renamed into place, the directory fsynced), its socket
+	// removed on exit. os.Remove tries rmdir after unlink, so unlinkat
+	// takes both.
+	for _, sysno := range []uintptr{
+		unix.SYS_OPENAT, unix.SYS_FSTAT, unix.SYS_NEWFSTATAT, unix.SYS_UNLINKAT,
+		unix.SYS_RENAMEAT, unix.SYS_FSYNC, unix.SYS_FLOCK, unix.SYS_FCHMOD,
+	} {
+		rules.Set(sysno, all)
+	}
+
+	// The member sessions (internal/wire): SOCK_SEQPACKET messages with
+	// descriptors beside them (a member's TAP, its dial channel; the
+	// dial channel's sockets made inside the sandbox), each received
+	// one marked close-on-exec; every connection's peer checked
+	// (SO_PEERCRED against our effective uid; getuid too, which Go
+	// calls without an error to see: refused, it would read as -1).
+	rules.Set(unix.SYS_SENDMSG, all)
+	rules.Set(unix.SYS_RECVMSG, all)
+	rules.Set(unix.SYS_GETEUID, all)
+	rules.Set(unix.SYS_GETUID, all)
+	rules.Add(unix.SYS_GETSOCKOPT, gseccomp.PerArg{anyValue, eq(unix.SOL_SOCKET), eq(unix.SO_PEERCRED)})
+	// The fast path's dialer (internal/dialchan) connects the sandbox's
+	// sockets itself, and x/sys's Getpeername asks an IPv4 socket's
+	// protocol (for L2TP) before it tells whether it is connected.
+	rules.Add(unix.SYS_GETSOCKOPT, gseccomp.PerArg{anyValue, eq(unix.SOL_SOCKET), eq(unix.SO_PROTOCOL)})
+	rules.Add(unix.SYS_FCNTL, gseccomp.PerArg{anyValue, eq(unix.F_SETFD)})
+
+	// The loopback fast path's relay between two kernel sockets
+	// (forward/relay's splice through a pipe of 256 KiB).
+	rules.Set(unix.SYS_PIPE2, all)
+	rules.Set(unix.SYS_SPLICE, all)
+	rules.Add(unix.SYS_FCNTL, gseccomp.PerArg{anyValue, eq(unix.F_SETPIPE_SZ)})
+}
+
+// supervisor adds what a sandbox's supervisor does once its command runs,
+// beyond the daemon's list; it may also signal also (its agent).
+func supervisor(rules gseccomp.SyscallRules, also []int) {
+	// Its records (internal/registry): the directory is the lock, made
+	// again should it be gone; network disconnect's lookup lists it.
+	rules.Set(unix.SYS_MKDIRAT, all)
+	rules.Set(unix.SYS_GETDENTS64, all)
+
+	// Its unix sockets of its own: a connection to the daemon (port
+	// add and rm, network connect, a rejoin) and a dial channel's
+	// socketpair for the daemon or its own fast path.
+	rules.Add(unix.SYS_SOCKET, gseccomp.PerArg{eq(unix.AF_UNIX), eq(unix.SOCK_SEQPACKET | unix.SOCK_NONBLOCK | unix.SOCK_CLOEXEC), eq(0)})
+	rules.Set(unix.SYS_SOCKETPAIR, gseccomp.PerArg{eq(unix.AF_UNIX), eq(unix.SOCK_SEQPACKET | unix.SOCK_CLOEXEC), eq(0)})
+
+	// --network private's packet link (--link-mode packet): gVisor's
+	// fdbased writes frames to an AF_PACKET socket in batches.
+	rules.Set(unix.SYS_SENDMMSG, all)
+
+	// The agent (and a daemon it started): waited for through its pidfd
+	// (waitid P_PIDFD) and signalled through it (pidfd_send_signal:
+	// only children have pidfds here, pidfd_open is refused), or by
+	// pid where the kernel has no pidfds (wait4, kill to also only).
+	rules.Set(unix.SYS_WAITID, all)
+	rules.Set(unix.SYS_WAIT4, all)
+	rules.Set(unix.SYS_PIDFD_SEND_SIGNAL, all)
+	for _, p := range also {
+		rules.Add(unix.SYS_KILL, gseccomp.PerArg{eq(uintptr(p))})
+	}
+	// The terminal: the signal forwarder asks whether it is in the
+	// foreground of its terminal (a terminal's ^C reached the command
+	// already); run -t's pty follows the size of the user's terminal
+	// (TIOCGWINSZ there, TIOCSWINSZ on the pty) and gives it its
+	// settings back at the end (TCSETS). Not TIOCSTI: nothing types
+	// into a terminal.
+	rules.Set(unix.SYS_IOCTL, gseccomp.Or{
+		gseccomp.PerArg{anyValue, eq(unix.TIOCGPGRP)},
+		gseccomp.PerArg{anyValue, eq(unix.TIOCGWINSZ)},
+		gseccomp.PerArg{anyValue, eq(unix.TIOCSWINSZ)},
+		gseccomp.PerArg{anyValue, eq(unix.TCSETS)},
+	})
+	archSupervisor(rules)
+
+	// Starting the network daemon when none answers (a rejoin after the
+	// daemon died, network connect): os/exec's fork, the one process
+	// shape allowed (CLONE_VM|CLONE_VFORK, the parent waits until the
+	// child has executed), its exec error pipe, the child's steps
+	// before execve (its own session, its descriptors, the file limit
+	// Go raised put back) and os.Executable. The daemon inherits this
+	// filter, with no_new_privs (no set-id or file capabilities take
+	// effect): it can call nothing this list refuses, and adds its own
+	// filter on top (seccomp, prctl PR_SET_NO_NEW_PRIVS). Before that
+	// it starts a Go runtime (the TLS on amd64, its standard
+	// descriptors checked with F_GETFD, the file limit) and sets up (the netpoller's epoll and eventfd, the records, its
+	// socket made 0600).
+	rules.Add(unix.SYS_CLONE, processClone())
+	rules.Set(unix.SYS_EXECVE, all)
+	rules.Set(unix.SYS_SETSID, all)
+	rules.Set(unix.SYS_DUP3, all)
+	rules.Set(unix.SYS_READLINKAT, all)
+	rules.Set(unix.SYS_PRLIMIT64, gseccomp.PerArg{anyValue, eq(unix.RLIMIT_NOFILE)})
+	rules.Set(unix.SYS_EPOLL_CREATE1, all)
+	rules.Set(unix.SYS_EVENTFD2, all)
+	rules.Set(unix.SYS_SECCOMP, gseccomp.PerArg{eq(linux.SECCOMP_SET_MODE_FILTER)})
+	rules.Add(unix.SYS_PRCTL, gseccomp.PerArg{eq(unix.PR_SET_NO_NEW_PRIVS), eq(1)})
+	rules.Set(unix.SYS_FCHMODAT, all)
+	rules.Add(unix.SYS_FCNTL, gseccomp.PerArg{anyValue, eq(unix.F_GETFD)})
+	// Go's runtime in the daemon preempts its goroutines with SIGURG
+	// to its own threads, whose pid this filter cannot know.
+	rules.Add(unix.SYS_TGKILL, gseccomp.PerArg{anyValue, anyValue, eq(uintptr(unix.SIGURG))})
 }
 
 // inetSockets allows the IPv4 and IPv6 TCP and UDP sockets Go's net

@@ -1,12 +1,15 @@
 //go:build linux && (amd64 || arm64)
 
 // Package seccomp confines a running netns-run process to the system
-// calls its data path needs once setup is over: the Go runtime, gVisor's
-// netstack on a TAP descriptor, the host sockets of the outbound NAT, of
-// ping, of the forwards and of the DNS forwarder, the API socket's
-// server, signals and exit (slirp4netns --enable-seccomp;
-// docs/SLIRP4NETNS.md, Seccomp). The filter is an allowlist, built with
-// gVisor's pkg/seccomp, and applies to every thread of the process.
+// calls it needs once its setup is over, with one allowlist per Role: the
+// slirp4netns mode under --enable-seccomp (docs/SLIRP4NETNS.md, Seccomp),
+// and by default the network daemon and each sandbox's supervisor
+// (docs/ARCHITECTURE.md, Processes: Hardening). Every list is a shared
+// base (the Go runtime, gVisor's netstack on a TAP or packet descriptor,
+// the host sockets of the outbound NAT, of ping, of the forwards and of
+// the DNS forwarder, signals and exit) and what that role does on top.
+// The filter is an allowlist, built with gVisor's pkg/seccomp, and
+// applies to every thread of the process.
 package seccomp
 
 import (
@@ -21,8 +24,11 @@ import (
 )
 
 // Install confines every thread of the process, present and future, to
-// the allowlist (allowed below, with its argument checks); it also sets
-// no_new_privs, which an unprivileged filter needs. It cannot be undone.
+// r's allowlist (allowed, with its argument checks); it also sets
+// no_new_privs, which an unprivileged filter needs. It cannot be undone,
+// and processes started later (the supervisor's daemon) inherit it.
+// Signals may go to this process and to the processes also (the
+// supervisor passes its agent's pid: kill where the kernel has no pidfds).
 //
 // A call off the list fails with EPERM instead of running: a rare call
 // the list missed then degrades one operation (an error the code already
@@ -37,21 +43,63 @@ import (
 // filter on all threads at once, the kernel copying no_new_privs along;
 // a thread the kernel cannot synchronize makes Install fail rather than
 // leave that thread unfiltered. Threads started later inherit it.
-func Install() error {
-	if err := warm(); err != nil {
-		return err
+func (r Role) Install(also ...int) error {
+	return r.compile(also).Install()
+}
+
+// Filter is a role's filter for this process: the program compiled when
+// netns-run was built (programs_linux.go), with this process's pids put
+// in, or else compiled in the background from the moment Default (or
+// Role.Install) asked for it (gVisor's compiler takes some milliseconds
+// of CPU and a few MB of garbage, which a process then spends while it
+// sets up). Install puts it on.
+type Filter struct {
+	role   Role
+	dflt   bool // made by Default: errors say how to silence them
+	done   chan struct{}
+	instrs []bpf.Instruction
+	err    error
+}
+
+func (r Role) compile(also []int) *Filter {
+	f := &Filter{role: r, done: make(chan struct{})}
+	pid := unix.Getpid()
+	if instrs, ok := precompiled(r, pid, also); ok {
+		f.instrs = instrs
+		close(f.done)
+		return f
 	}
-	instrs, err := build(unix.Getpid())
-	if err != nil {
-		return err
+	go func() {
+		defer close(f.done)
+		f.instrs, f.err = build(r, pid, also)
+	}()
+	return f
+}
+
+// Install waits until f is compiled and installs it (see Role.Install).
+// A nil Filter (Default's when Env turns the default filters off)
+// installs nothing.
+func (f *Filter) Install() error {
+	if f == nil {
+		return nil
 	}
-	if err := gseccomp.SetFilter(instrs); err != nil {
+	<-f.done
+	err := f.err
+	if err == nil {
+		err = warm()
+	}
+	if err == nil {
+		err = gseccomp.SetFilter(f.instrs)
 		if errors.Is(err, unix.EINVAL) {
-			return fmt.Errorf("install the syscall filter: %w (a kernel without seccomp filters?)", err)
+			err = fmt.Errorf("install the syscall filter: %w (a kernel without seccomp filters?)", err)
+		} else if err != nil {
+			err = fmt.Errorf("install the syscall filter: %w", err)
 		}
-		return fmt.Errorf("install the syscall filter: %w", err)
 	}
-	return nil
+	if err != nil && f.dflt {
+		err = fmt.Errorf("%w; the %s goes on without it (%s=0 silences this)", err, f.role, Env)
+	}
+	return err
 }
 
 // warm makes what the process would otherwise make on first use, with
@@ -70,13 +118,18 @@ func warm() error {
 	return nil
 }
 
-// build compiles the filter for the process pid (signals may only be sent
-// to it).
-func build(pid int) ([]bpf.Instruction, error) {
+// build compiles r's filter for the process pid (signals may only be sent
+// to it and to also).
+func build(r Role, pid int, also []int) ([]bpf.Instruction, error) {
+	return buildFor(r, pid, also, cgoBuild)
+}
+
+// buildFor is build for a build with cgo or without.
+func buildFor(r Role, pid int, also []int, cgo bool) ([]bpf.Instruction, error) {
 	p := gseccomp.Program{
 		RuleSets: []gseccomp.RuleSet{
 			fallbacks(),
-			{Rules: allowed(pid), Action: gseccomp.Allow},
+			{Rules: allowedFor(r, pid, also, cgo), Action: gseccomp.Allow},
 		},
 		Options: gseccomp.ProgramOptions{
 			DefaultAction: gseccomp.ReturnError.Code(uint16(unix.EPERM)),

@@ -32,34 +32,75 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 )
 
-// childEnv switches a re-exec of the test binary to filteredChild.
+// childEnv switches a re-exec of the test binary to filteredChild, with
+// the role named by its value.
 const childEnv = "NETNS_RUN_SECCOMP_TEST_CHILD"
 
+var roles = []Role{Slirp, Daemon, Supervisor}
+
 func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) == "1" {
-		os.Exit(filteredChild())
+	if os.Getenv(childEnv) == "stacked" {
+		os.Exit(stackedChild())
+	}
+	if name := os.Getenv(childEnv); name != "" {
+		for _, r := range roles {
+			if r.String() == name {
+				os.Exit(filteredChild(r))
+			}
+		}
+		fmt.Printf("FAIL no role %q\n", name)
+		os.Exit(1)
 	}
 	os.Exit(m.Run())
 }
 
 func TestBuild(t *testing.T) {
-	instrs, err := build(os.Getpid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("%d syscalls allowed, %d BPF instructions", allowed(os.Getpid()).Size(), len(instrs))
-	if len(instrs) > unix.BPF_MAXINSNS {
-		t.Errorf("%d instructions: more than the kernel takes (%d)", len(instrs), unix.BPF_MAXINSNS)
+	for _, r := range roles {
+		instrs, err := build(r, os.Getpid(), []int{1})
+		if err != nil {
+			t.Fatalf("%s: %v", r, err)
+		}
+		t.Logf("%s: %d syscalls allowed, %d BPF instructions", r, allowed(r, os.Getpid(), []int{1}).Size(), len(instrs))
+		if len(instrs) > unix.BPF_MAXINSNS {
+			t.Errorf("%s: %d instructions: more than the kernel takes (%d)", r, len(instrs), unix.BPF_MAXINSNS)
+		}
 	}
 }
 
-// TestInstall runs filteredChild in a re-exec of the test binary: with the
-// filter on it still does a relay's work (see filteredChild), what it must
-// not do fails with EPERM, and every one of its threads, made before the
-// filter or after, is in seccomp filter mode.
+// TestSupervisorCoversDaemon: a daemon that a supervisor starts (a rejoin
+// after the daemon died) runs under the supervisor's filter too, so every
+// call the daemon's list allows must be on the supervisor's.
+func TestSupervisorCoversDaemon(t *testing.T) {
+	d, s := allowed(Daemon, 1, nil), allowed(Supervisor, 1, nil)
+	for sysno := uintptr(0); sysno < 1024; sysno++ {
+		if d.Has(sysno) && !s.Has(sysno) {
+			t.Errorf("syscall %d is on the daemon's list, not on the supervisor's", sysno)
+		}
+	}
+}
+
+func TestEnv(t *testing.T) {
+	for v, want := range map[string]bool{"": false, "1": false, "on": false, "0": true, "off": true, "False": true, " no ": true} {
+		if got := isOff(v); got != want {
+			t.Errorf("%s=%q: off %v, want %v", Env, v, got, want)
+		}
+	}
+}
+
+// TestInstall runs filteredChild for each role in a re-exec of the test
+// binary: with the filter on it still does that process's work (see
+// filteredChild), what it must not do fails with EPERM, and every one of
+// its threads, made before the filter or after, is in seccomp filter mode
+// with no_new_privs.
 func TestInstall(t *testing.T) {
+	for _, r := range roles {
+		t.Run(r.String(), func(t *testing.T) { testInstall(t, r) })
+	}
+}
+
+func testInstall(t *testing.T, r Role) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"=1")
+	cmd.Env = append(os.Environ(), childEnv+"="+r.String(), "TMPDIR="+t.TempDir())
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -95,8 +136,8 @@ func TestInstall(t *testing.T) {
 			t.Errorf("thread %s: %v", st, err)
 			continue
 		}
-		if !bytes.Contains(b, []byte("\nSeccomp:\t2\n")) {
-			t.Errorf("thread %s is not in seccomp filter mode:\n%s", st, b)
+		if !bytes.Contains(b, []byte("\nSeccomp:\t2\n")) || !bytes.Contains(b, []byte("\nNoNewPrivs:\t1\n")) {
+			t.Errorf("thread %s is not in seccomp filter mode with no_new_privs:\n%s", st, b)
 		}
 	}
 	if len(threads) < 9 {
@@ -115,15 +156,21 @@ func TestInstall(t *testing.T) {
 	}
 }
 
-// filteredChild installs the filter, then (a) does what the process does
-// after setup: TCP relayed between the kernel's loopback and a gVisor
-// netstack, TCP and UDP on the loopback, IPv4 and IPv6, goroutines on new threads, timers, signals to itself, the garbage
-// collector giving memory back; and (b) tries what the filter refuses:
-// execve, fork, mount, unshare, setns, ptrace, opening a file, AF_UNIX and
-// AF_NETLINK sockets, executable memory, a signal to another process. It reports a
-// line per check ("ok ...", "FAIL ...") and the exit status says whether
-// all passed.
-func filteredChild() int {
+// filteredChild installs r's filter, then (a) does what the process does
+// after setup: for every role TCP relayed between the kernel's loopback
+// and a gVisor netstack, TCP and UDP on the loopback, IPv4 and IPv6, ICMP
+// echo, goroutines on new threads, timers, signals to itself, the garbage
+// collector giving memory back; for the daemon and the supervisor also
+// their state files, descriptors passed over a unix socket with the
+// peer's credentials, the fast path's splice relay; for the supervisor
+// its own unix sockets, waiting for and signalling a child started before
+// the filter (as its agent), and os/exec's fork and exec; and (b) tries
+// what the filter refuses: mount, unshare, setns, ptrace, AF_NETLINK
+// sockets, unix stream sockets, executable memory, a signal to another
+// process, and per role execve, fork, open, unix sockets, ioctl. It reports a line per
+// check ("ok ...", "FAIL ...") and the exit status says whether all
+// passed.
+func filteredChild(r Role) int {
 	failed := false
 	check := func(what string, err error) {
 		if err != nil {
@@ -141,6 +188,16 @@ func filteredChild() int {
 		}
 		fmt.Printf("ok %s refused: %v\n", what, err)
 	}
+	// passed: the filter let the call through; the kernel may still say
+	// no, but not with the filter's EPERM.
+	passed := func(what string, err error) {
+		if errors.Is(err, unix.EPERM) {
+			failed = true
+			fmt.Printf("FAIL %s: refused: %v\n", what, err)
+			return
+		}
+		fmt.Printf("ok %s passed the filter: %v\n", what, err)
+	}
 
 	// Threads made before the filter, each parked on its own.
 	park := make(chan struct{})
@@ -156,7 +213,34 @@ func filteredChild() int {
 	parked.Wait()
 	ppid := os.Getppid() // getppid is refused too
 
-	if err := Install(); err != nil {
+	// Setup, as the roles have it before their filter: a session's
+	// socket (the daemon's accepted connections, the supervisor's agent
+	// socketpair) and a child (the supervisor's agent).
+	var session [2]int
+	var child *exec.Cmd
+	var also []int
+	state := filepath.Join(os.Getenv("TMPDIR"), "state")
+	if r != Slirp {
+		if err := os.MkdirAll(state, 0o700); err != nil {
+			fmt.Printf("FAIL state dir: %v\n", err)
+			return 1
+		}
+		var err error
+		if session, err = unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0); err != nil {
+			fmt.Printf("FAIL socketpair: %v\n", err)
+			return 1
+		}
+	}
+	if r == Supervisor {
+		child = exec.Command("sleep", "60")
+		if err := child.Start(); err != nil {
+			fmt.Printf("FAIL start a child: %v\n", err)
+			return 1
+		}
+		also = []int{child.Process.Pid}
+	}
+
+	if err := r.Install(also...); err != nil {
 		fmt.Printf("FAIL install: %v\n", err)
 		return 1
 	}
@@ -166,7 +250,7 @@ func filteredChild() int {
 	check("tcp4 relay to gVisor", relayTCP("tcp4", "127.0.0.1:0"))
 	check("tcp6 relay to gVisor", relayTCP("tcp6", "[::1]:0"))
 	check("tcp on every address (IPv6 probe)", relayTCP("tcp", ":0"))
-	check("tcp between kernel sockets (no splice or sendfile: copied)", echoTCP())
+	check("tcp between kernel sockets (io.Copy)", echoTCP())
 	check("udp4", echoUDP("udp4", "127.0.0.1:0"))
 	check("udp6", echoUDP("udp6", "[::1]:0"))
 	check("threads", newThreads(16))
@@ -174,22 +258,65 @@ func filteredChild() int {
 	check("gc", collect())
 	check("signal to self", signalSelf())
 	check("icmp echo socket", echoICMP())
+	if r != Slirp {
+		check("state files", stateFiles(state))
+		check("descriptors over a unix socket, peer credentials", passFD(session))
+		check("splice relay between kernel sockets", spliceTCP())
+		check("x/sys Getpeername (the dialer's connect check)", peerName())
+	}
+	if r == Supervisor {
+		check("records", records(os.Getenv("TMPDIR")))
+		check("unix sockets of its own", unixSockets(os.Getenv("TMPDIR")))
+		check("kill(2) the process it may signal", unix.Kill(also[0], 0))
+		check("signal the child through its pidfd", child.Process.Signal(unix.SIGTERM))
+		err := child.Wait()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			err = nil // killed by SIGTERM, as asked
+		}
+		check("wait for the child", err)
+		// os/exec's fork and exec run; the kernel finds no file.
+		passed("fork and exec", exec.Command("/nonexistent-netns-run-seccomp-test").Run())
+		if cgoBuild {
+			fmt.Println("   (a static build starts a Go program under the filter; this one is not)")
+		} else {
+			check("a Go program started under the filter (the next daemon) puts its own on", startStacked())
+		}
+		_, err = unix.IoctlGetInt(0, unix.TIOCGPGRP) // stdin is a pipe: ENOTTY
+		passed("ioctl TIOCGPGRP", err)
+		_, err = unix.IoctlGetWinsize(0, unix.TIOCGWINSZ)
+		passed("ioctl TIOCGWINSZ", err)
+		_, _, e := unix.Syscall(unix.SYS_IOCTL, 0, unix.TIOCSTI, 0)
+		refused("ioctl TIOCSTI", errnoErr(e))
+	}
 
 	// (b) Refusals, each of a call that would succeed unfiltered, or fail
 	// otherwise than EPERM (also as root), and do no harm if it ran.
-	refused("execve", unix.Exec("/bin/true", []string{"true"}, nil))
-	cmd := exec.Command("/bin/true")
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr, os.Stderr // no open of /dev/null
-	refused("fork", cmd.Run())
+	if r != Supervisor {
+		refused("execve", unix.Exec("/bin/true", []string{"true"}, nil))
+		cmd := exec.Command("/bin/true")
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr, os.Stderr // no open of /dev/null
+		refused("fork", cmd.Run())
+		refused("unix seqpacket socket", socket(unix.AF_UNIX, unix.SOCK_SEQPACKET))
+		_, err := unix.IoctlGetInt(0, unix.TIOCGPGRP)
+		refused("ioctl", err)
+	}
+	if r == Slirp {
+		_, err := os.Open("/etc/passwd")
+		refused("open", err)
+	}
+	if r == Daemon {
+		refused("mkdir", unix.Mkdir(filepath.Join(state, "d"), 0o700))
+		refused("getdents", records(state))
+	}
 	refused("mount", unix.Mount("tmpfs", "/nonexistent-netns-run-seccomp-test", "tmpfs", 0, "")) // ENOENT
 	refused("unshare", unix.Unshare(unix.CLONE_NEWUSER))                                         // EINVAL: threads
 	refused("setns", unix.Setns(0, unix.CLONE_NEWNET))                                           // EINVAL: a pipe
 	refused("ptrace", ptraceAttach(1<<30))                                                       // ESRCH
-	_, err := os.Open("/etc/passwd")
-	refused("open", err)
-	refused("unix socket", socket(unix.AF_UNIX, unix.SOCK_STREAM))
 	refused("netlink socket", socket(unix.AF_NETLINK, unix.SOCK_RAW))
-	_, err = unix.Mmap(-1, 0, 4096, unix.PROT_READ|unix.PROT_EXEC, unix.MAP_ANON|unix.MAP_PRIVATE)
+	refused("unix stream socket", socket(unix.AF_UNIX, unix.SOCK_STREAM))
+	refused("stream socketpair", socketpair())
+	_, err := unix.Mmap(-1, 0, 4096, unix.PROT_READ|unix.PROT_EXEC, unix.MAP_ANON|unix.MAP_PRIVATE)
 	refused("executable memory", err)
 	refused("signal to another process", unix.Kill(ppid, 0))
 
@@ -499,4 +626,306 @@ func socket(family, typ int) error {
 		unix.Close(fd)
 	}
 	return err
+}
+
+// BenchmarkBuild is what compiling a role's filter costs the process that
+// installs it.
+func BenchmarkBuild(b *testing.B) {
+	for _, r := range []Role{Slirp, Daemon, Supervisor} {
+		b.Run(r.String(), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := build(r, os.Getpid(), []int{1}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func errnoErr(e unix.Errno) error {
+	if e == 0 {
+		return nil
+	}
+	return e
+}
+
+func socketpair() error {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err == nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+	}
+	return err
+}
+
+// stateFiles does what internal/netstore does with its files, in dir
+// (made before the filter, as the daemon's data dir is): a lock file and
+// its flock, a temporary file made 0600, written, synced and renamed into
+// place, the directory synced, read back, and the files removed again.
+func stateFiles(dir string) error {
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".leases.*.tmp")
+	if err != nil {
+		return err
+	}
+	if err := f.Chmod(0o600); err != nil {
+		return err
+	}
+	if _, err := f.WriteString(`{"version":1}`); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	f.Close()
+	path := filepath.Join(dir, "leases.json")
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	if err := d.Sync(); err != nil {
+		return err
+	}
+	d.Close()
+	if b, err := os.ReadFile(path); err != nil || string(b) != `{"version":1}` {
+		return fmt.Errorf("read back %q: %v", b, err)
+	}
+	if _, err := os.Lstat(path); err != nil {
+		return err
+	}
+	unix.Flock(int(lock.Fd()), unix.LOCK_UN)
+	for _, p := range []string{path, lock.Name()} {
+		if err := os.Remove(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// records does what internal/registry does on top, and a daemon sets up
+// under the supervisor's filter: a directory made 0700, listed, a file
+// in it made 0600 by its path, and the directory removed with it.
+func records(tmp string) error {
+	dir := filepath.Join(tmp, "sandboxes")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	path := filepath.Join(dir, "a.json")
+	if err := os.WriteFile(path, []byte("{}"), 0o644); err != nil {
+		return err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		return err
+	}
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 1 {
+		return fmt.Errorf("list: %d entries, %v", len(ents), err)
+	}
+	if err := os.Remove(path); err != nil {
+		return err
+	}
+	return os.Remove(dir)
+}
+
+// passFD sends a descriptor beside a message over a SOCK_SEQPACKET pair,
+// as internal/wire does (a member's TAP, a dial channel), receives it,
+// marks it close-on-exec and checks the peer's credentials.
+func passFD(pair [2]int) error {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		return err
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	if err := unix.Sendmsg(pair[0], []byte("attach"), unix.UnixRights(p[1]), nil, 0); err != nil {
+		return err
+	}
+	buf, oob := make([]byte, 16), make([]byte, unix.CmsgSpace(4))
+	n, oobn, _, _, err := unix.Recvmsg(pair[1], buf, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return err
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return fmt.Errorf("control messages: %d, %v", len(msgs), err)
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		return fmt.Errorf("rights: %v, %v", fds, err)
+	}
+	defer unix.Close(fds[0])
+	unix.CloseOnExec(fds[0])
+	if _, err := unix.Write(fds[0], []byte("x")); err != nil {
+		return err
+	}
+	if string(buf[:n]) != "attach" {
+		return fmt.Errorf("got %q", buf[:n])
+	}
+	cred, err := unix.GetsockoptUcred(pair[1], unix.SOL_SOCKET, unix.SO_PEERCRED)
+	if err != nil {
+		return err
+	}
+	if int(cred.Uid) != os.Geteuid() || os.Getuid() != os.Geteuid() {
+		return fmt.Errorf("peer uid %d", cred.Uid)
+	}
+	return nil
+}
+
+// spliceTCP relays 8 MiB between two kernel TCP sockets with
+// forward/relay, which splices them through a pipe (the loopback fast
+// path of published ports, -T), and checks it came back whole.
+func spliceTCP() error {
+	back, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer back.Close()
+	go func() {
+		c, err := back.Accept()
+		if err != nil {
+			return
+		}
+		io.Copy(c, c)
+		c.Close()
+	}()
+	front, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer front.Close()
+	go func() {
+		c, err := front.Accept()
+		if err != nil {
+			return
+		}
+		up, err := net.Dial("tcp4", back.Addr().String())
+		if err != nil {
+			c.Close()
+			return
+		}
+		relay.TCP(c, up)
+	}()
+	c, err := net.Dial("tcp4", front.Addr().String())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	data := bytes.Repeat([]byte("0123456789abcdef"), 512<<10)
+	go func() { c.Write(data); c.(*net.TCPConn).CloseWrite() }()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(got, data) {
+		return fmt.Errorf("%d bytes came back of %d, or different ones", len(got), len(data))
+	}
+	if relay.IdlePipes() == 0 {
+		return errors.New("the relay kept no pipe: it did not splice")
+	}
+	return nil
+}
+
+// unixSockets listens on, dials and accepts a SOCK_SEQPACKET unix socket
+// (the supervisor's connections to the daemon, the daemon's listener it
+// may start) and makes a dial channel's socketpair.
+func unixSockets(tmp string) error {
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: filepath.Join(tmp, "s.sock"), Net: "unixpacket"})
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	c, err := net.DialUnix("unixpacket", nil, ln.Addr().(*net.UnixAddr))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	a, err := ln.AcceptUnix()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if _, err := c.Write([]byte("hello")); err != nil {
+		return err
+	}
+	buf := make([]byte, 8)
+	if n, err := a.Read(buf); err != nil || string(buf[:n]) != "hello" {
+		return fmt.Errorf("got %q, %v", buf[:n], err)
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	unix.Close(fds[0])
+	unix.Close(fds[1])
+	return nil
+}
+
+// peerName asks a connected TCP socket's peer through x/sys, as the fast
+// path's dialer does (which also asks the socket's protocol).
+func peerName() error {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		return err
+	}
+	var perr error
+	if err := rc.Control(func(fd uintptr) { _, perr = unix.Getpeername(int(fd)) }); err != nil {
+		return err
+	}
+	return perr
+}
+
+// startStacked runs the test binary under the supervisor's filter, as a
+// supervisor starts the next daemon (stackedChild), and checks it ran.
+func startStacked() error {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=stacked")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, out)
+	}
+	if !strings.Contains(string(out), "stacked: 2 filters") {
+		return fmt.Errorf("got %q", out)
+	}
+	return nil
+}
+
+// stackedChild is a Go program started by a filtered supervisor, as the
+// next daemon: its runtime starts under the supervisor's filter, and it
+// puts the daemon's on top.
+func stackedChild() int {
+	if err := Daemon.Install(); err != nil {
+		fmt.Printf("install: %v\n", err)
+		return 1
+	}
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		fmt.Printf("status: %v\n", err)
+		return 1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == "Seccomp_filters:" {
+			fmt.Printf("stacked: %s filters\n", f[1])
+		}
+	}
+	return 0
 }

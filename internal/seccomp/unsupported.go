@@ -11,6 +11,25 @@ import (
 )
 
 // Install fails: no filter is built for this platform.
-func Install() error {
-	return fmt.Errorf("install the syscall filter: not supported on %s/%s", runtime.GOOS, runtime.GOARCH)
+func (r Role) Install(also ...int) error { return r.compile(also).Install() }
+
+// Filter is a role's filter; on this platform there is none to install.
+type Filter struct {
+	role Role
+	dflt bool
+}
+
+func (r Role) compile([]int) *Filter { return &Filter{role: r} }
+
+// Install fails: no filter is built for this platform. A nil Filter
+// installs nothing.
+func (f *Filter) Install() error {
+	if f == nil {
+		return nil
+	}
+	err := fmt.Errorf("install the syscall filter: not supported on %s/%s", runtime.GOOS, runtime.GOARCH)
+	if f.dflt {
+		err = fmt.Errorf("%w; the %s goes on without it (%s=0 silences this)", err, f.role, Env)
+	}
+	return err
 }
