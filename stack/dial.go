@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
+
+	"github.com/netns-run/netns-run/stack/resolver"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -51,6 +54,22 @@ func (g *Gateway) Resolvers() []netip.Addr {
 		return []netip.Addr{g.cfg.Resolver, g.cfg.IPv6.Resolver}
 	}
 	return []netip.Addr{g.cfg.Resolver}
+}
+
+// ServeDNS has proxy answer on port 53, UDP and TCP, of every one of the
+// Resolvers, until ctx ends; wg counts the serving goroutines. On an error
+// the ones started already end with ctx.
+func (g *Gateway) ServeDNS(ctx context.Context, wg *sync.WaitGroup, proxy *resolver.Proxy) error {
+	for _, at := range g.Resolvers() {
+		pc, ln, err := g.ListenResolver(at)
+		if err != nil {
+			return err
+		}
+		wg.Add(2)
+		go func() { defer wg.Done(); proxy.ServePacket(ctx, pc) }()
+		go func() { defer wg.Done(); proxy.ServeStream(ctx, ln) }()
+	}
+	return nil
 }
 
 // ListenResolver binds port 53 of one of the Resolvers, UDP and TCP, for

@@ -16,8 +16,6 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
-	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
-	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
@@ -184,9 +182,9 @@ func (f *echoFlow) send(req echoRequest) {
 func (f *echoFlow) readReplies() {
 	defer f.p.forget(f)
 	defer f.conn.Close()
-	proto, reply := 1, icmp.Type(xipv4.ICMPTypeEchoReply)
+	icmpProto, reply := 1, icmp.Type(xipv4.ICMPTypeEchoReply)
 	if f.key.dst.Is6() {
-		proto, reply = 58, xipv6.ICMPTypeEchoReply
+		icmpProto, reply = 58, xipv6.ICMPTypeEchoReply
 	}
 	buf := make([]byte, maxEchoPayload+header.ICMPv4MinimumSize)
 	for {
@@ -201,7 +199,7 @@ func (f *echoFlow) readReplies() {
 		if ua, ok := from.(*net.UDPAddr); !ok || !ua.IP.Equal(f.key.dst.AsSlice()) {
 			continue
 		}
-		m, err := icmp.ParseMessage(proto, buf[:n])
+		m, err := icmp.ParseMessage(icmpProto, buf[:n])
 		if err != nil || m.Type != reply {
 			continue
 		}
@@ -209,15 +207,8 @@ func (f *echoFlow) readReplies() {
 		if !ok {
 			continue
 		}
-		f.p.g.s.WriteRawPacket(nicID, proto6or4(f.key.dst), buffer.MakeWithData(f.replyFrame(uint16(echo.Seq), echo.Data)))
+		f.p.g.s.WriteRawPacket(nicID, proto(f.key.dst), buffer.MakeWithData(f.replyFrame(uint16(echo.Seq), echo.Data)))
 	}
-}
-
-func proto6or4(a netip.Addr) tcpip.NetworkProtocolNumber {
-	if a.Is6() {
-		return ipv6.ProtocolNumber
-	}
-	return ipv4.ProtocolNumber
 }
 
 // replyFrame is the echo reply, from the destination to the member, with

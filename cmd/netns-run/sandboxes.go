@@ -22,6 +22,7 @@ import (
 	"github.com/netns-run/netns-run/internal/registry"
 	"github.com/netns-run/netns-run/internal/runner"
 	"github.com/netns-run/netns-run/internal/wire"
+	"github.com/netns-run/netns-run/stack/resolver"
 	"github.com/spf13/cobra"
 )
 
@@ -611,7 +612,7 @@ func newDaemonCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return daemon.Serve(rt, daemon.Config{Store: store, Registry: reg, Upstreams: runner.HostUpstreams(), Logger: logger})
+			return daemon.Serve(rt, daemon.Config{Store: store, Registry: reg, Upstreams: resolver.HostUpstreams(), Logger: logger})
 		},
 	}
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")

@@ -12,6 +12,7 @@ import (
 	"github.com/netns-run/netns-run/internal/netstore"
 	"github.com/netns-run/netns-run/internal/registry"
 	"github.com/netns-run/netns-run/internal/wire"
+	"github.com/netns-run/netns-run/stack/resolver"
 	"github.com/netns-run/netns-run/tap"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -84,7 +85,7 @@ func (r *run) kernelMacvlan(n netstore.Network) (int, error) {
 	// On the parent's LAN the host's own resolvers serve, as Docker's
 	// macvlan driver gives them; a loopback one would be the sandbox's.
 	var nameservers []netip.Addr
-	for _, up := range HostUpstreams() {
+	for _, up := range resolver.HostUpstreams() {
 		if !up.Addr().IsLoopback() {
 			nameservers = append(nameservers, up.Addr())
 		}

@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/netns-run/netns-run/forward"
-	"github.com/netns-run/netns-run/hosts"
 	"github.com/netns-run/netns-run/internal/dialchan"
 	"github.com/netns-run/netns-run/internal/ipam"
 	"github.com/netns-run/netns-run/internal/wire"
@@ -121,7 +120,7 @@ func (r *run) private() (int, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.undo.push(cancel)
-	if err := serveDNS(ctx, &wg, gw, proxy); err != nil {
+	if err := gw.ServeDNS(ctx, &wg, proxy); err != nil {
 		return wire.ExitOwnError, err
 	}
 	r.reportAuto(bound)
@@ -135,45 +134,13 @@ func (r *run) private() (int, error) {
 	return r.runAndWait(sb, p, bound, nil)
 }
 
-func serveDNS(ctx context.Context, wg *sync.WaitGroup, gw *stack.Gateway, proxy *resolver.Proxy) error {
-	for _, at := range gw.Resolvers() {
-		pc, ln, err := gw.ListenResolver(at)
-		if err != nil {
-			return err
-		}
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			proxy.ServePacket(ctx, pc)
-		}()
-		go func() {
-			defer wg.Done()
-			proxy.ServeStream(ctx, ln)
-		}()
-	}
-	return nil
-}
-
 // upstreams are the asked ones, else every nameserver of the host's
 // resolv.conf in order, else the resolver glibc assumes when it has none.
 func upstreams(asked []netip.AddrPort) ([]netip.AddrPort, error) {
 	if len(asked) > 0 {
 		return asked, nil
 	}
-	return HostUpstreams(), nil
-}
-
-// HostUpstreams are the host's nameservers, port 53.
-func HostUpstreams() []netip.AddrPort {
-	var out []netip.AddrPort
-	if data, err := os.ReadFile("/etc/resolv.conf"); err == nil {
-		ns, _, _ := hosts.ParseResolvConf(data)
-		out = resolver.UpstreamsFromResolvConf(ns)
-	}
-	if len(out) == 0 {
-		out = append(out, netip.MustParseAddrPort("127.0.0.1:53"))
-	}
-	return out
+	return resolver.HostUpstreams(), nil
 }
 
 // hostHasIPv6 reports whether the kernel has IPv6 (booted without

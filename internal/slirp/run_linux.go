@@ -13,7 +13,6 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/netns-run/netns-run/hosts"
 	"github.com/netns-run/netns-run/internal/ipam"
 	"github.com/netns-run/netns-run/internal/seccomp"
 	"github.com/netns-run/netns-run/stack"
@@ -104,7 +103,12 @@ func run(o Options, log *slog.Logger) error {
 	defer wg.Wait()
 	defer cancel()
 	if !o.DisableDNS {
-		if err := serveDNS(ctx, &wg, gw, log); err != nil {
+		// The host's nameservers, read at start, as slirp4netns reads them.
+		proxy, err := resolver.New(resolver.Config{Upstreams: resolver.HostUpstreams(), Logger: log})
+		if err != nil {
+			return fmt.Errorf("DNS forwarder: %w", err)
+		}
+		if err := gw.ServeDNS(ctx, &wg, proxy); err != nil {
 			return err
 		}
 	}
@@ -181,42 +185,6 @@ func checkOutbound(flag, s string, v6 bool) (netip.Addr, error) {
 	ln.Close()
 	return a, nil
 }
-
-// serveDNS answers at the resolver address, forwarding to the host's
-// nameservers in order.
-func serveDNS(ctx context.Context, wg *sync.WaitGroup, gw *stack.Gateway, log *slog.Logger) error {
-	proxy, err := resolver.New(resolver.Config{Upstreams: hostUpstreams(), Logger: log})
-	if err != nil {
-		return fmt.Errorf("DNS forwarder: %w", err)
-	}
-	for _, at := range gw.Resolvers() {
-		pc, ln, err := gw.ListenResolver(at)
-		if err != nil {
-			return err
-		}
-		wg.Add(2)
-		go func() { defer wg.Done(); proxy.ServePacket(ctx, pc) }()
-		go func() { defer wg.Done(); proxy.ServeStream(ctx, ln) }()
-	}
-	return nil
-}
-
-// hostUpstreams are the nameservers of the host's resolv.conf, read when
-// the process starts, as slirp4netns reads them.
-func hostUpstreams() []netip.AddrPort {
-	data, err := os.ReadFile("/etc/resolv.conf")
-	if err != nil {
-		return defaultUpstreams
-	}
-	ns, _, _ := hosts.ParseResolvConf(data)
-	if ups := resolver.UpstreamsFromResolvConf(ns); len(ups) > 0 {
-		return ups
-	}
-	return defaultUpstreams
-}
-
-// defaultUpstreams is the resolver glibc assumes when resolv.conf names none.
-var defaultUpstreams = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:53")}
 
 // ready tells the client that the network is up: "1" on the ready fd,
 // which is then closed.

@@ -34,11 +34,14 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"runtime/debug"
 	"strings"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/netns-run/netns-run/hosts"
 )
 
 const (
@@ -117,6 +120,18 @@ func New(cfg Config) (*Proxy, error) {
 		p.log = slog.New(slog.DiscardHandler)
 	}
 	return p, nil
+}
+
+// HostUpstreams are the nameservers of the host's /etc/resolv.conf, in
+// order, on port 53; 127.0.0.1:53 when it names none, as glibc assumes.
+func HostUpstreams() []netip.AddrPort {
+	if data, err := os.ReadFile("/etc/resolv.conf"); err == nil {
+		ns, _, _ := hosts.ParseResolvConf(data)
+		if ups := UpstreamsFromResolvConf(ns); len(ups) > 0 {
+			return ups
+		}
+	}
+	return []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:53")}
 }
 
 // UpstreamsFromResolvConf turns the nameserver addresses of a resolv.conf

@@ -105,23 +105,19 @@ func New(cfg Config) (*Segment, error) {
 		return nil, fmt.Errorf("network %s: gateway: %w", cfg.Name, err)
 	}
 	s := &Segment{name: cfg.Name, sw: sw, gw: gw, members: make(map[string]Member)}
-	pc, ln, err := gw.ListenResolver(cfg.Gateway)
-	if err != nil {
-		s.closeStack()
-		return nil, fmt.Errorf("network %s: DNS: %w", cfg.Name, err)
-	}
 	proxy, err := resolver.New(s.resolverConfig(cfg, log))
 	if err != nil {
-		pc.Close()
-		ln.Close()
 		s.closeStack()
 		return nil, fmt.Errorf("network %s: DNS: %w", cfg.Name, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.wg.Add(2)
-	go func() { defer s.wg.Done(); proxy.ServePacket(ctx, pc) }()
-	go func() { defer s.wg.Done(); proxy.ServeStream(ctx, ln) }()
+	if err := gw.ServeDNS(ctx, &s.wg, proxy); err != nil {
+		cancel()
+		s.wg.Wait()
+		s.closeStack()
+		return nil, fmt.Errorf("network %s: DNS: %w", cfg.Name, err)
+	}
 	return s, nil
 }
 
