@@ -152,18 +152,7 @@ func TestHardening(t *testing.T) {
 		wantThreads(t, "the agent", sb.agent, "0", "0", "0")
 		wantThreads(t, "the command", sb.command, "0", "0", "0")
 
-		if got := waitTCP(t, "127.0.0.1:18270"); !strings.HasPrefix(got, "from 127.0.0.1:") {
-			t.Errorf("a loopback client of the published port (the fast path): %q", got)
-		}
-		resp := worldDial(t, "tcp", hostIP+":18270", "hello", 10*time.Second)
-		if resp.Error != "" || !strings.HasPrefix(resp.Reply, "from "+worldIP+":") {
-			t.Errorf("a world client of the published port (through gVisor): reply %q, error %q", resp.Reply, resp.Error)
-		}
-		r := u.ok("exec", "hard", "--", "/bin/sh", "-c", probe+" resolve "+worldName+"; "+probe+" tcp "+whoamiAddr+" out")
-		if !strings.Contains(r.stdout, worldIP+"\n") || !strings.Contains(r.stdout, "\nout") {
-			t.Errorf("DNS and outbound TCP from an exec under the filters:\n%s", r)
-		}
-		wantExecUnfiltered(t, u, "hard")
+		wantWorksUnderFilters(t, u, "hard", "18270")
 		u.ok("port", "add", "hard", "18271:80")
 		waitTCP(t, "127.0.0.1:18271")
 		wantThreads(t, "the daemon, after the traffic", daemon, "2", "1", "1")
@@ -181,7 +170,7 @@ func TestHardening(t *testing.T) {
 		}
 		next := findDaemon(t, u)
 		wantThreads(t, "the daemon its supervisor started", next, "2", "1", "2")
-		r = u.ok("exec", "hard", "--", probe, "resolve", worldName)
+		r := u.ok("exec", "hard", "--", probe, "resolve", worldName)
 		if !strings.Contains(r.stdout, worldIP) {
 			t.Errorf("DNS through the restarted daemon:\n%s", r)
 		}
@@ -194,18 +183,7 @@ func TestHardening(t *testing.T) {
 		wantThreads(t, "the supervisor", sb.supervisor, "2", "1", "1")
 		wantThreads(t, "the agent", sb.agent, "0", "0", "0")
 		wantThreads(t, "the command", sb.command, "0", "0", "0")
-		if got := waitTCP(t, "127.0.0.1:18272"); !strings.HasPrefix(got, "from 127.0.0.1:") {
-			t.Errorf("a loopback client of the published port (the fast path): %q", got)
-		}
-		resp := worldDial(t, "tcp", hostIP+":18272", "hello", 10*time.Second)
-		if resp.Error != "" || !strings.HasPrefix(resp.Reply, "from "+worldIP+":") {
-			t.Errorf("a world client of the published port (through gVisor): reply %q, error %q", resp.Reply, resp.Error)
-		}
-		r := u.ok("exec", "hardp", "--", "/bin/sh", "-c", probe+" resolve "+worldName+"; "+probe+" tcp "+whoamiAddr+" out")
-		if !strings.Contains(r.stdout, worldIP+"\n") || !strings.Contains(r.stdout, "\nout") {
-			t.Errorf("DNS and outbound TCP from an exec under the filter:\n%s", r)
-		}
-		wantExecUnfiltered(t, u, "hardp")
+		wantWorksUnderFilters(t, u, "hardp", "18272")
 		wantThreads(t, "the supervisor, after the traffic", sb.supervisor, "2", "1", "1")
 	})
 }
@@ -224,4 +202,24 @@ func TestHardeningOff(t *testing.T) {
 	wantThreads(t, "the daemon", findDaemon(t, u), "0", "0", "0")
 	wantThreads(t, "the supervisor", sb.supervisor, "0", "0", "0")
 	wantThreads(t, "the agent", sb.agent, "0", "0", "0")
+}
+
+// wantWorksUnderFilters: the sandbox name serves its published port to a
+// loopback client (the fast path) and a world client (through gVisor), and
+// an exec in it resolves names and connects out, with the filters on; the
+// exec itself is not filtered.
+func wantWorksUnderFilters(t *testing.T, u *user, name, port string) {
+	t.Helper()
+	if got := waitTCP(t, "127.0.0.1:"+port); !strings.HasPrefix(got, "from 127.0.0.1:") {
+		t.Errorf("a loopback client of the published port (the fast path): %q", got)
+	}
+	resp := worldDial(t, "tcp", hostIP+":"+port, "hello", 10*time.Second)
+	if resp.Error != "" || !strings.HasPrefix(resp.Reply, "from "+worldIP+":") {
+		t.Errorf("a world client of the published port (through gVisor): reply %q, error %q", resp.Reply, resp.Error)
+	}
+	r := u.ok("exec", name, "--", "/bin/sh", "-c", probe+" resolve "+worldName+"; "+probe+" tcp "+whoamiAddr+" out")
+	if !strings.Contains(r.stdout, worldIP+"\n") || !strings.Contains(r.stdout, "\nout") {
+		t.Errorf("DNS and outbound TCP from an exec under the filters:\n%s", r)
+	}
+	wantExecUnfiltered(t, u, name)
 }

@@ -24,23 +24,19 @@ func testGateway6(hostLoopback bool) *Gateway {
 	return g
 }
 
-func TestHostTarget(t *testing.T) {
+// targetCase is a destination, whether host loopback is allowed, and
+// where hostTarget should send it ("" = refused).
+type targetCase struct {
+	dst          string
+	hostLoopback bool
+	want         string
+}
+
+func checkTargets(t *testing.T, gateway func(hostLoopback bool) *Gateway, src string, cases []targetCase) {
+	t.Helper()
 	ap := netip.MustParseAddrPort
-	cases := []struct {
-		dst          string
-		hostLoopback bool
-		want         string // "" = refused
-	}{
-		{"198.51.100.2:80", false, "198.51.100.2:80"},
-		{"10.0.2.2:8080", false, ""},
-		{"10.0.2.2:8080", true, "127.0.0.1:8080"},
-		{"10.0.2.50:80", true, ""},
-		{"127.0.0.1:80", true, ""},
-		{"0.0.0.0:80", false, ""},
-		{"224.0.0.1:80", false, ""},
-	}
 	for _, c := range cases {
-		got, ok := testGateway(c.hostLoopback).hostTarget(netip.MustParseAddr("10.0.2.100"), ap(c.dst))
+		got, ok := gateway(c.hostLoopback).hostTarget(netip.MustParseAddr(src), ap(c.dst))
 		if c.want == "" {
 			if ok {
 				t.Errorf("hostTarget(%s, loopback=%v) = %s; want refused", c.dst, c.hostLoopback, got)
@@ -53,13 +49,21 @@ func TestHostTarget(t *testing.T) {
 	}
 }
 
+func TestHostTarget(t *testing.T) {
+	cases := []targetCase{
+		{"198.51.100.2:80", false, "198.51.100.2:80"},
+		{"10.0.2.2:8080", false, ""},
+		{"10.0.2.2:8080", true, "127.0.0.1:8080"},
+		{"10.0.2.50:80", true, ""},
+		{"127.0.0.1:80", true, ""},
+		{"0.0.0.0:80", false, ""},
+		{"224.0.0.1:80", false, ""},
+	}
+	checkTargets(t, testGateway, "10.0.2.100", cases)
+}
+
 func TestHostTarget6(t *testing.T) {
-	ap := netip.MustParseAddrPort
-	cases := []struct {
-		dst          string
-		hostLoopback bool
-		want         string // "" = refused
-	}{
+	cases := []targetCase{
 		{"[2001:db8::1]:80", false, "[2001:db8::1]:80"},
 		{"[fd00::2]:8080", false, ""},
 		{"[fd00::2]:8080", true, "[::1]:8080"},
@@ -73,20 +77,9 @@ func TestHostTarget6(t *testing.T) {
 		{"[::ffff:198.51.100.2]:80", true, ""},
 		{"198.51.100.2:80", false, "198.51.100.2:80"},
 	}
-	for _, c := range cases {
-		got, ok := testGateway6(c.hostLoopback).hostTarget(netip.MustParseAddr("fd00::1"), ap(c.dst))
-		if c.want == "" {
-			if ok {
-				t.Errorf("hostTarget(%s, loopback=%v) = %s; want refused", c.dst, c.hostLoopback, got)
-			}
-			continue
-		}
-		if !ok || got != ap(c.want) {
-			t.Errorf("hostTarget(%s, loopback=%v) = %s, %v; want %s", c.dst, c.hostLoopback, got, ok, c.want)
-		}
-	}
+	checkTargets(t, testGateway6, "fd00::1", cases)
 	// Without IPv6 on the segment, no IPv6 destination is reached.
-	if got, ok := testGateway(true).hostTarget(netip.MustParseAddr("10.0.2.100"), ap("[2001:db8::1]:80")); ok {
+	if got, ok := testGateway(true).hostTarget(netip.MustParseAddr("10.0.2.100"), netip.MustParseAddrPort("[2001:db8::1]:80")); ok {
 		t.Errorf("an IPv4-only segment reached %s", got)
 	}
 }

@@ -424,15 +424,12 @@ func netstack(network string) (*gstack.Stack, tcpip.NetworkProtocolNumber, tcpip
 	return s, proto, a, nil
 }
 
-// echoTCP copies between two kernel sockets with io.Copy: Go's splice
-// finds no pipe (pipe2 is refused), its sendfile gets ENOSYS, and it
-// copies instead.
-func echoTCP() error {
+// echoServer echoes one TCP connection on a loopback port, with io.Copy.
+func echoServer() (net.Listener, error) {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer ln.Close()
 	go func() {
 		c, err := ln.Accept()
 		if err != nil {
@@ -441,6 +438,18 @@ func echoTCP() error {
 		io.Copy(c, c)
 		c.Close()
 	}()
+	return ln, nil
+}
+
+// echoTCP copies between two kernel sockets with io.Copy: Go's splice
+// finds no pipe (pipe2 is refused), its sendfile gets ENOSYS, and it
+// copies instead.
+func echoTCP() error {
+	ln, err := echoServer()
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
 	c, err := net.Dial("tcp4", ln.Addr().String())
 	if err != nil {
 		return err
@@ -784,19 +793,11 @@ func passFD(pair [2]int) error {
 // forward/relay, which splices them through a pipe (the loopback fast
 // path of published ports, -T), and checks it came back whole.
 func spliceTCP() error {
-	back, err := net.Listen("tcp4", "127.0.0.1:0")
+	back, err := echoServer()
 	if err != nil {
 		return err
 	}
 	defer back.Close()
-	go func() {
-		c, err := back.Accept()
-		if err != nil {
-			return
-		}
-		io.Copy(c, c)
-		c.Close()
-	}()
 	front, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		return err
