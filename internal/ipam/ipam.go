@@ -1,8 +1,10 @@
-// Package ipam hands out the IPv4 addresses of one network segment the way
-// Docker's default IPAM does: the lowest free address of the network's
-// ip-range, never the subnet's network or broadcast address nor the gateway,
-// plus static addresses (--ip) anywhere in the subnet. It also derives a
-// member's MAC from its address (Docker's 02:42 rule).
+// Package ipam hands out the addresses of one network segment the way
+// Docker's default IPAM does: for IPv4 (Pool) the lowest free address of
+// the network's ip-range, never the subnet's network or broadcast address
+// nor the gateway, plus static addresses (--ip) anywhere in the subnet;
+// for IPv6 (Pool6) the same from the subnet's ::2 upwards, with static
+// --ip6 addresses. It also derives a member's MAC from its address
+// (Docker's 02:42 rule).
 //
 // The package is pure: no I/O, no globals. A Pool is not safe for concurrent
 // use; its owner serialises access.
@@ -137,26 +139,30 @@ func (p *Pool) Allocate() (netip.Addr, error) {
 }
 
 // lowestFree finds the lowest address in [lo, hi] missing from used.
+func (p *Pool) lowestFree() (uint32, bool) { return lowestFree(p.used, p.lo, p.hi) }
+
+// lowestFree finds the lowest value in [lo, hi] (lo <= hi) missing from
+// used, which is sorted and duplicate-free.
 //
-// used is sorted and duplicate-free, so used[j]-j never decreases; from the
-// first held address at or above lo, the addresses run on without a gap
-// exactly as long as used[j]-j stays equal, and the first j where it grows
-// marks the gap. That is a binary search.
-func (p *Pool) lowestFree() (uint32, bool) {
-	i, found := slices.BinarySearch(p.used, p.lo)
+// So used[j]-j never decreases; from the first held value at or above lo,
+// the values run on without a gap exactly as long as used[j]-j stays
+// equal, and the first j where it grows marks the gap. That is a binary
+// search, whatever the size of the range.
+func lowestFree[T uint32 | uint64](used []T, lo, hi T) (T, bool) {
+	i, found := slices.BinarySearch(used, lo)
 	if !found {
-		return p.lo, true // lo itself is free (lo <= hi always)
+		return lo, true
 	}
-	base := uint64(p.used[i]) - uint64(i)
-	n := len(p.used)
+	base := used[i] - T(i)
+	n := len(used)
 	j := i + 1 + sort.Search(n-i-1, func(k int) bool {
-		return uint64(p.used[i+1+k])-uint64(i+1+k) != base
+		return used[i+1+k]-T(i+1+k) != base
 	})
-	cand := uint64(p.lo) + uint64(j-i)
-	if cand > uint64(p.hi) {
-		return 0, false
+	// used[i..j-1] is the run lo, lo+1, ... without a gap.
+	if last := used[j-1]; last < hi {
+		return last + 1, true
 	}
-	return uint32(cand), true
+	return 0, false
 }
 
 // Reserve takes a given address (a static --ip). As in Docker, it must lie
