@@ -39,12 +39,20 @@ type diskNetwork struct {
 	Internal bool              `json:"internal,omitempty"`
 	Options  map[string]string `json:"options,omitempty"`
 	Created  time.Time         `json:"created"`
+	// The IPv6 side, added to format 1 without changing its version:
+	// files without it read as IPv4-only networks.
+	EnableIPv6 bool         `json:"enable_ipv6,omitempty"`
+	Subnet6    netip.Prefix `json:"subnet6,omitzero"`
+	Gateway6   netip.Addr   `json:"gateway6,omitzero"`
 }
 
-// leasesFile is leases.json: network id -> sandbox id -> address.
+// leasesFile is leases.json: network id -> sandbox id -> address, the
+// IPv6 addresses of dual-stack networks apart (added to format 1 as
+// Network's IPv6 side).
 type leasesFile struct {
 	Version int                              `json:"version"`
 	Leases  map[string]map[string]netip.Addr `json:"leases"`
+	Leases6 map[string]map[string]netip.Addr `json:"leases6,omitempty"`
 }
 
 // update runs fn on the store's content under the store's locks and writes
@@ -78,7 +86,7 @@ func (s *Store) update(fn func(*state) error) error {
 }
 
 func (s *Store) load() (*state, error) {
-	st := &state{leases: map[string]map[string]netip.Addr{}}
+	st := &state{leases: map[string]map[string]netip.Addr{}, leases6: map[string]map[string]netip.Addr{}}
 
 	var nf networksFile
 	found, err := readJSON(filepath.Join(s.dir, networksFileName), &nf)
@@ -111,6 +119,11 @@ func (s *Store) load() (*state, error) {
 				st.leases[id] = m
 			}
 		}
+		for id, m := range lf.Leases6 {
+			if len(m) > 0 {
+				st.leases6[id] = m
+			}
+		}
 	}
 	return st, nil
 }
@@ -131,14 +144,16 @@ func (s *Store) save(st *state) error {
 	// Leases of networks that no longer exist are dropped whenever either
 	// file is written (Remove writes networks.json first, so a crash in
 	// between leaves only such orphans behind).
-	for id := range st.leases {
-		if !st.hasID(id) {
-			delete(st.leases, id)
-			st.leasesDirty = true
+	for _, l := range []map[string]map[string]netip.Addr{st.leases, st.leases6} {
+		for id := range l {
+			if !st.hasID(id) {
+				delete(l, id)
+				st.leasesDirty = true
+			}
 		}
 	}
 	if st.leasesDirty {
-		lf := leasesFile{Version: formatVersion, Leases: st.leases}
+		lf := leasesFile{Version: formatVersion, Leases: st.leases, Leases6: st.leases6}
 		if err := writeJSON(filepath.Join(s.dir, leasesFileName), lf); err != nil {
 			return err
 		}

@@ -6,7 +6,7 @@
 // Everything lives in one directory:
 //
 //	networks.json  the network definitions, the built-in bridge included
-//	leases.json    network id -> sandbox id -> address
+//	leases.json    network id -> sandbox id -> address, IPv4 and IPv6 apart
 //	lock           flock'd for the length of every operation
 //
 // Files are written atomically (temporary file, fsync, rename) with mode
@@ -85,6 +85,11 @@ type Network struct {
 	Internal bool              `json:"internal,omitempty"` // no outbound NAT
 	Options  map[string]string `json:"options,omitempty"`  // -o key=value: macvlan_mode=bridge|private, parent=IFACE, promisc=on|off
 	Created  time.Time         `json:"created"`
+	// EnableIPv6 makes the network dual stack (--ipv6): Subnet6 and
+	// Gateway6 are its IPv6 side, zero without it.
+	EnableIPv6 bool         `json:"enable_ipv6,omitempty"`
+	Subnet6    netip.Prefix `json:"subnet6,omitzero"`
+	Gateway6   netip.Addr   `json:"gateway6,omitzero"`
 }
 
 // BuiltIn reports whether n is the built-in bridge network.
@@ -103,6 +108,14 @@ func (n Network) Pool() (*ipam.Pool, error) {
 	return ipam.NewPool(n.Subnet, n.IPRange, n.Gateway)
 }
 
+// Pool6 returns a fresh IPv6 address pool for a dual-stack network.
+func (n Network) Pool6() (*ipam.Pool6, error) {
+	if !n.EnableIPv6 {
+		return nil, errorf(ErrInvalid, "network %s has no IPv6: create one with --ipv6", n.Name)
+	}
+	return ipam.NewPool6(n.Subnet6, n.Gateway6)
+}
+
 // CreateRequest is what `network create` asks for. Zero fields take the
 // defaults: driver bridge, the next free subnet of the default pools, the
 // subnet's first address as gateway, the whole subnet as ip-range.
@@ -113,6 +126,11 @@ type CreateRequest struct {
 	Gateway      netip.Addr
 	Internal     bool
 	Options      map[string]string
+	// IPv6 asks for a dual-stack network; Subnet6 (zero: a ULA /64 is
+	// picked) and Gateway6 (zero: the subnet's ::1) are its IPv6 side.
+	IPv6     bool
+	Subnet6  netip.Prefix
+	Gateway6 netip.Addr
 }
 
 // Store is the network store in one directory. It is safe for concurrent
@@ -193,6 +211,17 @@ func (s *Store) Create(req CreateRequest) (Network, error) {
 			return err
 		}
 		n.ID = id
+		if n.EnableIPv6 {
+			if !n.Subnet6.IsValid() {
+				sub, ok := st.freeSubnet6(id)
+				if !ok {
+					return errorf(ErrNoSubnet, "no free IPv6 /64 left in %s/48: pass --subnet with an IPv6 subnet", sub)
+				}
+				n.Subnet6, n.Gateway6 = sub, firstAddr(sub)
+			} else if o, ok := st.overlapping(n.Subnet6); ok {
+				return errorf(ErrOverlap, "IPv6 subnet %s overlaps network %s (%s): pick another --subnet", n.Subnet6, o.Name, o.Subnet6)
+			}
+		}
 		n.Created = time.Now().UTC()
 		st.networks = append(st.networks, n)
 		st.networksDirty = true
@@ -257,9 +286,11 @@ func (s *Store) Remove(nameOrID string, check func(Network) error) error {
 		}
 		st.networks = slices.Delete(st.networks, i, i+1)
 		st.networksDirty = true
-		if _, ok := st.leases[n.ID]; ok {
-			delete(st.leases, n.ID)
-			st.leasesDirty = true
+		for _, l := range []map[string]map[string]netip.Addr{st.leases, st.leases6} {
+			if _, ok := l[n.ID]; ok {
+				delete(l, n.ID)
+				st.leasesDirty = true
+			}
 		}
 		return nil
 	})
@@ -275,6 +306,23 @@ func (s *Store) Leases(networkID string) (map[string]netip.Addr, error) {
 			return err
 		}
 		out = maps.Clone(st.leases[st.networks[i].ID])
+		if out == nil {
+			out = map[string]netip.Addr{}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Leases6 returns the IPv6 leases of a network, as Leases the IPv4 ones.
+func (s *Store) Leases6(networkID string) (map[string]netip.Addr, error) {
+	var out map[string]netip.Addr
+	err := s.update(func(st *state) error {
+		i, err := st.find(networkID)
+		if err != nil {
+			return err
+		}
+		out = maps.Clone(st.leases6[st.networks[i].ID])
 		if out == nil {
 			out = map[string]netip.Addr{}
 		}
@@ -324,8 +372,56 @@ func (s *Store) AllocateLease(networkID, sandboxID string, want netip.Addr) (net
 	return got, nil
 }
 
-// DropLease forgets sandboxID's lease on the network. Dropping a lease that
-// does not exist, or on a network that no longer exists, is not an error.
+// AllocateLease6 leases an IPv6 address to sandboxID on a dual-stack
+// network, as AllocateLease an IPv4 one: want (a static --ip6) when valid,
+// else the sandbox's current IPv6 lease, else the lowest free address
+// from the subnet's ::2 on.
+func (s *Store) AllocateLease6(networkID, sandboxID string, want netip.Addr) (netip.Addr, error) {
+	if sandboxID == "" {
+		return netip.Addr{}, errorf(ErrInvalid, "allocating an address: no sandbox id given")
+	}
+	var got netip.Addr
+	err := s.update(func(st *state) error {
+		i, err := st.find(networkID)
+		if err != nil {
+			return err
+		}
+		n := st.networks[i]
+		pool, err := n.Pool6()
+		if err != nil {
+			return err
+		}
+		for sb, ip := range st.leases6[n.ID] {
+			if sb != sandboxID {
+				_ = pool.Reserve(ip) // a lease the network no longer fits is simply not held
+			}
+		}
+		cur, has := st.leases6[n.ID][sandboxID]
+		switch {
+		case want.IsValid():
+			if err := pool.Reserve(want); err != nil {
+				return err
+			}
+			got = want
+		case has && pool.Reserve(cur) == nil:
+			got = cur
+		default:
+			if got, err = pool.Allocate(); err != nil {
+				return err
+			}
+		}
+		st.setLeaseIn(st.leases6, n.ID, sandboxID, got)
+		return nil
+	})
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	return got, nil
+}
+
+// DropLease forgets sandboxID's leases on the network, IPv4 and IPv6.
+// Dropping a lease that does not exist, or on a network that no longer
+// exists, is not an error.
 func (s *Store) DropLease(networkID, sandboxID string) error {
 	return s.update(func(st *state) error {
 		i, err := st.find(networkID)
@@ -336,14 +432,16 @@ func (s *Store) DropLease(networkID, sandboxID string) error {
 			return err
 		}
 		id := st.networks[i].ID
-		if _, ok := st.leases[id][sandboxID]; !ok {
-			return nil
+		for _, l := range []map[string]map[string]netip.Addr{st.leases, st.leases6} {
+			if _, ok := l[id][sandboxID]; !ok {
+				continue
+			}
+			delete(l[id], sandboxID)
+			if len(l[id]) == 0 {
+				delete(l, id)
+			}
+			st.leasesDirty = true
 		}
-		delete(st.leases[id], sandboxID)
-		if len(st.leases[id]) == 0 {
-			delete(st.leases, id)
-		}
-		st.leasesDirty = true
 		return nil
 	})
 }
@@ -352,6 +450,7 @@ func (s *Store) DropLease(networkID, sandboxID string) error {
 type state struct {
 	networks      []Network
 	leases        map[string]map[string]netip.Addr
+	leases6       map[string]map[string]netip.Addr
 	networksDirty bool
 	leasesDirty   bool
 }
@@ -409,23 +508,49 @@ func (st *state) poolWithout(ref, sandboxID string) (Network, *ipam.Pool, error)
 }
 
 func (st *state) setLease(networkID, sandboxID string, ip netip.Addr) {
-	if cur, ok := st.leases[networkID][sandboxID]; ok && cur == ip {
+	st.setLeaseIn(st.leases, networkID, sandboxID, ip)
+}
+
+func (st *state) setLeaseIn(leases map[string]map[string]netip.Addr, networkID, sandboxID string, ip netip.Addr) {
+	if cur, ok := leases[networkID][sandboxID]; ok && cur == ip {
 		return
 	}
-	if st.leases[networkID] == nil {
-		st.leases[networkID] = map[string]netip.Addr{}
+	if leases[networkID] == nil {
+		leases[networkID] = map[string]netip.Addr{}
 	}
-	st.leases[networkID][sandboxID] = ip
+	leases[networkID][sandboxID] = ip
 	st.leasesDirty = true
 }
 
+// overlapping finds a network whose subnet of p's family overlaps p.
 func (st *state) overlapping(p netip.Prefix) (Network, bool) {
 	for _, n := range st.networks {
-		if n.Subnet.Overlaps(p) {
+		if n.Subnet.Overlaps(p) || (n.EnableIPv6 && n.Subnet6.Overlaps(p)) {
 			return n, true
 		}
 	}
 	return Network{}, false
+}
+
+// freeSubnet6 picks a network's unique local /64 (RFC 4193) when none was
+// asked for: fd, then a global id of 40 bits taken from the network's
+// random id, then subnet id 0, or the next one that overlaps no network.
+func (st *state) freeSubnet6(networkID string) (netip.Prefix, bool) {
+	var a [16]byte
+	a[0] = 0xfd
+	if b, err := hex.DecodeString(networkID[:10]); err == nil {
+		copy(a[1:6], b)
+	}
+	for sub := 0; ; sub++ {
+		a[6], a[7] = byte(sub>>8), byte(sub)
+		p := netip.PrefixFrom(netip.AddrFrom16(a), 64)
+		if _, taken := st.overlapping(p); !taken {
+			return p, true
+		}
+		if sub == 0xffff {
+			return netip.Prefix{}, false
+		}
+	}
 }
 
 // freeSubnet returns the first subnet of Docker's default pools that

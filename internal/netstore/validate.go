@@ -77,6 +77,9 @@ func normalise(req CreateRequest) (Network, error) {
 	if len(req.Options) > 0 {
 		n.Options = maps.Clone(req.Options)
 	}
+	if err := normalise6(&n, req); err != nil {
+		return Network{}, err
+	}
 
 	if !n.Subnet.IsValid() {
 		if n.Gateway.IsValid() {
@@ -110,6 +113,35 @@ func normalise(req CreateRequest) (Network, error) {
 	}
 	n.Gateway = pool.Gateway()
 	return n, nil
+}
+
+// normalise6 validates the IPv6 side of req into n.
+func normalise6(n *Network, req CreateRequest) error {
+	switch {
+	case !req.IPv6 && req.Subnet6.IsValid():
+		return errorf(ErrInvalid, "subnet %s is IPv6 but IPv6 is not enabled: add --ipv6", req.Subnet6)
+	case !req.IPv6 && req.Gateway6.IsValid():
+		return errorf(ErrInvalid, "gateway %s is IPv6 but IPv6 is not enabled: add --ipv6", req.Gateway6)
+	case !req.IPv6:
+		return nil
+	case req.Options[OptParent] != "":
+		return errorf(ErrInvalid, "--ipv6 is not supported on a kernel macvlan network (parent=%s): leave out --ipv6 or parent", req.Options[OptParent])
+	case req.Gateway6.IsValid() && !req.Subnet6.IsValid():
+		return errorf(ErrInvalid, "--gateway %s needs an IPv6 --subnet: give the subnet the gateway belongs to", req.Gateway6)
+	}
+	n.EnableIPv6 = true
+	if !req.Subnet6.IsValid() {
+		return nil // picked at Create
+	}
+	if m := req.Subnet6.Masked(); m != req.Subnet6 {
+		return errorf(ErrInvalid, "subnet %s has host bits set: use %s", req.Subnet6, m)
+	}
+	pool, err := ipam.NewPool6(req.Subnet6, req.Gateway6)
+	if err != nil {
+		return errorf(ErrInvalid, "%s", err)
+	}
+	n.Subnet6, n.Gateway6 = pool.Subnet(), pool.Gateway()
+	return nil
 }
 
 // checkOptions validates -o options for a driver.
@@ -170,6 +202,13 @@ func (n Network) check() error {
 	}
 	if _, err := n.Pool(); err != nil {
 		return err
+	}
+	if n.EnableIPv6 {
+		if _, err := n.Pool6(); err != nil {
+			return err
+		}
+	} else if n.Subnet6.IsValid() || n.Gateway6.IsValid() {
+		return fmt.Errorf("an IPv6 subnet without enable_ipv6")
 	}
 	if n.BuiltIn() {
 		return nil
