@@ -46,29 +46,23 @@ func newNetworkCommand() *cobra.Command {
 }
 
 func newNetworkCreate() *cobra.Command {
-	var driver, subnet, gateway, ipRange string
-	var internal bool
+	var driver, ipRange string
+	var subnets, gateways []string
+	var internal, ipv6 bool
 	var opts []string
 	cmd := &cobra.Command{
 		Use:   "create [flags] NAME",
 		Short: "Create a network",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req := netstore.CreateRequest{Name: args[0], Driver: driver, Internal: internal, Options: map[string]string{}}
+			req := netstore.CreateRequest{Name: args[0], Driver: driver, Internal: internal, IPv6: ipv6, Options: map[string]string{}}
+			if err := subnetsByFamily(&req, subnets, gateways); err != nil {
+				return err
+			}
 			var err error
-			if subnet != "" {
-				if req.Subnet, err = netip.ParsePrefix(subnet); err != nil {
-					return fmt.Errorf("invalid --subnet %q: want a CIDR like 192.168.57.0/24", subnet)
-				}
-			}
 			if ipRange != "" {
-				if req.IPRange, err = netip.ParsePrefix(ipRange); err != nil {
-					return fmt.Errorf("invalid --ip-range %q: want a CIDR like 192.168.57.128/25", ipRange)
-				}
-			}
-			if gateway != "" {
-				if req.Gateway, err = netip.ParseAddr(gateway); err != nil {
-					return fmt.Errorf("invalid --gateway %q: want an IPv4 address", gateway)
+				if req.IPRange, err = netip.ParsePrefix(ipRange); err != nil || !req.IPRange.Addr().Is4() {
+					return fmt.Errorf("invalid --ip-range %q: want an IPv4 CIDR like 192.168.57.128/25 (IPv6 addresses are handed out from the subnet's ::2 on)", ipRange)
 				}
 			}
 			for _, o := range opts {
@@ -103,14 +97,50 @@ func newNetworkCreate() *cobra.Command {
 	}
 	fs := cmd.Flags()
 	fs.StringVarP(&driver, "driver", "d", netstore.DriverBridge, "bridge or macvlan")
-	fs.StringVar(&subnet, "subnet", "", "subnet in CIDR form (default: the next free 172.18+.0.0/16)")
-	fs.StringVar(&gateway, "gateway", "", "gateway address (default: the subnet's first)")
+	fs.StringArrayVar(&subnets, "subnet", nil, "subnet in CIDR form, one IPv4 and with --ipv6 one IPv6 (default: the next free 172.18+.0.0/16; for IPv6 a unique local /64)")
+	fs.StringArrayVar(&gateways, "gateway", nil, "gateway address of the subnet of its family (default: the subnet's first)")
+	fs.BoolVar(&ipv6, "ipv6", false, "dual stack: an IPv6 subnet beside the IPv4 one")
 	fs.StringVar(&ipRange, "ip-range", "", "allocate member addresses from this CIDR inside the subnet")
 	fs.BoolVar(&internal, "internal", false, "no outbound access")
 	fs.StringArrayVarP(&opts, "opt", "o", nil, "driver option (macvlan): macvlan_mode=bridge|private (members may talk to each other, or only to the outside); "+
 		"parent=IFACE (kernel macvlan sub-interfaces of the host's IFACE, which needs CAP_NET_ADMIN over it: checked at create; without it, a userspace macvlan segment); "+
 		"promisc=on|off (with parent: make IFACE promiscuous at create, taken back by network rm)")
 	return cmd
+}
+
+// subnetsByFamily puts --subnet and --gateway values into req, as Docker
+// pairs them: at most one of each family, a gateway with the subnet of its
+// family.
+func subnetsByFamily(req *netstore.CreateRequest, subnets, gateways []string) error {
+	for _, s := range subnets {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return fmt.Errorf("invalid --subnet %q: want a CIDR like 192.168.57.0/24 or fd00:db8:1::/64", s)
+		}
+		dst := &req.Subnet
+		if p.Addr().Is6() {
+			dst = &req.Subnet6
+		}
+		if dst.IsValid() {
+			return fmt.Errorf("--subnet %s: a network has one subnet per family, and %s is of the same family", p, *dst)
+		}
+		*dst = p
+	}
+	for _, g := range gateways {
+		a, err := netip.ParseAddr(g)
+		if err != nil {
+			return fmt.Errorf("invalid --gateway %q: want an IPv4 or IPv6 address", g)
+		}
+		dst := &req.Gateway
+		if a.Is6() {
+			dst = &req.Gateway6
+		}
+		if dst.IsValid() {
+			return fmt.Errorf("--gateway %s: one gateway per family, and %s is of the same family", a, *dst)
+		}
+		*dst = a
+	}
+	return nil
 }
 
 func newNetworkLs() *cobra.Command {
@@ -147,7 +177,7 @@ with Docker's fields (.ID .Name .Driver .Scope .IPv6 .Internal .CreatedAt);
 				if !noTrunc {
 					id = n.ShortID()
 				}
-				rows = append(rows, networkRow{ID: id, Name: n.Name, Driver: n.Driver, Scope: "local", IPv6: "false",
+				rows = append(rows, networkRow{ID: id, Name: n.Name, Driver: n.Driver, Scope: "local", IPv6: fmt.Sprint(n.EnableIPv6),
 					Internal: fmt.Sprint(n.Internal), CreatedAt: n.Created.Local().Format("2006-01-02 15:04:05.999999999 -0700 MST")})
 			}
 			switch {
@@ -262,7 +292,7 @@ func newNetworkInspect() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				v := networkView{Name: n.Name, ID: n.ID, Created: dockerTime(n.Created), Scope: "local", Driver: n.Driver,
+				v := networkView{Name: n.Name, ID: n.ID, Created: dockerTime(n.Created), Scope: "local", Driver: n.Driver, EnableIPv6: n.EnableIPv6,
 					Internal: n.Internal, Options: n.Options, Containers: map[string]containerView{}, Labels: map[string]string{}}
 				v.IPAM.Driver, v.IPAM.Options = "default", map[string]string{}
 				if v.Options == nil {
@@ -275,6 +305,9 @@ func newNetworkInspect() *cobra.Command {
 						c.IPRange = n.IPRange.String()
 					}
 					v.IPAM.Config = []ipamConfig{c}
+				}
+				if n.EnableIPv6 {
+					v.IPAM.Config = append(v.IPAM.Config, ipamConfig{Subnet: n.Subnet6.String(), Gateway: n.Gateway6.String()})
 				}
 				for _, r := range recs {
 					if r.State != registry.Running {
