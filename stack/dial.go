@@ -13,12 +13,19 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 )
 
-// source picks the address a connection into the segment comes from: the
-// real client's, so the member sees who calls, except where the member
-// could not answer it (loopback, IPv6, the segment's own addresses): those
-// come from the gateway, as docker-proxy makes every client appear.
-func (g *Gateway) source(client netip.Addr) netip.Addr {
+// source picks the address a connection to dst inside the segment comes
+// from: the real client's, so the member sees who calls, except where the
+// member could not answer it (loopback, the other family, the segment's own
+// addresses): those come from the gateway, as docker-proxy makes every
+// client appear.
+func (g *Gateway) source(client, dst netip.Addr) netip.Addr {
 	c := client.Unmap()
+	if v6 := g.cfg.IPv6; v6 != nil && dst.Is6() {
+		if !c.IsValid() || !c.Is6() || c.IsLoopback() || c.IsUnspecified() || c.IsMulticast() || c.IsLinkLocalUnicast() || v6.Subnet.Contains(c) {
+			return v6.Gateway
+		}
+		return c
+	}
 	if !c.IsValid() || !c.Is4() || c.IsLoopback() || c.IsUnspecified() || c.IsMulticast() || g.cfg.Subnet.Contains(c) {
 		return g.cfg.Gateway
 	}
@@ -27,7 +34,7 @@ func (g *Gateway) source(client netip.Addr) netip.Addr {
 
 // DialTCP connects to dst inside the segment on behalf of client.
 func (g *Gateway) DialTCP(ctx context.Context, client netip.Addr, dst netip.AddrPort) (net.Conn, error) {
-	local := tcpip.FullAddress{NIC: nicID, Addr: addr(g.source(client))}
+	local := tcpip.FullAddress{NIC: nicID, Addr: addr(g.source(client, dst.Addr()))}
 	remote := tcpip.FullAddress{NIC: nicID, Addr: addr(dst.Addr()), Port: dst.Port()}
 	c, err := gonet.DialTCPWithBind(ctx, g.s, local, remote, proto(dst.Addr()))
 	if err != nil {
@@ -38,7 +45,7 @@ func (g *Gateway) DialTCP(ctx context.Context, client netip.Addr, dst netip.Addr
 
 // DialUDP opens a UDP flow to dst inside the segment on behalf of client.
 func (g *Gateway) DialUDP(client netip.Addr, dst netip.AddrPort) (net.Conn, error) {
-	local := &tcpip.FullAddress{NIC: nicID, Addr: addr(g.source(client))}
+	local := &tcpip.FullAddress{NIC: nicID, Addr: addr(g.source(client, dst.Addr()))}
 	remote := &tcpip.FullAddress{NIC: nicID, Addr: addr(dst.Addr()), Port: dst.Port()}
 	c, err := gonet.DialUDP(g.s, local, remote, proto(dst.Addr()))
 	if err != nil {

@@ -55,20 +55,27 @@ type Config struct {
 }
 
 // IPv6Config is a segment's IPv6 side: the gateway routes Subnet, announced
-// by router advertisements for SLAAC.
+// by router advertisements for SLAAC, or only as on-link when Assigned.
 type IPv6Config struct {
-	Subnet   netip.Prefix // a /64, e.g. fd00::/64
+	Subnet   netip.Prefix // a /64, e.g. fd00::/64; with Assigned a /64 to a /126
 	Gateway  netip.Addr   // the gateway's address in Subnet; reaches the host's ::1 as Gateway reaches 127.0.0.1
 	Resolver netip.Addr   // where the DNS proxy answers over IPv6
 	// OutboundAddr, when valid, is the host IPv6 address outbound
 	// connections are bound to (slirp4netns --outbound-addr6).
 	OutboundAddr netip.Addr
+	// Assigned: the members' addresses are handed out (IPAM on a shared
+	// network) and set on their links, not made by SLAAC.
+	Assigned bool
 }
 
 func (c *IPv6Config) validate() error {
 	switch {
-	case !c.Subnet.IsValid() || !c.Subnet.Addr().Is6() || c.Subnet.Addr().Is4In6() || c.Subnet.Bits() != 64:
+	case !c.Subnet.IsValid() || !c.Subnet.Addr().Is6() || c.Subnet.Addr().Is4In6():
+		return fmt.Errorf("IPv6 subnet %s is not IPv6", c.Subnet)
+	case !c.Assigned && c.Subnet.Bits() != 64:
 		return fmt.Errorf("IPv6 subnet %s: SLAAC needs a /64", c.Subnet)
+	case c.Subnet.Bits() < 64 || c.Subnet.Bits() > 126:
+		return fmt.Errorf("IPv6 subnet %s: use a /64 to a /126", c.Subnet)
 	case !c.Subnet.Contains(c.Gateway) || !c.Subnet.Contains(c.Resolver):
 		return fmt.Errorf("IPv6 gateway %s and resolver %s must be inside %s", c.Gateway, c.Resolver, c.Subnet)
 	}
@@ -182,7 +189,7 @@ func fdLink(cfg Config, link Link) (gstack.LinkEndpoint, error) {
 func (g *Gateway) attach(ep gstack.LinkEndpoint) error {
 	mac := ep.LinkAddress()
 	if v6 := g.cfg.IPv6; v6 != nil {
-		g.ra = newAdvertiser(g.s, mac, header.LinkLocalAddr(mac), v6.Subnet, v6.Resolver)
+		g.ra = newAdvertiser(g.s, mac, header.LinkLocalAddr(mac), v6)
 	}
 	g.ping = newPinger(g, mac)
 	if g.cfg.Capture != nil {

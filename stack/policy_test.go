@@ -112,9 +112,36 @@ func TestSource(t *testing.T) {
 		"10.0.2.100":          "10.0.2.2",
 		"0.0.0.0":             "10.0.2.2",
 	}
+	member := netip.MustParseAddr("10.0.2.100")
 	for client, want := range cases {
-		if got := g.source(netip.MustParseAddr(client)); got != netip.MustParseAddr(want) {
+		if got := g.source(netip.MustParseAddr(client), member); got != netip.MustParseAddr(want) {
 			t.Errorf("source(%s) = %s; want %s", client, got, want)
 		}
+	}
+}
+
+// TestSource6: to a member's IPv6 address an IPv6 client keeps its own
+// address, where the member can answer it; the rest come from the
+// gateway's IPv6 address.
+func TestSource6(t *testing.T) {
+	g := testGateway6(false)
+	cases := map[string]string{
+		"2001:db8::1":         "2001:db8::1",
+		"::1":                 "fd00::2",
+		"fe80::1":             "fd00::2",
+		"fd00::99":            "fd00::2",
+		"198.51.100.2":        "fd00::2",
+		"::ffff:198.51.100.2": "fd00::2",
+		"::":                  "fd00::2",
+	}
+	member := netip.MustParseAddr("fd00::64")
+	for client, want := range cases {
+		if got := g.source(netip.MustParseAddr(client), member); got != netip.MustParseAddr(want) {
+			t.Errorf("source(%s) to %s = %s; want %s", client, member, got, want)
+		}
+	}
+	// To the member's IPv4 address the IPv4 rules hold.
+	if got := g.source(netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("10.0.2.100")); got != netip.MustParseAddr("10.0.2.2") {
+		t.Errorf("an IPv6 client to an IPv4 member: %s, want the gateway", got)
 	}
 }

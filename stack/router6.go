@@ -14,7 +14,9 @@ import (
 
 // The gateway is the IPv6 router of its segment: the sandbox's kernel
 // configures its address by SLAAC from the gateway's router advertisements
-// (as slirp4netns -6 does). gVisor does not send router advertisements, so
+// (as slirp4netns -6 does), or on a shared network takes the address IPAM
+// assigned it and learns from them only the on-link prefix, the router and
+// the resolver. gVisor does not send router advertisements, so
 // the link watcher (link.go) spots router solicitations on their way in and
 // the gateway answers each one, besides advertising when the link comes up
 // and every raInterval after.
@@ -50,13 +52,14 @@ type advertiser struct {
 	stopped chan struct{}
 }
 
-// newAdvertiser advertises prefix with the gateway as default router and
+// newAdvertiser advertises the segment's prefix (for SLAAC unless its
+// addresses are assigned) with the gateway as default router and the
 // resolver as its DNS server (RFC 8106), from the gateway's link-local
 // address linkLocal and MAC mac, to all nodes.
-func newAdvertiser(s *gstack.Stack, mac tcpip.LinkAddress, linkLocal tcpip.Address, prefix netip.Prefix, resolver netip.Addr) *advertiser {
+func newAdvertiser(s *gstack.Stack, mac tcpip.LinkAddress, linkLocal tcpip.Address, v6 *IPv6Config) *advertiser {
 	return &advertiser{
 		s:       s,
-		frame:   routerAdvertisement(mac, linkLocal, prefix, resolver),
+		frame:   routerAdvertisement(mac, linkLocal, v6.Subnet, v6.Resolver, !v6.Assigned),
 		kick:    make(chan struct{}, 1),
 		stopped: make(chan struct{}),
 	}
@@ -90,11 +93,12 @@ func (a *advertiser) run() {
 
 func (a *advertiser) stop() { close(a.stopped) }
 
-// routerAdvertisement is the whole Ethernet frame of the advertisement.
-func routerAdvertisement(mac tcpip.LinkAddress, linkLocal tcpip.Address, prefix netip.Prefix, resolver netip.Addr) []byte {
+// routerAdvertisement is the whole Ethernet frame of the advertisement;
+// slaac lets hosts make their addresses in prefix.
+func routerAdvertisement(mac tcpip.LinkAddress, linkLocal tcpip.Address, prefix netip.Prefix, resolver netip.Addr, slaac bool) []byte {
 	opts := header.NDPOptionsSerializer{
 		header.NDPSourceLinkLayerAddressOption(mac),
-		prefixInformation(prefix),
+		prefixInformation(prefix, slaac),
 		recursiveDNSServer(resolver),
 	}
 	bodyLen := header.ICMPv6HeaderSize + header.NDPRAMinimumSize + opts.Length()
@@ -116,7 +120,7 @@ func routerAdvertisement(mac tcpip.LinkAddress, linkLocal tcpip.Address, prefix 
 	icmp := header.ICMPv6(frame[header.EthernetMinimumSize+header.IPv6MinimumSize:])
 	icmp.SetType(header.ICMPv6RouterAdvert)
 	// The advertisement's fixed part (RFC 4861 4.2): current hop limit,
-	// no flags (addresses by SLAAC, no DHCPv6), router lifetime, and
+	// no flags (addresses by SLAAC or assigned, no DHCPv6), router lifetime, and
 	// reachable time and retransmission timer left to the host.
 	ra := icmp.MessageBody()
 	ra[0] = 64
@@ -126,12 +130,15 @@ func routerAdvertisement(mac tcpip.LinkAddress, linkLocal tcpip.Address, prefix 
 	return frame
 }
 
-// prefixInformation announces prefix as on-link and for SLAAC (RFC 4861
-// 4.6.2).
-func prefixInformation(prefix netip.Prefix) header.NDPPrefixInformation {
+// prefixInformation announces prefix as on-link, and for SLAAC when slaac
+// (RFC 4861 4.6.2).
+func prefixInformation(prefix netip.Prefix, slaac bool) header.NDPPrefixInformation {
 	b := make([]byte, 30)
 	b[0] = byte(prefix.Bits())
-	b[1] = 0xc0 // on-link, autonomous
+	b[1] = 0x80 // on-link
+	if slaac {
+		b[1] |= 0x40 // autonomous
+	}
 	binary.BigEndian.PutUint32(b[2:], uint32(prefixValid/time.Second))
 	binary.BigEndian.PutUint32(b[6:], uint32(prefixPreferred/time.Second))
 	a := prefix.Masked().Addr().As16()

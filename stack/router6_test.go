@@ -12,8 +12,31 @@ import (
 // NDP parsers, as a host's kernel would read it.
 func TestRouterAdvertisement(t *testing.T) {
 	mac := tcpip.LinkAddress("\x02\x42\x0a\x00\x02\x02")
+	checkAdvertisement(t, mac, routerAdvertisement(mac, header.LinkLocalAddr(mac), netip.MustParsePrefix("fd00::/64"), netip.MustParseAddr("fd00::3"), true),
+		"fd00::/64", "fd00::3", true)
+}
+
+// TestSegmentRouterAdvertisement: on a shared network IPAM assigns the
+// addresses, so the prefix (of any length IPAM takes) is on-link but not
+// for SLAAC, and the resolver is the gateway itself.
+func TestSegmentRouterAdvertisement(t *testing.T) {
+	mac := tcpip.LinkAddress("\x02\x42\xac\x12\x00\x01")
+	v6 := &IPv6Config{Subnet: netip.MustParsePrefix("fd00:db8:1::/80"), Gateway: netip.MustParseAddr("fd00:db8:1::1"),
+		Resolver: netip.MustParseAddr("fd00:db8:1::1"), Assigned: true}
+	if err := v6.validate(); err != nil {
+		t.Fatal(err)
+	}
+	a := newAdvertiser(nil, mac, header.LinkLocalAddr(mac), v6)
+	checkAdvertisement(t, mac, a.frame, "fd00:db8:1::/80", "fd00:db8:1::1", false)
+	v6.Assigned = false
+	if err := v6.validate(); err == nil {
+		t.Error("SLAAC on a /80 validated")
+	}
+}
+
+func checkAdvertisement(t *testing.T, mac tcpip.LinkAddress, frame []byte, prefix, resolver string, slaac bool) {
+	t.Helper()
 	ll := header.LinkLocalAddr(mac)
-	frame := routerAdvertisement(mac, ll, netip.MustParsePrefix("fd00::/64"), netip.MustParseAddr("fd00::3"))
 
 	eth := header.Ethernet(frame)
 	if eth.SourceAddress() != mac || eth.DestinationAddress() != tcpip.LinkAddress("\x33\x33\x00\x00\x00\x01") || eth.Type() != header.IPv6ProtocolNumber {
@@ -54,14 +77,14 @@ func TestRouterAdvertisement(t *testing.T) {
 			}
 			seen = append(seen, "sll")
 		case header.NDPPrefixInformation:
-			if o.Subnet().String() != "fd00::/64" || !o.OnLinkFlag() || !o.AutonomousAddressConfigurationFlag() ||
+			if o.Subnet().String() != prefix || !o.OnLinkFlag() || o.AutonomousAddressConfigurationFlag() != slaac ||
 				o.ValidLifetime() != prefixValid || o.PreferredLifetime() != prefixPreferred {
 				t.Errorf("prefix %s on-link %v autonomous %v valid %s preferred %s", o.Subnet(), o.OnLinkFlag(), o.AutonomousAddressConfigurationFlag(), o.ValidLifetime(), o.PreferredLifetime())
 			}
 			seen = append(seen, "prefix")
 		case header.NDPRecursiveDNSServer:
 			addrs, err := o.Addresses()
-			if err != nil || len(addrs) != 1 || addrs[0] != tcpip.AddrFrom16(netip.MustParseAddr("fd00::3").As16()) || o.Lifetime() != rdnssLifetime {
+			if err != nil || len(addrs) != 1 || addrs[0] != tcpip.AddrFrom16(netip.MustParseAddr(resolver).As16()) || o.Lifetime() != rdnssLifetime {
 				t.Errorf("RDNSS %v %v lifetime %s", addrs, err, o.Lifetime())
 			}
 			seen = append(seen, "rdnss")
