@@ -20,54 +20,70 @@ import (
 // flight so that nothing is dropped).
 func BenchmarkMemberToMember(b *testing.B) {
 	for _, size := range []int{64, 1514, 9014, 65534} {
+		b.Run(fmt.Sprint(size), func(b *testing.B) { benchMemberToMember(b, size, nil) })
+	}
+}
+
+// BenchmarkMemberToMemberTapped is BenchmarkMemberToMember with a capture
+// on: a tap that copies each frame, as a capture's does.
+func BenchmarkMemberToMemberTapped(b *testing.B) {
+	for _, size := range []int{64, 1514, 65534} {
 		b.Run(fmt.Sprint(size), func(b *testing.B) {
-			s := newSwitch(b, Options{})
-			src, dst := addSockMember(b, s, 2), addSockMember(b, s, 3)
-			frame := ethtest.UDPFrame(dst.MAC, src.MAC, src.IP, dst.IP, 1, 2, payload(size-42))
-			window := min(256, max(2, (256<<10)/size))
-			credits := make(chan struct{}, window)
-			for range window {
-				credits <- struct{}{}
-			}
-			done := make(chan error, 1)
-			go func() {
-				buf := make([]byte, 1<<17)
-				for i := 0; i < b.N; i++ {
-					n, err := unix.Read(dst.FD, buf)
-					if err != nil || n != len(frame) {
-						done <- fmt.Errorf("read %d, %v", n, err)
-						return
-					}
-					credits <- struct{}{}
-				}
-				done <- nil
-			}()
-			stall := time.NewTimer(time.Hour)
-			b.SetBytes(int64(size))
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				select {
-				case <-credits:
-				default:
-					stall.Reset(5 * time.Second)
-					select {
-					case <-credits:
-					case <-stall.C:
-						b.Fatalf("stalled after %d frames: %+v", i, s.Stats())
-					}
-				}
-				if _, err := unix.Write(src.FD, frame); err != nil {
-					b.Fatal(err)
-				}
-			}
-			if err := <-done; err != nil {
-				b.Fatal(err)
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "frames/s")
+			var keep []byte
+			benchMemberToMember(b, size, func(f []byte) { keep = append(keep[:0], f...) })
 		})
 	}
+}
+
+func benchMemberToMember(b *testing.B, size int, tap Tap) {
+	s := newSwitch(b, Options{})
+	if tap != nil {
+		defer s.AddTap(tap)()
+	}
+	src, dst := addSockMember(b, s, 2), addSockMember(b, s, 3)
+	frame := ethtest.UDPFrame(dst.MAC, src.MAC, src.IP, dst.IP, 1, 2, payload(size-42))
+	window := min(256, max(2, (256<<10)/size))
+	credits := make(chan struct{}, window)
+	for range window {
+		credits <- struct{}{}
+	}
+	done := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 1<<17)
+		for i := 0; i < b.N; i++ {
+			n, err := unix.Read(dst.FD, buf)
+			if err != nil || n != len(frame) {
+				done <- fmt.Errorf("read %d, %v", n, err)
+				return
+			}
+			credits <- struct{}{}
+		}
+		done <- nil
+	}()
+	stall := time.NewTimer(time.Hour)
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		select {
+		case <-credits:
+		default:
+			stall.Reset(5 * time.Second)
+			select {
+			case <-credits:
+			case <-stall.C:
+				b.Fatalf("stalled after %d frames: %+v", i, s.Stats())
+			}
+		}
+		if _, err := unix.Write(src.FD, frame); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "frames/s")
 }
 
 // BenchmarkTAPTCP measures one TCP stream through the switch between kernel

@@ -27,6 +27,9 @@ func (s *Switch) serveDHCP(p *port, req []byte) {
 		p.drop(dropOversize, frame)
 		return
 	}
+	if t := s.taps.Load(); t != nil {
+		t.tap(frame)
+	}
 	p.write(frame)
 }
 

@@ -77,6 +77,7 @@ func (g *gatewayEndpoint) deliver(frame []byte, v *buffer.View, from *port) bool
 	d.DeliverNetworkPacket(proto, pkt)
 	pkt.DecRef()
 	g.cnt.out.Add(1)
+	g.cnt.outBytes.Add(uint64(len(frame)))
 	return handed
 }
 
@@ -85,10 +86,17 @@ func (g *gatewayEndpoint) deliver(frame []byte, v *buffer.View, from *port) bool
 // Packets nobody owns are dropped (and counted as sent, as a wire would).
 func (g *gatewayEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	t := g.sw.tbl.Load()
+	tp := g.sw.taps.Load()
 	n := 0
 	for _, pkt := range pkts.AsSlice() {
 		n++
 		g.cnt.in.Add(1)
+		g.cnt.inBytes.Add(uint64(pkt.Size()))
+		if tp != nil {
+			v := pkt.ToView()
+			tp.tap(v.AsSlice())
+			v.Release()
+		}
 		lh := pkt.LinkHeader().Slice()
 		if len(lh) < ethHdrLen {
 			g.drop(dropMalformed, lh)

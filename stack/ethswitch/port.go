@@ -63,6 +63,10 @@ func (p *port) run() {
 			return
 		}
 		p.cnt.in.Add(1)
+		p.cnt.inBytes.Add(uint64(n))
+		if t := s.taps.Load(); t != nil {
+			t.tap(buf[:min(n, s.frameMax)])
+		}
 		if n > s.frameMax {
 			p.drop(dropOversize, buf[:min(n, ethHdrLen)])
 			continue
@@ -226,7 +230,7 @@ func (p *port) write(frame []byte) {
 	}
 	errno := rawfile.NonBlockingWrite(p.fd, frame)
 	p.wmu.RUnlock()
-	p.wrote(errno, frame)
+	p.wrote(errno, frame, len(frame))
 }
 
 // writePacket sends a gVisor packet (link header included) to the member
@@ -254,15 +258,17 @@ func (p *port) writePacket(pkt *stack.PacketBuffer) {
 	}
 	errno := rawfile.NonBlockingWriteIovec(p.fd, iovs)
 	p.wmu.RUnlock()
-	p.wrote(errno, pkt.LinkHeader().Slice())
+	p.wrote(errno, pkt.LinkHeader().Slice(), pkt.Size())
 }
 
-func (p *port) wrote(errno unix.Errno, frame []byte) {
+// wrote counts a write of n bytes (frame, or its link header, for the log).
+func (p *port) wrote(errno unix.Errno, frame []byte, n int) {
 	if errno != 0 {
 		p.dropErr(dropWrite, frame, errno)
 		return
 	}
 	p.cnt.out.Add(1)
+	p.cnt.outBytes.Add(uint64(n))
 }
 
 // shutdown closes the fd and waits for the reader. In-flight writes finish

@@ -81,9 +81,11 @@ const (
 // counters belong to one port (or the gateway). in is only written by the
 // port's reader; the rest are rare or per destination.
 type counters struct {
-	in    atomic.Uint64 // frames read from the port
-	out   atomic.Uint64 // frames written to the port
-	drops [numDropReasons]atomic.Uint64
+	in       atomic.Uint64 // frames read from the port
+	out      atomic.Uint64 // frames written to the port
+	inBytes  atomic.Uint64
+	outBytes atomic.Uint64
+	drops    [numDropReasons]atomic.Uint64
 
 	lastLog    atomic.Int64 // unix nanos of the last debug log
 	suppressed atomic.Uint64
@@ -92,6 +94,8 @@ type counters struct {
 func (c *counters) add(o *counters) {
 	c.in.Add(o.in.Load())
 	c.out.Add(o.out.Load())
+	c.inBytes.Add(o.inBytes.Load())
+	c.outBytes.Add(o.outBytes.Load())
 	for i := range c.drops {
 		c.drops[i].Add(o.drops[i].Load())
 	}
@@ -99,11 +103,48 @@ func (c *counters) add(o *counters) {
 
 // Stats are the switch's counters since New, including removed ports.
 type Stats struct {
-	MemberIn   uint64            // frames read from members
-	MemberOut  uint64            // frames written to members (by other members, the gateway or DHCP)
-	GatewayIn  uint64            // frames gVisor sent into the switch
-	GatewayOut uint64            // frames delivered to gVisor
-	Drops      map[string]uint64 // nonzero drop counts by reason (the Drop* constants)
+	MemberIn       uint64            // frames read from members
+	MemberOut      uint64            // frames written to members (by other members, the gateway or DHCP)
+	MemberInBytes  uint64            // their bytes, Ethernet header included
+	MemberOutBytes uint64            //
+	GatewayIn      uint64            // frames gVisor sent into the switch
+	GatewayOut     uint64            // frames delivered to gVisor
+	Drops          map[string]uint64 // nonzero drop counts by reason (the Drop* constants)
+}
+
+// PortStats are one member's counters, from the member's side (as its
+// eth0 would count): Tx is what it sent into the switch, Rx what the
+// switch wrote to it.
+type PortStats struct {
+	MAC       net.HardwareAddr
+	TxPackets uint64
+	TxBytes   uint64
+	RxPackets uint64
+	RxBytes   uint64
+	// Drops are the member's frames the switch dropped, and frames toward
+	// it that could not be written, by reason (the Drop* constants).
+	Drops map[string]uint64
+}
+
+// PortStats returns a snapshot of each current member's counters.
+func (s *Switch) PortStats() []PortStats {
+	ports := s.tbl.Load().ports
+	out := make([]PortStats, 0, len(ports))
+	for _, p := range ports {
+		ps := PortStats{
+			MAC:       net.HardwareAddr(append([]byte(nil), p.mac[:]...)),
+			TxPackets: p.cnt.in.Load(), TxBytes: p.cnt.inBytes.Load(),
+			RxPackets: p.cnt.out.Load(), RxBytes: p.cnt.outBytes.Load(),
+			Drops: map[string]uint64{},
+		}
+		for i := dropReason(1); i < numDropReasons; i++ {
+			if n := p.cnt.drops[i].Load(); n > 0 {
+				ps.Drops[i.String()] = n
+			}
+		}
+		out = append(out, ps)
+	}
+	return out
 }
 
 // Stats returns a snapshot of the counters.
@@ -114,11 +155,13 @@ func (s *Switch) Stats() Stats {
 		sum.add(&p.cnt)
 	}
 	st := Stats{
-		MemberIn:   sum.in.Load(),
-		MemberOut:  sum.out.Load(),
-		GatewayIn:  s.gw.cnt.in.Load(),
-		GatewayOut: s.gw.cnt.out.Load(),
-		Drops:      map[string]uint64{},
+		MemberIn:       sum.in.Load(),
+		MemberOut:      sum.out.Load(),
+		MemberInBytes:  sum.inBytes.Load(),
+		MemberOutBytes: sum.outBytes.Load(),
+		GatewayIn:      s.gw.cnt.in.Load(),
+		GatewayOut:     s.gw.cnt.out.Load(),
+		Drops:          map[string]uint64{},
 	}
 	for i := dropReason(1); i < numDropReasons; i++ {
 		if n := sum.drops[i].Load() + s.gw.cnt.drops[i].Load(); n > 0 {

@@ -87,6 +87,11 @@ type Switch struct {
 
 	gw *gatewayEndpoint
 
+	// taps are the captures running (nil: none); tapKeys, under mu, names
+	// each for its removal.
+	taps    atomic.Pointer[taps]
+	tapKeys []*byte
+
 	// retired keeps the counters of removed ports for Stats.
 	retired counters
 }
