@@ -100,7 +100,8 @@ type Gateway struct {
 	s           *gstack.Stack
 	log         *slog.Logger
 	limit       *limits
-	ra          *advertiser // nil without IPv6
+	refusals    refusalTable // the NAT's, for PeerStats
+	ra          *advertiser  // nil without IPv6
 	ping        *pinger
 }
 

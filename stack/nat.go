@@ -103,6 +103,7 @@ func (g *Gateway) forwardTCP(r *tcp.ForwarderRequest) {
 	dst := netip.AddrPortFrom(netipAddr(id.LocalAddress), id.LocalPort)
 	target, ok := g.hostTarget(netipAddr(id.RemoteAddress), dst)
 	if !ok || !take(&g.limit.tcp, g.limit.maxTCP) {
+		g.refused(netipAddr(id.RemoteAddress), ok)
 		g.log.Debug("refused outbound TCP", "dst", dst, "allowed", ok)
 		r.Complete(true)
 		return
@@ -137,6 +138,7 @@ func (g *Gateway) forwardUDP(r *udp.ForwarderRequest) bool {
 	dst := netip.AddrPortFrom(netipAddr(id.LocalAddress), id.LocalPort)
 	target, ok := g.hostTarget(netipAddr(id.RemoteAddress), dst)
 	if !ok || !take(&g.limit.udp, g.limit.maxUDP) {
+		g.refused(netipAddr(id.RemoteAddress), ok)
 		g.log.Debug("refused outbound UDP", "dst", dst, "allowed", ok)
 		return false
 	}

@@ -62,6 +62,7 @@ type Segment struct {
 	name   string
 	sw     *ethswitch.Switch
 	gw     *stack.Gateway
+	ctx    context.Context // ends when the segment closes
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
@@ -111,7 +112,7 @@ func New(cfg Config) (*Segment, error) {
 		return nil, fmt.Errorf("network %s: DNS: %w", cfg.Name, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
+	s.ctx, s.cancel = ctx, cancel
 	if err := gw.ServeDNS(ctx, &s.wg, proxy); err != nil {
 		cancel()
 		s.wg.Wait()

@@ -1,0 +1,116 @@
+package segment
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket/pcapgo"
+	"github.com/netns-run/netns-run/stack/ethswitch"
+	"github.com/netns-run/netns-run/stack/ethswitch/ethtest"
+	"github.com/netns-run/netns-run/stack/pcap"
+)
+
+// syncBuffer is a bytes.Buffer safe to read while a capture writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// TestCaptureMember: a capture limited to one member writes the frames it
+// sent and was sent, not those between two others, and stops at --count.
+func TestCaptureMember(t *testing.T) {
+	s := newSegment(t, Config{MemberNames: true})
+	a, b, c := attach(t, s, 2, "alpha"), attach(t, s, 3, "beta"), attach(t, s, 4, "gamma")
+	if _, err := s.Capture(context.Background(), &syncBuffer{}, "nobody", pcap.Options{}); err == nil {
+		t.Fatal("a capture of an unknown member started")
+	}
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Capture(context.Background(), &out, "alpha", pcap.Options{Count: 2})
+		done <- err
+	}()
+	toB := ethtest.UDPFrame(b.m.MAC, a.m.MAC, a.m.IP, b.m.IP, 1, 2, []byte("a->b"))
+	cToB := ethtest.UDPFrame(b.m.MAC, c.m.MAC, c.m.IP, b.m.IP, 1, 2, []byte("c->b"))
+	toA := ethtest.UDPFrame(a.m.MAC, b.m.MAC, b.m.IP, a.m.IP, 2, 1, []byte("b->a"))
+	// The tap is set a moment after Capture starts: send until it shows.
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		out.mu.Lock()
+		n := out.b.Len()
+		out.mu.Unlock()
+		if n > 24 || time.Now().After(deadline) {
+			break
+		}
+		a.Send(toB)
+		b.Recv(time.Second)
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.Send(cToB)
+	b.Expect(cToB)
+	b.Send(toA)
+	a.Expect(toA)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the capture did not stop at its count")
+	}
+	r, err := pcapgo.NewReader(&out.b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got [][]byte
+	for {
+		data, _, err := r.ReadPacketData()
+		if err != nil {
+			break
+		}
+		got = append(got, data)
+	}
+	if len(got) != 2 || !bytes.Equal(got[0], toB) {
+		t.Fatalf("captured %d frames, want alpha's two", len(got))
+	}
+	if !bytes.Equal(got[1], toB) && !bytes.Equal(got[1], toA) {
+		t.Fatalf("captured a frame that is not alpha's: %x", got[1])
+	}
+}
+
+func TestStats(t *testing.T) {
+	s := newSegment(t, Config{})
+	a, b := attach(t, s, 2, "alpha"), attach(t, s, 3, "beta")
+	f := ethtest.UDPFrame(b.m.MAC, a.m.MAC, a.m.IP, b.m.IP, 1, 2, make([]byte, 1000))
+	a.Send(f)
+	b.Expect(f)
+	a.Send(ethtest.UDPFrame(b.m.MAC, a.m.MAC, b.m.IP, b.m.IP, 1, 2, nil)) // spoofed source
+	deadline := time.Now().Add(2 * time.Second)
+	var st Stats
+	for {
+		st = s.Stats()
+		if st.Switch.Drops[ethswitch.DropSrcIP] == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if len(st.Members) != 2 || st.Members[0].Name != "alpha" || st.Members[1].Name != "beta" {
+		t.Fatalf("members: %+v", st.Members)
+	}
+	sa, sb := st.Members[0], st.Members[1]
+	if sa.TxPackets != 2 || sa.TxBytes < uint64(len(f)) || sa.Drops[ethswitch.DropSrcIP] != 1 {
+		t.Errorf("alpha: %+v", sa)
+	}
+	if sb.RxPackets != 1 || sb.RxBytes != uint64(len(f)) || len(sb.Drops) != 0 {
+		t.Errorf("beta: %+v", sb)
+	}
+}
