@@ -109,6 +109,10 @@ func (g *gatewayEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.
 			g.drop(dropGatewayClaim, lh)
 			continue
 		}
+		if pkt.NetworkProtocolNumber == header.IPv6ProtocolNumber && claimsMember6(pkt, t) {
+			g.drop(dropGatewayClaim6, lh)
+			continue
+		}
 		dst := [6]byte(lh[0:6])
 		if dst[0]&1 != 0 {
 			for _, q := range t.ports {

@@ -26,8 +26,10 @@ type port struct {
 	sw   *Switch
 	mac  [6]byte
 	ip   [4]byte
-	name string // MAC, for logs and stats
-	fd   int    // owned by f; written raw under wmu
+	ip6  [16]byte // zero without IPv6 on the segment
+	ll   [16]byte // link-local, from mac
+	name string   // MAC, for logs and stats
+	fd   int      // owned by f; written raw under wmu
 	f    *os.File
 
 	// wmu guards fd against Close while someone writes to it: writers
@@ -107,7 +109,7 @@ func (p *port) handle(frame []byte, v *buffer.View) bool {
 			return false
 		}
 	case etherIPv6:
-		if r := checkIPv6(l3); r != dropNone {
+		if r := p.checkIPv6(l3); r != dropNone {
 			p.drop(r, frame)
 			return false
 		}
@@ -200,25 +202,6 @@ func (p *port) checkARP(a []byte) dropReason {
 		return dropARPSpoof
 	}
 	return dropNone
-}
-
-// checkIPv6 allows link-local sources, and the unspecified source for ICMPv6
-// (DAD neighbour solicitations, MLD reports) with or without a hop-by-hop
-// header. Members have no other IPv6 addresses.
-func checkIPv6(ip []byte) dropReason {
-	if len(ip) < 40 || ip[0]>>4 != 6 {
-		return dropMalformed
-	}
-	src := ip[8:24]
-	if src[0] == 0xfe && src[1]&0xc0 == 0x80 {
-		return dropNone
-	}
-	if [16]byte(src) == [16]byte{} {
-		if nh := ip[6]; nh == 58 || nh == 0 {
-			return dropNone
-		}
-	}
-	return dropIPv6Src
 }
 
 // write sends one frame to the member; it never blocks (a full queue drops).

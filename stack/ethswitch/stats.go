@@ -32,6 +32,9 @@ const (
 	dropNoGateway
 	dropWrite
 	dropGatewayClaim
+	dropNDPSpoof
+	dropRogueRouter
+	dropGatewayClaim6
 	numDropReasons
 )
 
@@ -51,6 +54,9 @@ var dropNames = [numDropReasons]string{
 	dropNoGateway:      DropNoGateway,
 	dropWrite:          DropWrite,
 	dropGatewayClaim:   DropGatewayClaim,
+	dropNDPSpoof:       DropNDPSpoof,
+	dropRogueRouter:    DropRogueRouter,
+	dropGatewayClaim6:  DropGatewayClaim6,
 }
 
 func (r dropReason) String() string {
@@ -68,7 +74,7 @@ const (
 	DropSrcMAC         = "spoofed source MAC"
 	DropSrcIP          = "spoofed source IPv4"
 	DropARPSpoof       = "spoofed ARP sender"
-	DropIPv6Src        = "IPv6 source not link-local"
+	DropIPv6Src        = "spoofed source IPv6"
 	DropEtherType      = "unsupported ethertype"
 	DropUnknownUnicast = "unknown unicast"
 	DropHairpin        = "destination is the sender"
@@ -76,6 +82,9 @@ const (
 	DropNoGateway      = "gateway not attached"
 	DropWrite          = "write failed"
 	DropGatewayClaim   = "gateway ARP claims a member's IP"
+	DropNDPSpoof       = "spoofed neighbour discovery"
+	DropRogueRouter    = "router advertisement or redirect from a member"
+	DropGatewayClaim6  = "gateway NDP claims a member's IPv6"
 )
 
 // counters belong to one port (or the gateway). in is only written by the

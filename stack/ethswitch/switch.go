@@ -7,8 +7,8 @@
 // between members go fd to fd without touching gVisor; frames to the gateway
 // MAC are delivered to the gVisor NIC built on GatewayEndpoint; broadcast and
 // multicast go to every other member (unless Isolate) and to the gateway.
-// Every member frame is checked against the port's own MAC and IPv4 address
-// (anti-spoofing) before it goes anywhere.
+// Every member frame is checked against the port's own MAC and IPv4 address,
+// and its IPv6 addresses (ipv6.go), before it goes anywhere (anti-spoofing).
 //
 // Concurrency: one goroutine per port reads its fd through the Go runtime
 // poller and forwards each frame on that goroutine (gateway-bound frames are
@@ -39,6 +39,9 @@ import (
 type Member struct {
 	MAC net.HardwareAddr
 	IP  netip.Addr // IPv4
+	// IP6 is the member's IPv6 address on a dual-stack segment; its
+	// link-local address (made from MAC) is its own without it too.
+	IP6 netip.Addr
 	// FD is the member's TAP fd (or any fd carrying one Ethernet frame per
 	// read/write, e.g. a SOCK_SEQPACKET socket). The switch owns it from
 	// the AddPort call on, also when AddPort fails, and closes it on
@@ -103,6 +106,7 @@ type table struct {
 	gwLink tcpip.LinkAddress // gwMAC, for gVisor
 	byMAC  map[[6]byte]*port
 	byIP   map[[4]byte]*port
+	byIP6  map[[16]byte]*port // members' IPv6 and link-local addresses
 	ports  []*port
 }
 
@@ -137,7 +141,7 @@ func New(opts Options) (*Switch, error) {
 	} else if opts.DHCP != nil {
 		return nil, fmt.Errorf("ethswitch: DHCP needs an IPv4 GatewayIP, have %v", opts.GatewayIP)
 	}
-	t := &table{byMAC: map[[6]byte]*port{}, byIP: map[[4]byte]*port{}}
+	t := &table{byMAC: map[[6]byte]*port{}, byIP: map[[4]byte]*port{}, byIP6: map[[16]byte]*port{}}
 	copy(t.gwMAC[:], opts.GatewayMAC)
 	t.gwLink = tcpip.LinkAddress(t.gwMAC[:])
 	s.tbl.Store(t)
@@ -157,9 +161,10 @@ func New(opts Options) (*Switch, error) {
 // as with fdbased (2x at MTU 1500 toward members in BenchmarkTAPTCP).
 func (s *Switch) GatewayEndpoint() stack.LinkEndpoint { return s.gw }
 
-// AddPort connects a member. It fails on a duplicate MAC or IP, on a MAC
-// that is not unicast or is the gateway's, on an IP that is not IPv4 (or is
-// GatewayIP), and after Close. The switch owns m.FD from this call on: it
+// AddPort connects a member. It fails on a duplicate MAC, IP or IP6, on a
+// MAC that is not unicast or is the gateway's, on an IP that is not IPv4
+// (or is GatewayIP), on an IP6 that is not a unicast IPv6 address, and
+// after Close. The switch owns m.FD from this call on: it
 // sets it nonblocking, and closes it when AddPort fails, on RemovePort and on
 // Close. If the fd fails (EOF, or the sandbox's namespace is gone) the
 // port's reader stops and logs; the port stays until RemovePort.
@@ -179,9 +184,13 @@ func (s *Switch) AddPort(m Member) (err error) {
 	if m.FD < 0 {
 		return fmt.Errorf("ethswitch: member %s: bad fd %d", m.MAC, m.FD)
 	}
+	if a := m.IP6; a.IsValid() && (!a.Is6() || a.Is4In6() || a.IsUnspecified() || a.IsMulticast() || a.IsLinkLocalUnicast() || a.IsLoopback()) {
+		return fmt.Errorf("ethswitch: member %s: IPv6 %v is not a usable unicast address", m.MAC, a)
+	}
 	var mac [6]byte
 	copy(mac[:], m.MAC)
 	ip4 := ip.As4()
+	ip6, ll := ip6Key(m.IP6), linkLocal(mac)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -201,6 +210,9 @@ func (s *Switch) AddPort(m Member) (err error) {
 	if ip4 == s.gwIP {
 		return fmt.Errorf("ethswitch: member IP %s is the gateway's", ip)
 	}
+	if _, dup := old.byIP6[ip6]; dup && ip6 != [16]byte{} {
+		return fmt.Errorf("ethswitch: duplicate IPv6 %s", m.IP6)
+	}
 	// A nonblocking fd makes os.NewFile register it with the runtime
 	// poller: reads park the goroutine instead of a thread, and Close
 	// wakes a pending read.
@@ -211,6 +223,8 @@ func (s *Switch) AddPort(m Member) (err error) {
 		sw:   s,
 		mac:  mac,
 		ip:   ip4,
+		ip6:  ip6,
+		ll:   ll,
 		name: net.HardwareAddr(mac[:]).String(),
 		fd:   m.FD,
 		done: make(chan struct{}),
@@ -222,6 +236,10 @@ func (s *Switch) AddPort(m Member) (err error) {
 	t := old.clone()
 	t.byMAC[mac] = p
 	t.byIP[ip4] = p
+	t.byIP6[ll] = p
+	if ip6 != [16]byte{} {
+		t.byIP6[ip6] = p
+	}
 	t.ports = append(t.ports, p)
 	s.tbl.Store(t)
 	go p.run()
@@ -246,6 +264,8 @@ func (s *Switch) RemovePort(mac net.HardwareAddr) {
 	t := old.clone()
 	delete(t.byMAC, key)
 	delete(t.byIP, p.ip)
+	delete(t.byIP6, p.ip6)
+	delete(t.byIP6, p.ll)
 	t.ports = t.ports[:0]
 	for _, q := range old.ports {
 		if q != p {
@@ -270,7 +290,7 @@ func (s *Switch) Close() {
 	}
 	s.closed = true
 	old := s.tbl.Load()
-	t := &table{gwMAC: old.gwMAC, gwLink: old.gwLink, byMAC: map[[6]byte]*port{}, byIP: map[[4]byte]*port{}}
+	t := &table{gwMAC: old.gwMAC, gwLink: old.gwLink, byMAC: map[[6]byte]*port{}, byIP: map[[4]byte]*port{}, byIP6: map[[16]byte]*port{}}
 	s.tbl.Store(t)
 	s.mu.Unlock()
 	for _, p := range old.ports {
@@ -285,6 +305,7 @@ func (t *table) clone() *table {
 		gwLink: t.gwLink,
 		byMAC:  make(map[[6]byte]*port, len(t.byMAC)+1),
 		byIP:   make(map[[4]byte]*port, len(t.byIP)+1),
+		byIP6:  make(map[[16]byte]*port, len(t.byIP6)+2),
 		ports:  make([]*port, len(t.ports), len(t.ports)+1),
 	}
 	for k, v := range t.byMAC {
@@ -292,6 +313,9 @@ func (t *table) clone() *table {
 	}
 	for k, v := range t.byIP {
 		n.byIP[k] = v
+	}
+	for k, v := range t.byIP6 {
+		n.byIP6[k] = v
 	}
 	copy(n.ports, t.ports)
 	return n

@@ -164,37 +164,6 @@ func TestARPSpoofDropped(t *testing.T) {
 	a.Expect(reply)
 }
 
-func TestIPv6Sources(t *testing.T) {
-	s := newSwitch(t, Options{})
-	gw := attachFake(s)
-	a, b := addSockMember(t, s, 2), addSockMember(t, s, 3)
-	allNodes := net.HardwareAddr{0x33, 0x33, 0, 0, 0, 1}
-	ll := netip.MustParseAddr("fe80::42:aff:fe09:2")
-	mcast := netip.MustParseAddr("ff02::1")
-
-	ok := []([]byte){
-		ethtest.IPv6Frame(allNodes, a.MAC, ll, mcast, 58, payload(24)),                           // link-local
-		ethtest.IPv6Frame(allNodes, a.MAC, netip.IPv6Unspecified(), mcast, 58, payload(24)),      // DAD
-		ethtest.IPv6Frame(allNodes, a.MAC, netip.IPv6Unspecified(), mcast, 0, payload(24)),       // MLD (hop-by-hop)
-		ethtest.IPv6Frame(b.MAC, a.MAC, ll, netip.MustParseAddr("fe80::42:aff:fe09:3"), 17, nil), // unicast link-local
-	}
-	for i, f := range ok {
-		a.Send(f)
-		b.Expect(f)
-		if i < 3 {
-			gw.expect(t, f)
-		}
-	}
-	a.Send(ethtest.IPv6Frame(allNodes, a.MAC, netip.MustParseAddr("2001:db8::2"), mcast, 58, payload(24)))
-	a.Send(ethtest.IPv6Frame(allNodes, a.MAC, netip.IPv6Unspecified(), mcast, 17, payload(24)))
-	waitDrop(t, s, DropIPv6Src, 2)
-	// Other ethertypes (here an 802.1Q tag) cannot be checked: dropped.
-	a.Send(ethtest.EthFrame(b.MAC, a.MAC, 0x8100, payload(46)))
-	waitDrop(t, s, DropEtherType, 1)
-	b.ExpectNothing(quiet)
-	gw.expectNothing(t, 0)
-}
-
 func TestRuntAndOversize(t *testing.T) {
 	s := newSwitch(t, Options{MTU: 1500})
 	gw := attachFake(s)
