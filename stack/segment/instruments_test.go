@@ -98,7 +98,9 @@ func TestStats(t *testing.T) {
 	var st Stats
 	for {
 		st = s.Stats()
-		if st.Switch.Drops[ethswitch.DropSrcIP] == 1 || time.Now().After(deadline) {
+		// The members' counters are read before the switch's totals: wait
+		// on the member's own, which the checks below read.
+		if len(st.Members) == 2 && st.Members[0].Drops[ethswitch.DropSrcIP] == 1 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)
