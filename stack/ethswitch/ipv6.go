@@ -3,6 +3,7 @@ package ethswitch
 import (
 	"net/netip"
 
+	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
@@ -28,10 +29,9 @@ const (
 )
 
 // linkLocal is the address a kernel makes for the link from mac (modified
-// EUI-64, RFC 4291 appendix A, the default addr_gen_mode).
+// EUI-64, the default addr_gen_mode), as the gateway's own is made.
 func linkLocal(mac [6]byte) [16]byte {
-	return [16]byte{0: 0xfe, 1: 0x80,
-		8: mac[0] ^ 0x02, 9: mac[1], 10: mac[2], 11: 0xff, 12: 0xfe, 13: mac[3], 14: mac[4], 15: mac[5]}
+	return header.LinkLocalAddr(tcpip.LinkAddress(mac[:])).As16()
 }
 
 // ip6Key is the switch table's key of a member's IPv6 address, valid or
