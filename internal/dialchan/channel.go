@@ -79,10 +79,12 @@ func (ch *channel) close() {
 }
 
 // dialTCP connects to port at the first of the addresses that does not
-// refuse, with a socket of the pool while there is one.
+// refuse, with a socket of the pool while there is one. A refusal at every
+// address is confirmed by the agent: a socket of the pool outlives its
+// sandbox, and the loopback of a sandbox that has ended refuses everything,
+// which must not read as a closed port.
 func (ch *channel) dialTCP(ctx context.Context, port uint16) (net.Conn, error) {
-	var err error
-	for i, a := range ch.addrs {
+	for _, a := range ch.addrs {
 		if !a.Is4() {
 			break
 		}
@@ -90,9 +92,8 @@ func (ch *channel) dialTCP(ctx context.Context, port uint16) (net.Conn, error) {
 		if fd < 0 {
 			break // the pool is empty: ask the agent
 		}
-		var c net.Conn
-		c, err = connectSocket(ctx, fd, netip.AddrPortFrom(a, port))
-		if err == nil || !errors.Is(err, unix.ECONNREFUSED) || i == len(ch.addrs)-1 {
+		c, err := connectSocket(ctx, fd, netip.AddrPortFrom(a, port))
+		if err == nil || !errors.Is(err, unix.ECONNREFUSED) {
 			return c, err
 		}
 	}
