@@ -98,7 +98,7 @@ func newRootCommand() *cobra.Command {
 	}
 	f.register(root.Flags())
 	root.AddCommand(newRunCommand(), newNetworkCommand(), newPsCommand(), newInspectCommand(), newStopCommand(),
-		newRmCommand(), newLogsCommand(), newPortCommand(), newExecCommand(), newDaemonCommand())
+		newRmCommand(), newLogsCommand(), newPortCommand(), newExecCommand(), newAttachCommand(), newDaemonCommand())
 	return root
 }
 
@@ -151,7 +151,7 @@ func (f *runFlags) options(args []string) (runner.Options, error) {
 	if err != nil {
 		return runner.Options{}, err
 	}
-	o := runner.Options{Argv: args, Env: env, Pcap: f.pcap, Tty: f.tty, Interactive: f.interactive && !f.detach, HostLoopback: f.hostLoopback, IPv6: f.ipv6, DNSSearch: f.dnsSearch, DNSOptions: f.dnsOption, MTU: f.mtu, Logger: logger, Stderr: os.Stderr}
+	o := runner.Options{Argv: args, Env: env, Pcap: f.pcap, Tty: f.tty, Interactive: f.interactive && !f.detach, OpenStdin: f.interactive, HostLoopback: f.hostLoopback, IPv6: f.ipv6, DNSSearch: f.dnsSearch, DNSOptions: f.dnsOption, MTU: f.mtu, Logger: logger, Stderr: os.Stderr}
 	for _, spec := range f.publish {
 		ms, err := forward.ParseSpec(spec)
 		if err != nil {

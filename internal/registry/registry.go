@@ -50,7 +50,11 @@ type Record struct {
 	Command   []string          `json:"command"`
 	Env       []string          `json:"env,omitempty"`   // -e and --env-file, as asked
 	Links     []string          `json:"links,omitempty"` // --link, as Docker's HostConfig.Links: /NAME:/SELF/ALIAS
-	Created   time.Time         `json:"created"`
+	// Tty: the command has a terminal of its own (run -t), which attach
+	// reaches; OpenStdin: its input was asked for (run -i).
+	Tty       bool      `json:"tty,omitempty"`
+	OpenStdin bool      `json:"open_stdin,omitempty"`
+	Created   time.Time `json:"created"`
 	// Pid and PidStart identify the supervisor; a pid alone can be reused.
 	Pid        int       `json:"pid"`
 	PidStart   uint64    `json:"pid_start"`

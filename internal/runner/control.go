@@ -103,14 +103,26 @@ func (c *control) serve(conn *net.UnixConn) {
 	}
 	var req wire.ControlRequest
 	fds, err := wire.Recv(conn, &req)
-	wire.CloseFDs(fds)
 	var bad *wire.DecodeError
 	if err != nil && !errors.As(err, &bad) {
 		return // the client is gone
 	}
+	if err == nil && req.Attach != nil {
+		// The session has the connection until it ends.
+		done, err := c.sb.Attach(conn, *req.Attach, fds)
+		if err != nil {
+			wire.Send(conn, wire.ControlReply{Error: err.Error()})
+			return
+		}
+		<-done
+		return
+	}
+	wire.CloseFDs(fds)
 	rep := wire.ControlReply{}
 	switch {
 	case err != nil:
+	case req.Resize != nil || req.Signal != nil:
+		err = errors.New("resize and signal belong to an attach connection")
 	case req.Connect != nil:
 		err = c.connect(*req.Connect)
 	case req.Disconnect != nil:

@@ -67,6 +67,9 @@ type Options struct {
 	// Tty gives the command a pty copied to stdout, and Interactive copies
 	// stdin into it (run -t, run -it).
 	Tty, Interactive bool
+	// OpenStdin records that input was asked for (-i), also where the
+	// supervisor itself copies none (-itd): attach then passes its own.
+	OpenStdin bool
 	// Pcap, on the private network, is a file to write every packet of
 	// eth0 to, in pcap format.
 	Pcap string
@@ -155,7 +158,7 @@ func run0(opts Options) (int, error) {
 	start, _ := registry.StartTime(os.Getpid())
 	rec := registry.Record{
 		ID: id, Name: name, Hostname: hostname, Network: opts.Network,
-		Aliases: opts.Aliases, Command: opts.Argv, Env: opts.Env, StaticIP: opts.IP.IsValid(), Links: dockerLinks(opts.Links, name), Created: time.Now(),
+		Aliases: opts.Aliases, Command: opts.Argv, Env: opts.Env, Tty: opts.Tty, OpenStdin: opts.OpenStdin, StaticIP: opts.IP.IsValid(), Links: dockerLinks(opts.Links, name), Created: time.Now(),
 		Pid: os.Getpid(), PidStart: start, State: registry.Running,
 		Detached: opts.Detached, AutoRemove: opts.AutoRemove,
 	}

@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"sync"
 	"time"
@@ -30,6 +29,9 @@ type ptyRelay struct {
 	wg     sync.WaitGroup // the two copies
 	outEnd chan struct{}  // closed when the output copy ends
 	once   sync.Once
+
+	mu    sync.Mutex
+	sinks []*os.File // attached clients' stdouts (attach), besides out
 }
 
 func newPTYRelay(in, out *os.File) (*ptyRelay, error) {
@@ -127,7 +129,7 @@ func (r *ptyRelay) start() {
 	go func() {
 		defer r.wg.Done()
 		defer close(r.outEnd)
-		io.Copy(r.out, r.master) // ends with EIO once no process holds the pty
+		r.copyOut()
 	}()
 	if r.in == nil {
 		r.wg.Done()
@@ -139,44 +141,123 @@ func (r *ptyRelay) start() {
 	}()
 }
 
-// copyIn copies stdin to the pty until stdin ends or close wakes it. It
-// polls, so that a blocking stdin (a terminal) does not pin it.
-func (r *ptyRelay) copyIn() {
+// copyOut copies the pty to out and to every attached client's stdout
+// until no process holds the pty (EIO) or close closes it.
+func (r *ptyRelay) copyOut() {
 	buf := make([]byte, 32<<10)
 	for {
-		fds := []unix.PollFd{{Fd: int32(r.inFD), Events: unix.POLLIN}, {Fd: int32(r.wakeR), Events: unix.POLLIN}}
+		n, err := r.master.Read(buf)
+		if n > 0 {
+			if r.out != nil {
+				r.out.Write(buf[:n])
+			}
+			r.mu.Lock()
+			sinks := r.sinks
+			r.mu.Unlock()
+			for _, s := range sinks {
+				s.Write(buf[:n]) // a client gone ends its session by its socket
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// addSink makes the output copy write to f too, and gives the pty the
+// size of the terminal f is; removeSink stops it.
+func (r *ptyRelay) addSink(f *os.File) {
+	r.mu.Lock()
+	r.sinks = append(r.sinks[:len(r.sinks):len(r.sinks)], f) // a new array: copyOut holds the old one
+	r.mu.Unlock()
+	r.resizeFrom(f)
+}
+
+func (r *ptyRelay) removeSink(f *os.File) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	kept := make([]*os.File, 0, len(r.sinks))
+	for _, s := range r.sinks {
+		if s != f {
+			kept = append(kept, s)
+		}
+	}
+	r.sinks = kept
+}
+
+// resizeFrom gives the pty the window size of the terminal f is, if it is one.
+func (r *ptyRelay) resizeFrom(f *os.File) {
+	if ws, err := unix.IoctlGetWinsize(rawFD(f), unix.TIOCGWINSZ); err == nil {
+		unix.IoctlSetWinsize(rawFD(r.master), unix.TIOCSWINSZ, ws)
+	}
+}
+
+// copyIn copies stdin to the pty until stdin ends or close wakes it.
+func (r *ptyRelay) copyIn() {
+	end := copyInput(r.inFD, r.wakeR, r.master, nil, func(b []byte) { r.last = b[len(b)-1] })
+	if end == inputEnded && !r.raw {
+		// End of input: the terminal's end-of-file character, which a
+		// program reading lines takes as EOF.
+		eof := []byte{4}
+		if r.last != 0 && r.last != '\n' {
+			eof = []byte{4, 4} // the first ends the pending line
+		}
+		r.master.Write(eof)
+	}
+}
+
+// How copyInput ended.
+const (
+	inputEnded    = iota // end of file, or a read error
+	inputWoken           // wake became readable, or dst failed
+	inputDetached        // the detach keys were typed
+)
+
+// copyInput copies inFD to dst until inFD ends, wake is readable, or the
+// detach keys (esc, if not nil) are typed; copied, if not nil, sees each
+// chunk written. It polls, so that a blocking inFD (a terminal, whose
+// mode is shared with its other holders) does not pin it.
+func copyInput(inFD, wake int, dst *os.File, esc *escaper, copied func([]byte)) int {
+	buf := make([]byte, 32<<10)
+	for {
+		fds := []unix.PollFd{{Fd: int32(inFD), Events: unix.POLLIN}, {Fd: int32(wake), Events: unix.POLLIN}}
 		if _, err := unix.Poll(fds, -1); err != nil {
 			if err == unix.EINTR {
 				continue
 			}
-			return
+			return inputEnded
 		}
-		if fds[1].Revents != 0 || fds[0].Revents&unix.POLLNVAL != 0 {
-			return
+		if fds[1].Revents != 0 {
+			return inputWoken
+		}
+		if fds[0].Revents&unix.POLLNVAL != 0 {
+			return inputEnded
 		}
 		if fds[0].Revents == 0 {
 			continue
 		}
-		n, err := unix.Read(r.inFD, buf)
+		n, err := unix.Read(inFD, buf)
 		if err == unix.EAGAIN || err == unix.EINTR {
 			continue
 		}
 		if n <= 0 {
-			// End of input: the terminal's end-of-file character,
-			// which a program reading lines takes as EOF.
-			if !r.raw {
-				eof := []byte{4}
-				if r.last != 0 && r.last != '\n' {
-					eof = []byte{4, 4} // the first ends the pending line
-				}
-				r.master.Write(eof)
+			return inputEnded
+		}
+		p, detached := buf[:n], false
+		if esc != nil {
+			p, detached = esc.feed(p)
+		}
+		if len(p) > 0 {
+			if _, err := dst.Write(p); err != nil {
+				return inputWoken
 			}
-			return
+			if copied != nil {
+				copied(p)
+			}
 		}
-		if _, err := r.master.Write(buf[:n]); err != nil {
-			return
+		if detached {
+			return inputDetached
 		}
-		r.last = buf[n-1]
 	}
 }
 

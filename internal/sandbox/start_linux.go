@@ -65,6 +65,10 @@ type Sandbox struct {
 	linkReply  chan linkResult // the pending AddLink's, if any
 	linkCall   sync.Mutex      // one AddLink at a time
 	tty        *ptyRelay       // the command's terminal (run -t), or nil
+	// attaches are the attached clients (attach); attachEnded: the
+	// command ended, they were told, and no more are taken.
+	attaches    map[*attachSession]struct{}
+	attachEnded bool
 }
 
 // Start creates the namespaces, sends spec and waits until eth0 is made.
@@ -142,7 +146,7 @@ func Start(spec wire.Spec, opts Options) (*Sandbox, error) {
 	sb := &Sandbox{
 		cmd: cmd, conn: conn, link: tap.Link{FD: -1}, tty: tty,
 		exited: make(chan struct{}), readerDone: make(chan struct{}),
-		execs: map[uint64]*ExecProcess{},
+		execs: map[uint64]*ExecProcess{}, attaches: map[*attachSession]struct{}{},
 	}
 	if opts.WhileStarting != nil {
 		if err := opts.WhileStarting(); err != nil {
@@ -329,9 +333,12 @@ func (sb *Sandbox) Wait() (int, error) {
 	reported := sb.reported
 	sb.mu.Unlock()
 	if reported != nil {
+		sb.endAttaches(reported.Code)
 		return reported.Code, reported
 	}
-	return exitStatus(sb.cmd.ProcessState, sb.waitErr)
+	code, err := exitStatus(sb.cmd.ProcessState, sb.waitErr)
+	sb.endAttaches(code)
+	return code, err
 }
 
 // closeConn closes the control socket once the agent is gone: after the
@@ -367,6 +374,7 @@ func (sb *Sandbox) Kill() {
 	if sb.tty != nil {
 		sb.tty.close()
 	}
+	sb.endAttaches(wire.ExitKilled) // none left if Wait came first
 }
 
 func exitStatus(ps *os.ProcessState, err error) (int, error) {

@@ -7,7 +7,13 @@ import (
 )
 
 // The control socket of a sandbox's supervisor (internal/runner): one
-// ControlRequest per connection, answered by one ControlReply.
+// ControlRequest per connection, answered by one ControlReply. An attach
+// connection goes on (internal/sandbox):
+//
+//	-> {attach} + the client's stdin and stdout (a terminal sandbox only)
+//	<- {attach: {tty}}, or {error}
+//	-> {resize}, {signal}                      any number
+//	<- {attach: {detached}} or {attach: {exited, code}}, then it closes
 
 // ControlRequest is what `netns-run network connect|disconnect` and
 // `netns-run port add|rm` ask a sandbox's supervisor, over its control
@@ -17,6 +23,32 @@ type ControlRequest struct {
 	Disconnect  *DisconnectRequest `json:"disconnect,omitempty"`
 	AddPorts    *PortsRequest      `json:"add_ports,omitempty"`
 	RemovePorts *PortsRequest      `json:"remove_ports,omitempty"`
+	Attach      *AttachRequest     `json:"attach,omitempty"`
+	// Resize, on an attach connection: the client's terminal changed
+	// size (the supervisor reads it from the stdout it was given).
+	Resize *struct{} `json:"resize,omitempty"`
+	// Signal, on an attach connection: for the sandbox's command.
+	Signal *ExecSignal `json:"signal,omitempty"`
+}
+
+// AttachRequest connects the client to the sandbox's command, as docker
+// attach: to its terminal (stdin and stdout come with it), or for the
+// status at its end only (the client reads the log itself).
+type AttachRequest struct {
+	// DetachKeys typed on stdin detach the client (Docker's ctrl-p
+	// ctrl-q by default); empty: none.
+	DetachKeys []byte `json:"detach_keys,omitempty"`
+	// Stdin: the first descriptor is stdin, to copy into the terminal
+	// (attach --no-stdin: only stdout comes).
+	Stdin bool `json:"stdin,omitempty"`
+}
+
+// AttachStatus is the supervisor's word on an attach connection.
+type AttachStatus struct {
+	Tty      bool `json:"tty,omitempty"`      // first: attached to the command's terminal
+	Detached bool `json:"detached,omitempty"` // the detach keys were typed
+	Exited   bool `json:"exited,omitempty"`   // the command ended with Code
+	Code     int  `json:"code,omitempty"`
 }
 
 // ConnectRequest puts a running sandbox on one more network.
@@ -34,7 +66,8 @@ type DisconnectRequest struct {
 
 // Validate checks that exactly one member is set.
 func (r *ControlRequest) Validate() error {
-	return ExactlyOne(r.Connect != nil, r.Disconnect != nil, r.AddPorts != nil, r.RemovePorts != nil)
+	return ExactlyOne(r.Connect != nil, r.Disconnect != nil, r.AddPorts != nil, r.RemovePorts != nil,
+		r.Attach != nil, r.Resize != nil, r.Signal != nil)
 }
 
 // PortsRequest publishes more ports of a running sandbox, or withdraws
@@ -47,4 +80,6 @@ type PortsRequest struct {
 type ControlReply struct {
 	Error string            `json:"error,omitempty"`
 	Ports []forward.Mapping `json:"ports,omitempty"` // the sandbox's published ports after AddPorts or RemovePorts
+	// Attach is the state of an attach connection.
+	Attach *AttachStatus `json:"attach,omitempty"`
 }
