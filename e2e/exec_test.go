@@ -199,3 +199,46 @@ func TestExecIntoSandbox(t *testing.T) {
 		}
 	})
 }
+
+// TestExecUser: exec -u USER[:GROUP] as docker exec -u, in a sandbox
+// whose user namespace maps a subordinate range (--userns auto): names
+// from the sandbox's /etc/passwd and /etc/group, numbers with no entry,
+// the user's HOME unless -e sets one; a name that is not there, and an
+// id the namespace does not map, fail with status 126 and a word on why.
+func TestExecUser(t *testing.T) {
+	requireLauncher(t)
+	u := newUser(t)
+	u.ok("run", "-d", "--name", "mapped", "--userns", "auto", "--network", "none", "--", "sleep", "60")
+	u.ok("run", "-d", "--name", "rootonly", "--network", "none", "--", "sleep", "60")
+	t.Cleanup(func() { u.nr("stop", "-t", "1", "mapped", "rootonly") })
+	ids := `echo "$(id -u) $(id -g) $(id -G) $HOME"`
+	for _, c := range []struct{ box, user, env, want string }{
+		{"mapped", "nobody", "", "65534 65534 65534 /nonexistent"},
+		{"mapped", "1234:50", "", "1234 50 50 /"},
+		{"mapped", "1234", "", "1234 0 0 /"},
+		{"mapped", "daemon:nogroup", "", "1 65534 65534 /usr/sbin"},
+		{"mapped", "nobody", "HOME=/tmp", "65534 65534 65534 /tmp"},
+		{"rootonly", "root", "", "0 0 0 /root"},
+		{"rootonly", "0:0", "", "0 0 0 /root"},
+	} {
+		args := []string{"exec", "-u", c.user}
+		if c.env != "" {
+			args = append(args, "-e", c.env)
+		}
+		r := u.nr(append(args, c.box, "/bin/sh", "-c", ids)...)
+		wantExit(t, r, 0, "exec -u "+c.user+" in "+c.box)
+		if got := strings.TrimSpace(r.stdout); got != c.want {
+			t.Errorf("exec -u %s %s in %s: uid gid groups home = %q; want %q", c.user, c.env, c.box, got, c.want)
+		}
+	}
+	for _, c := range []struct{ box, user, want string }{
+		{"mapped", "no-such-user-e2e", "unable to find user no-such-user-e2e"},
+		{"mapped", "nobody:no-such-group-e2e", "unable to find group no-such-group-e2e"},
+		{"rootonly", "nobody", "uid 65534 is not mapped in the sandbox (it maps 0 only)"},
+	} {
+		r := u.nr("exec", "-u", c.user, c.box, "id")
+		if r.code != 126 || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("exec -u %s in %s: %s; want status 126 and %q", c.user, c.box, r, c.want)
+		}
+	}
+}

@@ -16,9 +16,9 @@ import (
 func newExecCommand() *cobra.Command {
 	var interactive, tty bool
 	var env, envFiles []string
-	var dir string
+	var dir, userSpec string
 	cmd := &cobra.Command{
-		Use:   "exec [-i] [-t] [-e KEY=VALUE] [-w DIR] SANDBOX [--] CMD [ARG...]",
+		Use:   "exec [-i] [-t] [-e KEY=VALUE] [-w DIR] [-u USER[:GROUP]] SANDBOX [--] CMD [ARG...]",
 		Short: "Run a command inside a running sandbox, in the sandbox's environment",
 		Args:  cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -47,7 +47,7 @@ func newExecCommand() *cobra.Command {
 				return err
 			}
 			// Nil Env: the sandbox's own environment, as Docker's exec.
-			req := sandbox.ExecRequest{Argv: argv, EnvSet: set, Dir: dir, Tty: tty}
+			req := sandbox.ExecRequest{Argv: argv, EnvSet: set, Dir: dir, Tty: tty, User: userSpec}
 			code, err := sandbox.ExecVia(r.ExecSocket, req, stdin, os.Stdout, os.Stderr)
 			var se *sandbox.Error
 			if err != nil && !errors.As(err, &se) && !errors.Is(err, sandbox.ErrSandboxEnded) {
@@ -68,6 +68,7 @@ func newExecCommand() *cobra.Command {
 	cmd.Flags().StringArrayVarP(&env, "env", "e", nil, "set KEY=VALUE on top of the sandbox's environment (repeatable)")
 	cmd.Flags().StringArrayVar(&envFiles, "env-file", nil, "read KEY=VALUE lines from a file (repeatable)")
 	cmd.Flags().StringVarP(&dir, "workdir", "w", "", "working directory inside the sandbox")
+	cmd.Flags().StringVarP(&userSpec, "user", "u", "", "run as USER[:GROUP], names or numbers, from the sandbox's /etc/passwd and /etc/group (ids other than 0 need a sandbox run with --userns=auto)")
 	return cmd
 }
 

@@ -402,6 +402,16 @@ func (a *agent) startExec(req *wire.ExecSpec, fds []int) {
 	if req.Env != nil {
 		env = withoutMarker(req.Env)
 	}
+	var cred *syscall.Credential
+	if req.User != "" {
+		c, home, err := execCredential(req.User)
+		if err != nil {
+			refuse(wire.ExitCannotInvoke, "exec -u: %v", err)
+			return
+		}
+		cred = c
+		env = wire.MergeEnv(env, []string{"HOME=" + home}) // the user's, unless -e HOME says otherwise
+	}
 	env = wire.MergeEnv(env, req.EnvSet)
 	if req.Dir != "" {
 		if st, err := os.Stat(req.Dir); err != nil || !st.IsDir() {
@@ -424,7 +434,7 @@ func (a *agent) startExec(req *wire.ExecSpec, fds []int) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = files[0], files[1], files[2]
 	// A session of its own: a terminal's signals meant for the
 	// supervisor's foreground group must not reach it.
-	attr := &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
+	attr := &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
 	if req.Tty {
 		attr.Setctty, attr.Ctty = true, 0
 	}
@@ -461,6 +471,28 @@ func (a *agent) startExec(req *wire.ExecSpec, fds []int) {
 	}
 	wire.Send(a.conn, wire.AgentMessage{ExecStarted: &wire.ExecStatus{ID: req.ID, Pid: pid}})
 	close(e.started)
+}
+
+// execCredential is who exec -u spec runs as, and its home, once the
+// sandbox's user namespace is known to map its ids.
+func execCredential(spec string) (*syscall.Credential, string, error) {
+	c, err := resolveUser(spec, osUsers{})
+	if err != nil {
+		return nil, "", err
+	}
+	uidMap, err1 := os.ReadFile("/proc/self/uid_map")
+	gidMap, err2 := os.ReadFile("/proc/self/gid_map")
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, "", fmt.Errorf("the sandbox's id maps: %w", err)
+	}
+	if err := checkMapped(c, parseIDMap(uidMap), parseIDMap(gidMap)); err != nil {
+		return nil, "", err
+	}
+	// A namespace mapped without newgidmap may not set groups; its only
+	// group is then 0, which checkMapped made sure of.
+	sg, _ := os.ReadFile("/proc/self/setgroups")
+	noSetGroups := strings.TrimSpace(string(sg)) == "deny"
+	return &syscall.Credential{Uid: c.uid, Gid: c.gid, Groups: c.groups, NoSetGroups: noSetGroups}, c.home, nil
 }
 
 // signalExec signals a running exec; one that has ended is ignored.

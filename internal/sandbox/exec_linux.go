@@ -123,7 +123,7 @@ func (sb *Sandbox) StartExec(ctx context.Context, req ExecRequest, stdio [3]*os.
 	sb.execs[p.id] = p
 	sb.mu.Unlock()
 
-	m := wire.AgentMessage{Exec: &wire.ExecSpec{ID: p.id, Argv: req.Argv, Env: req.Env, EnvSet: req.EnvSet, Dir: req.Dir, Tty: req.Tty}}
+	m := wire.AgentMessage{Exec: &wire.ExecSpec{ID: p.id, Argv: req.Argv, Env: req.Env, EnvSet: req.EnvSet, Dir: req.Dir, Tty: req.Tty, User: req.User}}
 	if err := wire.SendFiles(sb.conn, m, stdio[:]); err != nil {
 		sb.mu.Lock()
 		if sb.execs[p.id] == p {

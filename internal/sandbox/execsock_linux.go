@@ -152,7 +152,7 @@ func serveExecConn(ctx context.Context, c *net.UnixConn, sb *Sandbox) {
 		reply(wire.ExecStatus{Code: wire.ExitOwnError, Error: fmt.Sprintf("exec: bad request: want {exec} with 3 descriptors, got %d", len(files))})
 		return
 	}
-	req := ExecRequest{Argv: m.Exec.Argv, Env: m.Exec.Env, EnvSet: m.Exec.EnvSet, Dir: m.Exec.Dir, Tty: m.Exec.Tty}
+	req := ExecRequest{Argv: m.Exec.Argv, Env: m.Exec.Env, EnvSet: m.Exec.EnvSet, Dir: m.Exec.Dir, Tty: m.Exec.Tty, User: m.Exec.User}
 	p, err := sb.StartExec(ctx, req, [3]*os.File{files[0], files[1], files[2]})
 	closeFiles() // the process has its own copies: EOF must not wait for ours
 	if err != nil {
@@ -253,7 +253,7 @@ func ExecVia(socketPath string, req ExecRequest, stdin, stdout, stderr *os.File)
 		defer tty.close()
 		stdio = []*os.File{tty.slave, tty.slave, tty.slave}
 	}
-	m := wire.AgentMessage{Exec: &wire.ExecSpec{Argv: req.Argv, Env: req.Env, EnvSet: req.EnvSet, Dir: req.Dir, Tty: req.Tty}}
+	m := wire.AgentMessage{Exec: &wire.ExecSpec{Argv: req.Argv, Env: req.Env, EnvSet: req.EnvSet, Dir: req.Dir, Tty: req.Tty, User: req.User}}
 	err = wire.SendFiles(conn, m, stdio)
 	if tty != nil {
 		tty.slave.Close() // the message holds its own reference

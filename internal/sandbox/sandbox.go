@@ -32,6 +32,9 @@ type ExecRequest struct {
 	// Dir is the working directory; empty means the sandbox command's
 	// initial one (the supervisor's at Start).
 	Dir string
+	// User is USER[:GROUP] as exec -u: a name or number each, looked up
+	// in the sandbox's /etc/passwd and /etc/group; empty: root.
+	User string
 }
 
 // ErrSandboxEnded: the sandbox ended while an exec'd process ran (its

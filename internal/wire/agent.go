@@ -149,6 +149,9 @@ type ExecSpec struct {
 	EnvSet []string `json:"env_set,omitempty"`
 	Dir    string   `json:"dir,omitempty"`
 	Tty    bool     `json:"tty,omitempty"`
+	// User is exec -u's USER[:GROUP], resolved inside the sandbox; empty:
+	// the sandbox's root.
+	User string `json:"user,omitempty"`
 }
 
 // ExecStatus reports an exec's start or end.
