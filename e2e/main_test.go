@@ -16,6 +16,9 @@ const (
 	worldIP    = "198.51.100.2"
 	whoamiAddr = "198.51.100.2:7777"
 	worldName  = "world.e2e.test" // known to the world's DNS server only
+	altDNSIP   = "198.51.100.3"   // the world's second DNS server
+	altDNSName = "alt.e2e.test"   // known to the second only
+	altDNSAddr = "198.51.100.33"
 	hostIP6    = "2001:db8::1"
 	worldIP6   = "2001:db8::2"
 

@@ -224,6 +224,23 @@ func TestNetworkDNS(t *testing.T) {
 	if r := u.ok("run", "--network", "bridge", "--", probe, "cat", "/etc/resolv.conf"); r.stdout != "nameserver 172.17.0.1\n" {
 		t.Errorf("resolv.conf on the default bridge: %q", r.stdout)
 	}
+	// --dns on a user-defined network is the upstream of the embedded
+	// DNS for that member only; resolv.conf keeps the gateway. On the
+	// default bridge it is written into resolv.conf.
+	both := probe + " resolve db; " + probe + " resolve " + altDNSName + "; cat /etc/resolv.conf"
+	if r := u.ok("run", "--network", "appnet", "--dns", altDNSIP, "--", "/bin/sh", "-c", both); r.stdout != "172.28.0.3\n"+altDNSAddr+"\nnameserver 172.28.0.1\noptions ndots:0\n" {
+		t.Errorf("run --dns %s on appnet: member names, %s through it, and resolv.conf: %q", altDNSIP, altDNSName, r.stdout)
+	}
+	u.ok("run", "-d", "--name", "withdns", "--network", "appnet", "--dns", altDNSIP, "--", probe, "sleep", "60s")
+	if r := u.nr("run", "--network", "appnet", "--", probe, "resolve", altDNSName); r.code == 0 {
+		t.Errorf("without --dns, %s resolved on appnet (%q): another member's --dns leaked", altDNSName, r.stdout)
+	}
+	if r := u.ok("exec", "withdns", probe, "resolve", altDNSName); r.stdout != altDNSAddr+"\n" {
+		t.Errorf("exec in a member run with --dns: %s resolved to %q", altDNSName, r.stdout)
+	}
+	if r := u.ok("run", "--network", "bridge", "--dns", altDNSIP, "--", probe, "cat", "/etc/resolv.conf"); r.stdout != "nameserver "+altDNSIP+"\n" {
+		t.Errorf("resolv.conf on the default bridge with --dns: %q", r.stdout)
+	}
 }
 
 // TestSegmentPublish is part 3: a published port of a bridge member, the

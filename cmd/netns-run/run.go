@@ -63,7 +63,7 @@ func (f *runFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVarP(&f.interactive, "interactive", "i", false, "with -t, copy stdin into the terminal (without -t, a foreground command always has stdin; a detached one has none)")
 	fs.StringVar(&f.pcap, "pcap", "", "on --network private, write every packet of eth0 to FILE in pcap format (tcpdump -r FILE), as pasta's --pcap")
 	fs.BoolVar(&f.ipv6, "ipv6", true, "on --network private, dual stack: an fd00::/64 address on eth0, the gateway fd00::2 (the host's ::1 with --host-loopback) and DNS at fd00::3; --ipv6=false for IPv4 only (the shared networks are IPv4 only)")
-	fs.StringArrayVar(&f.dns, "dns", nil, "nameserver for the sandbox's resolv.conf instead of the built-in resolver (repeatable)")
+	fs.StringArrayVar(&f.dns, "dns", nil, "on a network from network create: the upstream its resolver forwards this sandbox's queries to; elsewhere resolv.conf's nameserver instead of the built-in resolver (repeatable)")
 	fs.StringArrayVar(&f.dnsSearch, "dns-search", nil, "DNS search domain (repeatable)")
 	fs.StringArrayVar(&f.dnsOption, "dns-option", nil, "resolv.conf option (repeatable)")
 	fs.StringArrayVar(&f.dnsUpstream, "dns-upstream", nil, "upstream ADDR[:PORT] for the built-in resolver instead of the host's nameservers (repeatable)")

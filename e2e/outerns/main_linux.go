@@ -25,7 +25,8 @@
 // The world agent (this binary again) runs in the world namespace and serves,
 // on 198.51.100.2: a whoami server on TCP and UDP port 7777, DNS on port 53
 // (world.e2e.test -> 198.51.100.2) and an HTTP control API on a unix socket
-// through which tests dial from the world to the host (see world_linux.go).
+// through which tests dial from the world to the host (see world_linux.go);
+// and on 198.51.100.3 a second DNS server (alt.e2e.test -> 198.51.100.33).
 //
 // Environment given to the tests: PATH, HOME, XDG_RUNTIME_DIR, TMPDIR (fresh
 // 0700 directories owned by the test user, removed at the end),
@@ -67,6 +68,11 @@ const (
 
 	whoamiPort = 7777
 	worldName  = "world.e2e.test"
+	// A second DNS server in the world, on an address of its own, that
+	// knows one name the first does not: what run --dns names.
+	altDNSIP   = "198.51.100.3"
+	altDNSName = "alt.e2e.test"
+	altDNSAddr = "198.51.100.33"
 
 	testPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 )

@@ -98,6 +98,9 @@ func (w *world) wire() error {
 	if err := configure(h, worldIf, worldIP, worldIP6); err != nil {
 		return err
 	}
+	if err := addAddr(h, worldIf, altDNSIP); err != nil {
+		return err
+	}
 	lo, err := h.LinkByName("lo")
 	if err != nil {
 		return fmt.Errorf("world lo: %w", err)
@@ -107,6 +110,22 @@ func (w *world) wire() error {
 	}
 	if _, err := io.WriteString(w.goW, "go\n"); err != nil {
 		return fmt.Errorf("telling the world agent to start: %w", err)
+	}
+	return nil
+}
+
+// addAddr gives the link name one more IPv4 address of the /24.
+func addAddr(h *netlink.Handle, name, ip string) error {
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("finding %s: %w", name, err)
+	}
+	addr, err := netlink.ParseAddr(fmt.Sprintf("%s/%d", ip, prefixLen))
+	if err != nil {
+		return err
+	}
+	if err := h.AddrAdd(l, addr); err != nil {
+		return fmt.Errorf("adding %s to %s: %w", addr, name, err)
 	}
 	return nil
 }
@@ -208,6 +227,18 @@ func worldMain(args []string) error {
 		return fmt.Errorf("world dns: %w", err)
 	}
 	if _, err := fakedns.Start(dnsUDP, dnsTCP, map[string][]string{worldName: {worldIP}}); err != nil {
+		return err
+	}
+	aa := net.JoinHostPort(altDNSIP, "53")
+	altUDP, err := net.ListenPacket("udp4", aa)
+	if err != nil {
+		return fmt.Errorf("world alt dns: %w", err)
+	}
+	altTCP, err := net.Listen("tcp4", aa)
+	if err != nil {
+		return fmt.Errorf("world alt dns: %w", err)
+	}
+	if _, err := fakedns.Start(altUDP, altTCP, map[string][]string{altDNSName: {altDNSAddr}}); err != nil {
 		return err
 	}
 

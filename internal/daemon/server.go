@@ -455,7 +455,7 @@ func (s *Server) attach(m *member, fd int) error {
 			names = append(names, l.Alias)
 		}
 	}
-	err := m.seg.Add(segment.Member{ID: m.join.SandboxID, Name: m.join.Name, IP: m.ip, MAC: m.mac, Aliases: names}, fd)
+	err := m.seg.Add(segment.Member{ID: m.join.SandboxID, Name: m.join.Name, IP: m.ip, MAC: m.mac, Aliases: names, DNS: m.join.DNS}, fd)
 	if err != nil {
 		return err
 	}

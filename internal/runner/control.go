@@ -144,7 +144,7 @@ func (c *control) connect(req wire.ConnectRequest) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r := c.r
-	join := wire.Join{SandboxID: r.id, Name: r.name, Network: req.Network, IP: req.IP, Aliases: req.Aliases, Secondary: true}
+	join := wire.Join{SandboxID: r.id, Name: r.name, Network: req.Network, IP: req.IP, Aliases: req.Aliases, Secondary: true, DNS: dnsUpstreams(r.opts.DNS)}
 	sess, err := daemon.JoinNetwork(r.rt, join)
 	if err != nil {
 		return err

@@ -76,7 +76,7 @@ type Options struct {
 	// Env are KEY=VALUE set on top of the caller's environment (-e,
 	// --env-file), after HOSTNAME, which names the sandbox.
 	Env          []string
-	DNS          []netip.Addr // written into resolv.conf instead of the resolver
+	DNS          []netip.Addr // run --dns: resolv.conf's, or the upstreams of a user-defined network's resolver
 	DNSSearch    []string
 	DNSOptions   []string
 	DNSUpstreams []netip.AddrPort // the private resolver's upstreams; default: the host's
@@ -260,9 +260,12 @@ func (r *run) spec(p placement) wire.Spec {
 	}
 	// Docker writes --add-host lines before --link lines.
 	extra = append(added, extra...)
-	nameservers := r.opts.DNS
-	if len(nameservers) == 0 {
-		nameservers = p.nameservers
+	// On a user-defined network --dns is where the gateway's resolver
+	// forwards (dnsUpstreams), and resolv.conf keeps the gateway, as
+	// Docker's embedded DNS; elsewhere --dns is resolv.conf's.
+	nameservers := p.nameservers
+	if len(r.opts.DNS) > 0 && !p.memberNames {
+		nameservers = r.opts.DNS
 	}
 	var link *tap.Config
 	if p.ip.IsValid() && !p.kernel {
@@ -278,7 +281,7 @@ func (r *run) spec(p placement) wire.Spec {
 		self = append(self, hosts.Entry{IP: p.ip6.Addr(), Names: []string{r.hostname}})
 	}
 	options := r.opts.DNSOptions
-	if p.memberNames && len(r.opts.DNS) == 0 && !slices.ContainsFunc(options, func(o string) bool { return strings.HasPrefix(o, "ndots:") }) {
+	if p.memberNames && !slices.ContainsFunc(options, func(o string) bool { return strings.HasPrefix(o, "ndots:") }) {
 		options = append(slices.Clone(options), "ndots:0")
 	}
 	files := map[string][]byte{

@@ -31,7 +31,7 @@ func (r *run) shared() (int, error) {
 	join := wire.Join{
 		SandboxID: r.id, Name: r.name, Network: opts.Network, IP: opts.IP, MAC: opts.MAC,
 		Aliases: opts.Aliases, Links: opts.Links, Ports: opts.Publish, HostLoopback: opts.HostLoopback,
-		FastPath: r.fastPath,
+		FastPath: r.fastPath, DNS: dnsUpstreams(opts.DNS),
 	}
 	sess, err := daemon.JoinNetwork(r.rt, join)
 	if err != nil {
@@ -245,4 +245,13 @@ func (m *membership) leave() {
 	case <-time.After(leaveTimeout):
 	}
 	m.end()
+}
+
+// dnsUpstreams are run --dns's addresses as a resolver's upstreams.
+func dnsUpstreams(dns []netip.Addr) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, a := range dns {
+		out = append(out, netip.AddrPortFrom(a, 53))
+	}
+	return out
 }

@@ -44,6 +44,10 @@ type Join struct {
 	Links        []LinkedName      `json:"links,omitempty"`
 	Ports        []forward.Mapping `json:"ports,omitempty"`
 	HostLoopback bool              `json:"host_loopback,omitempty"`
+	// DNS are run --dns's upstreams, for the network's resolver to forward
+	// this member's queries to (a user-defined network; its resolv.conf
+	// keeps the gateway).
+	DNS []netip.AddrPort `json:"dns,omitempty"`
 	// Secondary is a further network of a running sandbox (network
 	// connect): its published ports stay with its first network.
 	Secondary bool `json:"secondary,omitempty"`

@@ -69,6 +69,10 @@ const (
 type Config struct {
 	// Upstreams are the resolvers queries are forwarded to, tried in order.
 	Upstreams []netip.AddrPort
+	// UpstreamsOf, when not nil, gives a client's own upstreams (a
+	// member's --dns on a shared network), used instead of Upstreams when
+	// it returns any. It is called concurrently.
+	UpstreamsOf func(client netip.Addr) []netip.AddrPort
 	// Timeout bounds each try (UDP, or the TCP retry) with one upstream.
 	// Zero means 2s.
 	Timeout time.Duration
@@ -85,17 +89,18 @@ type Config struct {
 // Proxy may serve several PacketConns and Listeners at once; they share the
 // bound on queries in flight.
 type Proxy struct {
-	upstreams []netip.AddrPort
-	timeout   time.Duration
-	local     func(dns.Question) ([]dns.RR, bool)
-	log       *slog.Logger
-	inflight  chan struct{} // semaphore: one token per query being answered
+	upstreams   []netip.AddrPort
+	upstreamsOf func(netip.Addr) []netip.AddrPort
+	timeout     time.Duration
+	local       func(dns.Question) ([]dns.RR, bool)
+	log         *slog.Logger
+	inflight    chan struct{} // semaphore: one token per query being answered
 }
 
 // New returns a Proxy for cfg. It fails if cfg has neither upstreams nor
 // Local, or has an invalid upstream or a negative Timeout.
 func New(cfg Config) (*Proxy, error) {
-	if len(cfg.Upstreams) == 0 && cfg.Local == nil {
+	if len(cfg.Upstreams) == 0 && cfg.Local == nil && cfg.UpstreamsOf == nil {
 		return nil, errors.New("resolver: no upstreams and no Local resolver")
 	}
 	for _, u := range cfg.Upstreams {
@@ -107,11 +112,12 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, fmt.Errorf("resolver: negative timeout %v", cfg.Timeout)
 	}
 	p := &Proxy{
-		upstreams: append([]netip.AddrPort(nil), cfg.Upstreams...),
-		timeout:   cfg.Timeout,
-		local:     cfg.Local,
-		log:       cfg.Logger,
-		inflight:  make(chan struct{}, maxInFlight),
+		upstreams:   append([]netip.AddrPort(nil), cfg.Upstreams...),
+		upstreamsOf: cfg.UpstreamsOf,
+		timeout:     cfg.Timeout,
+		local:       cfg.Local,
+		log:         cfg.Logger,
+		inflight:    make(chan struct{}, maxInFlight),
 	}
 	if p.timeout == 0 {
 		p.timeout = defaultTimeout
@@ -210,8 +216,8 @@ func (p *Proxy) parse(b []byte, transport string, client net.Addr) *dns.Msg {
 	return req
 }
 
-// resolve answers req. It returns nil only when ctx is done.
-func (p *Proxy) resolve(ctx context.Context, req *dns.Msg) *dns.Msg {
+// resolve answers req of client. It returns nil only when ctx is done.
+func (p *Proxy) resolve(ctx context.Context, client net.Addr, req *dns.Msg) *dns.Msg {
 	if req.Opcode != dns.OpcodeQuery {
 		return synth(req, dns.RcodeNotImplemented)
 	}
@@ -232,7 +238,7 @@ func (p *Proxy) resolve(ctx context.Context, req *dns.Msg) *dns.Msg {
 			return m
 		}
 	}
-	if resp := p.forward(ctx, req); resp != nil {
+	if resp := p.forward(ctx, p.upstreamsFor(client), req); resp != nil {
 		resp.Id = req.Id
 		return resp
 	}
@@ -255,9 +261,28 @@ func synth(req *dns.Msg, rcode int) *dns.Msg {
 	return m
 }
 
-// forward asks the upstreams in order and returns the first answer, or nil.
-func (p *Proxy) forward(ctx context.Context, req *dns.Msg) *dns.Msg {
-	for _, up := range p.upstreams {
+// upstreamsFor is where client's queries go: its own upstreams if it has
+// any, else the Proxy's.
+func (p *Proxy) upstreamsFor(client net.Addr) []netip.AddrPort {
+	if p.upstreamsOf == nil {
+		return p.upstreams
+	}
+	var ip netip.Addr
+	switch a := client.(type) {
+	case *net.UDPAddr:
+		ip = a.AddrPort().Addr().Unmap()
+	case *net.TCPAddr:
+		ip = a.AddrPort().Addr().Unmap()
+	}
+	if own := p.upstreamsOf(ip); len(own) > 0 {
+		return own
+	}
+	return p.upstreams
+}
+
+// forward asks upstreams in order and returns the first answer, or nil.
+func (p *Proxy) forward(ctx context.Context, upstreams []netip.AddrPort, req *dns.Msg) *dns.Msg {
+	for _, up := range upstreams {
 		if ctx.Err() != nil {
 			return nil
 		}

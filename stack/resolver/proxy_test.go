@@ -796,3 +796,38 @@ func TestUpstreamsFromResolvConf(t *testing.T) {
 		t.Errorf("got %v, want %v", got, want)
 	}
 }
+
+// TestUpstreamsOf: a client with upstreams of its own (a member's --dns)
+// is forwarded there, over UDP and TCP alike; other clients go to the
+// Proxy's.
+func TestUpstreamsOf(t *testing.T) {
+	shared := startUpstream(t, answerA("192.0.2.1"))
+	own := startUpstream(t, answerA("192.0.2.2"))
+	withOwn := netip.MustParseAddr("127.0.0.2")
+	p := startProxy(t, Config{
+		Upstreams: []netip.AddrPort{shared.addr},
+		UpstreamsOf: func(client netip.Addr) []netip.AddrPort {
+			if client == withOwn {
+				return []netip.AddrPort{own.addr}
+			}
+			return nil
+		},
+	})
+	wantA(t, mustExchange(t, "udp", p.udp, query("example.com")), "192.0.2.1")
+	for _, network := range []string{"udp", "tcp"} {
+		local := net.Addr(&net.UDPAddr{IP: withOwn.AsSlice()})
+		target := p.udp
+		if network == "tcp" {
+			local, target = &net.TCPAddr{IP: withOwn.AsSlice()}, p.tcp
+		}
+		c := &dns.Client{Net: network, Timeout: 5 * time.Second, Dialer: &net.Dialer{LocalAddr: local}}
+		r, _, err := c.Exchange(query("example.com"), target)
+		if err != nil {
+			t.Fatalf("%s from %s: %v", network, withOwn, err)
+		}
+		wantA(t, r, "192.0.2.2")
+	}
+	if shared.udp.Load() != 1 || own.udp.Load() != 2 {
+		t.Errorf("shared upstream got %d queries, the client's own %d; want 1 and 2", shared.udp.Load(), own.udp.Load())
+	}
+}

@@ -61,7 +61,7 @@ func (p *Proxy) ServePacket(ctx context.Context, pc net.PacketConn) error {
 }
 
 func (p *Proxy) answerPacket(ctx context.Context, pc net.PacketConn, client net.Addr, req *dns.Msg) {
-	resp := p.resolve(ctx, req)
+	resp := p.resolve(ctx, client, req)
 	if resp == nil || ctx.Err() != nil {
 		return
 	}
@@ -169,7 +169,7 @@ func (p *Proxy) serveConn(ctx context.Context, c net.Conn) {
 			defer func() { <-pending }()
 			defer p.release()
 			defer p.recoverPanic("tcp")
-			resp := p.resolve(ctx, req)
+			resp := p.resolve(ctx, client, req)
 			if resp == nil || ctx.Err() != nil {
 				return
 			}

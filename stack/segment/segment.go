@@ -36,6 +36,10 @@ type Member struct {
 	// Aliases are further names the segment's DNS answers for it
 	// (--network-alias, link aliases).
 	Aliases []string
+	// DNS are the member's own upstreams (run --dns on a user-defined
+	// network): the segment's DNS forwards its queries there instead, as
+	// Docker's embedded DNS does.
+	DNS []netip.AddrPort
 }
 
 // Config describes a segment. The caller (the daemon) derives it from its
@@ -128,9 +132,10 @@ func (s *Segment) resolverConfig(cfg Config, log *slog.Logger) resolver.Config {
 	rc := resolver.Config{Upstreams: cfg.Upstreams, Logger: log}
 	if cfg.MemberNames {
 		rc.Local = s.answer
+		rc.UpstreamsOf = s.upstreamsOf
 	}
 	if cfg.Internal {
-		rc.Upstreams = nil
+		rc.Upstreams, rc.UpstreamsOf = nil, nil
 		rc.Local = func(q dns.Question) ([]dns.RR, bool) {
 			if !cfg.MemberNames {
 				return nil, true
@@ -140,6 +145,18 @@ func (s *Segment) resolverConfig(cfg Config, log *slog.Logger) resolver.Config {
 		}
 	}
 	return rc
+}
+
+// upstreamsOf is the --dns of the member at ip, if it has any.
+func (s *Segment) upstreamsOf(ip netip.Addr) []netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range s.members {
+		if m.IP == ip {
+			return m.DNS
+		}
+	}
+	return nil
 }
 
 // Gateway is the stack that dials into the segment for published ports.
