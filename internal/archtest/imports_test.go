@@ -58,3 +58,35 @@ func TestEngineRoomsDoNotImportInternal(t *testing.T) {
 		t.Fatalf("go list found %d engine packages, want at least %d", n, len(engineRooms))
 	}
 }
+
+// heavyInit are packages whose init costs every process of the binary
+// memory it does not need (gopacket/layers fills ~7 MB of lookup tables;
+// docs/ARCHITECTURE.md, Measured facts: Package initialisation): the binary must
+// not link them; tests may.
+var heavyInit = []string{"github.com/google/gopacket/layers"}
+
+func TestBinaryLinksNoHeavyInit(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to list imports: %v", err)
+	}
+	cmd := exec.Command(goBin, "list", "-deps", "./cmd/netns-run")
+	cmd.Dir = "../.."
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list -deps ./cmd/netns-run: %v\n%s", err, stderr.Bytes())
+	}
+	deps := strings.Fields(string(out))
+	if len(deps) < 50 {
+		t.Fatalf("go list -deps found %d packages; want the binary's whole graph", len(deps))
+	}
+	for _, d := range deps {
+		for _, h := range heavyInit {
+			if d == h {
+				t.Errorf("the binary links %s, whose init every netns-run process pays for", h)
+			}
+		}
+	}
+}

@@ -1,6 +1,5 @@
 // Package pcap captures a segment's Ethernet frames into pcap files that
-// tcpdump, tshark and Wireshark read (LINKTYPE_ETHERNET, written by
-// gopacket's pcapgo), through a small filter language of its own (Filter).
+// tcpdump, tshark and Wireshark read (LINKTYPE_ETHERNET; format.go), through a small filter language of its own (Filter).
 // A Capture takes frames from the switch's tap without ever blocking it, and
 // writes them from a goroutine of its own.
 package pcap
@@ -12,10 +11,6 @@ import (
 	"io"
 	"sync/atomic"
 	"time"
-
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
 )
 
 // DefaultSnaplen is tcpdump's: whole frames of any MTU used here.
@@ -50,7 +45,6 @@ type record struct {
 type Capture struct {
 	opts    Options
 	buf     *bufio.Writer
-	w       *pcapgo.Writer
 	q       chan record
 	stopped atomic.Bool
 	dropped atomic.Uint64
@@ -69,14 +63,13 @@ func New(w io.Writer, opts Options) (*Capture, error) {
 		return nil, fmt.Errorf("count %d: want 0 (no limit) or more", opts.Count)
 	}
 	buf := bufio.NewWriterSize(w, 64<<10)
-	pw := pcapgo.NewWriterNanos(buf)
-	if err := pw.WriteFileHeader(uint32(opts.Snaplen), layers.LinkTypeEthernet); err != nil {
+	if err := writeFileHeader(buf, uint32(opts.Snaplen)); err != nil {
 		return nil, fmt.Errorf("write the pcap header: %w", err)
 	}
 	if err := buf.Flush(); err != nil {
 		return nil, fmt.Errorf("write the pcap header: %w", err)
 	}
-	return &Capture{opts: opts, buf: buf, w: pw, q: make(chan record, queueLen)}, nil
+	return &Capture{opts: opts, buf: buf, q: make(chan record, queueLen)}, nil
 }
 
 // Tap takes one frame (valid only during the call): if it passes, a copy
@@ -100,8 +93,7 @@ func (c *Capture) Run(ctx context.Context) (Result, error) {
 	var res Result
 	full := func() bool { return c.opts.Count > 0 && res.Written >= uint64(c.opts.Count) }
 	write := func(r record) error {
-		ci := gopacket.CaptureInfo{Timestamp: r.ts, CaptureLength: len(r.data), Length: r.orig}
-		if err := c.w.WritePacket(ci, r.data); err != nil {
+		if err := writeRecord(c.buf, r.ts, r.data, r.orig); err != nil {
 			return fmt.Errorf("write the capture: %w", err)
 		}
 		res.Written++
