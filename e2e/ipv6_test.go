@@ -2,9 +2,12 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestPrivateDualStack: --network private is dual stack by default, in
@@ -103,5 +106,126 @@ func TestPingPastTheGateway(t *testing.T) {
 	r := u.nr("run", "--network", "private", "--", bb, "ping", "-c", "1", "-W", "1", "2001:db8:ffff::2")
 	if r.code == 0 {
 		t.Errorf("a ping to an address the host cannot reach was answered:\n%s", r)
+	}
+}
+
+// TestSegmentDualStack: a network made with network create --ipv6 gives
+// each member an IPv6 address of its subnet from IPAM beside its IPv4 one
+// (--ip6 picks one), set before the command starts and never tentative,
+// with the gateway's link-local address as the default route; member
+// names resolve to both (AAAA), members reach each other over IPv6, the
+// own v6 line is in /etc/hosts, outbound IPv6 leaves from the host's
+// address, and an IPv6 client of a published port reaches the member
+// over IPv6 with its own address kept. inspect shows the addresses.
+func TestSegmentDualStack(t *testing.T) {
+	requireLauncher(t)
+	u := newUser(t)
+	const sub6 = "fd00:5e6:1::/64"
+	u.ok("network", "create", "--ipv6", "--subnet", "172.29.0.0/16", "--subnet", sub6, "dual")
+	t.Cleanup(func() { u.nr("network", "rm", "dual") })
+	u.ok("run", "-d", "--name", "v6srv", "--network", "dual", "-p", "18661:7000", "--", probe, "serve-tcp", "[::]:7000")
+	u.ok("run", "-d", "--name", "v4only", "--network", "dual", "-p", "18662:7001", "--", probe, "serve-tcp", "0.0.0.0:7001")
+	u.ok("run", "-d", "--name", "v6fixed", "--network", "dual", "--ip6", "fd00:5e6:1::99", "--", probe, "sleep", "60s")
+
+	script := fmt.Sprintf(`P=%[1]s
+ip -o -6 addr show dev eth0 scope global
+ip -6 route show default
+grep v6client /etc/hosts
+$P resolve v6srv
+$P resolve v6fixed
+$P tcp -timeout 5s [fd00:5e6:1::2]:7000 member-to-member
+echo
+$P tcp -timeout 5s [%[2]s]:7777 v6-out
+`, probe, worldIP6)
+	r := u.nr("run", "--network", "dual", "--name", "v6client", "--hostname", "v6client", "--", "/bin/sh", "-c", script)
+	wantExit(t, r, 0, "a member of a dual-stack network")
+	for _, want := range []string{
+		"inet6 fd00:5e6:1::4/64 scope global",
+		"default via fe80::42:acff:fe1d:1 dev eth0",
+		"fd00:5e6:1::4\tv6client\n",
+		"172.29.0.2\nfd00:5e6:1::2\n",
+		"172.29.0.4\nfd00:5e6:1::99\n",
+		"from [fd00:5e6:1::4]:", "member-to-member",
+		"from [" + hostIP6 + "]:", "v6-out",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("missing %q in:\n%s", want, r)
+		}
+	}
+	if strings.Contains(r.stdout, "tentative") {
+		t.Errorf("an address still in duplicate address detection:\n%s", r)
+	}
+
+	// A world IPv6 client of the published port is seen with its address.
+	resp := worldDial(t, "tcp", "["+hostIP6+"]:18661", "from-world-v6", 5*time.Second)
+	if resp.Error != "" || !strings.Contains(resp.Reply, "from ["+worldIP6+"]:") {
+		t.Errorf("a world IPv6 client of -p 18661:7000: %+v; want the member to see [%s]", resp, worldIP6)
+	}
+	// A server listening on IPv4 only is reached over IPv4 all the same.
+	resp = worldDial(t, "tcp", "["+hostIP6+"]:18662", "v6-to-v4only", 5*time.Second)
+	if resp.Error != "" || !strings.Contains(resp.Reply, "v6-to-v4only") {
+		t.Errorf("a world IPv6 client of a member serving on 0.0.0.0 only: %+v; want it served over IPv4", resp)
+	}
+	// An IPv4 client still reaches it over IPv4.
+	resp = worldDial(t, "tcp", hostIP+":18661", "from-world-v4", 5*time.Second)
+	if resp.Error != "" || !strings.Contains(resp.Reply, "from "+worldIP+":") {
+		t.Errorf("a world IPv4 client of -p 18661:7000: %+v; want the member to see %s", resp, worldIP)
+	}
+
+	st := u.inspect("v6fixed")["NetworkSettings"].(map[string]any)
+	nets := st["Networks"].(map[string]any)["dual"].(map[string]any)
+	if nets["GlobalIPv6Address"] != "fd00:5e6:1::99" || nets["GlobalIPv6PrefixLen"] != float64(64) || nets["IPv6Gateway"] != "fd00:5e6:1::1" {
+		t.Errorf("inspect v6fixed, Networks.dual: %v; want fd00:5e6:1::99/64 via fd00:5e6:1::1", nets)
+	}
+	// network connect --ip6 gives the next ethN that address.
+	u.ok("run", "-d", "--name", "onbridge", "--network", "bridge", "--", probe, "sleep", "60s")
+	u.ok("network", "connect", "--ip6", "fd00:5e6:1::77", "dual", "onbridge")
+	if r := u.ok("exec", "onbridge", "ip", "-o", "-6", "addr", "show", "dev", "eth1", "scope", "global"); !strings.Contains(r.stdout, "inet6 fd00:5e6:1::77/64 scope global") {
+		t.Errorf("network connect --ip6: eth1 has %q", r.stdout)
+	}
+	if r := u.nr("network", "connect", "--ip6", "fd00:5e6:1::78", "bridge", "v4only"); r.code != 125 || !strings.Contains(r.stderr, "has no IPv6") {
+		t.Errorf("network connect --ip6 to the IPv4-only bridge: %s", r)
+	}
+	if r := u.nr("run", "--network", "bridge", "--ip6", "fd00:5e6:1::7", "--", "true"); r.code != 125 || !strings.Contains(r.stderr, "has no IPv6") {
+		t.Errorf("--ip6 on the IPv4-only bridge: %s; want a refusal saying it has no IPv6", r)
+	}
+}
+
+// TestBridgeIPv6Setting: the default bridge is IPv4 only until the
+// daemon settings turn IPv6 on, as Docker's daemon.json does: with
+// "ipv6": true and "fixed-cidr-v6", a bridge member gets an address of
+// that subnet and network inspect shows it; a key the daemon does not
+// know keeps the daemon from starting, with a word on why in its log.
+func TestBridgeIPv6Setting(t *testing.T) {
+	requireLauncher(t)
+	u := newUser(t)
+	home := strings.TrimPrefix(u.env[0], "HOME=")
+	if r := u.ok("run", "--network", "bridge", "--", "/bin/sh", "-c", "ip -o -6 addr show dev eth0 scope global"); strings.TrimSpace(r.stdout) != "" {
+		t.Errorf("the default bridge without settings has IPv6: %q", r.stdout)
+	}
+	u.cleanup() // the daemon exits after its last member; the next run starts one that reads the settings
+	dir := filepath.Join(home, ".config", "netns-run")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "daemon.json"), []byte(`{"ipv6": true, "fixed-cidr-v6": "fd00:17::/64"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := u.ok("run", "--network", "bridge", "--", "/bin/sh", "-c", "ip -o -6 addr show dev eth0 scope global")
+	if !strings.Contains(r.stdout, "inet6 fd00:17::2/64 scope global") {
+		t.Errorf("a bridge member with ipv6 on: %q; want fd00:17::2/64", r.stdout)
+	}
+	if out := u.ok("network", "inspect", "-f", "{{.EnableIPv6}} {{json .IPAM.Config}}", "bridge").stdout; !strings.Contains(out, "true") || !strings.Contains(out, "fd00:17::/64") {
+		t.Errorf("network inspect bridge with ipv6 on: %q", out)
+	}
+	u.cleanup() // the daemon exits after its last member; the next run starts one that reads the settings
+	if err := os.WriteFile(filepath.Join(dir, "daemon.json"), []byte(`{"ipv6": true, "bip": "10.9.0.1/24"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := u.nr("run", "--network", "bridge", "--", "true"); r.code != 125 || !strings.Contains(r.stderr, "daemon.log") {
+		t.Errorf("run with a daemon.json the daemon refuses: %s; want status 125 pointing at daemon.log", r)
+	}
+	if b, _ := os.ReadFile(filepath.Join(u.rt, "netns-run", "daemon.log")); !strings.Contains(string(b), `unknown field "bip"`) {
+		t.Errorf("daemon.log does not name the unknown key:\n%s", b)
 	}
 }

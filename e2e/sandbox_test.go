@@ -21,6 +21,7 @@ func TestHostsFile(t *testing.T) {
 		"--hostname", "box1",
 		"--add-host", "db.e2e:198.51.100.9",
 		"--add-host", "gw.e2e:host-gateway",
+		"--add-host", "db6.e2e:2001:db8::9",
 	}, "cat", "/etc/hosts")...)
 	wantExit(t, r, 0, "cat /etc/hosts in the sandbox")
 	want := "127.0.0.1\tlocalhost\n" +
@@ -31,6 +32,8 @@ func TestHostsFile(t *testing.T) {
 		"ff02::2\tip6-allrouters\n" +
 		"198.51.100.9\tdb.e2e\n" +
 		gatewayIP + "\tgw.e2e\n" +
+		"fd00::2\tgw.e2e\n" + // host-gateway: both families on a dual-stack network
+		"2001:db8::9\tdb6.e2e\n" +
 		sandboxIP + "\tbox1\n" +
 		sandboxIP6 + "\tbox1\n"
 	if r.stdout != want {

@@ -148,6 +148,22 @@ func (l *Listener) Close() {
 	}
 }
 
+// Member is where a published port leads: the member's IPv4 address, and
+// on a dual-stack network its IPv6 one.
+type Member struct {
+	IP, IP6 netip.Addr
+}
+
+// addrFor is the member's address for client: IPv6 clients reach a
+// dual-stack member over IPv6 (serveTCP falls back to IPv4 when nothing
+// listens there), every other client over IPv4, as Docker's proxy does.
+func (m Member) addrFor(client netip.Addr) netip.Addr {
+	if m.IP6.IsValid() && client.Is6() && !client.Is4In6() {
+		return m.IP6
+	}
+	return m.IP
+}
+
 // Serve forwards clients to member until ctx ends, then closes the
 // listener. Connections already relayed run until either side ends them.
 //
@@ -160,26 +176,33 @@ func (l *Listener) Close() {
 // a flow through a socket made inside measured no faster (the per-datagram
 // cost is this process's read and write either way) and would cost a round
 // trip to the sandbox per flow.
-func (l *Listener) Serve(ctx context.Context, member netip.Addr, d Dialer, local LocalDialer) {
+func (l *Listener) Serve(ctx context.Context, member Member, d Dialer, local LocalDialer) {
 	stop := context.AfterFunc(ctx, l.Close)
 	defer stop()
-	dst := netip.AddrPortFrom(member, l.m.ContainerPort)
 	if l.udp != nil {
-		l.serveUDP(ctx, dst, d)
+		l.serveUDP(member, d)
 		return
 	}
-	l.serveTCP(ctx, dst, d, local)
+	l.serveTCP(ctx, member, d, local)
 }
 
 // isLoopback: a TCP client the fast path serves.
 func isLoopback(a netip.Addr) bool { return a.Unmap().IsLoopback() }
 
-func (l *Listener) serveTCP(ctx context.Context, dst netip.AddrPort, d Dialer, local LocalDialer) {
+func (l *Listener) serveTCP(ctx context.Context, member Member, d Dialer, local LocalDialer) {
 	relayAccepted(l.tcp, func(c net.Conn) (net.Conn, error) {
 		client := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr()
 		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 		defer cancel()
-		return dialTCP(dctx, d, local, client, dst)
+		dst := netip.AddrPortFrom(member.addrFor(client), l.m.ContainerPort)
+		inner, err := dialTCP(dctx, d, local, client, dst)
+		if dst.Addr() != member.IP && errors.Is(err, syscall.ECONNREFUSED) {
+			// Nothing listens on the member's IPv6 side (a server
+			// bound to 0.0.0.0): over IPv4 then, as a client of a
+			// dual-stack host would try.
+			return dialTCP(dctx, d, local, client, netip.AddrPortFrom(member.IP, l.m.ContainerPort))
+		}
+		return inner, err
 	})
 }
 
@@ -224,7 +247,7 @@ type udpFlow struct {
 	inner net.Conn
 }
 
-func (l *Listener) serveUDP(ctx context.Context, dst netip.AddrPort, d Dialer) {
+func (l *Listener) serveUDP(member Member, d Dialer) {
 	var mu sync.Mutex
 	flows := make(map[netip.AddrPort]*udpFlow)
 	buf := make([]byte, 65535)
@@ -244,6 +267,7 @@ func (l *Listener) serveUDP(ctx context.Context, dst netip.AddrPort, d Dialer) {
 		mu.Lock()
 		f := flows[client]
 		if f == nil && len(flows) < maxUDPFlows {
+			dst := netip.AddrPortFrom(member.addrFor(client.Addr()), l.m.ContainerPort)
 			inner, err := d.DialUDP(client.Addr(), dst)
 			if err == nil {
 				f = &udpFlow{inner: inner}

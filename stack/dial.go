@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/netns-run/netns-run/stack/resolver"
 
@@ -38,6 +40,11 @@ func (g *Gateway) DialTCP(ctx context.Context, client netip.Addr, dst netip.Addr
 	remote := tcpip.FullAddress{NIC: nicID, Addr: addr(dst.Addr()), Port: dst.Port()}
 	c, err := gonet.DialTCPWithBind(ctx, g.s, local, remote, proto(dst.Addr()))
 	if err != nil {
+		// gonet keeps only the text of gVisor's error; a refusal is
+		// made one that errors.Is ECONNREFUSED, as a kernel socket's.
+		if strings.HasSuffix(err.Error(), (&tcpip.ErrConnectionRefused{}).String()) {
+			return nil, fmt.Errorf("connect to %s in the sandbox: %w", dst, syscall.ECONNREFUSED)
+		}
 		return nil, fmt.Errorf("connect to %s in the sandbox: %w", dst, err)
 	}
 	return c, nil

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -76,12 +75,10 @@ func newNetworkCreate() *cobra.Command {
 			if err := req.Check(); err != nil {
 				return err
 			}
-			// The store and IPAM hold the IPv6 side, but members are not yet
-			// given their IPv6 addresses: refuse rather than promise it.
-			if req.IPv6 {
-				return errors.New("--ipv6 on shared networks is not available yet (members would get no IPv6 address): leave it out, or use --network private, which is dual stack")
-			}
 			undo := func() {}
+			if req.IPv6 && req.Options[netstore.OptParent] != "" {
+				return fmt.Errorf("--ipv6 with -o parent: a kernel macvlan network gives its members IPv4 addresses only; drop --ipv6, or drop -o parent for the userspace segment, which is dual stack")
+			}
 			if parent := req.Options[netstore.OptParent]; req.Driver == netstore.DriverMacvlan && parent != "" {
 				if undo, err = runner.PrepareKernelMacvlan(parent, req.Options[netstore.OptPromisc] == "on"); err != nil {
 					return err
@@ -105,7 +102,7 @@ func newNetworkCreate() *cobra.Command {
 	fs.StringVarP(&driver, "driver", "d", netstore.DriverBridge, "bridge or macvlan")
 	fs.StringArrayVar(&subnets, "subnet", nil, "subnet in CIDR form, one IPv4 and with --ipv6 one IPv6 (default: the next free 172.18+.0.0/16; for IPv6 a unique local /64)")
 	fs.StringArrayVar(&gateways, "gateway", nil, "gateway address of the subnet of its family (default: the subnet's first)")
-	fs.BoolVar(&ipv6, "ipv6", false, "dual stack: an IPv6 subnet beside the IPv4 one (not available yet: refused until members get IPv6 addresses)")
+	fs.BoolVar(&ipv6, "ipv6", false, "dual stack: an IPv6 subnet beside the IPv4 one; members get an address of each (--ip6 picks one), AAAA records and IPv6 clients of their published ports")
 	fs.StringVar(&ipRange, "ip-range", "", "allocate member addresses from this CIDR inside the subnet")
 	fs.BoolVar(&internal, "internal", false, "no outbound access")
 	fs.StringArrayVarP(&opts, "opt", "o", nil, "driver option (macvlan): macvlan_mode=bridge|private (members may talk to each other, or only to the outside); "+
@@ -428,15 +425,16 @@ func newNetworkPrune() *cobra.Command {
 // endpoints are every network a sandbox is on: the one it started on,
 // then those connected since.
 func endpoints(r registry.Record) []registry.Endpoint {
-	out := []registry.Endpoint{{Network: r.Network, NetworkID: r.NetworkID, Interface: "eth0", IP: r.IP, Prefix: r.Prefix, Gateway: r.Gateway, MAC: r.MAC, Aliases: r.Aliases}}
+	out := []registry.Endpoint{{Network: r.Network, NetworkID: r.NetworkID, Interface: "eth0", IP: r.IP, Prefix: r.Prefix, Gateway: r.Gateway, MAC: r.MAC, Aliases: r.Aliases,
+		IP6: r.IP6, Prefix6: r.Prefix6, Gateway6: r.Gateway6}}
 	return append(out, r.Extra...)
 }
 
 func newNetworkConnect() *cobra.Command {
-	var ip string
+	var ip, ip6 string
 	var aliases []string
 	cmd := &cobra.Command{
-		Use:   "connect [--ip IP] [--alias A] NETWORK SANDBOX",
+		Use:   "connect [--ip IP] [--ip6 IP6] [--alias A] NETWORK SANDBOX",
 		Short: "Put a running sandbox on one more network (its next ethN)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -447,6 +445,13 @@ func newNetworkConnect() *cobra.Command {
 					return fmt.Errorf("invalid --ip %q: want an IPv4 address", ip)
 				}
 				req.IP = a
+			}
+			if ip6 != "" {
+				a, err := parseIP6Flag(ip6)
+				if err != nil {
+					return err
+				}
+				req.IP6 = a
 			}
 			rec, err := runningRecord(args[1])
 			if err != nil {
@@ -463,10 +468,14 @@ func newNetworkConnect() *cobra.Command {
 			if _, virtual := virtualDrivers[n.Name]; virtual {
 				return fmt.Errorf("a sandbox cannot be connected to the %s network: pick it at run (--network %s)", n.Name, n.Name)
 			}
+			if req.IP6.IsValid() && !n.EnableIPv6 {
+				return fmt.Errorf("--ip6 %s: network %s has no IPv6 (create it with --ipv6)", req.IP6, n.Name)
+			}
 			return runner.Control(rec.ControlSocket, wire.ControlRequest{Connect: &req})
 		},
 	}
 	cmd.Flags().StringVar(&ip, "ip", "", "static IPv4 address on the network")
+	cmd.Flags().StringVar(&ip6, "ip6", "", "static IPv6 address on a dual-stack network (network create --ipv6)")
 	cmd.Flags().StringArrayVar(&aliases, "alias", nil, "another name the network's DNS answers for the sandbox (repeatable)")
 	return cmd
 }

@@ -45,6 +45,7 @@ type runFlags struct {
 	network      string
 	name         string
 	ip           string
+	ip6          string
 	mac          string
 	links        []string
 	aliases      []string
@@ -75,6 +76,7 @@ func (f *runFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.network, "network", "bridge", `network to join: "bridge" (shared, 172.17.0.0/16), one made with netns-run network create, "private" (a one-member network in this process, no daemon), "none" (lo only) or "host" (the caller's own network, as Docker's host network)`)
 	fs.StringVar(&f.name, "name", "", "the sandbox's name (default: its short id)")
 	fs.StringVar(&f.ip, "ip", "", "static IPv4 address on the network")
+	fs.StringVar(&f.ip6, "ip6", "", "static IPv6 address on a dual-stack network (network create --ipv6)")
 	fs.StringVar(&f.mac, "mac-address", "", "MAC address (default: 02:42 + the IPv4 address)")
 	fs.StringArrayVar(&f.links, "link", nil, "add NAME[:ALIAS] of another sandbox on the network to /etc/hosts (repeatable)")
 	fs.StringArrayVar(&f.aliases, "network-alias", nil, "another name the network's DNS answers for this sandbox (repeatable)")
@@ -255,6 +257,13 @@ func (f *runFlags) networkOptions(o *runner.Options) error {
 		}
 		o.IP = ip
 	}
+	if f.ip6 != "" {
+		ip, err := parseIP6Flag(f.ip6)
+		if err != nil {
+			return err
+		}
+		o.IP6 = ip
+	}
 	if f.mac != "" {
 		if _, err := net.ParseMAC(f.mac); err != nil {
 			return fmt.Errorf("invalid --mac-address %q: want six hex bytes like 02:42:ac:11:00:02", f.mac)
@@ -286,8 +295,8 @@ func (f *runFlags) networkOptions(o *runner.Options) error {
 		}
 	}
 	if (f.network == runner.Private || f.network == runner.None || f.network == runner.Host) &&
-		(f.ip != "" || f.mac != "" || len(f.links) > 0 || len(f.aliases) > 0) {
-		return fmt.Errorf("--ip, --mac-address, --link and --network-alias need a shared network: use --network bridge (the default) or one from netns-run network create")
+		(f.ip != "" || f.ip6 != "" || f.mac != "" || len(f.links) > 0 || len(f.aliases) > 0) {
+		return fmt.Errorf("--ip, --ip6, --mac-address, --link and --network-alias need a shared network: use --network bridge (the default) or one from netns-run network create")
 	}
 	if f.pcap != "" && f.network != runner.Private {
 		return fmt.Errorf("--pcap captures --network private's eth0, whose stack runs in this process; drop it or use --network private")
@@ -304,4 +313,14 @@ func (f *runFlags) networkOptions(o *runner.Options) error {
 		return fmt.Errorf("--dns-upstream applies to --network private; shared networks forward to the host's resolvers")
 	}
 	return nil
+}
+
+// parseIP6Flag reads --ip6: a global IPv6 address (not an IPv4 one, not a
+// link-local one, which every member makes for itself).
+func parseIP6Flag(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.Is6() || a.Is4In6() || a.Zone() != "" || a.IsLinkLocalUnicast() || a.IsMulticast() || a.IsUnspecified() || a.IsLoopback() {
+		return netip.Addr{}, fmt.Errorf("invalid --ip6 %q: want a unicast IPv6 address in the network's IPv6 subnet, e.g. fd12:3456:789a:1::10", s)
+	}
+	return a, nil
 }

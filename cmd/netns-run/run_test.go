@@ -67,7 +67,10 @@ func TestOptionsRejectBadFlags(t *testing.T) {
 		{[]string{"--ip", "10.0.0.300"}, `invalid --ip "10.0.0.300": want an IPv4 address`},
 		{[]string{"--mac-address", "02:42"}, `invalid --mac-address "02:42": want six hex bytes`},
 		{[]string{"--network", "none", "-p", "8080:80"}, "--network none has no network to publish ports on"},
-		{[]string{"--network", "private", "--ip", "10.0.2.50"}, "--ip, --mac-address, --link and --network-alias need a shared network"},
+		{[]string{"--network", "private", "--ip", "10.0.2.50"}, "--ip, --ip6, --mac-address, --link and --network-alias need a shared network"},
+		{[]string{"--network", "none", "--ip6", "fd00:1::5"}, "--ip, --ip6, --mac-address, --link and --network-alias need a shared network"},
+		{[]string{"--ip6", "10.0.0.5"}, `invalid --ip6 "10.0.0.5": want a unicast IPv6 address`},
+		{[]string{"--ip6", "fe80::5"}, `invalid --ip6 "fe80::5": want a unicast IPv6 address`},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {

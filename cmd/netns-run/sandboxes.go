@@ -4,8 +4,10 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -280,6 +282,7 @@ type endpointView struct {
 
 type ipamConfigView struct {
 	IPv4Address string `json:"IPv4Address,omitempty"`
+	IPv6Address string `json:"IPv6Address,omitempty"`
 }
 
 type portView struct {
@@ -331,12 +334,22 @@ func view(r registry.Record) sandboxView {
 		if e.IP.IsValid() {
 			ep.IPAddress, ep.Gateway = e.IP.String(), e.Gateway.String()
 		}
-		if i == 0 && r.StaticIP && e.IP.IsValid() {
-			ep.IPAMConfig = &ipamConfigView{IPv4Address: e.IP.String()}
+		if e.IP6.IsValid() {
+			ep.GlobalIPv6Address, ep.GlobalIPv6PrefixLen, ep.IPv6Gateway = e.IP6.String(), e.Prefix6, e.Gateway6.String()
+		}
+		if i == 0 && (r.StaticIP && e.IP.IsValid() || r.StaticIP6 && e.IP6.IsValid()) {
+			ep.IPAMConfig = &ipamConfigView{}
+			if r.StaticIP {
+				ep.IPAMConfig.IPv4Address = e.IP.String()
+			}
+			if r.StaticIP6 {
+				ep.IPAMConfig.IPv6Address = e.IP6.String()
+			}
 		}
 		if e.Network == netstore.BridgeName {
 			ns := &v.NetworkSettings
 			ns.IPAddress, ns.IPPrefixLen, ns.Gateway, ns.MacAddress = ep.IPAddress, ep.IPPrefixLen, ep.Gateway, ep.MacAddress
+			ns.GlobalIPv6Address, ns.GlobalIPv6PrefixLen, ns.IPv6Gateway = ep.GlobalIPv6Address, ep.GlobalIPv6PrefixLen, ep.IPv6Gateway
 		}
 		v.NetworkSettings.Networks[e.Network] = ep
 	}
@@ -608,6 +621,9 @@ func newDaemonCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := applyDaemonSettings(store, logger); err != nil {
+				return err
+			}
 			rt, reg, err := registry.OpenDefault()
 			if err != nil {
 				return err
@@ -617,4 +633,28 @@ func newDaemonCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
+}
+
+// applyDaemonSettings gives the default bridge the IPv6 side the daemon
+// settings ask for. While sandboxes are on the bridge it stays as it is
+// (they hold addresses of the bridge as it was), with a warning.
+func applyDaemonSettings(store *netstore.Store, log *slog.Logger) error {
+	path, err := daemon.SettingsPath()
+	if err != nil {
+		return err
+	}
+	set, err := daemon.LoadSettings(path)
+	if err != nil {
+		return err
+	}
+	changed, err := store.SetBridgeIPv6(set.IPv6, set.FixedCIDRv6)
+	switch {
+	case errors.Is(err, netstore.ErrHasMembers):
+		log.Warn("the default bridge keeps its IPv6 setting until its members are gone", "settings", path, "err", err)
+	case err != nil:
+		return fmt.Errorf("daemon settings %s: %w", path, err)
+	case changed:
+		log.Info("the default bridge's IPv6 changed", "settings", path, "ipv6", set.IPv6)
+	}
+	return nil
 }

@@ -183,7 +183,10 @@ func (w *world) stop() {
 	w.readR.Close()
 }
 
-var testNet = &net.IPNet{IP: net.IPv4(198, 51, 100, 0).To4(), Mask: net.CIDRMask(prefixLen, 32)}
+var (
+	testNet  = &net.IPNet{IP: net.IPv4(198, 51, 100, 0).To4(), Mask: net.CIDRMask(prefixLen, 32)}
+	testNet6 = &net.IPNet{IP: net.ParseIP("2001:db8::"), Mask: net.CIDRMask(prefixLen6, 128)}
+)
 
 func worldMain(args []string) error {
 	fs := flag.NewFlagSet("outerns-world", flag.ContinueOnError)
@@ -278,9 +281,9 @@ func handleDial(w http.ResponseWriter, r *http.Request) {
 	}
 	host, _, err := net.SplitHostPort(req.Addr)
 	ip := net.ParseIP(host)
-	if err != nil || ip == nil || !testNet.Contains(ip) {
+	if err != nil || ip == nil || !testNet.Contains(ip) && !testNet6.Contains(ip) {
 		// The world only ever talks to the test network.
-		http.Error(w, fmt.Sprintf("addr %q: want IP:PORT in %s", req.Addr, testNet), http.StatusBadRequest)
+		http.Error(w, fmt.Sprintf("addr %q: want IP:PORT in %s or %s", req.Addr, testNet, testNet6), http.StatusBadRequest)
 		return
 	}
 	timeout := time.Duration(req.TimeoutMS) * time.Millisecond
@@ -307,7 +310,7 @@ func handleDial(w http.ResponseWriter, r *http.Request) {
 
 func dialTCP(ctx context.Context, req worldapi.DialRequest) worldapi.DialResponse {
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp4", req.Addr)
+	c, err := d.DialContext(ctx, "tcp", req.Addr)
 	if err != nil {
 		return worldapi.DialResponse{Error: err.Error()}
 	}
@@ -333,7 +336,7 @@ func dialTCP(ctx context.Context, req worldapi.DialRequest) worldapi.DialRespons
 
 func dialUDP(ctx context.Context, req worldapi.DialRequest) worldapi.DialResponse {
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "udp4", req.Addr)
+	c, err := d.DialContext(ctx, "udp", req.Addr)
 	if err != nil {
 		return worldapi.DialResponse{Error: err.Error()}
 	}

@@ -63,6 +63,7 @@ type member struct {
 	net       netstore.Network
 	seg       *segment.Segment
 	ip        netip.Addr
+	ip6       netip.Addr // on a dual-stack network
 	mac       net.HardwareAddr
 	listeners []*forward.Listener
 	fast      *dialchan.Dialer // the loopback fast path of the listeners
@@ -368,6 +369,15 @@ func (s *Server) join(j wire.Join) (m *member, joined wire.Joined) {
 		return fail(err)
 	}
 	undo = append(undo, func() { s.store.DropLease(n.ID, j.SandboxID) })
+	var ip6 netip.Addr
+	switch {
+	case n.EnableIPv6:
+		if ip6, err = s.store.AllocateLease6(n.ID, j.SandboxID, j.IP6); err != nil {
+			return fail(err)
+		}
+	case j.IP6.IsValid():
+		return fail(fmt.Errorf("--ip6 %s: network %s has no IPv6 (create it with --ipv6)", j.IP6, n.Name))
+	}
 	mac := ipam.MAC(ip)
 	if j.MAC != "" {
 		if mac, err = net.ParseMAC(j.MAC); err != nil {
@@ -391,13 +401,13 @@ func (s *Server) join(j wire.Join) (m *member, joined wire.Joined) {
 		return fail(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m = &member{join: j, net: n, seg: seg, ip: ip, mac: mac, listeners: ls, fast: fast, ctx: ctx, cancel: cancel}
+	m = &member{join: j, net: n, seg: seg, ip: ip, ip6: ip6, mac: mac, listeners: ls, fast: fast, ctx: ctx, cancel: cancel}
 	if j.FastPath {
 		m.fast.Expect()
 	}
 	s.members[memberKey(j.SandboxID, n.ID)] = m
 	s.armIdle()
-	return m, wire.Joined{Network: n, IP: ip, MAC: mac.String(), Ports: m.ports(), LinkHosts: linkHosts}
+	return m, wire.Joined{Network: n, IP: ip, IP6: ip6, MAC: mac.String(), Ports: m.ports(), LinkHosts: linkHosts}
 }
 
 // segment returns the running segment of n, starting it; s.mu is held.
@@ -409,6 +419,8 @@ func (s *Server) segment(n netstore.Network) (*segment.Segment, error) {
 		Name:       n.Name,
 		Subnet:     n.Subnet,
 		Gateway:    n.Gateway,
+		Subnet6:    n.Subnet6,
+		Gateway6:   n.Gateway6,
 		GatewayMAC: ipam.MAC(n.Gateway),
 		Isolate:    n.Options[netstore.OptMacvlanMode] == "private",
 		Internal:   n.Internal,
@@ -455,7 +467,7 @@ func (s *Server) attach(m *member, fd int) error {
 			names = append(names, l.Alias)
 		}
 	}
-	err := m.seg.Add(segment.Member{ID: m.join.SandboxID, Name: m.join.Name, IP: m.ip, MAC: m.mac, Aliases: names, DNS: m.join.DNS}, fd)
+	err := m.seg.Add(segment.Member{ID: m.join.SandboxID, Name: m.join.Name, IP: m.ip, IP6: m.ip6, MAC: m.mac, Aliases: names, DNS: m.join.DNS}, fd)
 	if err != nil {
 		return err
 	}
@@ -463,7 +475,7 @@ func (s *Server) attach(m *member, fd int) error {
 		m.seg.Gateway().AllowHostLoopback(m.ip, true)
 	}
 	for _, l := range m.listeners {
-		go l.Serve(m.ctx, m.ip, m.seg.Gateway(), m.fast)
+		go l.Serve(m.ctx, forward.Member{IP: m.ip, IP6: m.ip6}, m.seg.Gateway(), m.fast)
 	}
 	return nil
 }
@@ -561,7 +573,7 @@ func (s *Server) changePorts(m *member, r wire.Request) wire.Reply {
 		return wire.Reply{Error: err.Error(), Ports: m.ports()}
 	}
 	for _, l := range added {
-		go l.Serve(m.ctx, m.ip, m.seg.Gateway(), m.fast)
+		go l.Serve(m.ctx, forward.Member{IP: m.ip, IP6: m.ip6}, m.seg.Gateway(), m.fast)
 	}
 	m.listeners = append(m.listeners, added...)
 	return wire.Reply{Ports: m.ports()}

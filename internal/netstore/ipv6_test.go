@@ -3,6 +3,7 @@ package netstore
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -123,5 +124,59 @@ func TestLeases6(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, leasesFileName)); strings.Contains(string(b), "fd00:db8:1::99") {
 		t.Errorf("the removed network's IPv6 leases stayed:\n%s", b)
+	}
+}
+
+// SetBridgeIPv6 turns the default bridge dual stack and back, as Docker's
+// daemon settings do, keeps a picked subnet across calls, refuses while
+// the bridge has members, and persists.
+func TestSetBridgeIPv6(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	bridge := func(s *Store) Network {
+		t.Helper()
+		n, err := s.Get(BridgeName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if changed, err := s.SetBridgeIPv6(false, netip.Prefix{}); err != nil || changed {
+		t.Fatalf("off while off: changed %v, %v", changed, err)
+	}
+	changed, err := s.SetBridgeIPv6(true, netip.Prefix{})
+	b := bridge(s)
+	if err != nil || !changed || !b.EnableIPv6 || b.Subnet6.Bits() != 64 || !strings.HasPrefix(b.Subnet6.String(), "fd") || b.Gateway6 != b.Subnet6.Addr().Next() {
+		t.Fatalf("on: changed %v, %v: %+v", changed, err, b)
+	}
+	if changed, err := s.SetBridgeIPv6(true, netip.Prefix{}); err != nil || changed || bridge(s).Subnet6 != b.Subnet6 {
+		t.Errorf("on again: changed %v, %v; want the picked subnet kept", changed, err)
+	}
+	if _, err := s.AllocateLease(b.ID, "sb-1", netip.Addr{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetBridgeIPv6(true, pfx("fd00:b::/64")); !errors.Is(err, ErrHasMembers) {
+		t.Errorf("a change with a member: %v, want ErrHasMembers", err)
+	}
+	if err := s.DropLease(b.ID, "sb-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetBridgeIPv6(true, pfx("fd00:b::/64")); err != nil {
+		t.Fatal(err)
+	}
+	if got := bridge(open(t, dir)); got.Subnet6 != pfx("fd00:b::/64") || got.Gateway6 != addr("fd00:b::1") {
+		t.Errorf("after a reopen: %s gateway %s; want fd00:b::/64 gateway fd00:b::1", got.Subnet6, got.Gateway6)
+	}
+	create(t, s, CreateRequest{Name: "v6", IPv6: true, Subnet6: pfx("fd00:c::/64")})
+	if _, err := s.SetBridgeIPv6(true, pfx("fd00:c::/64")); !errors.Is(err, ErrOverlap) {
+		t.Errorf("a subnet another network has: %v, want ErrOverlap", err)
+	}
+	for _, bad := range []string{"10.0.0.0/24", "fd00:d::/48", "fd00:d::1/64"} {
+		if _, err := s.SetBridgeIPv6(true, pfx(bad)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("fixed-cidr-v6 %s: %v, want ErrInvalid", bad, err)
+		}
+	}
+	if changed, err := s.SetBridgeIPv6(false, netip.Prefix{}); err != nil || !changed || bridge(s).EnableIPv6 || bridge(s).Subnet6.IsValid() {
+		t.Errorf("off: changed %v, %v: %+v", changed, err, bridge(s))
 	}
 }

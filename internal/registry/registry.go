@@ -34,22 +34,28 @@ const recordVersion = 1
 
 // Record is one sandbox.
 type Record struct {
-	Version   int               `json:"version"`
-	ID        string            `json:"id"`
-	Name      string            `json:"name"`
-	Hostname  string            `json:"hostname"`
-	Network   string            `json:"network"`
-	NetworkID string            `json:"network_id,omitempty"`
-	IP        netip.Addr        `json:"ip,omitzero"`
-	StaticIP  bool              `json:"static_ip,omitempty"` // IP was asked for (--ip)
-	Prefix    int               `json:"prefix,omitempty"`
-	Gateway   netip.Addr        `json:"gateway,omitzero"`
-	MAC       string            `json:"mac,omitempty"`
-	Aliases   []string          `json:"aliases,omitempty"`
-	Ports     []forward.Mapping `json:"ports,omitempty"`
-	Command   []string          `json:"command"`
-	Env       []string          `json:"env,omitempty"`   // -e and --env-file, as asked
-	Links     []string          `json:"links,omitempty"` // --link, as Docker's HostConfig.Links: /NAME:/SELF/ALIAS
+	Version   int        `json:"version"`
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Hostname  string     `json:"hostname"`
+	Network   string     `json:"network"`
+	NetworkID string     `json:"network_id,omitempty"`
+	IP        netip.Addr `json:"ip,omitzero"`
+	StaticIP  bool       `json:"static_ip,omitempty"`  // IP was asked for (--ip)
+	StaticIP6 bool       `json:"static_ip6,omitempty"` // IP6 was asked for (--ip6)
+	Prefix    int        `json:"prefix,omitempty"`
+	Gateway   netip.Addr `json:"gateway,omitzero"`
+	// IP6, Prefix6 and Gateway6: on a dual-stack network (the network's
+	// IPv6 gateway, not the link-local next hop).
+	IP6      netip.Addr        `json:"ip6,omitzero"`
+	Prefix6  int               `json:"prefix6,omitempty"`
+	Gateway6 netip.Addr        `json:"gateway6,omitzero"`
+	MAC      string            `json:"mac,omitempty"`
+	Aliases  []string          `json:"aliases,omitempty"`
+	Ports    []forward.Mapping `json:"ports,omitempty"`
+	Command  []string          `json:"command"`
+	Env      []string          `json:"env,omitempty"`   // -e and --env-file, as asked
+	Links    []string          `json:"links,omitempty"` // --link, as Docker's HostConfig.Links: /NAME:/SELF/ALIAS
 	// Tty: the command has a terminal of its own (run -t), which attach
 	// reaches; OpenStdin: its input was asked for (run -i).
 	Tty       bool      `json:"tty,omitempty"`
@@ -82,6 +88,10 @@ type Endpoint struct {
 	Gateway   netip.Addr `json:"gateway"`
 	MAC       string     `json:"mac"`
 	Aliases   []string   `json:"aliases,omitempty"`
+	// IP6, Prefix6 and Gateway6: on a dual-stack network.
+	IP6      netip.Addr `json:"ip6,omitzero"`
+	Prefix6  int        `json:"prefix6,omitempty"`
+	Gateway6 netip.Addr `json:"gateway6,omitzero"`
 }
 
 // ShortID is the 12-hex-digit form Docker prints.

@@ -144,17 +144,22 @@ func (c *control) connect(req wire.ConnectRequest) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r := c.r
-	join := wire.Join{SandboxID: r.id, Name: r.name, Network: req.Network, IP: req.IP, Aliases: req.Aliases, Secondary: true, DNS: dnsUpstreams(r.opts.DNS)}
+	join := wire.Join{SandboxID: r.id, Name: r.name, Network: req.Network, IP: req.IP, IP6: req.IP6, Aliases: req.Aliases, Secondary: true, DNS: dnsUpstreams(r.opts.DNS)}
 	sess, err := daemon.JoinNetwork(r.rt, join)
 	if err != nil {
 		return err
 	}
 	j := sess.Joined
 	name := fmt.Sprintf("eth%d", c.nextIf)
-	link, err := c.sb.AddLink(tap.Config{
+	cfg := tap.Config{
 		Name: name, Mode: tap.ModeTAP, MTU: r.opts.MTU, MAC: j.MAC, PeerMAC: ipam.MAC(j.Network.Gateway).String(),
 		Address: netip.PrefixFrom(j.IP, j.Network.Subnet.Bits()), Gateway: j.Network.Gateway, NoDefaultRoute: true,
-	})
+	}
+	if j.IP6.IsValid() {
+		cfg.Address6 = netip.PrefixFrom(j.IP6, j.Network.Subnet6.Bits())
+		cfg.Gateway6 = ipam.SLAAC(ipam.LinkLocalPrefix, ipam.MAC(j.Network.Gateway))
+	}
+	link, err := c.sb.AddLink(cfg)
 	if err != nil {
 		sess.Close()
 		return err
@@ -166,12 +171,15 @@ func (c *control) connect(req wire.ConnectRequest) error {
 	}
 	c.nextIf++
 	m := newMembership(sess)
-	join.IP = j.IP
+	join.IP, join.IP6 = j.IP, j.IP6
 	go r.keepMembership(m, join.Network, func() (*daemon.Session, error) { return r.rejoin(join, link.FD, c.sb) })
 	a := &attachment{m: m, fd: link.FD, ep: registry.Endpoint{
 		Network: j.Network.Name, NetworkID: j.Network.ID, Interface: name, IP: j.IP,
 		Prefix: j.Network.Subnet.Bits(), Gateway: j.Network.Gateway, MAC: j.MAC, Aliases: req.Aliases,
 	}}
+	if j.IP6.IsValid() {
+		a.ep.IP6, a.ep.Prefix6, a.ep.Gateway6 = j.IP6, j.Network.Subnet6.Bits(), j.Network.Gateway6
+	}
 	c.attached = append(c.attached, a)
 	r.reg.Update(r.id, func(rec *registry.Record) { rec.Extra = append(rec.Extra, a.ep) })
 	return nil

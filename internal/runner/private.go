@@ -81,6 +81,7 @@ func (r *run) private() (int, error) {
 		if hostHasIPv6() {
 			p.ip6 = netip.PrefixFrom(ipam.SLAAC(privateSubnet6, p.mac), privateSubnet6.Bits())
 			p.gateway6 = ipam.SLAAC(ipam.LinkLocalPrefix, p.gwMAC)
+			p.ipv6Gateway = privateGateway6
 			p.nameservers = append(p.nameservers, privateResolver6)
 			cfg.IPv6 = &stack.IPv6Config{Subnet: privateSubnet6, Gateway: privateGateway6, Resolver: privateResolver6}
 		} else {
@@ -124,11 +125,12 @@ func (r *run) private() (int, error) {
 		return wire.ExitOwnError, err
 	}
 	r.reportAuto(bound)
+	member := forward.Member{IP: privateMember, IP6: p.ip6.Addr()} // IPv6 clients over IPv6 when dual stack
 	for _, l := range listeners {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l.Serve(ctx, privateMember, gw, local)
+			l.Serve(ctx, member, gw, local)
 		}()
 	}
 	return r.runAndWait(sb, p, bound, nil)

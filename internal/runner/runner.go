@@ -55,6 +55,7 @@ type Options struct {
 	Name    string // default: the short id
 	Network string // Private, or a network name or id
 	IP      netip.Addr
+	IP6     netip.Addr // --ip6, on a dual-stack network
 	MAC     string
 	Links   []wire.LinkedName
 	Aliases []string
@@ -105,6 +106,7 @@ type placement struct {
 	gateway     netip.Addr
 	ip6         netip.Prefix // the IPv6 address and its /64, on a dual-stack network
 	gateway6    netip.Addr   // the gateway's link-local address, with ip6
+	ipv6Gateway netip.Addr   // the network's IPv6 gateway, as inspect shows it
 	nameservers []netip.Addr // resolv.conf's, unless --dns names others
 	mac         net.HardwareAddr
 	gwMAC       net.HardwareAddr
@@ -158,7 +160,7 @@ func run0(opts Options) (int, error) {
 	start, _ := registry.StartTime(os.Getpid())
 	rec := registry.Record{
 		ID: id, Name: name, Hostname: hostname, Network: opts.Network,
-		Aliases: opts.Aliases, Command: opts.Argv, Env: opts.Env, Tty: opts.Tty, OpenStdin: opts.OpenStdin, StaticIP: opts.IP.IsValid(), Links: dockerLinks(opts.Links, name), Created: time.Now(),
+		Aliases: opts.Aliases, Command: opts.Argv, Env: opts.Env, Tty: opts.Tty, OpenStdin: opts.OpenStdin, StaticIP: opts.IP.IsValid(), StaticIP6: opts.IP6.IsValid(), Links: dockerLinks(opts.Links, name), Created: time.Now(),
 		Pid: os.Getpid(), PidStart: start, State: registry.Running,
 		Detached: opts.Detached, AutoRemove: opts.AutoRemove,
 	}
@@ -252,11 +254,15 @@ func (r *run) spec(p placement) wire.Spec {
 	extra := append([]hosts.Entry{}, p.extra...)
 	var added []hosts.Entry
 	for _, h := range r.opts.AddHosts {
-		ip := h.IP
-		if h.HostGateway {
-			ip = p.gateway
+		if !h.HostGateway {
+			added = append(added, hosts.Entry{IP: h.IP, Names: []string{h.Name}})
+			continue
 		}
-		added = append(added, hosts.Entry{IP: ip, Names: []string{h.Name}})
+		// host-gateway: the gateway of each family the sandbox has.
+		added = append(added, hosts.Entry{IP: p.gateway, Names: []string{h.Name}})
+		if p.ipv6Gateway.IsValid() {
+			added = append(added, hosts.Entry{IP: p.ipv6Gateway, Names: []string{h.Name}})
+		}
 	}
 	// Docker writes --add-host lines before --link lines.
 	extra = append(added, extra...)
@@ -399,6 +405,9 @@ func (r *run) serve(sb *sandbox.Sandbox, p placement, ports []forward.Mapping) e
 	r.reg.Update(r.id, func(rec *registry.Record) {
 		if p.ip.IsValid() {
 			rec.IP, rec.Prefix, rec.Gateway, rec.MAC = p.ip, p.prefix.Bits(), p.gateway, p.mac.String()
+		}
+		if p.ip6.IsValid() {
+			rec.IP6, rec.Prefix6, rec.Gateway6 = p.ip6.Addr(), p.ip6.Bits(), p.ipv6Gateway
 		}
 		rec.AgentPid, rec.Ports, rec.ExecSocket, rec.ControlSocket = sb.Pid(), ports, sock, ctl
 	})

@@ -29,7 +29,7 @@ func (r *run) shared() (int, error) {
 		return wire.ExitOwnError, fmt.Errorf("--link-mode packet works only with --network private: shared networks switch TAP frames")
 	}
 	join := wire.Join{
-		SandboxID: r.id, Name: r.name, Network: opts.Network, IP: opts.IP, MAC: opts.MAC,
+		SandboxID: r.id, Name: r.name, Network: opts.Network, IP: opts.IP, IP6: opts.IP6, MAC: opts.MAC,
 		Aliases: opts.Aliases, Links: opts.Links, Ports: opts.Publish, HostLoopback: opts.HostLoopback,
 		FastPath: r.fastPath, DNS: dnsUpstreams(opts.DNS),
 	}
@@ -48,6 +48,13 @@ func (r *run) shared() (int, error) {
 		mac: mac, gwMAC: ipam.MAC(j.Network.Gateway), extra: j.LinkHosts,
 		linkMode:    tap.ModeTAP, // the switch needs plain frames: a TAP, not the packet link
 		memberNames: !j.Network.BuiltIn(),
+	}
+	if j.IP6.IsValid() {
+		// Set before the command starts and without DAD: the gateway
+		// handed it out and knows every address on the segment.
+		p.ip6 = netip.PrefixFrom(j.IP6, j.Network.Subnet6.Bits())
+		p.gateway6 = ipam.SLAAC(ipam.LinkLocalPrefix, p.gwMAC)
+		p.ipv6Gateway = j.Network.Gateway6
 	}
 	if j.Network.BuiltIn() {
 		// Docker sets link variables on the default bridge only.
@@ -69,7 +76,7 @@ func (r *run) shared() (int, error) {
 		return wire.ExitOwnError, err
 	}
 	r.reportAuto(j.Ports)
-	join.IP = j.IP
+	join.IP, join.IP6 = j.IP, j.IP6
 	r.published = &publishedPorts{ports: j.Ports}
 	m := newMembership(sess)
 	r.undo.push(m.end)

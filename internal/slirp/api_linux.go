@@ -114,7 +114,7 @@ func (f *forwards) add(ctx context.Context, h hostfwd) (int, error) {
 	}
 	fctx, cancel := context.WithCancel(ctx)
 	for _, l := range ls {
-		go l.Serve(fctx, guest, f.gw, nil)
+		go l.Serve(fctx, forward.Member{IP: guest}, f.gw, nil) // the address add_hostfwd names, whatever the client
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

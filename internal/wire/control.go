@@ -55,6 +55,7 @@ type AttachStatus struct {
 type ConnectRequest struct {
 	Network string     `json:"network"`
 	IP      netip.Addr `json:"ip,omitzero"`
+	IP6     netip.Addr `json:"ip6,omitzero"`
 	Aliases []string   `json:"aliases,omitempty"`
 }
 

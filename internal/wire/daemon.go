@@ -39,6 +39,7 @@ type Join struct {
 	Name         string            `json:"name"`
 	Network      string            `json:"network"`
 	IP           netip.Addr        `json:"ip,omitzero"`   // static --ip, or the address held before a daemon restart
+	IP6          netip.Addr        `json:"ip6,omitzero"`  // static --ip6 on a dual-stack network, or the one held before
 	MAC          string            `json:"mac,omitempty"` // --mac-address
 	Aliases      []string          `json:"aliases,omitempty"`
 	Links        []LinkedName      `json:"links,omitempty"`
@@ -75,6 +76,7 @@ type Joined struct {
 	Error     string            `json:"error,omitempty"`
 	Network   netstore.Network  `json:"network"`
 	IP        netip.Addr        `json:"ip,omitzero"`
+	IP6       netip.Addr        `json:"ip6,omitzero"` // on a dual-stack network (Network.EnableIPv6)
 	MAC       string            `json:"mac,omitempty"`
 	Ports     []forward.Mapping `json:"ports,omitempty"` // as bound: auto ports filled in
 	LinkHosts []hosts.Entry     `json:"link_hosts,omitempty"`

@@ -63,7 +63,7 @@ func (s *Segment) Stats() Stats {
 // broadcasts and multicasts it receives, are written.
 func (s *Segment) Capture(ctx context.Context, w io.Writer, member string, opts pcap.Options) (pcap.Result, error) {
 	if member != "" {
-		m, ok := s.member(member)
+		m, ok := s.lookup(member)
 		if !ok {
 			return pcap.Result{}, fmt.Errorf("network %s has no member %s", s.name, member)
 		}
@@ -82,20 +82,4 @@ func (s *Segment) Capture(ctx context.Context, w io.Writer, member string, opts 
 	defer stop()
 	defer s.sw.AddTap(c.Tap)()
 	return c.Run(ctx)
-}
-
-// member finds a member by name, alias or id prefix.
-func (s *Segment) member(name string) (Member, bool) {
-	ip, ok := s.lookup(name)
-	if !ok {
-		return Member{}, false
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, m := range s.members {
-		if m.IP == ip {
-			return m, true
-		}
-	}
-	return Member{}, false
 }

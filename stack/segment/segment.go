@@ -32,6 +32,7 @@ type Member struct {
 	ID   string
 	Name string
 	IP   netip.Addr
+	IP6  netip.Addr // on a dual-stack segment
 	MAC  net.HardwareAddr
 	// Aliases are further names the segment's DNS answers for it
 	// (--network-alias, link aliases).
@@ -57,8 +58,13 @@ type Config struct {
 	// MemberNames makes the DNS answer members' names, ids and aliases, as
 	// Docker does on user-defined networks but not on the default bridge.
 	MemberNames bool
-	Upstreams   []netip.AddrPort // where the DNS forwards other names
-	Logger      *slog.Logger
+	// Subnet6 and Gateway6 make the segment dual stack: members' IPv6
+	// addresses come from IPAM (Member.IP6), the gateway routes them and
+	// announces the subnet on-link; the DNS answers there too.
+	Subnet6   netip.Prefix
+	Gateway6  netip.Addr
+	Upstreams []netip.AddrPort // where the DNS forwards other names
+	Logger    *slog.Logger
 }
 
 // Segment is a running network.
@@ -101,10 +107,14 @@ func New(cfg Config) (*Segment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("network %s: switch: %w", cfg.Name, err)
 	}
-	gw, err := stack.NewOnEndpoint(stack.Config{
+	gcfg := stack.Config{
 		Subnet: cfg.Subnet, Gateway: cfg.Gateway, Resolver: cfg.Gateway,
 		GatewayMAC: cfg.GatewayMAC, MTU: MTU, Internal: cfg.Internal, Logger: log,
-	}, sw.GatewayEndpoint())
+	}
+	if cfg.Subnet6.IsValid() {
+		gcfg.IPv6 = &stack.IPv6Config{Subnet: cfg.Subnet6, Gateway: cfg.Gateway6, Resolver: cfg.Gateway6, Assigned: true}
+	}
+	gw, err := stack.NewOnEndpoint(gcfg, sw.GatewayEndpoint())
 	if err != nil {
 		sw.Close()
 		return nil, fmt.Errorf("network %s: gateway: %w", cfg.Name, err)
@@ -167,7 +177,7 @@ func (s *Segment) Gateway() *stack.Gateway { return s.gw }
 func (s *Segment) Add(m Member, fd int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.sw.AddPort(ethswitch.Member{MAC: m.MAC, IP: m.IP, FD: fd}); err != nil {
+	if err := s.sw.AddPort(ethswitch.Member{MAC: m.MAC, IP: m.IP, IP6: m.IP6, FD: fd}); err != nil {
 		return fmt.Errorf("network %s: attach %s: %w", s.name, m.Name, err)
 	}
 	s.members[m.ID] = m
@@ -197,32 +207,36 @@ func (s *Segment) closeStack() {
 }
 
 // lookup finds a member by name, alias or short id (case-insensitive).
-func (s *Segment) lookup(name string) (netip.Addr, bool) {
+func (s *Segment) lookup(name string) (Member, bool) {
 	name = strings.ToLower(strings.TrimSuffix(name, "."))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, m := range s.members {
 		if strings.EqualFold(m.Name, name) || (len(name) >= 12 && strings.HasPrefix(m.ID, name)) {
-			return m.IP, true
+			return m, true
 		}
 		for _, a := range m.Aliases {
 			if strings.EqualFold(a, name) {
-				return m.IP, true
+				return m, true
 			}
 		}
 	}
-	return netip.Addr{}, false
+	return Member{}, false
 }
 
-// answer resolves member names; other names go upstream.
+// answer resolves member names, A and (on a dual-stack segment) AAAA;
+// other names go upstream.
 func (s *Segment) answer(q dns.Question) ([]dns.RR, bool) {
-	ip, ok := s.lookup(q.Name)
+	m, ok := s.lookup(q.Name)
 	if !ok {
 		return nil, false
 	}
-	if q.Qtype != dns.TypeA {
-		return nil, true // the name exists, with no record of that type
+	hdr := dns.RR_Header{Name: q.Name, Rrtype: q.Qtype, Class: dns.ClassINET, Ttl: dnsTTL}
+	switch {
+	case q.Qtype == dns.TypeA:
+		return []dns.RR{&dns.A{Hdr: hdr, A: m.IP.AsSlice()}}, true
+	case q.Qtype == dns.TypeAAAA && m.IP6.IsValid():
+		return []dns.RR{&dns.AAAA{Hdr: hdr, AAAA: m.IP6.AsSlice()}}, true
 	}
-	rr := &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: dnsTTL}, A: ip.AsSlice()}
-	return []dns.RR{rr}, true
+	return nil, true // the name exists, with no record of that type
 }

@@ -234,3 +234,42 @@ func TestCloseHangsUpMembers(t *testing.T) {
 		t.Error("Add after Close succeeded")
 	}
 }
+
+// TestAnswerAAAA: on a dual-stack segment a member's name has an AAAA
+// record for its IPv6 address beside its A record; a member without one
+// has the name and no AAAA (NOERROR, no answer).
+func TestAnswerAAAA(t *testing.T) {
+	s := newSegment(t, Config{MemberNames: true,
+		Subnet6: netip.MustParsePrefix("fd77::/64"), Gateway6: netip.MustParseAddr("fd77::1")})
+	web := Member{ID: "web0123456789abcdef", Name: "web", IP: netip.MustParseAddr("10.77.0.2"),
+		IP6: netip.MustParseAddr("fd77::2"), MAC: net.HardwareAddr{0x02, 0x42, 10, 77, 0, 2}}
+	_, swEnd := ethtest.NewLink(t, web.MAC, web.IP)
+	if err := s.Add(web, swEnd); err != nil {
+		t.Fatal(err)
+	}
+	attach(t, s, 3, "old")
+	for _, c := range []struct {
+		name  string
+		qtype uint16
+		want  string // the answer's data, "" for none
+	}{
+		{"web.", dns.TypeAAAA, "fd77::2"},
+		{"WEB.", dns.TypeA, "10.77.0.2"},
+		{"old.", dns.TypeAAAA, ""},
+		{"old.", dns.TypeA, "10.77.0.3"},
+	} {
+		rrs, ok := s.answer(dns.Question{Name: c.name, Qtype: c.qtype, Qclass: dns.ClassINET})
+		got := ""
+		if len(rrs) == 1 {
+			switch rr := rrs[0].(type) {
+			case *dns.AAAA:
+				got = rr.AAAA.String()
+			case *dns.A:
+				got = rr.A.String()
+			}
+		}
+		if !ok || got != c.want || len(rrs) > 1 {
+			t.Errorf("%s %s: %v (ok %v); want %q", c.name, dns.TypeToString[c.qtype], rrs, ok, c.want)
+		}
+	}
+}

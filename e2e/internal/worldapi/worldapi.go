@@ -20,7 +20,7 @@ import (
 // DialRequest is the body of POST /dial.
 type DialRequest struct {
 	Net       string `json:"net"`  // "tcp" or "udp"
-	Addr      string `json:"addr"` // IP:PORT in 198.51.100.0/24
+	Addr      string `json:"addr"` // IP:PORT in 198.51.100.0/24 or [IP]:PORT in 2001:db8::/64
 	Send      string `json:"send"`
 	TimeoutMS int    `json:"timeout_ms"`
 }

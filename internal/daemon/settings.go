@@ -1,0 +1,60 @@
+package daemon
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+)
+
+// Settings are the daemon's own, read from SettingsPath at start, with
+// the names Docker's daemon.json gives them.
+type Settings struct {
+	// IPv6 makes the default bridge dual stack; FixedCIDRv6 is its IPv6
+	// subnet (zero: a unique local /64 is picked).
+	IPv6        bool         `json:"ipv6"`
+	FixedCIDRv6 netip.Prefix `json:"fixed-cidr-v6,omitzero"`
+}
+
+// SettingsPath is where the settings live: $XDG_CONFIG_HOME/netns-run/
+// daemon.json, else ~/.config/netns-run/daemon.json.
+func SettingsPath() (string, error) {
+	if d := os.Getenv("XDG_CONFIG_HOME"); d != "" && filepath.IsAbs(d) {
+		return filepath.Join(d, "netns-run", "daemon.json"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("finding the config directory: %w: set XDG_CONFIG_HOME or HOME", err)
+	}
+	return filepath.Join(home, ".config", "netns-run", "daemon.json"), nil
+}
+
+// LoadSettings reads path; a missing file is the defaults. As dockerd, it
+// refuses a file it cannot read whole: bad JSON, a key it does not know.
+func LoadSettings(path string) (Settings, error) {
+	var s Settings
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return s, fmt.Errorf("daemon settings: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return Settings{}, fmt.Errorf("daemon settings %s: %w (known keys: ipv6, fixed-cidr-v6)", path, err)
+	}
+	if dec.Decode(&struct{}{}) != io.EOF {
+		return Settings{}, fmt.Errorf("daemon settings %s: more than one JSON object", path)
+	}
+	if s.FixedCIDRv6.IsValid() && !s.IPv6 {
+		return Settings{}, fmt.Errorf("daemon settings %s: fixed-cidr-v6 needs \"ipv6\": true", path)
+	}
+	return s, nil
+}
