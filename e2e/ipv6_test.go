@@ -113,12 +113,17 @@ func TestPingPastTheGateway(t *testing.T) {
 // each member an IPv6 address of its subnet from IPAM beside its IPv4 one
 // (--ip6 picks one), set before the command starts and never tentative,
 // with the gateway's link-local address as the default route; member
-// names resolve to both (AAAA), members reach each other over IPv6, the
+// names resolve to both (AAAA), members reach each other over IPv6 (TCP
+// and ping), the
 // own v6 line is in /etc/hosts, outbound IPv6 leaves from the host's
 // address, and an IPv6 client of a published port reaches the member
 // over IPv6 with its own address kept. inspect shows the addresses.
 func TestSegmentDualStack(t *testing.T) {
 	requireLauncher(t)
+	busybox, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Skip("busybox is not installed (.ci/run installs it)")
+	}
 	u := newUser(t)
 	const sub6 = "fd00:5e6:1::/64"
 	u.ok("network", "create", "--ipv6", "--subnet", "172.29.0.0/16", "--subnet", sub6, "dual")
@@ -136,7 +141,9 @@ $P resolve v6fixed
 $P tcp -timeout 5s [fd00:5e6:1::2]:7000 member-to-member
 echo
 $P tcp -timeout 5s [%[2]s]:7777 v6-out
-`, probe, worldIP6)
+echo
+%[3]s ping -c 2 -W 2 -w 10 fd00:5e6:1::2
+`, probe, worldIP6, busybox)
 	r := u.nr("run", "--network", "dual", "--name", "v6client", "--hostname", "v6client", "--", "/bin/sh", "-c", script)
 	wantExit(t, r, 0, "a member of a dual-stack network")
 	for _, want := range []string{
@@ -147,6 +154,7 @@ $P tcp -timeout 5s [%[2]s]:7777 v6-out
 		"172.29.0.4\nfd00:5e6:1::99\n",
 		"from [fd00:5e6:1::4]:", "member-to-member",
 		"from [" + hostIP6 + "]:", "v6-out",
+		"2 packets received", // member to member over IPv6, frame to frame
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("missing %q in:\n%s", want, r)
