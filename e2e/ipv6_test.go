@@ -114,10 +114,11 @@ func TestPingPastTheGateway(t *testing.T) {
 // (--ip6 picks one), set before the command starts and never tentative,
 // with the gateway's link-local address as the default route; member
 // names resolve to both (AAAA), members reach each other over IPv6 (TCP
-// and ping), the
-// own v6 line is in /etc/hosts, outbound IPv6 leaves from the host's
-// address, and an IPv6 client of a published port reaches the member
-// over IPv6 with its own address kept. inspect shows the addresses.
+// and ping), the own v6 line is in /etc/hosts, outbound IPv6 leaves from
+// the host's address, and an IPv6 client of a published port reaches the
+// member over IPv6 with its own address kept (over IPv4 when the member
+// serves on IPv4 only). inspect and network connect --ip6 show and set
+// the addresses.
 func TestSegmentDualStack(t *testing.T) {
 	requireLauncher(t)
 	busybox, err := exec.LookPath("busybox")
