@@ -6,7 +6,8 @@
 #                throwaway namespaces (see e2e/outerns); as root it runs the
 #                suite as the user $(E2E_USER), created if missing
 #   make test    unit + e2e
-#   make install $(DESTDIR)$(PREFIX)/bin/netns-run, and slirp4netns linked to it
+#   make install $(DESTDIR)$(PREFIX)/bin/netns-run, slirp4netns linked to it,
+#                the man pages and the shell completions
 #
 # E2E_RUN=REGEXP selects e2e tests (go test -run syntax).
 
@@ -28,11 +29,19 @@ build:
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/netns-run ./cmd/netns-run
 
 # install: the binary, and a link named slirp4netns to it, through which
-# rootless Podman and RootlessKit run netns-run as their slirp4netns.
+# rootless Podman and RootlessKit run netns-run as their slirp4netns; the
+# man pages and the bash, zsh and fish completions (which complete the
+# user's sandbox and network names), all made by the binary itself.
+SHARE = $(DESTDIR)$(PREFIX)/share
 install: build
-	install -d '$(DESTDIR)$(PREFIX)/bin'
+	install -d '$(DESTDIR)$(PREFIX)/bin' '$(SHARE)/man/man1' '$(SHARE)/bash-completion/completions' \
+		'$(SHARE)/zsh/site-functions' '$(SHARE)/fish/vendor_completions.d'
 	install -m 0755 $(BIN)/netns-run '$(DESTDIR)$(PREFIX)/bin/netns-run'
 	ln -sf netns-run '$(DESTDIR)$(PREFIX)/bin/slirp4netns'
+	$(BIN)/netns-run gen-man '$(SHARE)/man/man1'
+	$(BIN)/netns-run completion bash > '$(SHARE)/bash-completion/completions/netns-run'
+	$(BIN)/netns-run completion zsh > '$(SHARE)/zsh/site-functions/_netns-run'
+	$(BIN)/netns-run completion fish > '$(SHARE)/fish/vendor_completions.d/netns-run.fish'
 
 unit:
 	@pkgs=$$($(GO) list ./... | grep -v '/e2e$$'); \

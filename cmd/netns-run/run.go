@@ -63,7 +63,7 @@ func (f *runFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVarP(&f.tty, "tty", "t", false, "give the command a terminal (a new pty; window size changes follow), as docker run -t")
 	fs.BoolVarP(&f.interactive, "interactive", "i", false, "with -t, copy stdin into the terminal (without -t, a foreground command always has stdin; a detached one has none)")
 	fs.StringVar(&f.pcap, "pcap", "", "on --network private, write every packet of eth0 to FILE in pcap format (tcpdump -r FILE), as pasta's --pcap")
-	fs.BoolVar(&f.ipv6, "ipv6", true, "on --network private, dual stack: an fd00::/64 address on eth0, the gateway fd00::2 (the host's ::1 with --host-loopback) and DNS at fd00::3; --ipv6=false for IPv4 only (the shared networks are IPv4 only)")
+	fs.BoolVar(&f.ipv6, "ipv6", true, "on --network private, dual stack: an fd00::/64 address on eth0, the gateway fd00::2 (the host's ::1 with --host-loopback) and DNS at fd00::3; --ipv6=false for IPv4 only (a shared network is dual stack when made with network create --ipv6)")
 	fs.StringArrayVar(&f.dns, "dns", nil, "on a network from network create: the upstream its resolver forwards this sandbox's queries to; elsewhere resolv.conf's nameserver instead of the built-in resolver (repeatable)")
 	fs.StringArrayVar(&f.dnsSearch, "dns-search", nil, "DNS search domain (repeatable)")
 	fs.StringArrayVar(&f.dnsOption, "dns-option", nil, "resolv.conf option (repeatable)")
@@ -100,7 +100,8 @@ func newRootCommand() *cobra.Command {
 	}
 	f.register(root.Flags())
 	root.AddCommand(newRunCommand(), newNetworkCommand(), newPsCommand(), newInspectCommand(), newStopCommand(),
-		newRmCommand(), newLogsCommand(), newPortCommand(), newExecCommand(), newAttachCommand(), newDaemonCommand())
+		newRmCommand(), newLogsCommand(), newPortCommand(), newExecCommand(), newAttachCommand(), newDaemonCommand(), newManPagesCommand())
+	completeNames(root)
 	return root
 }
 
