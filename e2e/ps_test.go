@@ -48,6 +48,21 @@ func TestPsAsDocker(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &row0); err != nil || row0["Names"] != "ps-old" || row0["State"] != "running" || row0["Image"] != "probe" {
 		t.Errorf("ps --format '{{json .}}': %v %q", err, r.stdout)
 	}
+	// The examples of docker ps --format's documentation run as there;
+	// what a sandbox has none of (size, labels, mounts) is empty or zero.
+	for format, want := range map[string]string{
+		"{{.ID}}: {{.Command}}":                              `^[0-9a-f]{12}: "\S+…"\n$`, // cut at 20 characters, as Docker
+		"table {{.ID}}\t{{.Labels}}":                         `^CONTAINER ID +LABELS\n[0-9a-f]{12} *\n$`,
+		"{{.Names}} {{.Size}} {{.Mounts}}|{{.LocalVolumes}}": `^ps-old 0B \|0\n$`,
+		`{{.Label "com.docker.compose.project"}}|`:           `^\|\n$`,
+	} {
+		if r := u.ok("ps", "--format", format, "--filter", "name=ps-old"); !regexp.MustCompile(want).MatchString(r.stdout) {
+			t.Errorf("ps --format %q: %q; want %s", format, r.stdout, want)
+		}
+	}
+	if r := u.ok("network", "ls", "--format", "{{.Name}}: {{.Driver}} [{{.Labels}}]", "--filter", "name=bridge"); r.stdout != "bridge: bridge []\n" {
+		t.Errorf("network ls --format with .Labels: %q", r.stdout)
+	}
 	wantOwnError(t, u.nr("ps", "--filter", "colour=red"), "an unknown filter", "the keys are name, network, status and publish")
 	wantOwnError(t, u.nr("ps", "--format", "{{.Nope}}"), "a bad template field", "invalid --format")
 }

@@ -277,6 +277,13 @@ func segmentPublish(t *testing.T, mode fastPathMode, port int) {
 	if r := u.ok("port", "pf-nasa-web"); r.stdout != "80/tcp -> 0.0.0.0:"+p+"\n80/tcp -> [::]:"+p+"\n" {
 		t.Errorf("port lists:\n%s", r.stdout)
 	}
+	// docker port NAME PRIVATE_PORT: the host addresses of one port.
+	if r := u.ok("port", "pf-nasa-web", "80/tcp"); r.stdout != "0.0.0.0:"+p+"\n[::]:"+p+"\n" {
+		t.Errorf("port pf-nasa-web 80/tcp: %q", r.stdout)
+	}
+	if r := u.nr("port", "pf-nasa-web", "81"); r.code != 125 || !strings.Contains(r.stderr, "no public port '81/tcp' published for pf-nasa-web") {
+		t.Errorf("port pf-nasa-web 81: %s", r)
+	}
 	var inspected []struct {
 		NetworkSettings struct {
 			Ports map[string][]struct{ HostIp, HostPort string }

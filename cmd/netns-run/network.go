@@ -201,9 +201,12 @@ with Docker's fields (.ID .Name .Driver .Scope .IPv6 .Internal .CreatedAt);
 }
 
 // networkRow is one line of network ls, with Docker's field names.
-type networkRow struct{ ID, Name, Driver, Scope, IPv6, Internal, CreatedAt string }
+type networkRow struct{ ID, Name, Driver, Scope, IPv6, Internal, CreatedAt, Labels string }
 
-var networkHeader = networkRow{ID: "NETWORK ID", Name: "NAME", Driver: "DRIVER", Scope: "SCOPE", IPv6: "IPV6", Internal: "INTERNAL", CreatedAt: "CREATED"}
+// Label is Docker's {{.Label "KEY"}}: networks here have no labels.
+func (networkRow) Label(string) string { return "" }
+
+var networkHeader = networkRow{ID: "NETWORK ID", Name: "NAME", Driver: "DRIVER", Scope: "SCOPE", IPv6: "IPV6", Internal: "INTERNAL", CreatedAt: "CREATED", Labels: "LABELS"}
 
 // networkFilter is the conjunction of network ls's --filter terms.
 func networkFilter(terms []string) (func(netstore.Network) bool, error) {

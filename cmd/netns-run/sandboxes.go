@@ -83,11 +83,18 @@ exited), publish=PORT[-END][/PROTO] (a published container port).`,
 // psRow is one line of ps, with Docker's field names for --format.
 type psRow struct {
 	ID, Image, Command, CreatedAt, RunningFor, Ports, State, Status, Names, Networks, IPAddresses string
+	// Docker's placeholders for what a sandbox has none of (no image
+	// layer, labels, mounts or volumes), so that its --format strings run.
+	Size, Labels, Mounts, LocalVolumes string
 }
+
+// Label is Docker's {{.Label "KEY"}}: a sandbox has no labels.
+func (psRow) Label(string) string { return "" }
 
 var psHeader = psRow{
 	ID: "CONTAINER ID", Image: "IMAGE", Command: "COMMAND", CreatedAt: "CREATED AT", RunningFor: "CREATED",
 	Ports: "PORTS", State: "STATE", Status: "STATUS", Names: "NAMES", Networks: "NETWORKS", IPAddresses: "IP ADDRESSES",
+	Size: "SIZE", Labels: "LABELS", Mounts: "MOUNTS", LocalVolumes: "LOCAL VOLUMES",
 }
 
 func newPsRow(r registry.Record, trunc bool) psRow {
@@ -96,6 +103,7 @@ func newPsRow(r registry.Record, trunc bool) psRow {
 		CreatedAt:  r.Created.Local().Format("2006-01-02 15:04:05 -0700 MST"),
 		RunningFor: units.HumanDuration(time.Since(r.Created)) + " ago",
 		Ports:      forward.FormatPorts(r.Ports), State: r.State, Status: status(r), Names: r.Name,
+		Size: "0B", LocalVolumes: "0",
 	}
 	row.Image = psRowImage(r)
 	if trunc {
@@ -544,20 +552,51 @@ func newLogsCommand() *cobra.Command {
 
 func newPortCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "port SANDBOX",
-		Short: "List a sandbox's published ports (port add / port rm change them)",
-		Args:  cobra.ExactArgs(1),
+		Use:   "port SANDBOX [PRIVATE_PORT[/PROTO]]",
+		Short: "List a sandbox's published ports, or the host addresses of one (port add / port rm change them)",
+		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, r, err := findSandbox(args[0])
 			if err != nil {
 				return err
 			}
-			printPorts(r.Ports)
+			if len(args) == 1 {
+				printPorts(r.Ports)
+				return nil
+			}
+			port, proto, err := parsePrivatePort(args[1])
+			if err != nil {
+				return err
+			}
+			found := false
+			for _, m := range forward.Bindings(r.Ports) {
+				if m.ContainerPort == port && m.Proto == forward.Proto(proto) {
+					fmt.Println(net.JoinHostPort(m.HostIP.String(), fmt.Sprint(m.HostPort)))
+					found = true
+				}
+			}
+			if !found {
+				return fmt.Errorf("no public port '%d/%s' published for %s", port, proto, args[0])
+			}
 			return nil
 		},
 	}
 	cmd.AddCommand(portChange("add", "Publish more ports of a running sandbox"), portChange("rm", "Withdraw published ports of a running sandbox"))
 	return cmd
+}
+
+// parsePrivatePort reads docker port's PRIVATE_PORT[/PROTO] (tcp when
+// none is given).
+func parsePrivatePort(s string) (uint16, string, error) {
+	p, proto, ok := strings.Cut(s, "/")
+	if !ok {
+		proto = "tcp"
+	}
+	n, err := strconv.ParseUint(p, 10, 16)
+	if err != nil || n == 0 || (proto != "tcp" && proto != "udp") {
+		return 0, "", fmt.Errorf("invalid port %q: want PORT or PORT/tcp or PORT/udp, e.g. 80/tcp", s)
+	}
+	return uint16(n), proto, nil
 }
 
 // printPorts prints `docker port` lines: 80/tcp -> 0.0.0.0:8080, then
