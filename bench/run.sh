@@ -19,8 +19,9 @@
 # Safety. Everything is measured inside a throwaway network namespace (made
 # with unshare --net, together with a pid namespace so that nothing we start
 # can outlive the run) that holds only loopback and veth pairs this script
-# creates: to a "world" namespace (198.51.100.0/24, the remote client) and to
-# the veth anchor's namespace (198.18.1.0/24). The script refuses to run if
+# creates: to a "world" namespace (198.51.100.0/24 and 2001:db8::/64, the
+# remote client) and to the veth anchor's namespace (198.18.1.0/24 and
+# 2001:db8:1::/64). The script refuses to run if
 # that namespace shows any other interface. No packet can reach the machine's
 # real interfaces. Every client command runs under `timeout`; only pids this
 # script started are signalled, by pid. The client columns' RootlessKit and
@@ -35,13 +36,13 @@ HERE=$(dirname "$SELF")
 ROOT=$(dirname "$HERE")
 
 ROUNDS=${BENCH_ROUNDS:-3}
-BASE_TOOLS="veth slirp4netns pasta pasta_tap netns_run netns_run_packet"
+BASE_TOOLS="veth slirp4netns pasta pasta_tap netns_run netns_run_default netns_run_packet"
 # The clients of the slirp4netns command line, each on the reference binary
 # and on netns-run as slirp4netns: opt-in (BENCH_CLIENTS=1): they add about 70 %
 # to the default run (about 35 s per column and round on 2 cores, 7 min for 3 rounds).
 CLIENT_TOOLS="rk_slirp4netns rk_netns_run podman_slirp4netns podman_netns_run"
 ALL_TOOLS="$BASE_TOOLS $CLIENT_TOOLS"
-DEFAULT_TOOLS="veth slirp4netns pasta netns_run netns_run_packet"
+DEFAULT_TOOLS="veth slirp4netns pasta netns_run netns_run_default netns_run_packet"
 [ "${BENCH_CLIENTS:-0}" = 1 ] && DEFAULT_TOOLS="$DEFAULT_TOOLS $CLIENT_TOOLS"
 TOOLS=${BENCH_TOOLS:-$DEFAULT_TOOLS}
 BUSER=${BENCH_USER:-netns-test}
@@ -67,7 +68,9 @@ NS_UDP=17002; PUB_UDP=17002
 HOST_IPERF=5301; HOST_PROBE=5399
 # Addresses inside the throwaway namespaces.
 HOST_W=198.51.100.1; WORLD=198.51.100.2            # host <-> world veth
+HOST_W6=2001:db8::1; WORLD6=2001:db8::2            # the same veth, IPv6
 VETH_HOST=198.18.1.1; VETH_NS=198.18.1.2           # veth anchor
+VETH_HOST6=2001:db8:1::1; VETH_NS6=2001:db8:1::2   # veth anchor, IPv6
 MM_A=198.18.2.1; MM_B=198.18.2.2                   # veth member <-> member anchor
 
 die() { echo "bench: $*" >&2; exit 1; }
@@ -79,12 +82,13 @@ label() {
 	veth) echo "veth (kernel)" ;; slirp4netns) echo "slirp4netns 65520" ;;
 	pasta) echo "pasta" ;; pasta_tap) echo "pasta tap" ;;
 	netns_run) echo "netns-run" ;; netns_run_packet) echo "netns-run packet" ;;
+	netns_run_default) echo "netns-run default (bridge)" ;;
 	rk_slirp4netns) echo "RootlessKit + slirp4netns" ;; rk_netns_run) echo "RootlessKit + netns-run" ;;
 	podman_slirp4netns) echo "Podman + slirp4netns" ;; podman_netns_run) echo "Podman + netns-run" ;;
 	*) echo "$1" ;;
 	esac
 }
-ROWS='out|sandbox -> host TCP Gbit/s|1|2
+ROWS="out|sandbox -> host TCP Gbit/s|1|2
 out_R|host -> sandbox TCP Gbit/s (sandbox dials, iperf3 -R)|1|2
 out_gw|sandbox -> host through the gateway (gVisor) TCP Gbit/s|1|2
 out_gw_R|host -> sandbox through the gateway (gVisor), -R, TCP Gbit/s|1|2
@@ -92,6 +96,7 @@ in_lo|host loopback -> published port TCP Gbit/s|1|2
 in_lo_R|published port -> host loopback TCP Gbit/s (-R)|1|2
 in_world|world -> published port TCP Gbit/s|1|2
 in_world_R|published port -> world TCP Gbit/s (-R)|1|2
+in_world6|world -> published port over IPv6 ($WORLD6 -> [$HOST_W6]) TCP Gbit/s|1|2
 mm|member -> member TCP Gbit/s (one segment)|1|2
 mm_R|member <- member TCP Gbit/s (-R)|1|2
 rps_close|HTTP req/s, new connection per request|1|0
@@ -99,9 +104,9 @@ rps_ka|HTTP req/s, keep-alive|1|0
 rtt_p50|TCP round trip p50 us (lower is better)|1|1
 rtt_p99|TCP round trip p99 us (lower is better)|1|1
 udp_pps|UDP 64-byte packets/s received through a published port|1|0
-rss_idle|RSS of the network process, idle, MiB|0.0009765625|1
-rss_after|RSS of the network process, after load, MiB|0.0009765625|1
-rss_peak|peak RSS (VmHWM) of the network process, MiB|0.0009765625|1
+rss_idle|RSS of the network process(es), idle, MiB|0.0009765625|1
+rss_after|RSS of the network process(es), after load, MiB|0.0009765625|1
+rss_peak|peak RSS (VmHWM) of the network process(es), MiB|0.0009765625|1
 seg_rss1|RSS of the network daemon with 1 idle member, MiB|0.0009765625|1
 seg_rss10|RSS of the network daemon with 10 idle members, MiB|0.0009765625|1
 seg_rss100|RSS of the network daemon with 100 idle members, MiB|0.0009765625|1
@@ -109,11 +114,12 @@ seg_per_member|RSS per extra idle member (100 vs 1), MiB|0.0009765625|2
 member_startup_ms|start-up ms of a member: netns-run run --network bridge -- true|1|1
 agent_rss|netns-run sandbox agent RSS (inside the sandbox, not a network process), MiB|0.0009765625|1
 startup_ms|start-up ms: launch -> first TCP connect to a host listener|1|1
-cpu_out|CPU % (1 core = 100) of the network process during sandbox -> host|1|0
-cpu_in_lo|CPU % of the network process during loopback -> published port|1|0
-cpu_in_world|CPU % of the network process during world -> published port|1|0
-cpu_close|CPU % of the network process during wrk new-connection run|1|0
-wrk_errs|wrk socket errors + non-2xx per run (close / keep-alive summed)|1|0'
+cpu_out|CPU % (1 core = 100) of the network process(es) during sandbox -> host|1|0
+cpu_out_gw|CPU % of the network process(es) during sandbox -> host through the gateway|1|0
+cpu_in_lo|CPU % of the network process(es) during loopback -> published port|1|0
+cpu_in_world|CPU % of the network process(es) during world -> published port|1|0
+cpu_close|CPU % of the network process(es) during wrk new-connection run|1|0
+wrk_errs|wrk socket errors + non-2xx per run (close / keep-alive summed)|1|0"
 
 # table MODE COLUMNS RAW.tsv...: markdown from raw samples (bench/table.awk):
 # median (with netns-run's ratios to pasta and veth, and each client's
@@ -330,7 +336,17 @@ $(if [ -s "$OUT/clients-range.md" ]; then printf '\nClients:\n\n'; cat "$OUT/cli
   clients cross its gVisor stack depends on the build measured (see its version line).
 * RSS and CPU rows count the network process in the host namespace only: netns-run's
   supervisor, slirp4netns, pasta. netns-run's in-sandbox agent (which may also open the
-  sandbox-side sockets of a loopback fast path) is shown on its own RSS row.
+  sandbox-side sockets of a loopback fast path) is shown on its own RSS row. The
+  exception is the \`netns-run default (bridge)\` column: there they are the sum of all of
+  the sandbox's netns-run processes, the network daemon, the supervisor and the agent.
+  The daemon is shared by every member of the user's shared networks (here the
+  sandbox is its only member), so with more members its share per sandbox is smaller.
+* \`netns-run default (bridge)\` is what \`netns-run run -d -p HOST_PORT:PORT -- CMD\` gives
+  with no network flag: no -T and no --host-loopback, so its sandbox -> host rows are the
+  "through the gateway" ones, to the host's own address $HOST_W (the gateway 172.17.0.1
+  reaches the host's loopback only with --host-loopback). Its start-up includes starting
+  the network daemon (none is running, as for a user's first run); a member joining a
+  running daemon is the netns-run column's member start-up row.
 * A start-up probe retries its connect every 1 ms with a 100 ms timeout per try.
 * 2 vCPUs carry the client, the server, the network process and the sandbox's kernel
   work; request rates and round trips are CPU-contended and compare between columns,
@@ -343,8 +359,9 @@ $(cat "$OUT/setups.txt")
 \`\`\`
 
 Everything runs inside a throwaway network namespace (\`unshare --net --pid --mount-proc --fork\`,
-as root) that holds only \`lo\` and veth pairs the script makes: \`world0\` $HOST_W/24 to a
-"world" namespace at $WORLD (the remote client; the host's default route points there
+as root) that holds only \`lo\` and veth pairs the script makes: \`world0\` $HOST_W/24 and
+$HOST_W6/64 to a "world" namespace at $WORLD and $WORLD6 (the remote client; the host's default
+routes point there
 so that pasta finds an uplink, and the world has no route further), and the anchors'
 own. Every tool, server and client runs as the unprivileged user \`$BUSER\`
 (\`setpriv --reuid=$BUSER --regid=$BUSER --init-groups\`); servers inside a sandbox are
@@ -363,9 +380,13 @@ port it translates). Host side:
 * sandbox -> host: inside, \`iperf3 -c TO_HOST -p $HOST_IPERF -t $IPERF_T [-R] -J\`, where TO_HOST is the
   sandbox's way to the host's loopback (per column above): pasta and netns-run forward the
   sandbox's own 127.0.0.1:$HOST_IPERF (-T). Gbit/s is iperf3's receiver rate, 1 stream. The
-  "through the gateway" rows are netns-run's stack path (10.0.2.2, --host-loopback), for reference.
+  "through the gateway" rows are netns-run's stack path (10.0.2.2, --host-loopback), for reference;
+  for the default bridge column, the host's own address $HOST_W through the gateway's outbound NAT.
 * published port: \`iperf3 -c ADDR -p 15201 -t $IPERF_T [-R] -J\`, from the host as ADDR=127.0.0.1, and
   from the world namespace as ADDR=$HOST_W (veth: the namespace's own $VETH_NS, routed by the host).
+  Over IPv6 (no -R), from the world's $WORLD6 to ADDR=$HOST_W6 (veth: $VETH_NS6), for the tools that
+  publish on IPv6 here: pasta (without -4), netns-run (\`-p HOST_PORT:PORT\`, every address; the
+  member of the IPv4-only default bridge is reached over IPv4 inside).
 * member <-> member: two namespaces on one segment, \`iperf3 -c\` from one to the other
   (veth: a veth pair between two namespaces). netns-run: two members of its shared \`bridge\`
   network (\`netns-run run --network bridge\`), frames switched TAP to TAP by the network daemon.
@@ -378,12 +399,14 @@ port it translates). Host side:
 * RSS: VmRSS / VmHWM from /proc/PID/status of the network process: netns-run's supervisor (the
   netns-run process in the host namespace, which runs the gVisor stack and the port forwarders;
   the sandbox agent it re-executes inside the namespace is shown on its own row and is not
-  counted), slirp4netns, pasta. Idle = 1 s after the servers are up, before any traffic; after
+  counted), slirp4netns, pasta; for netns-run default (bridge) the sum of the network daemon
+  (shared by all members), the supervisor and the agent. Idle = 1 s after the servers are up, before any traffic; after
   load = right after the wrk runs, the last load of the round.
-* CPU %: utime+stime of the network process over the run's wall time (100 = one core).
+* CPU %: utime+stime of the network process(es), as for RSS, over the run's wall time (100 = one core).
 * start-up: time from launching the tool to the first successful TCP connect from inside
   to a host listener (\`rtt probe\`, retrying every 1 ms), $STARTUP_RUNS times per round:
-  netns-run \`netns-run --host-loopback -- rtt probe 10.0.2.2:$HOST_PROBE\`; slirp4netns
+  netns-run \`netns-run --host-loopback -- rtt probe 10.0.2.2:$HOST_PROBE\`; netns-run default
+  \`netns-run run -- rtt probe $HOST_W:$HOST_PROBE\` with no daemon running; slirp4netns
   \`unshare -Urn rtt probe 10.0.2.2:$HOST_PROBE &\` then \`slirp4netns --configure --mtu=65520 …\`;
   pasta \`pasta $PASTA_STARTUP_ARGS -- rtt probe $WORLD:$HOST_PROBE\` (its gateway is mapped to the
   host's loopback); veth \`unshare --net rtt probe &\` plus root's \`ip link\` wiring;
@@ -570,9 +593,12 @@ setup_world() {
 	# pasta copies the host's default route and address: point it at the
 	# world, whose own routes end at the host (nothing leaves the namespaces).
 	ip route add default via $WORLD dev world0 || return 1
+	# IPv6 likewise (the in_world6 row), without duplicate address detection
+	# so that the addresses work at once.
+	ip -6 addr add $HOST_W6/64 dev world0 nodad && ip -6 route add default via $WORLD6 dev world0 || return 1
 	# The veth anchor's "remote" client is routed by the host.
-	sysctl -qw net.ipv4.ip_forward=1
-	nsenter -n -t "$WORLD_PID" sh -c "ip link set lo up && ip addr add $WORLD/24 dev eth0 && ip link set eth0 up && ip route add 198.18.1.0/24 via $HOST_W" || return 1
+	sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+	nsenter -n -t "$WORLD_PID" sh -c "ip link set lo up && ip addr add $WORLD/24 dev eth0 && ip -6 addr add $WORLD6/64 dev eth0 nodad && ip link set eth0 up && ip route add 198.18.1.0/24 via $HOST_W && ip -6 route add ${VETH_HOST6%1}/64 via $HOST_W6" || return 1
 	WORLD_ENTER=(nsenter -n -t "$WORLD_PID" -- "${AS_USER[@]}")
 }
 
@@ -584,9 +610,14 @@ setup_world() {
 #   TO_HOST    the sandbox's address for the host's 127.0.0.1 listeners
 #   PUB_LO, PUB_WORLD, PUB_OFF: the published ports are PUB_LO:(port+PUB_OFF)
 #              from the host, PUB_WORLD:(port+PUB_OFF) from the world
+#   PUB_WORLD6 the same from the world over IPv6, or NO_V6 the reason there
+#              is none (measure_round clears both)
+#   TO_HOST_GW (optional) the sandbox's address for the host through the
+#              gateway's stack (the "through the gateway" rows)
 #   DESC       the exact setup, for BENCHMARKS.md
 # tool_NAME_stop ends it; tool_NAME_startup prints ms from launch to first
-# connect; tool_NAME_member measures member <-> member (optional).
+# connect; tool_NAME_member measures member <-> member (optional);
+# tool_NAME_prestartup (optional) runs before each start-up, outside the lock.
 ns_user_enter() { NS_ENTER=("${AS_USER[@]}" nsenter -U -n -t "$NS_PID" --preserve-credentials --); }
 since_ms() { # T0_NS FILE: ms until the epoch-ns timestamp on FILE's last line
 	local t1; t1=$(tail -n 1 "$2" 2>/dev/null)
@@ -596,15 +627,15 @@ since_ms() { # T0_NS FILE: ms until the epoch-ns timestamp on FILE's last line
 
 # -- kernel veth pair between the host namespace and a root-made namespace
 tool_veth_start() {
-	DESC="root: unshare --net holder; ip link add vb0 type veth peer name vb1 netns PID; host $VETH_HOST/24, ns $VETH_NS/24 (MTU 1500, offloads on), ns default route via $VETH_HOST. No proxy: clients connect to $VETH_NS directly (the world client through the host's routing); the ns reaches the host at $VETH_HOST."
+	DESC="root: unshare --net holder; ip link add vb0 type veth peer name vb1 netns PID; host $VETH_HOST/24 and $VETH_HOST6/64, ns $VETH_NS/24 and $VETH_NS6/64 (MTU 1500, offloads on), ns default routes via the host's. No proxy: clients connect to $VETH_NS (IPv6: [$VETH_NS6]) directly (the world client through the host's routing); the ns reaches the host at $VETH_HOST."
 	rm -f "$W/ns.pid"
 	unshare --net "$HOLDER" "$W/ns.pid" & track $!; NS_PID=$!
 	wait_file "$W/ns.pid" || return 1
 	ip link add vb0 type veth peer name vb1 netns "$NS_PID" || return 1
-	ip addr add $VETH_HOST/24 dev vb0 && ip link set vb0 up || return 1
-	nsenter -n -t "$NS_PID" sh -c "ip link set lo up && ip addr add $VETH_NS/24 dev vb1 && ip link set vb1 up && ip route add default via $VETH_HOST" || return 1
+	ip addr add $VETH_HOST/24 dev vb0 && ip -6 addr add $VETH_HOST6/64 dev vb0 nodad && ip link set vb0 up || return 1
+	nsenter -n -t "$NS_PID" sh -c "ip link set lo up && ip addr add $VETH_NS/24 dev vb1 && ip -6 addr add $VETH_NS6/64 dev vb1 nodad && ip link set vb1 up && ip route add default via $VETH_HOST && ip -6 route add default via $VETH_HOST6" || return 1
 	NS_ENTER=(nsenter -n -t "$NS_PID" -- "${AS_USER[@]}")
-	NET_PIDS=""; TO_HOST=$VETH_HOST; PUB_LO=$VETH_NS; PUB_WORLD=$VETH_NS; PUB_OFF=0
+	NET_PIDS=""; TO_HOST=$VETH_HOST; PUB_LO=$VETH_NS; PUB_WORLD=$VETH_NS; PUB_WORLD6=$VETH_NS6; PUB_OFF=0
 }
 tool_veth_stop() { kill_own "$NS_PID"; ip link del vb0 2>/dev/null; return 0; }
 tool_veth_startup() {
@@ -661,6 +692,7 @@ tool_slirp4netns_start() {
 			>> "$LOGD/slirp4netns.log" 2>&1 || return 1
 	done
 	ns_user_enter; NET_PIDS="$SLIRP_PID"; TO_HOST=10.0.2.2; PUB_LO=127.0.0.1; PUB_WORLD=$HOST_W; PUB_OFF=10000
+	NO_V6="published on IPv4 only, 0.0.0.0"
 }
 tool_slirp4netns_stop() { kill_own "$SLIRP_PID" "$NS_PID"; }
 tool_slirp4netns_startup() {
@@ -677,22 +709,24 @@ tool_slirp4netns_startup() {
 
 # -- pasta (Debian's passt), namespace-running mode: pasta [opts] -- CMD
 PASTA_PORTS="-t $((NS_IPERF + 10000)):$NS_IPERF,$((NS_HTTP + 10000)):$NS_HTTP,$((NS_RTT + 10000)):$NS_RTT -u $PUB_UDP:$NS_UDP"
+# Both families (no -4): pasta binds its -t ports on IPv4 and IPv6 (the
+# in_world6 row) and copies the host's IPv6 address and route too.
 pasta_start() { # SANDBOX_TO_HOST_ADDR
-	PASTA_ARGS="-f -q -4 --config-net $PASTA_PORTS -T $HOST_IPERF -U none"
+	PASTA_ARGS="-f -q --config-net $PASTA_PORTS -T $HOST_IPERF -U none"
 	rm -f "$W/ns.pid"
 	"${AS_USER[@]}" pasta $PASTA_ARGS -- "$HOLDER" "$W/ns.pid" >> "$LOGD/pasta.log" 2>&1 & track $!; PASTA_PID=$!
 	wait_file "$W/ns.pid" || return 1
 	# pasta runs CMD in a new pid namespace: find the holder's pid in ours
 	NS_PID=$(find_holder "$PASTA_PID" "$(cat "$W/ns.pid")") || return 1
 	track "$NS_PID"; ns_user_enter
-	NET_PIDS="$PASTA_PID"; TO_HOST=$1; PUB_LO=127.0.0.1; PUB_WORLD=$HOST_W; PUB_OFF=10000
+	NET_PIDS="$PASTA_PID"; TO_HOST=$1; PUB_LO=127.0.0.1; PUB_WORLD=$HOST_W; PUB_WORLD6=$HOST_W6; PUB_OFF=10000
 }
 # splice: the sandbox reaches the host's loopback through -T (socket to
 # socket); loopback clients of -t ports are spliced too; the world client
 # takes pasta's tap path.
 tool_pasta_start() {
 	pasta_start 127.0.0.1 || return 1
-	DESC="as $BUSER: pasta $PASTA_ARGS -- holder; the ns reaches the host's 127.0.0.1:$HOST_IPERF at its own 127.0.0.1 (-T, splice path); host loopback clients are spliced, world clients take the tap path. pasta copies the host's address $HOST_W and gateway $WORLD."
+	DESC="as $BUSER: pasta $PASTA_ARGS -- holder; the ns reaches the host's 127.0.0.1:$HOST_IPERF at its own 127.0.0.1 (-T, splice path); host loopback clients are spliced, world clients take the tap path. pasta copies the host's addresses $HOST_W and $HOST_W6 and gateways $WORLD and $WORLD6."
 }
 tool_pasta_stop() { kill_own "$PASTA_PID" "$NS_PID"; }
 # No forwarding at start-up (as netns-run's probe has none): pasta's default
@@ -714,7 +748,8 @@ tool_pasta_tap_stop() { tool_pasta_stop; }
 tool_pasta_tap_startup() { tool_pasta_startup; }
 
 # -- netns-run
-NR_PUBS="-p 0.0.0.0:$((NS_IPERF + 10000)):$NS_IPERF -p 0.0.0.0:$((NS_HTTP + 10000)):$NS_HTTP -p 0.0.0.0:$((NS_RTT + 10000)):$NS_RTT -p 0.0.0.0:$PUB_UDP:$NS_UDP/udp"
+# No HOST_IP, as a user types -p: every IPv4 and IPv6 address of the host.
+NR_PUBS="-p $((NS_IPERF + 10000)):$NS_IPERF -p $((NS_HTTP + 10000)):$NS_HTTP -p $((NS_RTT + 10000)):$NS_RTT -p $PUB_UDP:$NS_UDP/udp"
 # netns-run's private network (one member, the stack in the netns-run process
 # itself, 10.0.2.0/24): the setup this bench compares. Newer netns-run joins a
 # shared network by default and needs --network private for it.
@@ -734,7 +769,7 @@ nr_start() { # EXTRA_FLAGS...
 	ns_user_enter
 	# The network process is the supervisor: the netns-run process in the
 	# host namespace that runs the gVisor stack and the forwarders.
-	NET_PIDS="$NR_PID"; TO_HOST=10.0.2.2; PUB_LO=127.0.0.1; PUB_WORLD=$HOST_W; PUB_OFF=10000
+	NET_PIDS="$NR_PID"; TO_HOST=10.0.2.2; PUB_LO=127.0.0.1; PUB_WORLD=$HOST_W; PUB_WORLD6=$HOST_W6; PUB_OFF=10000
 	local how="at 10.0.2.2 (--host-loopback, through gVisor)"
 	if [ -n "$(nr_tcp_ns)" ]; then
 		TO_HOST=127.0.0.1; TO_HOST_GW=10.0.2.2
@@ -799,6 +834,69 @@ tool_netns_run_stop() { nr_stop; }
 tool_netns_run_startup() { nr_startup; }
 tool_netns_run_member() { nr_member; }
 tool_netns_run_packet_start() { nr_start --link-mode packet; }
+# The default path, exactly as a user types it: netns-run run -d -p ... --
+# CMD, no network flag, so the sandbox joins the shared network bridge
+# (172.17.0.0/16), hosted by the per-user network daemon, which also serves
+# the published ports. Neither -T nor --host-loopback: the sandbox reaches
+# the host only through the gateway's stack, at the host's own address
+# $HOST_W (outbound NAT; the gateway 172.17.0.1 reaches the host's
+# loopback only with --host-loopback). NET_PIDS is all of the sandbox's
+# netns-run processes: the daemon (shared by every member of the user's
+# shared networks; here the only member), the supervisor (`netns-run run`,
+# detached) and the agent (netns-run-sandbox, pid 1 inside). The daemon
+# is the user's, started by netns-run on demand and gone 2 s after its last
+# member: it is looked at, never signalled, and every start waits for the
+# last one's to end, so that each round sees a fresh daemon, as a user's
+# first run does.
+NRD_NAME=nrb-default
+nrd_daemon_pid() { ps -u "$BUSER" -o pid=,args= | awk -v a="$NR daemon" 'substr($0, index($0, $2)) == a {print $1; exit}'; }
+nrd_daemon_gone() {
+	local i
+	for i in $(seq 200); do [ -z "$(nrd_daemon_pid)" ] && return 0; sleep 0.05; done
+	echo "bench: the network daemon of the last bridge member is still running" >&2
+	return 1
+}
+tool_netns_run_default_start() {
+	local a
+	DESC="as $BUSER: netns-run run -d --name $NRD_NAME $NR_PUBS -- holder (no network flag: the default shared network bridge, 172.17.0.0/16, eth0 172.17.0.2; no -T, no --host-loopback); published ports served by the per-user network daemon (netns-run daemon); the ns reaches the host at its address $HOST_W:$HOST_IPERF through the gateway's stack (outbound NAT; 'through the gateway' rows; the sandbox -> host rows proper, -T, do not apply); TCP loopback clients of published ports take the daemon's fast path, world clients (IPv4 and IPv6) go through gVisor to the member's IPv4 address. RSS/CPU: the sum of the daemon (shared by all members; here the only one), the supervisor and the agent."
+	SUP_PID=""; NS_PID=""
+	nrd_daemon_gone || return 1
+	rm -f "$W/ns.pid"
+	timeout 30 "${AS_USER[@]}" "$NR" run -d --name "$NRD_NAME" $NR_PUBS -- "$HOLDER" "$W/ns.pid" >> "$LOGD/$T.log" 2>&1 || return 1
+	wait_file "$W/ns.pid" || return 1
+	# The agent is Docker's State.Pid; its parent, the supervisor.
+	AGENT_PID=$(timeout 10 "${AS_USER[@]}" "$NR" inspect -f '{{.State.Pid}}' "$NRD_NAME" 2>>"$LOGD/$T.log")
+	[[ "$AGENT_PID" =~ ^[0-9]+$ ]] && [ "$AGENT_PID" -gt 1 ] || return 1
+	SUP_PID=$(ppid_of "$AGENT_PID"); track "$SUP_PID"
+	a=$(ps -o args= -p "$SUP_PID"); [[ "$a" == "$NR run "* ]] || { echo "bench: the agent's parent is '$a', not netns-run run" >&2; return 1; }
+	NS_PID=$(find_holder "$AGENT_PID" "$(cat "$W/ns.pid")") || return 1
+	track "$NS_PID"; ns_user_enter
+	DAEMON_PID=$(nrd_daemon_pid); [ -n "$DAEMON_PID" ] || return 1
+	NET_PIDS="$DAEMON_PID $SUP_PID $AGENT_PID"; TO_HOST_GW=$HOST_W
+	PUB_LO=127.0.0.1; PUB_WORLD=$HOST_W; PUB_WORLD6=$HOST_W6; PUB_OFF=10000
+	NO_OUT="no -T by default; see the gateway rows"
+}
+# Through the tool, as a user ends it; then the supervisor is waited for.
+tool_netns_run_default_stop() {
+	timeout 20 "${AS_USER[@]}" "$NR" rm -f "$NRD_NAME" >> "$LOGD/$T.log" 2>&1
+	[ -n "${SUP_PID:-}" ] && kill_own "$SUP_PID"
+	[ -n "${NS_PID:-}" ] && kill_own "$NS_PID"
+	return 0
+}
+# A first run's start-up: with no daemon running, so that it includes
+# starting the daemon (tool_NAME_prestartup runs before the lock is taken).
+tool_netns_run_default_prestartup() { nrd_daemon_gone; }
+tool_netns_run_default_startup() {
+	local t0
+	rm -f "$W/probe.out"; t0=$(date +%s%N)
+	timeout 20 "${AS_USER[@]}" "$NR" run -- "$RTT" probe -timeout 10s $HOST_W:$HOST_PROBE > "$W/probe.out" 2>>"$LOGD/$T-startup.log"
+	since_ms "$t0" "$W/probe.out"
+}
+# The bridge's member <-> member and daemon rows are the netns-run column's.
+tool_netns_run_default_member() {
+	local m
+	for m in mm mm_R seg_rss1 seg_rss10 seg_rss100 seg_per_member member_startup_ms; do rec "$T" $m "n/a:see the netns-run column"; done
+}
 tool_netns_run_packet_stop() { nr_stop; }
 tool_netns_run_packet_startup() { nr_startup --link-mode packet; }
 tool_netns_run_packet_member() { nr_member; }
@@ -872,6 +970,7 @@ rk_start() {
 		timeout 10 "${AS_USER[@]}" rootlessctl --socket "$W/rk/api.sock" add-ports "$p" >> "$LOGD/$T.log" 2>&1 || return 1
 	done
 	NET_PIDS="$SLIRP_PID"; TO_HOST=$HOST_W; PUB_LO=127.0.0.1; PUB_WORLD=$HOST_W; PUB_OFF=10000
+	NO_V6="published on IPv4 only, 0.0.0.0"
 }
 rk_stop() { kill_own "$RK_PID" "$NS_PID"; client_gone "$(client_slirp "$T")"; rm -rf "$W/rk"; }
 # Launch -> the first connect from inside RootlessKit's namespace to a
@@ -949,6 +1048,7 @@ podman_start() {
 	ns_user_enter
 	SLIRP_PID=$(slirp_pid "$bin") || return 1
 	NET_PIDS="$SLIRP_PID"; TO_HOST=$HOST_W; PUB_LO=127.0.0.1; PUB_WORLD=$HOST_W; PUB_OFF=10000
+	NO_V6="published on IPv4 only, 0.0.0.0"
 }
 podman_stop() {
 	[ -n "${PMD:-}" ] || return 0
@@ -1016,10 +1116,10 @@ measure_round() {
 	T=$1
 	local pub_ok=1 i out
 	log "== $(label "$T") (round $ROUND/$ROUNDS)"
-	TO_HOST_GW=""
+	TO_HOST=""; TO_HOST_GW=""; PUB_WORLD6=""; NO_V6=""; NO_OUT=""
 	if ! "tool_${T}_start"; then
 		failed start "could not start (see $LOGD/)"
-		for m in out out_R in_lo in_lo_R in_world in_world_R rtt_p50 rtt_p99 udp_pps rps_close rps_ka; do rec "$T" $m fail; done
+		for m in out out_R in_lo in_lo_R in_world in_world_R in_world6 rtt_p50 rtt_p99 udp_pps rps_close rps_ka; do rec "$T" $m fail; done
 		"tool_${T}_stop" 2>/dev/null
 		return
 	fi
@@ -1035,6 +1135,7 @@ measure_round() {
 	"tool_${T}_stop"
 	sleep 0.3
 	for i in $(seq "$STARTUP_RUNS"); do
+		declare -F "tool_${T}_prestartup" >/dev/null && "tool_${T}_prestartup"
 		if out=$(locked "tool_${T}_startup"); then rec "$T" startup_ms "$out"; else failed startup_ms "$out"; fi
 	done
 }
@@ -1046,7 +1147,8 @@ measure_steps() {
 		[ -n "${AGENT_PID:-}" ] && [[ $T == netns_run* ]] && rec "$T" agent_rss "$(sum_status VmRSS "$AGENT_PID")"
 	fi
 	# sandbox -> host (-R: the host sends on the sandbox's connection)
-	for j in "" -R; do
+	[ -n "$NO_OUT" ] && { rec "$T" out "n/a:$NO_OUT"; rec "$T" out_R "n/a:$NO_OUT"; }
+	for j in ${TO_HOST:+"" -R}; do
 		m=out${j/-/_}
 		iperf "$m" ns "$TO_HOST" $HOST_IPERF $j && [ -z "$j" ] && rec_cpu cpu_out
 		crashed "$m" && return
@@ -1054,12 +1156,12 @@ measure_steps() {
 	# netns-run: also its stack's own way to the host, without -T
 	for j in ${TO_HOST_GW:+"" -R}; do
 		m=out_gw${j/-/_}
-		iperf "$m" ns "$TO_HOST_GW" $HOST_IPERF $j
+		iperf "$m" ns "$TO_HOST_GW" $HOST_IPERF $j && [ -z "$j" ] && rec_cpu cpu_out_gw
 		crashed "$m" && return
 	done
 	declare -F "tool_${T}_member" >/dev/null && "tool_${T}_member"
 	if [ "$pub_ok" != 1 ]; then
-		for m in in_lo in_lo_R in_world in_world_R rtt_p50 rtt_p99 udp_pps rps_close rps_ka; do rec "$T" $m fail; done
+		for m in in_lo in_lo_R in_world in_world_R in_world6 rtt_p50 rtt_p99 udp_pps rps_close rps_ka; do rec "$T" $m fail; done
 		return
 	fi
 	# host -> published port, from loopback and from the world
@@ -1073,6 +1175,13 @@ measure_steps() {
 		iperf "$m" world "$PUB_WORLD" $pub $j && [ -z "$j" ] && rec_cpu cpu_in_world
 		crashed "$m" && return
 	done
+	# the same over IPv6, where the tool publishes on IPv6
+	if [ -n "$PUB_WORLD6" ]; then
+		iperf in_world6 world "$PUB_WORLD6" $pub
+		crashed in_world6 && return
+	else
+		rec "$T" in_world6 "n/a:${NO_V6:-not published on IPv6}"
+	fi
 	# TCP round trips through the published port
 	f="$LOGD/$T-r$ROUND-rtt.log"
 	locked timeout -k 3 $((LAT_T + 15)) "${AS_USER[@]}" "$RTT" ping -c "$PUB_LO:$((NS_RTT + PUB_OFF))" -t "${LAT_T}s" -s 16 > "$f" 2>&1

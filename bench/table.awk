@@ -26,6 +26,7 @@ function label(t) {
 	if (t == "pasta_tap") return "pasta tap"
 	if (t == "netns_run") return "netns-run"
 	if (t == "netns_run_packet") return "netns-run packet"
+	if (t == "netns_run_default") return "netns-run default (bridge)"
 	if (t == "rk_slirp4netns") return "RootlessKit + slirp4netns"
 	if (t == "rk_netns_run") return "RootlessKit + netns-run"
 	if (t == "podman_slirp4netns") return "Podman + slirp4netns"
