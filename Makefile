@@ -31,14 +31,15 @@ build:
 # install: the binary, and a link named slirp4netns to it, through which
 # rootless Podman and RootlessKit run netns-run as their slirp4netns; the
 # man pages and the bash, zsh and fish completions (which complete the
-# user's sandbox and network names), all made by the binary itself.
+# user's sandbox and network names), made by the binary itself (the man
+# pages by a build of it with -tags manpages: see cmd/netns-run/manpages.go).
 SHARE = $(DESTDIR)$(PREFIX)/share
 install: build
 	install -d '$(DESTDIR)$(PREFIX)/bin' '$(SHARE)/man/man1' '$(SHARE)/bash-completion/completions' \
 		'$(SHARE)/zsh/site-functions' '$(SHARE)/fish/vendor_completions.d'
 	install -m 0755 $(BIN)/netns-run '$(DESTDIR)$(PREFIX)/bin/netns-run'
 	ln -sf netns-run '$(DESTDIR)$(PREFIX)/bin/slirp4netns'
-	$(BIN)/netns-run gen-man '$(SHARE)/man/man1'
+	CGO_ENABLED=0 $(GO) run -tags manpages ./cmd/netns-run gen-man '$(SHARE)/man/man1'
 	$(BIN)/netns-run completion bash > '$(SHARE)/bash-completion/completions/netns-run'
 	$(BIN)/netns-run completion zsh > '$(SHARE)/zsh/site-functions/_netns-run'
 	$(BIN)/netns-run completion fish > '$(SHARE)/fish/vendor_completions.d/netns-run.fish'
@@ -47,6 +48,7 @@ unit:
 	@pkgs=$$($(GO) list ./... | grep -v '/e2e$$'); \
 	if [ -z "$$pkgs" ]; then echo "unit: no packages to test"; \
 	else echo "$(GO) test <every package but ./e2e>"; $(GO) test -timeout 5m $$pkgs; fi
+	$(GO) test -tags manpages -run TestManPages ./cmd/netns-run
 
 e2e-build: build
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/probe ./e2e/probe

@@ -86,6 +86,9 @@ func (f *runFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 }
 
+// buildOnlyCommands are commands that build tags add (manpages.go).
+var buildOnlyCommands []func() *cobra.Command
+
 func newRootCommand() *cobra.Command {
 	var f runFlags
 	root := &cobra.Command{
@@ -100,7 +103,10 @@ func newRootCommand() *cobra.Command {
 	}
 	f.register(root.Flags())
 	root.AddCommand(newRunCommand(), newNetworkCommand(), newPsCommand(), newInspectCommand(), newStopCommand(),
-		newRmCommand(), newLogsCommand(), newPortCommand(), newExecCommand(), newAttachCommand(), newDaemonCommand(), newManPagesCommand())
+		newRmCommand(), newLogsCommand(), newPortCommand(), newExecCommand(), newAttachCommand(), newDaemonCommand())
+	for _, c := range buildOnlyCommands {
+		root.AddCommand(c())
+	}
 	completeNames(root)
 	return root
 }
