@@ -61,9 +61,8 @@ func TestEngineRoomsDoNotImportInternal(t *testing.T) {
 
 // heavyInit are packages whose init costs every process of the binary
 // memory or start-up time it does not need (gopacket/layers fills ~7 MB
-// of lookup tables;
-// docs/ARCHITECTURE.md, Measured facts: Package initialisation): the binary must
-// not link them; tests may.
+// of lookup tables; docs/ARCHITECTURE.md, Measured facts: Package
+// initialisation): the binary must not link them; tests may.
 var heavyInit = []string{
 	"github.com/google/gopacket/layers",
 	"github.com/russross/blackfriday/v2", // cobra/doc's, for the man pages: -tags manpages only
