@@ -95,11 +95,21 @@ func Recv(c *net.UnixConn, v any) ([]int, error) {
 }
 
 func recvBounded(c *net.UnixConn, v any, maxBytes, maxFDs int) ([]int, error) {
-	b := make([]byte, maxBytes)
+	size, err := nextPacketSize(c)
+	if err != nil {
+		return nil, err
+	}
+	// One byte more than the bound, so that a larger packet reads as
+	// truncated; sized to the packet, so that a connection waiting for
+	// its next message holds no buffer (members' sessions wait for hours).
+	b := make([]byte, min(size, maxBytes)+1)
 	oob := make([]byte, unix.CmsgSpace(4*maxFDs))
 	n, oobn, flags, _, err := c.ReadMsgUnix(b, oob)
 	if err != nil {
 		return nil, err
+	}
+	if n > maxBytes {
+		flags |= unix.MSG_TRUNC
 	}
 	fds, ferr := ParseRights(oob[:oobn])
 	switch {
@@ -126,6 +136,29 @@ func recvBounded(c *net.UnixConn, v any, maxBytes, maxFDs int) ([]int, error) {
 		}
 	}
 	return fds, nil
+}
+
+// nextPacketSize waits, in the netpoller, for the next packet and returns
+// its length without taking it (MSG_PEEK|MSG_TRUNC on a SOCK_SEQPACKET
+// socket gives the whole length); 0 is also the peer gone.
+func nextPacketSize(c *net.UnixConn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var perr error
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, perr = unix.Recvfrom(int(fd), nil, unix.MSG_PEEK|unix.MSG_TRUNC|unix.MSG_DONTWAIT)
+		return perr != unix.EAGAIN
+	})
+	if err == nil {
+		err = perr
+	}
+	if err != nil {
+		return 0, &net.OpError{Op: "read", Net: "unixpacket", Err: err}
+	}
+	return n, nil
 }
 
 // ParseRights returns the descriptors of SCM_RIGHTS control messages,
