@@ -298,44 +298,50 @@ func newNetworkInspect() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				v := networkView{Name: n.Name, ID: n.ID, Created: dockerTime(n.Created), Scope: "local", Driver: n.Driver, EnableIPv6: n.EnableIPv6,
-					Internal: n.Internal, Options: n.Options, Containers: map[string]containerView{}, Labels: map[string]string{}}
-				v.IPAM.Driver, v.IPAM.Options = "default", map[string]string{}
-				if v.Options == nil {
-					v.Options = map[string]string{}
-				}
-				v.IPAM.Config = []ipamConfig{}
-				if n.Subnet.IsValid() {
-					c := ipamConfig{Subnet: n.Subnet.String(), Gateway: n.Gateway.String()}
-					if n.IPRange.IsValid() {
-						c.IPRange = n.IPRange.String()
-					}
-					v.IPAM.Config = []ipamConfig{c}
-				}
-				if n.EnableIPv6 {
-					v.IPAM.Config = append(v.IPAM.Config, ipamConfig{Subnet: n.Subnet6.String(), Gateway: n.Gateway6.String()})
-				}
-				for _, r := range recs {
-					if r.State != registry.Running {
-						continue
-					}
-					if _, virtual := virtualDrivers[n.Name]; virtual && r.Network == n.Name {
-						v.Containers[r.ID] = containerView{Name: r.Name}
-						continue
-					}
-					for _, ep := range endpoints(r) {
-						if ep.NetworkID == n.ID && ep.IP.IsValid() {
-							v.Containers[r.ID] = containerView{Name: r.Name, MacAddress: ep.MAC, IPv4Address: fmt.Sprintf("%s/%d", ep.IP, ep.Prefix)}
-						}
-					}
-				}
-				out = append(out, v)
+				out = append(out, inspectNetwork(n, recs))
 			}
 			return writeInspect(os.Stdout, format, out)
 		},
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", "", "a Go template run on each network, with Docker's field names")
 	return cmd
+}
+
+// inspectNetwork is n as `network inspect` shows it, with the running
+// sandboxes among recs that are on it.
+func inspectNetwork(n netstore.Network, recs []registry.Record) networkView {
+	v := networkView{Name: n.Name, ID: n.ID, Created: dockerTime(n.Created), Scope: "local", Driver: n.Driver, EnableIPv6: n.EnableIPv6,
+		Internal: n.Internal, Options: n.Options, Containers: map[string]containerView{}, Labels: map[string]string{}}
+	v.IPAM.Driver, v.IPAM.Options = "default", map[string]string{}
+	if v.Options == nil {
+		v.Options = map[string]string{}
+	}
+	v.IPAM.Config = []ipamConfig{}
+	if n.Subnet.IsValid() {
+		c := ipamConfig{Subnet: n.Subnet.String(), Gateway: n.Gateway.String()}
+		if n.IPRange.IsValid() {
+			c.IPRange = n.IPRange.String()
+		}
+		v.IPAM.Config = []ipamConfig{c}
+	}
+	if n.EnableIPv6 {
+		v.IPAM.Config = append(v.IPAM.Config, ipamConfig{Subnet: n.Subnet6.String(), Gateway: n.Gateway6.String()})
+	}
+	for _, r := range recs {
+		if r.State != registry.Running {
+			continue
+		}
+		if _, virtual := virtualDrivers[n.Name]; virtual && r.Network == n.Name {
+			v.Containers[r.ID] = containerView{Name: r.Name}
+			continue
+		}
+		for _, ep := range endpoints(r) {
+			if ep.NetworkID == n.ID && ep.IP.IsValid() {
+				v.Containers[r.ID] = containerView{Name: r.Name, MacAddress: ep.MAC, IPv4Address: fmt.Sprintf("%s/%d", ep.IP, ep.Prefix)}
+			}
+		}
+	}
+	return v
 }
 
 // inUse refuses removing a network that running sandboxes are on.

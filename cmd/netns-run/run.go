@@ -102,8 +102,8 @@ func newRootCommand() *cobra.Command {
 		},
 	}
 	f.register(root.Flags())
-	root.AddCommand(newRunCommand(), newNetworkCommand(), newPsCommand(), newInspectCommand(), newStopCommand(),
-		newRmCommand(), newLogsCommand(), newPortCommand(), newExecCommand(), newAttachCommand(), newDaemonCommand())
+	root.AddCommand(newRunCommand(), networkCommandWithCapture(), newPsCommand(), newInspectCommand(), newStopCommand(),
+		newRmCommand(), newLogsCommand(), newPortCommand(), newExecCommand(), newAttachCommand(), newStatsCommand(), newDaemonCommand())
 	for _, c := range buildOnlyCommands {
 		root.AddCommand(c())
 	}

@@ -259,8 +259,8 @@ type networkSettings struct {
 	HairpinMode            bool                    `json:"HairpinMode"`
 	LinkLocalIPv6Address   string                  `json:"LinkLocalIPv6Address"`
 	LinkLocalIPv6PrefixLen int                     `json:"LinkLocalIPv6PrefixLen"`
-	SecondaryIPAddresses   []string                `json:"SecondaryIPAddresses"`
-	SecondaryIPv6Addresses []string                `json:"SecondaryIPv6Addresses"`
+	SecondaryIPAddresses   []addressView           `json:"SecondaryIPAddresses"`
+	SecondaryIPv6Addresses []addressView           `json:"SecondaryIPv6Addresses"`
 	EndpointID             string                  `json:"EndpointID"`
 	Gateway                string                  `json:"Gateway"`
 	GlobalIPv6Address      string                  `json:"GlobalIPv6Address"`
@@ -291,6 +291,13 @@ type endpointView struct {
 type ipamConfigView struct {
 	IPv4Address string `json:"IPv4Address,omitempty"`
 	IPv6Address string `json:"IPv6Address,omitempty"`
+}
+
+// addressView is Docker's network.Address, the element type of the
+// (never filled) SecondaryIPAddresses lists.
+type addressView struct {
+	Addr      string `json:"Addr"`
+	PrefixLen int    `json:"PrefixLen"`
 }
 
 type portView struct {
@@ -645,7 +652,7 @@ func portChange(verb, short string) *cobra.Command {
 }
 
 func newDaemonCommand() *cobra.Command {
-	var logLevel string
+	var logLevel, metrics string
 	cmd := &cobra.Command{
 		Use:    "daemon",
 		Short:  "Host the shared networks (started on demand; not for direct use)",
@@ -667,10 +674,16 @@ func newDaemonCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return daemon.Serve(rt, daemon.Config{Store: store, Registry: reg, Upstreams: resolver.HostUpstreams(), Logger: logger})
+			if metrics == "" {
+				if metrics, err = daemon.ConfiguredMetricsAddr(); err != nil {
+					return err
+				}
+			}
+			return daemon.Serve(rt, daemon.Config{Store: store, Registry: reg, Upstreams: resolver.HostUpstreams(), Logger: logger, MetricsAddr: metrics})
 		},
 	}
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().StringVar(&metrics, "metrics", "", "serve Prometheus metrics on ADDR: a loopback HOST:PORT or a unix socket's absolute path (default: daemon.json's metrics-addr)")
 	return cmd
 }
 

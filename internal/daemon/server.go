@@ -77,6 +77,8 @@ type Config struct {
 	Registry  *registry.Registry
 	Upstreams []netip.AddrPort
 	Logger    *slog.Logger
+	// MetricsAddr, if set, serves Prometheus metrics there (metrics.go).
+	MetricsAddr string
 }
 
 // Serve runs the daemon on the runtime dir until it has been idle (no
@@ -109,6 +111,12 @@ func Serve(runtimeDir string, cfg Config) error {
 		done: make(chan struct{}),
 	}
 	s.dropStaleLeases()
+	// Before the filter: a unix socket of its own is not on its list.
+	stopMetrics, err := s.serveMetrics(cfg.MetricsAddr)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	if err := filter.Install(); err != nil {
 		s.log.Warn("no syscall filter", "err", err)
 	}
@@ -210,6 +218,10 @@ func (s *Server) session(c *net.UnixConn) {
 	}
 	var hello wire.Hello
 	fds, err := wire.Recv(c, &hello)
+	if err == nil && hello.Capture != nil {
+		s.capture(c, *hello.Capture, fds)
+		return
+	}
 	wire.CloseFDs(fds)
 	var bad *wire.DecodeError
 	switch {
@@ -531,6 +543,9 @@ func (m *member) ports() []forward.Mapping {
 
 // request serves a one-shot request about a member of another session.
 func (s *Server) request(r wire.Request) wire.Reply {
+	if r.Stats != nil {
+		return s.stats()
+	}
 	s.mu.Lock()
 	var m *member
 	for _, cand := range s.members {

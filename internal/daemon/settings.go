@@ -19,6 +19,9 @@ type Settings struct {
 	// subnet (zero: a unique local /64 is picked).
 	IPv6        bool         `json:"ipv6"`
 	FixedCIDRv6 netip.Prefix `json:"fixed-cidr-v6,omitzero"`
+	// MetricsAddr serves the daemon's Prometheus metrics (loopback or a
+	// unix socket only: ParseMetricsAddr); daemon --metrics overrides it.
+	MetricsAddr string `json:"metrics-addr,omitempty"`
 }
 
 // SettingsPath is where the settings live: $XDG_CONFIG_HOME/netns-run/
@@ -48,13 +51,18 @@ func LoadSettings(path string) (Settings, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&s); err != nil {
-		return Settings{}, fmt.Errorf("daemon settings %s: %w (known keys: ipv6, fixed-cidr-v6)", path, err)
+		return Settings{}, fmt.Errorf("daemon settings %s: %w (known keys: ipv6, fixed-cidr-v6, metrics-addr)", path, err)
 	}
 	if dec.Decode(&struct{}{}) != io.EOF {
 		return Settings{}, fmt.Errorf("daemon settings %s: more than one JSON object", path)
 	}
 	if s.FixedCIDRv6.IsValid() && !s.IPv6 {
 		return Settings{}, fmt.Errorf("daemon settings %s: fixed-cidr-v6 needs \"ipv6\": true", path)
+	}
+	if s.MetricsAddr != "" {
+		if _, err := ParseMetricsAddr(s.MetricsAddr); err != nil {
+			return Settings{}, fmt.Errorf("daemon settings %s: metrics-addr: %w", path, err)
+		}
 	}
 	return s, nil
 }

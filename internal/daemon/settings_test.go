@@ -24,7 +24,11 @@ func TestLoadSettings(t *testing.T) {
 	if err != nil || !s.IPv6 || s.FixedCIDRv6 != netip.MustParsePrefix("fd00:1::/64") {
 		t.Errorf("Docker's keys: %+v, %v", s, err)
 	}
+	if s, err := LoadSettings(write(`{"metrics-addr": "127.0.0.1:9323"}`)); err != nil || s.MetricsAddr != "127.0.0.1:9323" {
+		t.Errorf("metrics-addr: %+v, %v", s, err)
+	}
 	for body, want := range map[string]string{
+		`{"metrics-addr": "0.0.0.0:9323"}`:     "only a loopback address",
 		`{"ipv6": true, "bip": "10.0.0.1/24"}`: `unknown field "bip"`,
 		`{"ipv6": "yes"}`:                      "cannot unmarshal",
 		`{"fixed-cidr-v6": "fd00:1::/64"}`:     `fixed-cidr-v6 needs "ipv6": true`,
@@ -33,6 +37,33 @@ func TestLoadSettings(t *testing.T) {
 	} {
 		if _, err := LoadSettings(write(body)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v; want an error with %q", body, err, want)
+		}
+	}
+}
+
+func TestParseMetricsAddr(t *testing.T) {
+	for addr, want := range map[string]MetricsEndpoint{
+		"127.0.0.1:9323":                {"tcp", "127.0.0.1:9323"},
+		"[::1]:9323":                    {"tcp", "[::1]:9323"},
+		"localhost:9323":                {"tcp", "localhost:9323"},
+		"/run/user/1000/metrics.sock":   {"unix", "/run/user/1000/metrics.sock"},
+		"unix:///tmp/x/../metrics.sock": {"unix", "/tmp/metrics.sock"},
+	} {
+		if got, err := ParseMetricsAddr(addr); err != nil || got != want {
+			t.Errorf("ParseMetricsAddr(%q) = %+v, %v; want %+v", addr, got, err, want)
+		}
+	}
+	for addr, want := range map[string]string{
+		"0.0.0.0:9323":        "only a loopback address",
+		"[::]:9323":           "only a loopback address",
+		":9323":               "only a loopback address",
+		"198.51.100.1:9323":   "only a loopback address",
+		"example.com:9323":    "only a loopback address",
+		"127.0.0.1":           "want HOST:PORT",
+		"unix://metrics.sock": "must be absolute",
+	} {
+		if _, err := ParseMetricsAddr(addr); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseMetricsAddr(%q): %v; want an error with %q", addr, err, want)
 		}
 	}
 }

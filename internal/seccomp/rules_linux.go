@@ -230,15 +230,19 @@ func daemon(rules gseccomp.SyscallRules) {
 	rules.Set(unix.SYS_PIPE2, all)
 	rules.Set(unix.SYS_SPLICE, all)
 	rules.Add(unix.SYS_FCNTL, gseccomp.PerArg{anyValue, eq(unix.F_SETPIPE_SZ)})
+
+	// The metrics endpoint's process collector counts the open
+	// descriptors by listing /proc/self/fd.
+	rules.Set(unix.SYS_GETDENTS64, all)
 }
 
 // supervisor adds what a sandbox's supervisor does once its command runs,
 // beyond the daemon's list; it may also signal also (its agent).
 func supervisor(rules gseccomp.SyscallRules, also []int) {
 	// Its records (internal/registry): the directory is the lock, made
-	// again should it be gone; network disconnect's lookup lists it.
+	// again should it be gone; network disconnect's lookup lists it
+	// (getdents64, on the daemon's list).
 	rules.Set(unix.SYS_MKDIRAT, all)
-	rules.Set(unix.SYS_GETDENTS64, all)
 
 	// Its unix sockets of its own: a connection to the daemon (port
 	// add and rm, network connect, a rejoin) and a dial channel's

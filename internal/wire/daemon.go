@@ -13,7 +13,8 @@ import (
 //
 //	-> {join} <- Joined, -> Attach + eth0's fd <- Reply, then Requests <- Reply
 //	-> {lease} <- Joined                       a kernel macvlan member's address, held while the connection lasts
-//	-> {request}  <- Reply                     one-shot, naming the sandbox (port add/rm from its supervisor)
+//	-> {request}  <- Reply                     one-shot, naming the sandbox (port add/rm from its supervisor), or stats of all segments
+//	-> {capture} + the output's fd <- CaptureStatus (running), ... <- CaptureStatus (the counts)
 //
 // The session lasting is the membership: when the connection closes, for
 // whatever reason, the member's address and ports are released.
@@ -31,6 +32,30 @@ type Hello struct {
 	Join    *Join    `json:"join,omitempty"`
 	Lease   *Lease   `json:"lease,omitempty"`
 	Request *Request `json:"request,omitempty"`
+	// Capture starts a capture session (network capture).
+	Capture *Capture `json:"capture,omitempty"`
+}
+
+// Capture asks for a running network's frames in pcap format, written
+// to the one descriptor that comes with the Hello (the CLI's file or
+// stdout). The daemon answers CaptureStatus{Running} once the capture
+// runs (or an Error), and a last CaptureStatus with the counts when it
+// ends: after Count frames, or when the client half-closes (or closes)
+// the connection.
+type Capture struct {
+	Network string `json:"network"`          // name or id
+	Member  string `json:"member,omitempty"` // only this member's frames (name, alias or id prefix)
+	Snaplen int    `json:"snaplen,omitempty"`
+	Count   int    `json:"count,omitempty"`
+	Filter  string `json:"filter,omitempty"` // stack/pcap's filter language
+}
+
+// CaptureStatus is the daemon's word on a capture session.
+type CaptureStatus struct {
+	Error   string `json:"error,omitempty"`
+	Running bool   `json:"running,omitempty"`
+	Written uint64 `json:"written"`
+	Dropped uint64 `json:"dropped"`
 }
 
 // Join asks for a place on a network.
@@ -101,21 +126,50 @@ type Request struct {
 	// With no descriptor it says that none will come (the sandbox could
 	// not open one): loopback clients then take the gVisor path.
 	DialChannel *struct{} `json:"dial_channel,omitempty"`
+	// Stats, one-shot and naming no sandbox, asks for the counters of
+	// every running segment's members (Reply.Networks).
+	Stats *struct{} `json:"stats,omitempty"`
 }
 
 // Reply answers Attach and Request.
 type Reply struct {
-	Error string            `json:"error,omitempty"`
-	Ports []forward.Mapping `json:"ports,omitempty"` // the member's ports after the change
+	Error    string            `json:"error,omitempty"`
+	Ports    []forward.Mapping `json:"ports,omitempty"`    // the member's ports after the change
+	Networks []NetworkStats    `json:"networks,omitempty"` // answering Stats
+}
+
+// NetworkStats are one running segment's counters.
+type NetworkStats struct {
+	Network string        `json:"network"`
+	ID      string        `json:"id"`
+	Members []MemberStats `json:"members"`
+}
+
+// MemberStats are one member's counters, from its side (Tx is what it
+// sent): its switch port's, and what the gateway holds for it.
+type MemberStats struct {
+	Name      string            `json:"name"`
+	SandboxID string            `json:"sandbox_id"`
+	RxBytes   uint64            `json:"rx_bytes"`
+	RxPackets uint64            `json:"rx_packets"`
+	TxBytes   uint64            `json:"tx_bytes"`
+	TxPackets uint64            `json:"tx_packets"`
+	Drops     map[string]uint64 `json:"drops"` // by reason, nonzero only
+	TCP       int               `json:"tcp"`   // connections open in the gateway
+	UDP       int               `json:"udp"`   // flows open in the gateway
+	// NoRoute and Capped are its connections the NAT refused: to where
+	// it does not go, and at the gateway's limits.
+	NoRoute uint64 `json:"nat_no_route"`
+	Capped  uint64 `json:"nat_capped"`
 }
 
 // Validate checks that exactly one member is set.
 func (h *Hello) Validate() error {
-	return ExactlyOne(h.Join != nil, h.Lease != nil, h.Request != nil)
+	return ExactlyOne(h.Join != nil, h.Lease != nil, h.Request != nil, h.Capture != nil)
 }
 
 // Validate checks that a request asks for one thing: a change of ports
-// (adding, removing or both) or a dial channel.
+// (adding, removing or both), a dial channel or the stats.
 func (r *Request) Validate() error {
-	return ExactlyOne(r.AddPorts != nil || r.RemovePorts != nil, r.DialChannel != nil)
+	return ExactlyOne(r.AddPorts != nil || r.RemovePorts != nil, r.DialChannel != nil, r.Stats != nil)
 }

@@ -1,0 +1,218 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/docker/go-units"
+	"github.com/netns-run/netns-run/internal/daemon"
+	"github.com/netns-run/netns-run/internal/registry"
+	"github.com/netns-run/netns-run/internal/wire"
+	"github.com/spf13/cobra"
+)
+
+func newStatsCommand() *cobra.Command {
+	var noStream bool
+	var format string
+	cmd := &cobra.Command{
+		Use:   "stats [flags] [NAME...]",
+		Short: "Show the running sandboxes' network counters, as docker stats' NET I/O",
+		Long: `Show each running sandbox's network counters, one row per network it is
+on: RX and TX bytes and packets (from the sandbox's side, Ethernet headers
+included), the frames the switch dropped with their reasons, and the TCP
+connections and UDP flows open in the gateway. Without --no-stream the
+table is redrawn every second until ctrl-C.
+
+Only shared networks (the bridge, user-defined networks) have a switch
+that counts: a sandbox on --network private, none or host is listed with
+"-", as its eth0 goes straight into its own supervisor's stack.`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if format != "" && format != "json" && format != "table" {
+				return fmt.Errorf("invalid --format %q: want table or json", format)
+			}
+			show := func() error {
+				rows, err := collectStats(args)
+				if err != nil {
+					return err
+				}
+				return writeStats(os.Stdout, format, rows)
+			}
+			if noStream {
+				return show()
+			}
+			return streamStats(show, format != "json")
+		},
+	}
+	cmd.Flags().BoolVar(&noStream, "no-stream", false, "print once and exit")
+	cmd.Flags().StringVar(&format, "format", "", "table (the default) or json (one object a line)")
+	return cmd
+}
+
+// statsRow is one sandbox on one network.
+type statsRow struct {
+	Name    string `json:"Name"`
+	ID      string `json:"ID"`
+	Network string `json:"Network"`
+	// Counters is null off the shared networks (nothing counts there).
+	Counters *wire.MemberStats `json:"Counters"`
+}
+
+// collectStats joins the running sandboxes (refs, or all) with the
+// daemon's counters of their shared networks.
+func collectStats(refs []string) ([]statsRow, error) {
+	rt, reg, err := registry.OpenDefault()
+	if err != nil {
+		return nil, err
+	}
+	recs, err := runningRecords(reg, refs)
+	if err != nil {
+		return nil, err
+	}
+	nets, err := daemon.Stats(rt)
+	if err != nil && !errors.Is(err, daemon.ErrNoDaemon) {
+		return nil, err
+	}
+	return statsRows(recs, nets), nil
+}
+
+// runningRecords are the named sandboxes, which must be running, or all
+// running ones.
+func runningRecords(reg *registry.Registry, refs []string) ([]registry.Record, error) {
+	if len(refs) == 0 {
+		all, err := reg.List()
+		if err != nil {
+			return nil, err
+		}
+		var out []registry.Record
+		for _, r := range all {
+			if r.State == registry.Running {
+				out = append(out, r)
+			}
+		}
+		return out, nil
+	}
+	out := make([]registry.Record, 0, len(refs))
+	for _, ref := range refs {
+		r, err := reg.Get(ref)
+		if err != nil {
+			return nil, err
+		}
+		if r.State != registry.Running {
+			return nil, fmt.Errorf("sandbox %s is not running", r.Name)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// statsRows gives each sandbox a row per network the daemon counts it on,
+// or one row with no counters.
+func statsRows(recs []registry.Record, nets []wire.NetworkStats) []statsRow {
+	var rows []statsRow
+	for _, r := range recs {
+		found := false
+		for _, n := range nets {
+			for _, m := range n.Members {
+				if m.SandboxID == r.ID {
+					m := m
+					rows = append(rows, statsRow{Name: r.Name, ID: r.ID, Network: n.Network, Counters: &m})
+					found = true
+				}
+			}
+		}
+		if !found {
+			rows = append(rows, statsRow{Name: r.Name, ID: r.ID, Network: r.Network})
+		}
+	}
+	sort.SliceStable(rows, func(i, j int) bool {
+		if rows[i].Name != rows[j].Name {
+			return rows[i].Name < rows[j].Name
+		}
+		return rows[i].Network < rows[j].Network
+	})
+	return rows
+}
+
+// writeStats prints the rows as a table, or as JSON one row a line.
+func writeStats(w io.Writer, format string, rows []statsRow) error {
+	if format == "json" {
+		enc := json.NewEncoder(w)
+		for _, r := range rows {
+			if err := enc.Encode(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tNETWORK\tRX\tTX\tDROPS\tTCP\tUDP")
+	for _, r := range rows {
+		c := r.Counters
+		if c == nil {
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\t-\n", r.Name, r.Network)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", r.Name, r.Network,
+			bytesPackets(c.RxBytes, c.RxPackets), bytesPackets(c.TxBytes, c.TxPackets), drops(c.Drops), c.TCP, c.UDP)
+	}
+	return tw.Flush()
+}
+
+// bytesPackets reads as docker stats' sizes: "1.45kB / 12 pkts".
+func bytesPackets(bytes, packets uint64) string {
+	return fmt.Sprintf("%s / %d pkts", units.HumanSizeWithPrecision(float64(bytes), 3), packets)
+}
+
+// drops is the total, then each reason's count: "3 (spoofed source 2, ...)".
+func drops(by map[string]uint64) string {
+	var total uint64
+	reasons := make([]string, 0, len(by))
+	for r, n := range by {
+		total += n
+		reasons = append(reasons, r)
+	}
+	if total == 0 {
+		return "0"
+	}
+	sort.Strings(reasons)
+	parts := make([]string, len(reasons))
+	for i, r := range reasons {
+		parts[i] = fmt.Sprintf("%s %d", r, by[r])
+	}
+	return fmt.Sprintf("%d (%s)", total, strings.Join(parts, ", "))
+}
+
+// streamStats shows the stats every second until ctrl-C, redrawing the
+// screen for a table as docker stats does.
+func streamStats(show func() error, redraw bool) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		if redraw {
+			fmt.Print("\033[2J\033[H")
+		}
+		if err := show(); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,265 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+var capturingRE = regexp.MustCompile(`^capturing on network `)
+
+// TestCaptureNetwork: network capture writes what the switch sees between
+// two members in pcap, to a file tcpdump reads and to stdout through a
+// pipe; a network with no member, a bad filter and a missing -w are one
+// clear line each.
+func TestCaptureNetwork(t *testing.T) {
+	requireLauncher(t)
+	tcpdump := requireTool(t, "tcpdump")
+	u := newUser(t)
+	u.ok("network", "create", "--subnet", "172.29.0.0/16", "capnet")
+	u.ok("run", "-d", "--name", "cap-a", "--network", "capnet", "--", probe, "sleep", "60s")
+	u.ok("run", "-d", "--name", "cap-b", "--network", "capnet", "--", probe, "sleep", "60s")
+
+	file := filepath.Join(t.TempDir(), "capnet.pcap")
+	p := startCmd(t, cmdOpts{env: u.env}, netnsRun, "network", "capture", "capnet", "-w", file, "--count", "4", "icmp")
+	p.waitLine("stderr", capturingRE)
+	u.ok("exec", "cap-a", "--", "busybox", "ping", "-c", "2", "-W", "2", "172.29.0.3")
+	r := p.wait(20 * time.Second)
+	wantExit(t, r, 0, "network capture -w FILE --count 4 icmp")
+	if !strings.Contains(r.stderr, "4 packets captured, 0 dropped") {
+		t.Errorf("network capture's summary: %q", r.stderr)
+	}
+	r = runCmd(t, cmdOpts{}, tcpdump, "-nr", file)
+	wantExit(t, r, 0, "tcpdump -nr the capture")
+	for _, want := range []string{"IP 172.29.0.2 > 172.29.0.3: ICMP echo request", "IP 172.29.0.3 > 172.29.0.2: ICMP echo reply"} {
+		if strings.Count(r.stdout, want) != 2 {
+			t.Errorf("tcpdump -nr shows %q %d times; want 2:\n%s", want, strings.Count(r.stdout, want), r.stdout)
+		}
+	}
+
+	// -w - streams to stdout, here a pipe read whole once it ends.
+	p = startCmd(t, cmdOpts{env: u.env}, netnsRun, "network", "capture", "capnet", "--member", "cap-b", "-w", "-", "-c", "2", "icmp")
+	p.waitLine("stderr", capturingRE)
+	u.ok("exec", "cap-a", "--", "busybox", "ping", "-c", "1", "-W", "2", "172.29.0.3")
+	r = p.wait(20 * time.Second)
+	wantExit(t, r, 0, "network capture -w -")
+	pr, err := pcapgo.NewReader(strings.NewReader(r.stdout))
+	if err != nil {
+		t.Fatalf("the pcap on stdout: %v (%d bytes)", err, len(r.stdout))
+	}
+	var types []layers.ICMPv4TypeCode
+	for {
+		data, _, err := pr.ReadPacketData()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("reading the pcap on stdout: %v", err)
+		}
+		if icmp, ok := gopacket.NewPacket(data, layers.LayerTypeEthernet, gopacket.Default).Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4); ok {
+			types = append(types, icmp.TypeCode)
+		}
+	}
+	if fmt.Sprint(types) != "[EchoRequest EchoReply]" {
+		t.Errorf("the ICMP frames on stdout: %v; want [EchoRequest EchoReply]", types)
+	}
+
+	u.ok("network", "create", "--subnet", "172.31.0.0/16", "emptynet")
+	other := filepath.Join(t.TempDir(), "x.pcap")
+	wantOwnError(t, u.nr("network", "capture", "emptynet", "-w", other), "capture of a network with no member", "network emptynet is not running", "netns-run run")
+	wantOwnError(t, u.nr("network", "capture", "capnet", "-w", other, "port", "http"), "a bad filter", `capture filter "port http"`)
+	wantOwnError(t, u.nr("network", "capture", "nosuchnet", "-w", other), "capture of a missing network", "nosuchnet")
+	wantOwnError(t, u.nr("network", "capture", "capnet"), "capture without -w", "needs -w FILE")
+	if _, err := os.Stat(other); !os.IsNotExist(err) {
+		t.Errorf("a capture that did not start left its file: %v", err)
+	}
+}
+
+// statsLine is one line of stats --format json.
+type statsLine struct {
+	Name, Network string
+	Counters      *struct {
+		RxBytes   uint64            `json:"rx_bytes"`
+		RxPackets uint64            `json:"rx_packets"`
+		TxBytes   uint64            `json:"tx_bytes"`
+		TxPackets uint64            `json:"tx_packets"`
+		Drops     map[string]uint64 `json:"drops"`
+	}
+}
+
+// jsonStats returns stats --no-stream --format json by sandbox name.
+func (u *user) jsonStats() map[string]statsLine {
+	u.t.Helper()
+	r := u.ok("stats", "--no-stream", "--format", "json")
+	out := map[string]statsLine{}
+	for _, l := range nonEmptyLines(r.stdout) {
+		var s statsLine
+		if err := json.Unmarshal([]byte(l), &s); err != nil {
+			u.t.Fatalf("stats --format json: %v in %q", err, l)
+		}
+		out[s.Name] = s
+	}
+	return out
+}
+
+func (s statsLine) counters(t *testing.T) (rx, tx, drops uint64) {
+	t.Helper()
+	if s.Counters == nil {
+		t.Fatalf("stats has no counters for %s on %s", s.Name, s.Network)
+	}
+	for _, n := range s.Counters.Drops {
+		drops += n
+	}
+	return s.Counters.RxBytes, s.Counters.TxBytes, drops
+}
+
+// TestStatsMembers: stats counts what one member sends another (both
+// ways round), the spoofed frames the switch drops, and lists a sandbox
+// off the shared networks with no counters.
+func TestStatsMembers(t *testing.T) {
+	requireLauncher(t)
+	u := newUser(t)
+	u.ok("network", "create", "--subnet", "172.30.0.0/16", "statnet")
+	u.ok("run", "-d", "--name", "st-a", "--network", "statnet", "--", probe, "sleep", "60s")
+	u.ok("run", "-d", "--name", "st-b", "--network", "statnet", "--", probe, "sleep", "60s")
+	u.ok("run", "-d", "--name", "st-priv", "--", probe, "sleep", "60s")
+	before := u.jsonStats()
+	// 5 echo requests of 1000 bytes of data each way: at least 5000 bytes.
+	u.ok("exec", "st-a", "--", "busybox", "ping", "-c", "5", "-s", "1000", "-W", "2", "172.30.0.3")
+	after := u.jsonStats()
+	aRx0, aTx0, _ := before["st-a"].counters(t)
+	aRx1, aTx1, aDrops1 := after["st-a"].counters(t)
+	bRx0, bTx0, _ := before["st-b"].counters(t)
+	bRx1, bTx1, _ := after["st-b"].counters(t)
+	for what, moved := range map[string]uint64{"st-a's tx": aTx1 - aTx0, "st-a's rx": aRx1 - aRx0, "st-b's tx": bTx1 - bTx0, "st-b's rx": bRx1 - bRx0} {
+		if moved < 5000 {
+			t.Errorf("%s moved by %d bytes over 5 pings of 1000 bytes; want at least 5000", what, moved)
+		}
+	}
+	if s := after["st-priv"]; s.Counters != nil || s.Network != "private" {
+		t.Errorf("a sandbox on --network private: %+v; want no counters on private", s)
+	}
+	table := u.ok("stats", "--no-stream").stdout
+	for _, re := range []string{`(?m)^NAME +NETWORK +RX +TX +DROPS +TCP +UDP$`, `(?m)^st-a +statnet +[0-9.]+k?B / \d+ pkts +[0-9.]+k?B / \d+ pkts +\d+`, `(?m)^st-priv +private +- +- +- +- +-$`} {
+		if !regexp.MustCompile(re).MatchString(table) {
+			t.Errorf("stats --no-stream does not match %s:\n%s", re, table)
+		}
+	}
+	if r := u.ok("stats", "--no-stream", "st-b"); strings.Contains(r.stdout, "st-a") || !strings.Contains(r.stdout, "st-b") {
+		t.Errorf("stats st-b:\n%s", r.stdout)
+	}
+	wantOwnError(t, u.nr("stats", "--no-stream", "nobody"), "stats of a missing sandbox", "nobody")
+	// A frame from a stolen address is dropped by the switch and counted.
+	u.nr("exec", "st-a", "--", "/bin/sh", "-c", "ip addr add 172.30.0.99/16 dev eth0 && busybox ping -c2 -W1 -I 172.30.0.99 172.30.0.3")
+	_, _, aDrops2 := u.jsonStats()["st-a"].counters(t)
+	if aDrops2 < aDrops1+2 {
+		t.Errorf("st-a's drops went from %d to %d over 2 spoofed pings; want 2 more", aDrops1, aDrops2)
+	}
+}
+
+// TestMetricsEndpoint: daemon.json's metrics-addr serves Prometheus text
+// whose member counters agree with stats, with the Go and process
+// collectors' metrics; a non-loopback address keeps the daemon from
+// starting, with why in its log.
+func TestMetricsEndpoint(t *testing.T) {
+	requireLauncher(t)
+	u := newUser(t)
+	port := freeLoopbackPort(t)
+	writeDaemonSettings(t, u, fmt.Sprintf(`{"metrics-addr": "127.0.0.1:%d"}`, port))
+	u.ok("network", "create", "--subnet", "172.27.0.0/16", "metnet")
+	u.ok("run", "-d", "--name", "met-a", "--network", "metnet", "--", probe, "sleep", "60s")
+	u.ok("run", "-d", "--name", "met-b", "--network", "metnet", "--", probe, "sleep", "60s")
+	u.ok("exec", "met-a", "--", "busybox", "ping", "-c", "3", "-s", "500", "-W", "2", "172.27.0.3")
+	rx0, _, _ := u.jsonStats()["met-b"].counters(t)
+	fams := scrape(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	rx1, _, _ := u.jsonStats()["met-b"].counters(t)
+	var got float64
+	found := false
+	for _, m := range fams["netns_run_member_rx_bytes_total"].GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if labels["network"] == "metnet" && labels["member"] == "met-b" {
+			got, found = m.GetCounter().GetValue(), true
+		}
+	}
+	if !found || got < float64(rx0) || got > float64(rx1) || rx0 < 1500 {
+		t.Errorf("netns_run_member_rx_bytes_total{network=metnet,member=met-b} = %v (found %v); stats said %d before and %d after", got, found, rx0, rx1)
+	}
+	for _, name := range []string{"netns_run_member_tx_packets_total", "netns_run_member_tcp_connections", "go_goroutines", "go_memstats_heap_alloc_bytes"} {
+		if _, ok := fams[name]; !ok {
+			t.Errorf("the metrics lack %s", name)
+		}
+	}
+
+	u.cleanup() // the daemon exits after its last member; the next run starts one that reads the settings
+	writeDaemonSettings(t, u, fmt.Sprintf(`{"metrics-addr": "0.0.0.0:%d"}`, port))
+	if r := u.nr("run", "--network", "metnet", "--", "true"); r.code != 125 || !strings.Contains(r.stderr, "daemon.log") {
+		t.Errorf("run with a non-loopback metrics-addr: %s; want status 125 pointing at daemon.log", r)
+	}
+	if b, _ := os.ReadFile(filepath.Join(u.rt, "netns-run", "daemon.log")); !strings.Contains(string(b), "only a loopback address") {
+		t.Errorf("daemon.log does not say why 0.0.0.0 was refused:\n%s", b)
+	}
+}
+
+// writeDaemonSettings writes the user's daemon.json, read by the next
+// daemon to start.
+func writeDaemonSettings(t *testing.T, u *user, body string) {
+	t.Helper()
+	dir := filepath.Join(strings.TrimPrefix(u.env[0], "HOME="), ".config", "netns-run")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "daemon.json"), []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// freeLoopbackPort is a TCP port free on 127.0.0.1 a moment ago.
+func freeLoopbackPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// scrape GETs url and parses the Prometheus text it returns.
+func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s %v\n%s", url, resp.Status, err, body)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("parsing the metrics: %v\n%s", err, body)
+	}
+	return fams
+}
