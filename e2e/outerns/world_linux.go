@@ -220,28 +220,11 @@ func worldMain(args []string) error {
 		go func() { _ = whoami.ServeUDP(up) }()
 	}
 
-	da := net.JoinHostPort(worldIP, "53")
-	dnsUDP, err := net.ListenPacket("udp4", da)
-	if err != nil {
-		return fmt.Errorf("world dns: %w", err)
-	}
-	dnsTCP, err := net.Listen("tcp4", da)
-	if err != nil {
-		return fmt.Errorf("world dns: %w", err)
-	}
-	if _, err := fakedns.Start(dnsUDP, dnsTCP, map[string][]string{worldName: {worldIP}}); err != nil {
+	// The world's DNS, and a second one that knows another name (run --dns).
+	if err := serveWorldDNS(worldIP, map[string][]string{worldName: {worldIP}}); err != nil {
 		return err
 	}
-	aa := net.JoinHostPort(altDNSIP, "53")
-	altUDP, err := net.ListenPacket("udp4", aa)
-	if err != nil {
-		return fmt.Errorf("world alt dns: %w", err)
-	}
-	altTCP, err := net.Listen("tcp4", aa)
-	if err != nil {
-		return fmt.Errorf("world alt dns: %w", err)
-	}
-	if _, err := fakedns.Start(altUDP, altTCP, map[string][]string{altDNSName: {altDNSAddr}}); err != nil {
+	if err := serveWorldDNS(altDNSIP, map[string][]string{altDNSName: {altDNSAddr}}); err != nil {
 		return err
 	}
 
@@ -376,4 +359,19 @@ func dialUDP(ctx context.Context, req worldapi.DialRequest) worldapi.DialRespons
 			}
 		}
 	}
+}
+
+// serveWorldDNS answers records on ip port 53, over UDP and TCP.
+func serveWorldDNS(ip string, records map[string][]string) error {
+	a := net.JoinHostPort(ip, "53")
+	pc, err := net.ListenPacket("udp4", a)
+	if err != nil {
+		return fmt.Errorf("world dns at %s: %w", a, err)
+	}
+	ln, err := net.Listen("tcp4", a)
+	if err != nil {
+		return fmt.Errorf("world dns at %s: %w", a, err)
+	}
+	_, err = fakedns.Start(pc, ln, records)
+	return err
 }
