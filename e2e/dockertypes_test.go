@@ -102,8 +102,8 @@ func TestInspectDecodesAsDocker(t *testing.T) {
 		t.Fatalf("inspect gave %d objects; want 2", len(c))
 	}
 	webID := typed[0].ID
-	// Docker leaves HostConfig.Links null off the default bridge (the link
-	// is in the endpoint's Links); netns-run keeps the default bridge's form.
+	// Off the default bridge Docker keeps --link in the endpoint's Links
+	// and leaves HostConfig.Links null.
 	wantKeys(t, "inspect dt-web", c[0], map[string]any{
 		"NetworkSettings.IPAddress":                  "",
 		"NetworkSettings.MacAddress":                 "",
@@ -112,11 +112,12 @@ func TestInspectDecodesAsDocker(t *testing.T) {
 		"NetworkSettings.SecondaryIPAddresses":       nil,
 		"NetworkSettings.Networks.dtnet.IPAMConfig":  map[string]any{"IPv4Address": "172.30.0.9"},
 		"NetworkSettings.Networks.dtnet.Aliases":     []any{webID[:12]},
+		"NetworkSettings.Networks.dtnet.Links":       []any{"dt-db:db"},
 		"NetworkSettings.Networks.dtnet.IPAddress":   "172.30.0.9",
 		"NetworkSettings.Networks.dtnet.IPPrefixLen": float64(16),
 		"Config.Env":              []any{"FOO=bar"},
 		"Config.Hostname":         webID[:12],
-		"HostConfig.Links":        []any{"/dt-db:/dt-web/db"},
+		"HostConfig.Links":        nil,
 		"HostConfig.PortBindings": map[string]any{"80/tcp": []any{map[string]any{"HostIp": "127.0.0.1", "HostPort": "18250"}}},
 	})
 	brID := typed[1].ID

@@ -12,9 +12,10 @@ import (
 // TestInspectAsDocker: inspect and network inspect carry the fields
 // scripts read, in the shape a Docker engine gives them (checked against
 // one): the top-level addresses only on the default bridge, IPAMConfig
-// for a static --ip, the short id first among a user-defined network's
-// aliases and no aliases on the bridge, Config.Env and Hostname,
-// HostConfig.Links and PortBindings, Docker's timestamps; and the
+// for a static --ip, the short id last among a user-defined network's
+// aliases and no aliases on the bridge, --link in a user-defined network's
+// endpoint, Config.Env and Hostname, HostConfig.PortBindings, Docker's
+// timestamps; and the
 // network's Scope, EnableIPv6, IPAM driver and options, Attachable,
 // Ingress, ConfigFrom, ConfigOnly and Labels.
 func TestInspectAsDocker(t *testing.T) {
@@ -54,12 +55,13 @@ func TestInspectAsDocker(t *testing.T) {
 		"NetworkSettings.Networks.inspnet.Gateway":     "172.29.0.1",
 		"NetworkSettings.Networks.inspnet.MacAddress":  "02:42:ac:1d:00:09",
 		"NetworkSettings.Networks.inspnet.IPAMConfig":  map[string]any{"IPv4Address": "172.29.0.9"},
-		"NetworkSettings.Networks.inspnet.Aliases":     []any{id[:12], "webalias"},
-		"Config.Env":              []any{"FOO=bar"},
-		"Config.Hostname":         id[:12],
-		"HostConfig.Links":        []any{"/insp-db:/insp-web/db"},
-		"HostConfig.PortBindings": map[string]any{"80/tcp": []any{map[string]any{"HostIp": "", "HostPort": "18240"}}},
-		"HostConfig.NetworkMode":  "inspnet",
+		"NetworkSettings.Networks.inspnet.Aliases":     []any{"webalias", id[:12]},
+		"NetworkSettings.Networks.inspnet.Links":       []any{"insp-db:db"},
+		"Config.Env":                                   []any{"FOO=bar"},
+		"Config.Hostname":                              id[:12],
+		"HostConfig.Links":                             nil,
+		"HostConfig.PortBindings":                      map[string]any{"80/tcp": []any{map[string]any{"HostIp": "", "HostPort": "18240"}}},
+		"HostConfig.NetworkMode":                       "inspnet",
 	} {
 		if got := get(web, path); !reflect.DeepEqual(got, want) {
 			t.Errorf("inspect insp-web: %s = %#v; want %#v", path, got, want)

@@ -119,7 +119,7 @@ var created = time.Date(2026, 12, 3, 14, 0, 0, 123456789, time.UTC)
 func webRecord() registry.Record {
 	return registry.Record{ID: webID, Name: "web", Hostname: webID[:12], Network: "appnet", NetworkID: netID,
 		IP: netip.MustParseAddr("172.29.0.9"), StaticIP: true, Prefix: 16, Gateway: netip.MustParseAddr("172.29.0.1"),
-		MAC: "02:42:ac:1d:00:09", Links: []string{"/db:/web/db"},
+		MAC: "02:42:ac:1d:00:09", Aliases: []string{"webalias"}, Links: []string{"/db:/web/db", "/cache:/web/c"},
 		Ports:   []forward.Mapping{{HostPort: 18240, ContainerPort: 80, Proto: forward.TCP}},
 		Command: []string{"/bin/sleep", "60"}, Env: []string{"FOO=bar"}, Created: created, State: registry.Running, AgentPid: 4242}
 }
@@ -142,9 +142,8 @@ func TestInspectDecodesAsDocker(t *testing.T) {
 
 	// As a Docker engine shows them (checked against one, API 1.41): the
 	// top-level addresses empty off the default bridge, the short id as a
-	// user-defined network's alias. Docker itself leaves HostConfig.Links
-	// null off the default bridge (the link is in the endpoint's Links);
-	// netns-run keeps the default bridge's form there.
+	// user-defined network's last alias, and its --link in the endpoint's
+	// Links (HostConfig.Links is null off the default bridge).
 	checkFields(t, "inspect web", generic[0], map[string]any{
 		"NetworkSettings.IPAddress":                   "",
 		"NetworkSettings.MacAddress":                  "",
@@ -152,12 +151,13 @@ func TestInspectDecodesAsDocker(t *testing.T) {
 		"NetworkSettings.IPPrefixLen":                 float64(0),
 		"NetworkSettings.SecondaryIPAddresses":        nil,
 		"NetworkSettings.Networks.appnet.IPAMConfig":  map[string]any{"IPv4Address": "172.29.0.9"},
-		"NetworkSettings.Networks.appnet.Aliases":     []any{webID[:12]},
+		"NetworkSettings.Networks.appnet.Aliases":     []any{"webalias", webID[:12]},
+		"NetworkSettings.Networks.appnet.Links":       []any{"db", "cache:c"},
 		"NetworkSettings.Networks.appnet.IPAddress":   "172.29.0.9",
 		"NetworkSettings.Networks.appnet.IPPrefixLen": float64(16),
 		"Config.Env":              []any{"FOO=bar"},
 		"Config.Hostname":         webID[:12],
-		"HostConfig.Links":        []any{"/db:/web/db"},
+		"HostConfig.Links":        nil,
 		"HostConfig.PortBindings": map[string]any{"80/tcp": []any{map[string]any{"HostIp": "", "HostPort": "18240"}}},
 	})
 	checkFields(t, "inspect br", generic[1], map[string]any{

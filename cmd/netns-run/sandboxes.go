@@ -329,7 +329,7 @@ func view(r registry.Record) sandboxView {
 		env = []string{}
 	}
 	v.Config = configView{Hostname: r.Hostname, Env: env, Cmd: r.Command, Image: psRowImage(r)}
-	v.HostConfig = hostConfigView{NetworkMode: r.Network, Links: r.Links, AutoRemove: r.AutoRemove, PortBindings: map[string][]portView{}}
+	v.HostConfig = hostConfigView{NetworkMode: r.Network, AutoRemove: r.AutoRemove, PortBindings: map[string][]portView{}}
 	for _, m := range r.Ports {
 		key := fmt.Sprintf("%d/%s", m.ContainerPort, m.Proto)
 		hostIP := ""
@@ -341,10 +341,21 @@ func view(r registry.Record) sandboxView {
 	v.NetworkSettings.Networks = map[string]endpointView{}
 	for i, e := range endpoints(r) {
 		ep := endpointView{NetworkID: e.NetworkID, IPPrefixLen: e.Prefix, MacAddress: e.MAC}
-		if e.Network != netstore.BridgeName && e.NetworkID != "" {
-			// On a user-defined network Docker lists the short id
-			// first, then the --network-alias names.
-			ep.Aliases = append([]string{r.ShortID()}, e.Aliases...)
+		userDefined := e.Network != netstore.BridgeName && e.NetworkID != ""
+		if userDefined {
+			// On a user-defined network Docker lists the --network-alias
+			// names, then the short id.
+			ep.Aliases = append(append([]string{}, e.Aliases...), r.ShortID())
+		}
+		switch {
+		case i > 0:
+		case userDefined:
+			// Docker keeps a user-defined network's --link in that
+			// endpoint, as NAME or NAME:ALIAS; HostConfig.Links is
+			// the default bridge's legacy form only.
+			ep.Links = endpointLinks(r.Links)
+		default:
+			v.HostConfig.Links = r.Links
 		}
 		if e.IP.IsValid() {
 			ep.IPAddress, ep.Gateway = e.IP.String(), e.Gateway.String()
@@ -374,6 +385,24 @@ func view(r registry.Record) sandboxView {
 		v.NetworkSettings.Ports[key] = append(v.NetworkSettings.Ports[key], portView{HostIP: m.HostIP.String(), HostPort: fmt.Sprint(m.HostPort)})
 	}
 	return v
+}
+
+// endpointLinks turns the record's legacy links (/NAME:/SELF/ALIAS) into
+// the form Docker lists in a user-defined network's endpoint: NAME when the
+// alias is the name, NAME:ALIAS otherwise.
+func endpointLinks(legacy []string) []string {
+	var out []string
+	for _, l := range legacy {
+		target, self, ok := strings.Cut(l, ":")
+		name := strings.TrimPrefix(target, "/")
+		alias := self[strings.LastIndexByte(self, '/')+1:]
+		if !ok || alias == name {
+			out = append(out, name)
+			continue
+		}
+		out = append(out, name+":"+alias)
+	}
+	return out
 }
 
 func newInspectCommand() *cobra.Command {
