@@ -616,7 +616,8 @@ func TestNetworkNone(t *testing.T) {
 // TestKernelMacvlan: with privileges over a parent interface, -o parent
 // hands the segment to the kernel: real macvlan sub-interfaces moved into
 // the sandboxes. The test gets those privileges in a user+net namespace of
-// its own, with one end of a veth pair as the parent. -o promisc=on
+// its own, with one end of a veth pair as the parent; with --ipv6 the
+// members are dual stack, the network's gateway their default route. -o promisc=on
 // takes effect at network create and is taken back by network rm; without
 // the privileges, network create refuses.
 func TestKernelMacvlan(t *testing.T) {
@@ -642,6 +643,11 @@ for i in $(seq 30); do
 	sleep 0.1
 done
 echo "address of a SIGKILLed member free after $(( ($(date +%%s%%N) - t0) / 1000000 )) ms"
+$NR network create -d macvlan --ipv6 --subnet 10.76.0.0/24 --subnet 2001:db8:76::/64 -o parent=parent0 k6 >/dev/null
+$NR run -d --name k61 --network k6 -- $P serve-tcp [::]:80 >/dev/null
+$NR run --network k6 --ip6 2001:db8:76::9 -- /bin/sh -c "ip -6 route show default | sed 's/^/v6 route: /'; for i in 1 2 3 4 5 6 7 8 9 10; do $P tcp -timeout 2s [2001:db8:76::2]:80 kernel6 && break; sleep 0.3; done"
+echo "k61 inspect: $($NR inspect -f '{{.NetworkSettings.Networks.k6.GlobalIPv6Address}} {{.NetworkSettings.Networks.k6.IPv6Gateway}}' k61)"
+$NR stop -t 1 k61 >/dev/null
 $NR network create -d macvlan --subnet 10.79.0.0/24 -o parent=parent0-peer -o promisc=on kpromisc >/dev/null
 echo "promisc after create: $(ip -d link show parent0-peer | grep -o 'promiscuity [0-9]*' | cut -d' ' -f2)"
 $NR network rm kpromisc >/dev/null
@@ -670,6 +676,17 @@ echo "promisc after rm: $(ip -d link show parent0-peer | grep -o 'promiscuity [0
 	}
 	if !regexp.MustCompile(`from 10\.77\.0\.3:\d+\nkernel`).MatchString(r.stdout) {
 		t.Errorf("member to member over the kernel macvlan:\n%s", r)
+	}
+	// --ipv6: each member gets an address of the IPv6 subnet too (--ip6
+	// picks one), the network's gateway as its default route, and talks
+	// to the others over IPv6.
+	if !regexp.MustCompile(`from \[2001:db8:76::9\]:\d+\nkernel6`).MatchString(r.stdout) {
+		t.Errorf("member to member over IPv6 on a kernel macvlan (from --ip6 2001:db8:76::9):\n%s", r)
+	}
+	for _, want := range []string{"v6 route: default via 2001:db8:76::1 dev eth0", "k61 inspect: 2001:db8:76::2 2001:db8:76::1\n"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("an IPv6 kernel macvlan member: no %q in\n%s", want, r)
+		}
 	}
 	if !strings.Contains(r.stdout, "promisc after create: 1\n") || !strings.Contains(r.stdout, "promisc after rm: 0\n") {
 		t.Errorf("-o promisc=on: want the parent promiscuous from network create to network rm:\n%s", r)

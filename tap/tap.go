@@ -56,9 +56,10 @@ type Config struct {
 	SkipDAD bool
 	// Address6, when valid, is the link's IPv6 address (the one SLAAC
 	// makes from the gateway's advertisements, set before the command
-	// starts so that its first connect works), and Gateway6 the gateway's
-	// link-local address, the default route. Router advertisements are not
-	// taken then: the address stays as set. Implies SkipDAD.
+	// starts so that its first connect works), and Gateway6 the default
+	// route: the gateway's link-local address, or on a kernel macvlan the
+	// LAN router's address in Address6's prefix. Router advertisements are
+	// not taken then: the address stays as set. Implies SkipDAD.
 	Address6 netip.Prefix
 	Gateway6 netip.Addr
 }
@@ -80,8 +81,8 @@ func (c Config) Validate() error {
 	if !c.Address.Masked().Contains(c.Gateway) {
 		return fmt.Errorf("gateway %s is outside %s", c.Gateway, c.Address.Masked())
 	}
-	if c.Address6.IsValid() && (!c.Address6.Addr().Is6() || !c.Gateway6.IsLinkLocalUnicast()) {
-		return fmt.Errorf("IPv6 address %s needs an IPv6 address and a link-local gateway, not %s", c.Address6, c.Gateway6)
+	if c.Address6.IsValid() && (!c.Address6.Addr().Is6() || !c.Gateway6.IsLinkLocalUnicast() && !c.Address6.Masked().Contains(c.Gateway6)) {
+		return fmt.Errorf("IPv6 address %s needs an IPv6 address and a gateway that is link-local or inside it, not %s", c.Address6, c.Gateway6)
 	}
 	return nil
 }

@@ -76,9 +76,6 @@ func newNetworkCreate() *cobra.Command {
 				return err
 			}
 			undo := func() {}
-			if req.IPv6 && req.Options[netstore.OptParent] != "" {
-				return fmt.Errorf("--ipv6 with -o parent: a kernel macvlan network gives its members IPv4 addresses only; drop --ipv6, or drop -o parent for the userspace segment, which is dual stack")
-			}
 			if parent := req.Options[netstore.OptParent]; req.Driver == netstore.DriverMacvlan && parent != "" {
 				if undo, err = runner.PrepareKernelMacvlan(parent, req.Options[netstore.OptPromisc] == "on"); err != nil {
 					return err

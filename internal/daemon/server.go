@@ -280,9 +280,19 @@ func (s *Server) lease(c *net.UnixConn, l wire.Lease) {
 	if err == nil && n.Options[netstore.OptParent] == "" {
 		err = fmt.Errorf("network %s is a segment served here: join it instead of leasing an address", n.Name)
 	}
-	var ip netip.Addr
+	var ip, ip6 netip.Addr
 	if err == nil {
 		ip, err = s.store.AllocateLease(n.ID, l.SandboxID, l.IP)
+	}
+	switch {
+	case err != nil:
+	case n.EnableIPv6:
+		if ip6, err = s.store.AllocateLease6(n.ID, l.SandboxID, l.IP6); err != nil {
+			s.store.DropLease(n.ID, l.SandboxID)
+		}
+	case l.IP6.IsValid():
+		s.store.DropLease(n.ID, l.SandboxID)
+		err = fmt.Errorf("--ip6 %s: network %s has no IPv6 (create it with --ipv6)", l.IP6, n.Name)
 	}
 	if err != nil {
 		wire.Send(c, wire.Joined{Error: err.Error()})
@@ -301,7 +311,7 @@ func (s *Server) lease(c *net.UnixConn, l wire.Lease) {
 		s.armIdle()
 		s.mu.Unlock()
 	}()
-	wire.Send(c, wire.Joined{Network: n, IP: ip})
+	wire.Send(c, wire.Joined{Network: n, IP: ip, IP6: ip6})
 	for {
 		var ignored wire.Request
 		fds, err := wire.Recv(c, &ignored)

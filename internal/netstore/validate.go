@@ -124,8 +124,6 @@ func normalise6(n *Network, req CreateRequest) error {
 		return errorf(ErrInvalid, "gateway %s is IPv6 but IPv6 is not enabled: add --ipv6", req.Gateway6)
 	case !req.IPv6:
 		return nil
-	case req.Options[OptParent] != "":
-		return errorf(ErrInvalid, "--ipv6 is not supported on a kernel macvlan network (parent=%s): leave out --ipv6 or parent", req.Options[OptParent])
 	case req.Gateway6.IsValid() && !req.Subnet6.IsValid():
 		return errorf(ErrInvalid, "--gateway %s needs an IPv6 --subnet: give the subnet the gateway belongs to", req.Gateway6)
 	}

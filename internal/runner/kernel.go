@@ -77,7 +77,7 @@ func (r *run) kernelMacvlan(n netstore.Network) (int, error) {
 	if err != nil {
 		return wire.ExitOwnError, fmt.Errorf("network %s: parent interface %s: %v", n.Name, parentName, err)
 	}
-	ip, err := r.holdLease(n)
+	ip, ip6, err := r.holdLease(n)
 	if err != nil {
 		return wire.ExitOwnError, err
 	}
@@ -91,6 +91,12 @@ func (r *run) kernelMacvlan(n netstore.Network) (int, error) {
 		}
 	}
 	p := placement{ip: ip, prefix: n.Subnet, gateway: n.Gateway, nameservers: nameservers, mac: mac, kernel: true}
+	if ip6.IsValid() {
+		// The parent's LAN has its own IPv6 router: the network's
+		// gateway is the default route, as Docker's macvlan driver
+		// sets it, and the address is the one IPAM handed out.
+		p.ip6, p.gateway6, p.ipv6Gateway = netip.PrefixFrom(ip6, n.Subnet6.Bits()), n.Gateway6, n.Gateway6
+	}
 	r.reg.Update(r.id, func(rec *registry.Record) { rec.Network, rec.NetworkID = n.Name, n.ID })
 	sb, err := r.startSandbox(p, nil)
 	if err != nil {
@@ -121,6 +127,7 @@ func (r *run) kernelMacvlan(n netstore.Network) (int, error) {
 	_, err = sb.AddLink(tap.Config{
 		Name: "eth0", Mode: tap.ModeAdopt, Adopt: tmp, MTU: mtu, MAC: mac.String(),
 		Address: netip.PrefixFrom(ip, n.Subnet.Bits()), Gateway: n.Gateway,
+		Address6: p.ip6, Gateway6: p.gateway6,
 	})
 	if err != nil {
 		return wire.ExitOwnError, err
@@ -133,11 +140,11 @@ func (r *run) kernelMacvlan(n netstore.Network) (int, error) {
 // process ends (a SIGKILL included), and re-takes it from the next daemon
 // if this one dies. A normal end drops it here at once, without waiting
 // for the daemon to see the session close.
-func (r *run) holdLease(n netstore.Network) (netip.Addr, error) {
-	lease := wire.Lease{SandboxID: r.id, Network: n.ID, IP: r.opts.IP}
+func (r *run) holdLease(n netstore.Network) (ip, ip6 netip.Addr, err error) {
+	lease := wire.Lease{SandboxID: r.id, Network: n.ID, IP: r.opts.IP, IP6: r.opts.IP6}
 	sess, err := daemon.HoldLease(r.rt, lease)
 	if err != nil {
-		return netip.Addr{}, err
+		return netip.Addr{}, netip.Addr{}, err
 	}
 	r.undo.push(func() {
 		if store, err := openStore(); err == nil {
@@ -146,9 +153,9 @@ func (r *run) holdLease(n netstore.Network) (netip.Addr, error) {
 	})
 	m := newMembership(sess)
 	r.undo.push(m.end) // first: no rejoin re-takes the lease after the drop
-	lease.IP = sess.Joined.IP
+	lease.IP, lease.IP6 = sess.Joined.IP, sess.Joined.IP6
 	go r.keepMembership(m, n.Name, func() (*daemon.Session, error) { return daemon.HoldLease(r.rt, lease) })
-	return lease.IP, nil
+	return lease.IP, lease.IP6, nil
 }
 
 // privileged adds what to do to a permission error.

@@ -92,7 +92,8 @@ type Join struct {
 type Lease struct {
 	SandboxID string     `json:"sandbox_id"`
 	Network   string     `json:"network"`
-	IP        netip.Addr `json:"ip,omitzero"` // static --ip, or the address held before a daemon restart
+	IP        netip.Addr `json:"ip,omitzero"`  // static --ip, or the address held before a daemon restart
+	IP6       netip.Addr `json:"ip6,omitzero"` // static --ip6, or the one held before, on a dual-stack network
 }
 
 // Joined answers Join: the member's configuration, or Error. It answers
