@@ -51,7 +51,10 @@ type Config struct {
 	// Capture, when set, receives every frame the gateway sees, in pcap
 	// format (capture.go).
 	Capture io.Writer
-	Logger  *slog.Logger
+	// MemberLimits bound each member address's outbound connections and
+	// flows (limits.go); zero fields take DefaultMemberLimits.
+	MemberLimits MemberLimits
+	Logger       *slog.Logger
 }
 
 // IPv6Config is a segment's IPv6 side: the gateway routes Subnet, announced
@@ -99,7 +102,7 @@ type Gateway struct {
 	loopbackFor sync.Map // netip.Addr -> struct{}
 	s           *gstack.Stack
 	log         *slog.Logger
-	limit       *limits
+	usage       *usage       // what each member holds through the NAT
 	refusals    refusalTable // the NAT's, for PeerStats
 	ra          *advertiser  // nil without IPv6
 	ping        *pinger
@@ -130,7 +133,7 @@ func New(cfg Config) (*Gateway, error) {
 		NetworkProtocols:   []gstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []gstack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
 	})
-	g := &Gateway{close: func() {}, cfg: cfg, s: s, log: cfg.Logger, limit: newLimits()}
+	g := &Gateway{close: func() {}, cfg: cfg, s: s, log: cfg.Logger, usage: newUsage(cfg.MemberLimits)}
 	if err := g.tune(); err != nil {
 		g.Close()
 		return nil, err

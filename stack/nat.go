@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"sync/atomic"
 	"time"
 
 	"github.com/netns-run/netns-run/forward/relay"
@@ -21,23 +20,6 @@ const (
 	// udpIdle ends an outbound UDP flow with no traffic either way.
 	udpIdle = 60 * time.Second
 )
-
-// limits bound what one sandbox can make the host hold: the sandbox is
-// untrusted (docs/ARCHITECTURE.md, Processes: Trust).
-type limits struct {
-	tcp, udp       atomic.Int64
-	maxTCP, maxUDP int64
-}
-
-func newLimits() *limits { return &limits{maxTCP: 16384, maxUDP: 1024} }
-
-func take(n *atomic.Int64, max int64) bool {
-	if n.Add(1) > max {
-		n.Add(-1)
-		return false
-	}
-	return true
-}
 
 func (g *Gateway) startNAT() {
 	tf := tcp.NewForwarder(g.s, 0, maxInFlightSYNs, g.forwardTCP)
@@ -100,15 +82,22 @@ func (g *Gateway) outboundAddr(target netip.Addr) net.IP {
 // forwardTCP runs in its own goroutine per SYN (gVisor starts it).
 func (g *Gateway) forwardTCP(r *tcp.ForwarderRequest) {
 	id := r.ID()
+	src := netipAddr(id.RemoteAddress)
 	dst := netip.AddrPortFrom(netipAddr(id.LocalAddress), id.LocalPort)
-	target, ok := g.hostTarget(netipAddr(id.RemoteAddress), dst)
-	if !ok || !take(&g.limit.tcp, g.limit.maxTCP) {
-		g.refused(netipAddr(id.RemoteAddress), ok)
-		g.log.Debug("refused outbound TCP", "dst", dst, "allowed", ok)
+	target, ok := g.hostTarget(src, dst)
+	if !ok || !g.usage.allowNewTCP(src) || !g.usage.take(src, tcpConn) {
+		g.refused(src, ok)
+		g.log.Debug("refused outbound TCP", "src", src, "dst", dst, "allowed", ok)
 		r.Complete(true)
 		return
 	}
-	defer g.limit.tcp.Add(-1)
+	defer g.usage.release(src, tcpConn)
+	if !g.usage.take(src, tcpHandshake) {
+		g.refused(src, true)
+		g.log.Debug("refused outbound TCP: too many handshakes in progress", "src", src, "dst", dst)
+		r.Complete(true)
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
 	var d net.Dialer
 	if a := g.outboundAddr(target.Addr()); a != nil {
@@ -117,12 +106,17 @@ func (g *Gateway) forwardTCP(r *tcp.ForwarderRequest) {
 	host, err := d.DialContext(ctx, "tcp", target.String())
 	cancel()
 	if err != nil {
+		g.usage.release(src, tcpHandshake)
 		g.log.Debug("outbound TCP dial failed", "dst", target, "err", err)
 		r.Complete(true)
 		return
 	}
+	// The member's side of the handshake (CreateEndpoint waits for its
+	// ACK) is part of the half-open time: a flooder that never answers
+	// the SYN-ACK holds a host connection until gVisor gives up.
 	var wq waiter.Queue
 	ep, terr := r.CreateEndpoint(&wq)
+	g.usage.release(src, tcpHandshake)
 	if terr != nil {
 		r.Complete(true)
 		host.Close()
@@ -135,22 +129,23 @@ func (g *Gateway) forwardTCP(r *tcp.ForwarderRequest) {
 // forwardUDP runs on the packet path: it must not block.
 func (g *Gateway) forwardUDP(r *udp.ForwarderRequest) bool {
 	id := r.ID()
+	src := netipAddr(id.RemoteAddress)
 	dst := netip.AddrPortFrom(netipAddr(id.LocalAddress), id.LocalPort)
-	target, ok := g.hostTarget(netipAddr(id.RemoteAddress), dst)
-	if !ok || !take(&g.limit.udp, g.limit.maxUDP) {
-		g.refused(netipAddr(id.RemoteAddress), ok)
-		g.log.Debug("refused outbound UDP", "dst", dst, "allowed", ok)
+	target, ok := g.hostTarget(src, dst)
+	if !ok || !g.usage.take(src, udpFlow) {
+		g.refused(src, ok)
+		g.log.Debug("refused outbound UDP", "src", src, "dst", dst, "allowed", ok)
 		return false
 	}
 	var wq waiter.Queue
 	ep, terr := r.CreateEndpoint(&wq)
 	if terr != nil {
-		g.limit.udp.Add(-1)
+		g.usage.release(src, udpFlow)
 		return false
 	}
 	inner := gonet.NewUDPConn(&wq, ep)
 	go func() {
-		defer g.limit.udp.Add(-1)
+		defer g.usage.release(src, udpFlow)
 		var local *net.UDPAddr
 		if a := g.outboundAddr(target.Addr()); a != nil {
 			local = &net.UDPAddr{IP: a}

@@ -1,0 +1,125 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSYNFloodFromAMember: one member of a shared network floods SYNs
+// through the NAT (hping3, 20k a second, to an open port of a world host
+// and then to a closed one) while another member sends to the world. The
+// network daemon's descriptors stay within the attacker's limits, its
+// memory under 100 MiB, the other member's transfers go on, and the
+// refusals are counted against the attacker alone. The throughput figures
+// are logged; they are a measurement, not a gate (two shared cores).
+func TestSYNFloodFromAMember(t *testing.T) {
+	requireLauncher(t)
+	hping := requireTool(t, "hping3")
+	u := newUser(t)
+	u.ok("network", "create", "--subnet", "10.88.0.0/24", "floodnet")
+	t.Cleanup(func() { u.nr("network", "rm", "floodnet") })
+	u.ok("run", "-d", "--name", "victim", "--network", "floodnet", "--", probe, "sleep", "120s")
+	daemon := findDaemon(t, u)
+
+	const bytes = 20 << 20
+	transfer := func(what string) time.Duration {
+		t.Helper()
+		start := time.Now()
+		r := u.nr("exec", "victim", "--", probe, "tcp", "-timeout", "30s", "-bytes", strconv.Itoa(bytes), worldIP+":7777")
+		took := time.Since(start)
+		if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("echoed %d bytes", bytes)) {
+			t.Errorf("%s: the other member's transfer failed:\n%s", what, r)
+		}
+		return took
+	}
+	median := func(what string) time.Duration {
+		d := []time.Duration{transfer(what), transfer(what), transfer(what)}
+		slices.Sort(d)
+		return d[1]
+	}
+	rate := func(d time.Duration) float64 { return float64(2*bytes*8) / d.Seconds() / 1e9 }
+
+	quiet := median("quiet")
+	baseFDs := countFDs(daemon)
+	t.Logf("quiet: %.2f Gbit/s (echoed both ways), the daemon holds %d descriptors", rate(quiet), baseFDs)
+
+	for _, c := range []struct{ name, port string }{{"open port", "7777"}, {"closed port", "7778"}} {
+		name := "attacker-" + strings.ReplaceAll(c.name, " ", "-")
+		u.ok("run", "-d", "--name", name, "--network", "floodnet", "--", hping, "-q", "-S", "-p", c.port, "-i", "u50", worldIP)
+		var maxFDs, maxKB int // written by the sampler until sampled is closed
+		stop := make(chan struct{})
+		sampled := make(chan struct{})
+		go func() {
+			defer close(sampled)
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+				maxFDs, maxKB = max(maxFDs, countFDs(daemon)), max(maxKB, rssKB(daemon))
+			}
+		}()
+		time.Sleep(time.Second) // the flood in full swing
+		under := median(c.name)
+		close(stop)
+		<-sampled
+		capped := cappedOf(t, u, name, "victim")
+		u.ok("stop", "-t", "1", name)
+		t.Logf("SYN flood to a world host's %s: the other member %.2f Gbit/s (%.2fx quiet); the daemon at most %d descriptors (%d at rest), %d MiB RSS; connections refused at the limits: %v",
+			c.name, rate(under), quiet.Seconds()/under.Seconds(), maxFDs, baseFDs, maxKB>>10, capped)
+		if maxFDs-baseFDs > 200 {
+			t.Errorf("SYN flood to a %s: the daemon held %d descriptors more than at rest; want at most 200", c.name, maxFDs-baseFDs)
+		}
+		if maxKB > 100<<10 {
+			t.Errorf("SYN flood to a %s: the daemon grew to %d MiB RSS; want at most 100", c.name, maxKB>>10)
+		}
+		if capped[name] == 0 {
+			t.Errorf("SYN flood to a %s: no connection of the attacker was refused at its limits", c.name)
+		}
+		if capped["victim"] != 0 {
+			t.Errorf("connections of the other member refused at the limits: %d; want none", capped["victim"])
+		}
+	}
+}
+
+// cappedOf is, by sandbox name, the connections `stats` says the NAT
+// refused at its limits.
+func cappedOf(t *testing.T, u *user, names ...string) map[string]uint64 {
+	t.Helper()
+	out := map[string]uint64{}
+	for _, line := range nonEmptyLines(u.ok(append([]string{"stats", "--no-stream", "--format", "json"}, names...)...).stdout) {
+		var row struct {
+			Name     string
+			Counters *struct {
+				Capped uint64 `json:"nat_capped"`
+			}
+		}
+		if err := json.Unmarshal([]byte(line), &row); err != nil || row.Counters == nil {
+			t.Fatalf("stats --format json: %q: %v", line, err)
+		}
+		out[row.Name] = row.Counters.Capped
+	}
+	return out
+}
+
+// rssKB is the resident set of pid in KiB, 0 if it cannot be read.
+func rssKB(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	m := regexp.MustCompile(`VmRSS:\s+(\d+) kB`).FindSubmatch(b)
+	if m == nil {
+		return 0
+	}
+	kb, _ := strconv.Atoi(string(m[1]))
+	return kb
+}

@@ -1,0 +1,170 @@
+package stack
+
+import (
+	"net/netip"
+	"sync"
+
+	"golang.org/x/time/rate"
+)
+
+// MemberLimits bound what one member address can make the gateway hold on
+// the host: every outbound TCP connection and UDP flow is a host socket of
+// the network process, and the sandbox is untrusted (docs/ARCHITECTURE.md,
+// Processes: Trust). A member over a limit gets a reset (TCP) or nothing
+// (UDP), counted as Capped in its PeerStats; the other members are not
+// touched. Zero fields take the defaults.
+type MemberLimits struct {
+	// TCP bounds open outbound TCP connections, handshakes included.
+	TCP int
+	// HalfOpen bounds outbound TCP handshakes in progress (from the SYN
+	// until the host-side dial and the member's own handshake are both
+	// done): a SYN flood holds no more than this many host sockets, and
+	// the gateway's slots for handshakes stay free for the other members.
+	HalfOpen int
+	// UDP bounds outbound UDP flows (one per source and destination
+	// port, ended after udpIdle).
+	UDP int
+	// NewTCPPerSecond bounds the outbound TCP connections started a
+	// second (a burst of as many is let through at once). Each one is a
+	// host connection made before the member's handshake completes, so a
+	// SYN flood to an open port turns into host connections at no more
+	// than this rate.
+	NewTCPPerSecond int
+}
+
+// DefaultMemberLimits: enough for a browser, a package manager or a
+// crawler with a connection pool; far from what one process of the host
+// may hold.
+var DefaultMemberLimits = MemberLimits{TCP: 1024, HalfOpen: 64, UDP: 256, NewTCPPerSecond: 1000}
+
+// withDefaults fills the zero fields.
+func (l MemberLimits) withDefaults() MemberLimits {
+	d := DefaultMemberLimits
+	if l.TCP > 0 {
+		d.TCP = l.TCP
+	}
+	if l.HalfOpen > 0 {
+		d.HalfOpen = l.HalfOpen
+	}
+	if l.UDP > 0 {
+		d.UDP = l.UDP
+	}
+	if l.NewTCPPerSecond > 0 {
+		d.NewTCPPerSecond = l.NewTCPPerSecond
+	}
+	return d
+}
+
+// Whole-gateway bounds, above the members' own: a private network's
+// sandbox may send from any source address.
+const (
+	gatewayMaxTCP = 16384
+	gatewayMaxUDP = 1024
+	// maxRatePeers bounds the addresses a connection rate is kept for;
+	// past it, the addresses seen last share one rate.
+	maxRatePeers = 4096
+)
+
+// resource is what a member holds at the gateway.
+type resource int
+
+const (
+	tcpConn resource = iota
+	tcpHandshake
+	udpFlow
+	resources
+)
+
+// usage counts what each member address holds, and the gateway in all.
+// An address holding nothing has no entry, so the table never outgrows the
+// connections it counts.
+type usage struct {
+	limits MemberLimits
+	mu     sync.Mutex
+	total  [resources]int
+	peers  map[netip.Addr]*[resources]int
+	// rates outlive the counts (a connection rate spans connections);
+	// an address whose bucket is full again is as good as new and may be
+	// forgotten.
+	rates map[netip.Addr]*rate.Limiter
+}
+
+func newUsage(l MemberLimits) *usage {
+	return &usage{limits: l.withDefaults(), peers: map[netip.Addr]*[resources]int{}, rates: map[netip.Addr]*rate.Limiter{}}
+}
+
+// allowNewTCP says whether src may start another outbound TCP connection
+// now, at its NewTCPPerSecond.
+func (u *usage) allowNewTCP(src netip.Addr) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	l := u.rates[src]
+	if l == nil {
+		if len(u.rates) >= maxRatePeers {
+			u.forgetFullRates()
+		}
+		if len(u.rates) >= maxRatePeers {
+			src = netip.Addr{}
+		}
+		if l = u.rates[src]; l == nil {
+			n := u.limits.NewTCPPerSecond
+			l = rate.NewLimiter(rate.Limit(n), n)
+			u.rates[src] = l
+		}
+	}
+	return l.Allow()
+}
+
+// forgetFullRates drops the buckets that have filled up again.
+func (u *usage) forgetFullRates() {
+	for a, l := range u.rates {
+		if l.Tokens() >= float64(l.Burst()) {
+			delete(u.rates, a)
+		}
+	}
+}
+
+func (u *usage) max(r resource) (member, gateway int) {
+	switch r {
+	case tcpConn:
+		return u.limits.TCP, gatewayMaxTCP
+	case tcpHandshake:
+		return u.limits.HalfOpen, gatewayMaxTCP
+	default:
+		return u.limits.UDP, gatewayMaxUDP
+	}
+}
+
+// take counts one r for src, or says false when src or the gateway is at
+// its bound.
+func (u *usage) take(src netip.Addr, r resource) bool {
+	member, gateway := u.max(r)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	held := u.peers[src]
+	if held == nil {
+		held = new([resources]int)
+	}
+	if held[r] >= member || u.total[r] >= gateway {
+		return false
+	}
+	held[r]++
+	u.total[r]++
+	u.peers[src] = held
+	return true
+}
+
+// release gives back one r that take counted for src.
+func (u *usage) release(src netip.Addr, r resource) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	held := u.peers[src]
+	if held == nil || held[r] == 0 {
+		return
+	}
+	held[r]--
+	u.total[r]--
+	if *held == ([resources]int{}) {
+		delete(u.peers, src)
+	}
+}

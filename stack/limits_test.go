@@ -1,0 +1,91 @@
+package stack
+
+import (
+	"net/netip"
+	"testing"
+)
+
+func TestUsageBoundsEachMember(t *testing.T) {
+	u := newUsage(MemberLimits{TCP: 3, HalfOpen: 2})
+	attacker, other := netip.MustParseAddr("172.18.0.2"), netip.MustParseAddr("172.18.0.3")
+	for i := range 3 {
+		if !u.take(attacker, tcpConn) {
+			t.Fatalf("connection %d of 3 refused", i+1)
+		}
+	}
+	if u.take(attacker, tcpConn) {
+		t.Error("a fourth connection over a limit of 3 was taken")
+	}
+	if !u.take(other, tcpConn) {
+		t.Error("another member was refused while the first one is at its limit")
+	}
+	if !u.take(attacker, tcpHandshake) || !u.take(attacker, tcpHandshake) || u.take(attacker, tcpHandshake) {
+		t.Error("handshakes: want 2 taken, the third refused")
+	}
+	if got := u.limits.UDP; got != DefaultMemberLimits.UDP {
+		t.Errorf("UDP limit left zero = %d; want the default %d", got, DefaultMemberLimits.UDP)
+	}
+
+	u.release(attacker, tcpConn)
+	if !u.take(attacker, tcpConn) {
+		t.Error("a connection given back was not free again")
+	}
+	// Released to nothing, an address leaves the table.
+	for range 3 {
+		u.release(attacker, tcpConn)
+	}
+	u.release(attacker, tcpHandshake)
+	u.release(attacker, tcpHandshake)
+	u.release(other, tcpConn)
+	u.release(other, tcpConn) // one more than taken: ignored
+	if len(u.peers) != 0 || u.total != [resources]int{} {
+		t.Errorf("after every release: %d peers, totals %v; want none", len(u.peers), u.total)
+	}
+}
+
+func TestUsageBoundsTheGateway(t *testing.T) {
+	u := newUsage(MemberLimits{UDP: gatewayMaxUDP})
+	base := netip.MustParseAddr("10.0.0.0")
+	a := base
+	for range gatewayMaxUDP {
+		a = a.Next()
+		if !u.take(a, udpFlow) {
+			t.Fatalf("flow from %s refused below the gateway's bound", a)
+		}
+	}
+	if u.take(a.Next(), udpFlow) {
+		t.Errorf("a flow over the gateway's bound of %d was taken", gatewayMaxUDP)
+	}
+}
+
+func TestNewTCPRate(t *testing.T) {
+	u := newUsage(MemberLimits{NewTCPPerSecond: 5})
+	a, b := netip.MustParseAddr("172.18.0.2"), netip.MustParseAddr("172.18.0.3")
+	allowed := 0
+	for range 20 {
+		if u.allowNewTCP(a) {
+			allowed++
+		}
+	}
+	if allowed < 5 || allowed > 6 {
+		t.Errorf("20 connections at once at 5 a second: %d allowed; want the burst of 5", allowed)
+	}
+	if !u.allowNewTCP(b) {
+		t.Error("another member was refused while the first is over its rate")
+	}
+}
+
+func TestNewTCPRateTableBounded(t *testing.T) {
+	u := newUsage(MemberLimits{NewTCPPerSecond: 1})
+	a := netip.MustParseAddr("10.0.0.0")
+	for range maxRatePeers + 10 {
+		a = a.Next()
+		u.allowNewTCP(a) // each address spends its one token: none is forgettable
+	}
+	if len(u.rates) > maxRatePeers+1 {
+		t.Errorf("rates kept for %d addresses; want at most %d and the shared one", len(u.rates), maxRatePeers)
+	}
+	if u.allowNewTCP(a.Next()) {
+		t.Error("an address past the table's bound got a fresh rate of its own instead of the shared, spent one")
+	}
+}
