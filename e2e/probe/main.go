@@ -23,6 +23,9 @@
 //	probe sleep D                     sleep for a Go duration
 //	probe wait-signal [-timeout D]    print "ready"; on SIGTERM/SIGINT/SIGHUP print "got SIGNAME", exit 0
 //	probe ifinfo [IFACE]              eth0's addresses, MAC, MTU, flags; lo's state; the default gateway
+//	probe rawsend [-count N] IFACE HEXFRAME...  write each Ethernet frame (hex, ':' allowed; HEX/N pads to N bytes) N times
+//	                                  through a packet socket; print "sent N frames"
+//	probe log-udp PORT                print "ready", then "from IP:PORT PAYLOAD" for every datagram; no answer
 //
 // Errors go to stderr as "probe: ..." with exit status 1 (2 for bad usage).
 package main
@@ -136,6 +139,10 @@ func run(cmd string, args []string) error {
 		return waitSignal(args)
 	case "ifinfo":
 		return ifinfo(args)
+	case "rawsend":
+		return rawSend(args)
+	case "log-udp":
+		return logUDP(args)
 	}
 	return usageError{"unknown subcommand"}
 }
