@@ -193,6 +193,13 @@ func configure(h *netlink.Handle, cfg Config) error {
 		return fmt.Errorf("add %s to %s: %w", cfg.Address, cfg.Name, err)
 	}
 	v6 := cfg.Address6.IsValid()
+	if cfg.NoIPv6 {
+		// Before the link is up: no link-local address, no router or
+		// multicast listener solicitations on the segment.
+		if err := setIPv6Conf(cfg.Name, "disable_ipv6", "1"); err != nil {
+			return err
+		}
+	}
 	if cfg.SkipDAD || v6 {
 		if err := setIPv6Conf(cfg.Name, "accept_dad", "0"); err != nil {
 			return err

@@ -62,6 +62,10 @@ type Config struct {
 	// not taken then: the address stays as set. Implies SkipDAD.
 	Address6 netip.Prefix
 	Gateway6 netip.Addr
+	// NoIPv6 turns IPv6 off on the link (no link-local address either),
+	// as a Docker engine does for a network without IPv6: the segment
+	// routes none.
+	NoIPv6 bool
 }
 
 // Validate reports a configuration that cannot be applied.
@@ -80,6 +84,9 @@ func (c Config) Validate() error {
 	}
 	if !c.Address.Masked().Contains(c.Gateway) {
 		return fmt.Errorf("gateway %s is outside %s", c.Gateway, c.Address.Masked())
+	}
+	if c.NoIPv6 && c.Address6.IsValid() {
+		return fmt.Errorf("IPv6 address %s on a link with IPv6 off", c.Address6)
 	}
 	if c.Address6.IsValid() && (!c.Address6.Addr().Is6() || !c.Gateway6.IsLinkLocalUnicast() && !c.Address6.Masked().Contains(c.Gateway6)) {
 		return fmt.Errorf("IPv6 address %s needs an IPv6 address and a gateway that is link-local or inside it, not %s", c.Address6, c.Gateway6)

@@ -153,6 +153,7 @@ func TestInspectDecodesAsDocker(t *testing.T) {
 		"NetworkSettings.Networks.appnet.IPAMConfig":  map[string]any{"IPv4Address": "172.29.0.9"},
 		"NetworkSettings.Networks.appnet.Aliases":     []any{"webalias", webID[:12]},
 		"NetworkSettings.Networks.appnet.Links":       []any{"db", "cache:c"},
+		"NetworkSettings.Networks.appnet.EndpointID":  endpointID(netID, webID),
 		"NetworkSettings.Networks.appnet.IPAddress":   "172.29.0.9",
 		"NetworkSettings.Networks.appnet.IPPrefixLen": float64(16),
 		"Config.Env":              []any{"FOO=bar"},
@@ -217,7 +218,7 @@ func TestNetworkInspectDecodesAsDocker(t *testing.T) {
 		"ConfigFrom":   map[string]any{"Network": ""},
 		"ConfigOnly":   false,
 		"Labels":       map[string]any{},
-		"Containers": map[string]any{webID: map[string]any{"Name": "web", "EndpointID": "", "MacAddress": "02:42:ac:1d:00:09",
+		"Containers": map[string]any{webID: map[string]any{"Name": "web", "EndpointID": endpointID(netID, webID), "MacAddress": "02:42:ac:1d:00:09",
 			"IPv4Address": "172.29.0.9/16", "IPv6Address": ""}},
 	})
 	if s, _ := generic[0]["Created"].(string); !strings.Contains(s, ".123456789Z") {

@@ -3,6 +3,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"os"
@@ -329,16 +331,28 @@ func inspectNetwork(n netstore.Network, recs []registry.Record) networkView {
 			continue
 		}
 		if _, virtual := virtualDrivers[n.Name]; virtual && r.Network == n.Name {
-			v.Containers[r.ID] = containerView{Name: r.Name}
+			v.Containers[r.ID] = containerView{Name: r.Name, EndpointID: endpointID(n.ID, r.ID)}
 			continue
 		}
 		for _, ep := range endpoints(r) {
 			if ep.NetworkID == n.ID && ep.IP.IsValid() {
-				v.Containers[r.ID] = containerView{Name: r.Name, MacAddress: ep.MAC, IPv4Address: fmt.Sprintf("%s/%d", ep.IP, ep.Prefix)}
+				c := containerView{Name: r.Name, EndpointID: endpointID(n.ID, r.ID), MacAddress: ep.MAC, IPv4Address: fmt.Sprintf("%s/%d", ep.IP, ep.Prefix)}
+				if ep.IP6.IsValid() {
+					c.IPv6Address = fmt.Sprintf("%s/%d", ep.IP6, ep.Prefix6)
+				}
+				v.Containers[r.ID] = c
 			}
 		}
 	}
 	return v
+}
+
+// endpointID names a sandbox's attachment to a network, as Docker's 64-hex
+// endpoint ids do: derived from both ids, so that inspect and network
+// inspect agree without a record of its own.
+func endpointID(networkID, sandboxID string) string {
+	sum := sha256.Sum256([]byte(networkID + "/" + sandboxID))
+	return hex.EncodeToString(sum[:])
 }
 
 // inUse refuses removing a network that running sandboxes are on.

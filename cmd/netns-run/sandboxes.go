@@ -341,6 +341,9 @@ func view(r registry.Record) sandboxView {
 	v.NetworkSettings.Networks = map[string]endpointView{}
 	for i, e := range endpoints(r) {
 		ep := endpointView{NetworkID: e.NetworkID, IPPrefixLen: e.Prefix, MacAddress: e.MAC}
+		if e.NetworkID != "" {
+			ep.EndpointID = endpointID(e.NetworkID, r.ID)
+		}
 		userDefined := e.Network != netstore.BridgeName && e.NetworkID != ""
 		if userDefined {
 			// On a user-defined network Docker lists the --network-alias
@@ -374,7 +377,7 @@ func view(r registry.Record) sandboxView {
 		}
 		if e.Network == netstore.BridgeName {
 			ns := &v.NetworkSettings
-			ns.IPAddress, ns.IPPrefixLen, ns.Gateway, ns.MacAddress = ep.IPAddress, ep.IPPrefixLen, ep.Gateway, ep.MacAddress
+			ns.IPAddress, ns.IPPrefixLen, ns.Gateway, ns.MacAddress, ns.EndpointID = ep.IPAddress, ep.IPPrefixLen, ep.Gateway, ep.MacAddress, ep.EndpointID
 			ns.GlobalIPv6Address, ns.GlobalIPv6PrefixLen, ns.IPv6Gateway = ep.GlobalIPv6Address, ep.GlobalIPv6PrefixLen, ep.IPv6Gateway
 		}
 		v.NetworkSettings.Networks[e.Network] = ep

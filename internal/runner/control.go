@@ -158,6 +158,8 @@ func (c *control) connect(req wire.ConnectRequest) error {
 	if j.IP6.IsValid() {
 		cfg.Address6 = netip.PrefixFrom(j.IP6, j.Network.Subnet6.Bits())
 		cfg.Gateway6 = ipam.SLAAC(ipam.LinkLocalPrefix, ipam.MAC(j.Network.Gateway))
+	} else {
+		cfg.NoIPv6 = true
 	}
 	link, err := c.sb.AddLink(cfg)
 	if err != nil {

@@ -127,7 +127,7 @@ func (r *run) kernelMacvlan(n netstore.Network) (int, error) {
 	_, err = sb.AddLink(tap.Config{
 		Name: "eth0", Mode: tap.ModeAdopt, Adopt: tmp, MTU: mtu, MAC: mac.String(),
 		Address: netip.PrefixFrom(ip, n.Subnet.Bits()), Gateway: n.Gateway,
-		Address6: p.ip6, Gateway6: p.gateway6,
+		Address6: p.ip6, Gateway6: p.gateway6, NoIPv6: !p.ip6.IsValid(),
 	})
 	if err != nil {
 		return wire.ExitOwnError, err

@@ -279,7 +279,7 @@ func (r *run) spec(p placement) wire.Spec {
 			Name: "eth0", Mode: p.linkMode, MTU: r.opts.MTU,
 			MAC: p.mac.String(), PeerMAC: p.gwMAC.String(),
 			Address: netip.PrefixFrom(p.ip, p.prefix.Bits()), Gateway: p.gateway,
-			Address6: p.ip6, Gateway6: p.gateway6,
+			Address6: p.ip6, Gateway6: p.gateway6, NoIPv6: !p.ip6.IsValid(),
 		}
 	}
 	self := []hosts.Entry{{IP: p.ip, Names: []string{r.hostname}}}
