@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 )
 
@@ -89,7 +92,7 @@ func (s *Store) load() (*state, error) {
 	st := &state{leases: map[string]map[string]netip.Addr{}, leases6: map[string]map[string]netip.Addr{}}
 
 	var nf networksFile
-	found, err := readJSON(filepath.Join(s.dir, networksFileName), &nf)
+	found, err := readOrRecover(filepath.Join(s.dir, networksFileName), &nf)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +112,7 @@ func (s *Store) load() (*state, error) {
 	}
 
 	var lf leasesFile
-	found, err = readJSON(filepath.Join(s.dir, leasesFileName), &lf)
+	found, err = readOrRecover(filepath.Join(s.dir, leasesFileName), &lf)
 	if err != nil {
 		return nil, err
 	}
@@ -174,6 +177,33 @@ func (s *Store) corrupt(name string, err error) error {
 	return fmt.Errorf("%s: %w: fix or remove the file", filepath.Join(s.dir, name), err)
 }
 
+// errUnparsable marks a store file that is not the JSON it should be:
+// truncated or overwritten by something else than this store.
+var errUnparsable = errors.New("not a readable store file")
+
+// readOrRecover is readJSON, but a file that does not parse is replaced by
+// its previous version (writeJSON keeps one beside it, as PATH.bak) when
+// that one parses: the broken file is kept as PATH.corrupt, and a warning
+// says what happened. Leases lost that way are taken again by their
+// members (the daemon rebuilds them at start and on rejoin).
+func readOrRecover(path string, v any) (found bool, err error) {
+	found, err = readJSON(path, v)
+	if !errors.Is(err, errUnparsable) {
+		return found, err
+	}
+	if ok, berr := readJSON(path+".bak", v); berr != nil || !ok {
+		return false, err
+	}
+	if rerr := os.Rename(path, path+".corrupt"); rerr != nil {
+		return false, fmt.Errorf("%w (setting it aside: %v)", err, rerr)
+	}
+	if werr := writeJSON(path, v); werr != nil {
+		return false, werr
+	}
+	slog.Warn("the network store recovered a file from its previous version", "file", path, "broken", path+".corrupt", "err", err)
+	return true, nil
+}
+
 // readJSON reads a store file into v; a missing file is found=false.
 func readJSON(path string, v any) (found bool, err error) {
 	data, err := os.ReadFile(path)
@@ -187,7 +217,7 @@ func readJSON(path string, v any) (found bool, err error) {
 		Version int `json:"version"`
 	}
 	if err := json.Unmarshal(data, &head); err != nil {
-		return false, fmt.Errorf("%s: %w: fix or remove the file", path, err)
+		return false, fmt.Errorf("%s: %w (%w): fix or remove the file", path, errUnparsable, err)
 	}
 	if head.Version != formatVersion {
 		return false, fmt.Errorf("%s has format version %d, this netns-run reads version %d: use the netns-run that wrote it", path, head.Version, formatVersion)
@@ -195,13 +225,19 @@ func readJSON(path string, v any) (found bool, err error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return false, fmt.Errorf("%s: %w (%w): fix or remove the file", path, errUnparsable, err)
+		}
 		return false, fmt.Errorf("%s: %w: fix or remove the file", path, err)
 	}
 	return true, nil
 }
 
 // writeJSON replaces path atomically: a temporary file in the same
-// directory (mode 0600), fsync, rename, fsync of the directory.
+// directory (mode 0600), fsync, rename, fsync of the directory. The version
+// it replaces stays as PATH.bak (a hard link: nothing is copied), which
+// readOrRecover falls back on.
 func writeJSON(path string, v any) (err error) {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
@@ -211,7 +247,7 @@ func writeJSON(path string, v any) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
-		return fmt.Errorf("writing the network store: %w", err)
+		return writeError(dir, err)
 	}
 	defer func() {
 		if err != nil {
@@ -220,23 +256,41 @@ func writeJSON(path string, v any) (err error) {
 		}
 	}()
 	if err := f.Chmod(0o600); err != nil {
-		return fmt.Errorf("writing the network store: %w", err)
+		return writeError(dir, err)
 	}
 	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("writing the network store: %w", err)
+		return writeError(dir, err)
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("writing the network store: %w", err)
+		return writeError(dir, err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing the network store: %w", err)
+		return writeError(dir, err)
+	}
+	if err := os.Remove(path + ".bak"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return writeError(dir, err)
+	}
+	if err := os.Link(path, path+".bak"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return writeError(dir, err)
 	}
 	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("writing the network store: %w", err)
+		return writeError(dir, err)
 	}
 	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync()
 		d.Close()
 	}
 	return nil
+}
+
+// writeError says what to do about a store that cannot be written; the
+// files already there are untouched (writes go to a temporary file first).
+func writeError(dir string, err error) error {
+	switch {
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return fmt.Errorf("writing the network store in %s: %w: free some space (nothing was changed)", dir, err)
+	case errors.Is(err, syscall.EROFS), errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("writing the network store in %s: %w: make the directory writable, or point XDG_DATA_HOME at one that is (nothing was changed)", dir, err)
+	}
+	return fmt.Errorf("writing the network store in %s: %w", dir, err)
 }
