@@ -184,8 +184,10 @@ var errUnparsable = errors.New("not a readable store file")
 // readOrRecover is readJSON, but a file that does not parse is replaced by
 // its previous version (writeJSON keeps one beside it, as PATH.bak) when
 // that one parses: the broken file is kept as PATH.corrupt, and a warning
-// says what happened. Leases lost that way are taken again by their
-// members (the daemon rebuilds them at start and on rejoin).
+// says what happened. What the last write added is lost: a network just
+// created, or a lease, which its member takes again when it rejoins (as
+// after a daemon restart); until then that address could be handed out
+// twice, a risk that only a file broken outside netns-run brings.
 func readOrRecover(path string, v any) (found bool, err error) {
 	found, err = readJSON(path, v)
 	if !errors.Is(err, errUnparsable) {
