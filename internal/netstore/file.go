@@ -190,8 +190,16 @@ var errUnparsable = errors.New("not a readable store file")
 // twice, a risk that only a file broken outside netns-run brings.
 func readOrRecover(path string, v any) (found bool, err error) {
 	found, err = readJSON(path, v)
-	if !errors.Is(err, errUnparsable) {
-		return found, err
+	switch {
+	case err == nil && found:
+		return true, nil
+	case err == nil: // missing: new, or a crash between writeJSON's renames
+		if ok, berr := readJSON(path+".bak", v); berr != nil || !ok {
+			return false, nil
+		}
+		return true, writeJSON(path, v)
+	case !errors.Is(err, errUnparsable):
+		return false, err
 	}
 	if ok, berr := readJSON(path+".bak", v); berr != nil || !ok {
 		return false, err
@@ -238,8 +246,9 @@ func readJSON(path string, v any) (found bool, err error) {
 
 // writeJSON replaces path atomically: a temporary file in the same
 // directory (mode 0600), fsync, rename, fsync of the directory. The version
-// it replaces stays as PATH.bak (a hard link: nothing is copied), which
-// readOrRecover falls back on.
+// it replaces is renamed to PATH.bak first (nothing is copied, and the
+// hardened daemon may rename but not link), which readOrRecover falls back
+// on, also when a crash comes between the two renames.
 func writeJSON(path string, v any) (err error) {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
@@ -269,10 +278,7 @@ func writeJSON(path string, v any) (err error) {
 	if err := f.Close(); err != nil {
 		return writeError(dir, err)
 	}
-	if err := os.Remove(path + ".bak"); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return writeError(dir, err)
-	}
-	if err := os.Link(path, path+".bak"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := os.Rename(path, path+".bak"); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return writeError(dir, err)
 	}
 	if err := os.Rename(f.Name(), path); err != nil {

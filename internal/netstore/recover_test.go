@@ -87,3 +87,18 @@ func TestWriteErrorSaysWhatToDo(t *testing.T) {
 		}
 	}
 }
+
+// A crash between writeJSON's two renames leaves only PATH.bak: the store
+// reads it as the current version.
+func TestCrashBetweenRenames(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	create(t, s, CreateRequest{Name: "a"})
+	path := filepath.Join(dir, networksFileName)
+	if err := os.Rename(path, path+".bak"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open(t, dir).Get("a"); err != nil {
+		t.Errorf("network a with only networks.json.bak left: %v", err)
+	}
+}
