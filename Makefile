@@ -6,19 +6,23 @@
 #                throwaway namespaces (see e2e/outerns); as root it runs the
 #                suite as the user $(E2E_USER), created if missing
 #   make test    unit + e2e
+#   make soak    10,000 sandbox start/stop cycles, then a check that
+#                nothing grew (e2e TestSoak; make test runs 200)
 #   make install $(DESTDIR)$(PREFIX)/bin/netns-run, slirp4netns linked to it,
 #                the man pages and the shell completions
 #
-# E2E_RUN=REGEXP selects e2e tests (go test -run syntax).
+# E2E_RUN=REGEXP selects e2e tests (go test -run syntax); E2E_ARGS adds
+# arguments for the test binary (-kill-seed=N replays TestKillAtRandom).
 
 GO          ?= go
 BIN         ?= bin
 E2E_USER    ?= netns-test
 E2E_TIMEOUT ?= 10m
 E2E_RUN     ?=
+E2E_ARGS    ?=
 PREFIX      ?= /usr/local
 
-.PHONY: build unit e2e e2e-build test demo install
+.PHONY: build unit e2e e2e-build test demo install soak
 
 # Static (CGO_ENABLED=0): every sandbox starts two netns-run processes,
 # the supervisor and the agent, and without the dynamic loader and libc
@@ -56,7 +60,11 @@ e2e-build: build
 	CGO_ENABLED=0 $(GO) test -c -o $(BIN)/e2e.test ./e2e
 
 e2e: e2e-build
-	E2E_USER='$(E2E_USER)' E2E_TIMEOUT='$(E2E_TIMEOUT)' E2E_RUN='$(E2E_RUN)' \
+	E2E_USER='$(E2E_USER)' E2E_TIMEOUT='$(E2E_TIMEOUT)' E2E_RUN='$(E2E_RUN)' E2E_ARGS='$(E2E_ARGS)' \
+		scripts/run-e2e.sh $(BIN)
+
+soak: e2e-build
+	E2E_USER='$(E2E_USER)' E2E_TIMEOUT=6h E2E_RUN='^TestSoak$$' E2E_ARGS='-soak-cycles=10000' \
 		scripts/run-e2e.sh $(BIN)
 
 test: unit e2e

@@ -2,15 +2,16 @@ package e2e
 
 import (
 	"encoding/json"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"os"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
 )
+
+var killSeed = flag.Uint64("kill-seed", 0, "TestKillAtRandom's seed (0: from the clock)")
 
 // TestKillAtRandom: SIGKILL of a member's supervisor, of the network
 // daemon, or of both, at random moments (one of them while another member
@@ -18,17 +19,15 @@ import (
 // again: every running record has a live agent, no address is held by two
 // running members, a killed member's published port is free, the
 // survivors' ports answer, and a new member starts. The seed is printed;
-// NETNS_RUN_E2E_SEED=N replays a run.
+// -kill-seed N replays a run (make e2e E2E_RUN=TestKillAtRandom
+// E2E_ARGS=-kill-seed=N).
 func TestKillAtRandom(t *testing.T) {
 	requireLauncher(t)
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("NETNS_RUN_E2E_SEED"); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("NETNS_RUN_E2E_SEED=%q: %v", s, err)
-		}
+	seed := *killSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
 	}
-	t.Logf("seed %d (NETNS_RUN_E2E_SEED=%d replays it)", seed, seed)
+	t.Logf("seed %d (-kill-seed=%d replays it)", seed, seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
 	u := newUser(t)
 	const rounds = 6

@@ -13,7 +13,8 @@
 # skip). Nothing is written in the checkout.
 #
 # Environment: E2E_USER, E2E_INTRUDER, E2E_TIMEOUT (go test -timeout,
-# default 10m), E2E_RUN (go test -run regexp).
+# default 10m), E2E_RUN (go test -run regexp), E2E_ARGS (more arguments
+# for the test binary, e.g. -soak-cycles=10000).
 set -euo pipefail
 
 bin=${1:-bin}
@@ -34,6 +35,8 @@ testargs=(-test.v -test.count=1 -test.timeout="$timeout")
 if [ -n "$run" ]; then
 	testargs+=(-test.run="$run")
 fi
+# shellcheck disable=SC2206 # E2E_ARGS is a list of words
+testargs+=(${E2E_ARGS:-})
 
 log=$(mktemp "${TMPDIR:-/tmp}/netns-run-e2e-log.XXXXXX")
 stage=
