@@ -103,6 +103,7 @@ func TestSpecLink(t *testing.T) {
 	want := tap.Config{
 		Name: "eth0", Mode: tap.ModeTAP, MTU: 65520, MAC: "02:42:ac:11:00:02", PeerMAC: "02:42:ac:11:00:01",
 		Address: netip.MustParsePrefix("172.17.0.2/16"), Gateway: testGateway,
+		NoIPv6: true, // an IPv4-only placement
 	}
 	if !reflect.DeepEqual(*link, want) {
 		t.Errorf("eth0 %+v; want %+v (the placement's link mode, not the asked one)", *link, want)
