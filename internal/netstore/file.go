@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"syscall"
 	"time"
 )
@@ -201,6 +202,9 @@ func readOrRecover(path string, v any) (found bool, err error) {
 	case !errors.Is(err, errUnparsable):
 		return false, err
 	}
+	// What the broken file's decoding left in v must not mix with the
+	// previous version's content.
+	reflect.ValueOf(v).Elem().SetZero()
 	if ok, berr := readJSON(path+".bak", v); berr != nil || !ok {
 		return false, err
 	}

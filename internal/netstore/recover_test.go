@@ -24,7 +24,7 @@ func TestTruncatedFileRecovers(t *testing.T) {
 	if _, err := s.AllocateLease(a.ID, strings.Repeat("2", 64), addr("")); err != nil {
 		t.Fatal(err)
 	}
-	create(t, s, CreateRequest{Name: "b"}) // the last write of networks.json
+	create(t, s, CreateRequest{Name: "net-b"}) // the last write of networks.json (a name no id prefix matches)
 
 	for _, name := range []string{networksFileName, leasesFileName} {
 		path := filepath.Join(dir, name)
@@ -40,8 +40,8 @@ func TestTruncatedFileRecovers(t *testing.T) {
 	if _, err := s.Get("a"); err != nil {
 		t.Errorf("network a after networks.json was cut short: %v", err)
 	}
-	if _, err := s.Get("b"); err == nil {
-		t.Error("network b is back: the previous version of networks.json did not have it")
+	if _, err := s.Get("net-b"); err == nil {
+		t.Error("network net-b is back: the previous version of networks.json did not have it")
 	}
 	leases, err := s.Leases(a.ID)
 	if err != nil || len(leases) != 1 {
