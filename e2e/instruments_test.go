@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -130,33 +131,49 @@ func (s statsLine) counters(t *testing.T) (rx, tx, drops uint64) {
 }
 
 // TestStatsMembers: stats counts what one member sends another (both
-// ways round), the spoofed frames the switch drops, and lists a sandbox
-// off the shared networks with no counters.
+// ways round), and what a --network private sandbox sends its gateway
+// (counted by its supervisor), the spoofed frames the switch drops, and
+// lists a sandbox on --network none with no counters.
 func TestStatsMembers(t *testing.T) {
 	requireLauncher(t)
 	u := newUser(t)
 	u.ok("network", "create", "--subnet", "172.30.0.0/16", "statnet")
 	u.ok("run", "-d", "--name", "st-a", "--network", "statnet", "--", probe, "sleep", "60s")
 	u.ok("run", "-d", "--name", "st-b", "--network", "statnet", "--", probe, "sleep", "60s")
-	u.ok("run", "-d", "--name", "st-priv", "--", probe, "sleep", "60s")
+	u.ok("run", "-d", "--name", "st-priv", "--network", "private", "--", probe, "sleep", "60s")
+	u.ok("run", "-d", "--name", "st-none", "--network", "none", "--", probe, "sleep", "60s")
 	before := u.jsonStats()
 	// 5 echo requests of 1000 bytes of data each way: at least 5000 bytes.
 	u.ok("exec", "st-a", "--", "busybox", "ping", "-c", "5", "-s", "1000", "-W", "2", "172.30.0.3")
+	u.ok("exec", "st-priv", "--", "busybox", "ping", "-c", "5", "-s", "1000", "-W", "2", "10.0.2.2")
 	after := u.jsonStats()
 	aRx0, aTx0, _ := before["st-a"].counters(t)
 	aRx1, aTx1, aDrops1 := after["st-a"].counters(t)
 	bRx0, bTx0, _ := before["st-b"].counters(t)
 	bRx1, bTx1, _ := after["st-b"].counters(t)
-	for what, moved := range map[string]uint64{"st-a's tx": aTx1 - aTx0, "st-a's rx": aRx1 - aRx0, "st-b's tx": bTx1 - bTx0, "st-b's rx": bRx1 - bRx0} {
+	pRx0, pTx0, _ := before["st-priv"].counters(t)
+	pRx1, pTx1, _ := after["st-priv"].counters(t)
+	for what, moved := range map[string]uint64{
+		"st-a's tx": aTx1 - aTx0, "st-a's rx": aRx1 - aRx0, "st-b's tx": bTx1 - bTx0, "st-b's rx": bRx1 - bRx0,
+		"st-priv's tx": pTx1 - pTx0, "st-priv's rx": pRx1 - pRx0,
+	} {
 		if moved < 5000 {
 			t.Errorf("%s moved by %d bytes over 5 pings of 1000 bytes; want at least 5000", what, moved)
 		}
 	}
-	if s := after["st-priv"]; s.Counters != nil || s.Network != "private" {
-		t.Errorf("a sandbox on --network private: %+v; want no counters on private", s)
+	if s := after["st-priv"]; s.Network != "private" || s.Counters.RxPackets < 5 || s.Counters.TxPackets < 5 {
+		t.Errorf("a sandbox on --network private: %+v; want its network private and at least 5 packets each way", s)
+	}
+	if s := after["st-none"]; s.Counters != nil || s.Network != "none" {
+		t.Errorf("a sandbox on --network none: %+v; want no counters on none", s)
 	}
 	table := u.ok("stats", "--no-stream").stdout
-	for _, re := range []string{`(?m)^NAME +NETWORK +RX +TX +DROPS +TCP +UDP$`, `(?m)^st-a +statnet +[0-9.]+k?B / \d+ pkts +[0-9.]+k?B / \d+ pkts +\d+`, `(?m)^st-priv +private +- +- +- +- +-$`} {
+	for _, re := range []string{
+		`(?m)^NAME +NETWORK +RX +TX +DROPS +TCP +UDP$`,
+		`(?m)^st-a +statnet +[0-9.]+k?B / \d+ pkts +[0-9.]+k?B / \d+ pkts +\d+`,
+		`(?m)^st-priv +private +[0-9.]+k?B / \d+ pkts +[0-9.]+k?B / \d+ pkts +0 +\d+ +\d+$`,
+		`(?m)^st-none +none +- +- +- +- +-$`,
+	} {
 		if !regexp.MustCompile(re).MatchString(table) {
 			t.Errorf("stats --no-stream does not match %s:\n%s", re, table)
 		}
@@ -175,7 +192,7 @@ func TestStatsMembers(t *testing.T) {
 
 // TestMetricsEndpoint: daemon.json's metrics-addr serves Prometheus text
 // whose member counters agree with stats, with the Go and process
-// collectors' metrics; a non-loopback address keeps the daemon from
+// collectors' metrics (goroutines, descriptors, RSS under 100 MiB); a non-loopback address keeps the daemon from
 // starting, with why in its log.
 func TestMetricsEndpoint(t *testing.T) {
 	requireLauncher(t)
@@ -203,9 +220,16 @@ func TestMetricsEndpoint(t *testing.T) {
 	if !found || got < float64(rx0) || got > float64(rx1) || rx0 < 1500 {
 		t.Errorf("netns_run_member_rx_bytes_total{network=metnet,member=met-b} = %v (found %v); stats said %d before and %d after", got, found, rx0, rx1)
 	}
-	for _, name := range []string{"netns_run_member_tx_packets_total", "netns_run_member_tcp_connections", "go_goroutines", "go_memstats_heap_alloc_bytes"} {
+	for _, name := range []string{"netns_run_member_tx_packets_total", "netns_run_member_tcp_connections", "go_memstats_heap_alloc_bytes"} {
 		if _, ok := fams[name]; !ok {
 			t.Errorf("the metrics lack %s", name)
+		}
+	}
+	// The Go and process collectors, under the daemon's syscall filter.
+	const mib = 1 << 20
+	for name, limit := range map[string]float64{"go_goroutines": 10000, "process_open_fds": 10000, "process_resident_memory_bytes": 100 * mib} {
+		if v, ok := gauge(fams, name); !ok || v <= 0 || v >= limit {
+			t.Errorf("%s = %v (found %v); want above 0 and below %v", name, v, ok, limit)
 		}
 	}
 
@@ -217,6 +241,54 @@ func TestMetricsEndpoint(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(u.rt, "netns-run", "daemon.log")); !strings.Contains(string(b), "only a loopback address") {
 		t.Errorf("daemon.log does not say why 0.0.0.0 was refused:\n%s", b)
 	}
+}
+
+// TestDaemonLog: with daemon.json's log-level at debug, daemon logs shows
+// a member's join, and daemon logs -f streams what comes after it
+// started: another join, a port change, the switch's drops (one line per
+// member and reason a second, with the count and the frame's addresses)
+// and a leave.
+func TestDaemonLog(t *testing.T) {
+	requireLauncher(t)
+	u := newUser(t)
+	writeDaemonSettings(t, u, `{"log-level": "debug"}`)
+	u.ok("network", "create", "--subnet", "172.26.0.0/16", "lognet")
+	u.ok("run", "-d", "--name", "log-a", "--network", "lognet", "--", probe, "sleep", "60s")
+	r := u.ok("daemon", "logs")
+	if !regexp.MustCompile(`level=DEBUG msg="member joined" network=lognet member=log-a sandbox=[0-9a-f]{12} ip=172\.26\.0\.2 `).MatchString(r.stdout) {
+		t.Errorf("daemon logs shows no join of log-a:\n%s", r.stdout)
+	}
+	if r := u.ok("daemon", "logs", "--tail", "1"); len(nonEmptyLines(r.stdout)) != 1 {
+		t.Errorf("daemon logs --tail 1:\n%s", r.stdout)
+	}
+	wantOwnError(t, u.nr("daemon", "logs", "--tail", "some"), "a bad --tail", `invalid --tail "some"`)
+
+	p := startCmd(t, cmdOpts{env: u.env}, netnsRun, "daemon", "logs", "-f", "--tail", "0")
+	time.Sleep(500 * time.Millisecond) // -f has read the log to its end
+	u.ok("run", "-d", "--name", "log-b", "--network", "lognet", "--", probe, "sleep", "60s")
+	p.waitLine("stdout", regexp.MustCompile(`msg="member joined" network=lognet member=log-b `))
+	u.ok("port", "add", "log-b", "18291:80")
+	p.waitLine("stdout", regexp.MustCompile(`msg="ports changed" network=lognet member=log-b .*added=0\.0\.0\.0:18291->80/tcp `))
+	u.nr("exec", "log-a", "--", "/bin/sh", "-c", "ip addr add 172.26.0.99/16 dev eth0 && busybox ping -c2 -W1 -I 172.26.0.99 172.26.0.3")
+	// The stolen address's ARP requests are dropped (spoofed ARP sender),
+	// or its echo requests if a neighbour entry let them out.
+	p.waitLine("stdout", regexp.MustCompile(`msg=drop network=lognet member=log-a sandbox=[0-9a-f]{12} reason="spoofed (ARP sender|source IPv4)" count=\d+ .*(arp_sender_ip|src_ip)=172\.26\.0\.99`))
+	u.ok("stop", "-t", "1", "log-b")
+	p.waitLine("stdout", regexp.MustCompile(`msg="member left" network=lognet member=log-b `))
+	if out := p.stdout.String(); strings.Contains(out, `msg="member joined" network=lognet member=log-a `) || strings.Contains(out, "ethswitch: drop") {
+		t.Errorf("daemon logs -f --tail 0 printed the log from before it started, or the switch's own drop lines:\n%s", out)
+	}
+	p.signal(syscall.SIGINT)
+	wantExit(t, p.wait(5*time.Second), 0, "daemon logs -f after ctrl-C")
+}
+
+// gauge is the value of the unlabelled gauge name in fams.
+func gauge(fams map[string]*dto.MetricFamily, name string) (float64, bool) {
+	ms := fams[name].GetMetric()
+	if len(ms) != 1 || ms[0].GetGauge() == nil {
+		return 0, false
+	}
+	return ms[0].GetGauge().GetValue(), true
 }
 
 // writeDaemonSettings writes the user's daemon.json, read by the next

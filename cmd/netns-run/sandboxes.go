@@ -686,24 +686,37 @@ func portChange(verb, short string) *cobra.Command {
 func newDaemonCommand() *cobra.Command {
 	var logLevel, metrics string
 	cmd := &cobra.Command{
-		Use:    "daemon",
-		Short:  "Host the shared networks (started on demand; not for direct use)",
-		Hidden: true,
-		Args:   cobra.NoArgs,
+		Use:   "daemon",
+		Short: "Host the shared networks (started on demand); daemon logs shows its log",
+		Long: `Host the shared networks: their switches, gateways, DHCP and DNS, and
+their members' published ports. The first sandbox on a shared network
+starts it, and it exits a moment after the last one leaves: it is not
+for direct use.
+
+The daemon started on demand logs to $XDG_RUNTIME_DIR/netns-run/daemon.log
+(/tmp/netns-run-UID/daemon.log without XDG_RUNTIME_DIR), rotated once at
+8 MiB to daemon.log.1; netns-run daemon logs prints them. Its level is
+daemon.json's "log-level" ($XDG_CONFIG_HOME/netns-run/daemon.json, else
+~/.config/netns-run/daemon.json): at debug it logs every member's join
+and leave with its address, lease sessions, port changes and the
+switch's drops (one line per member and reason a second, with the
+count).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			logger, err := newLogger(logLevel, "text")
+			level, err := daemon.ConfiguredLogLevel(logLevel)
 			if err != nil {
 				return err
 			}
+			rt, reg, err := registry.OpenDefault()
+			if err != nil {
+				return err
+			}
+			logger := slog.New(slog.NewTextHandler(daemon.LogOutput(rt), &slog.HandlerOptions{Level: level}))
 			store, err := openStore()
 			if err != nil {
 				return err
 			}
 			if err := applyDaemonSettings(store, logger); err != nil {
-				return err
-			}
-			rt, reg, err := registry.OpenDefault()
-			if err != nil {
 				return err
 			}
 			if metrics == "" {
@@ -714,8 +727,9 @@ func newDaemonCommand() *cobra.Command {
 			return daemon.Serve(rt, daemon.Config{Store: store, Registry: reg, Upstreams: resolver.HostUpstreams(), Logger: logger, MetricsAddr: metrics})
 		},
 	}
-	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().StringVar(&logLevel, "log-level", "", `debug, info, warn or error (default: daemon.json's "log-level", else info)`)
 	cmd.Flags().StringVar(&metrics, "metrics", "", "serve Prometheus metrics on ADDR: a loopback HOST:PORT or a unix socket's absolute path (default: daemon.json's metrics-addr)")
+	cmd.AddCommand(newDaemonLogsCommand())
 	return cmd
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/docker/go-units"
 	"github.com/netns-run/netns-run/internal/daemon"
 	"github.com/netns-run/netns-run/internal/registry"
+	"github.com/netns-run/netns-run/internal/runner"
 	"github.com/netns-run/netns-run/internal/wire"
 	"github.com/spf13/cobra"
 )
@@ -35,9 +36,11 @@ included), the frames the switch dropped with their reasons, and the TCP
 connections and UDP flows open in the gateway. Without --no-stream the
 table is redrawn every second until ctrl-C.
 
-Only shared networks (the bridge, user-defined networks) have a switch
-that counts: a sandbox on --network private, none or host is listed with
-"-", as its eth0 goes straight into its own supervisor's stack.`,
+On the shared networks (the bridge, user-defined networks) the network's
+switch counts; on --network private the sandbox's own supervisor, whose
+stack its eth0 goes straight into, counts at its end of the link (echo
+requests past the gateway, answered from the host, are not in TX there). A
+sandbox on --network none or host is listed with "-".`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if format != "" && format != "json" && format != "table" {
@@ -66,12 +69,14 @@ type statsRow struct {
 	Name    string `json:"Name"`
 	ID      string `json:"ID"`
 	Network string `json:"Network"`
-	// Counters is null off the shared networks (nothing counts there).
+	// Counters is null on --network none and host (nothing counts there)
+	// and where the supervisor of a private network did not answer.
 	Counters *wire.MemberStats `json:"Counters"`
 }
 
 // collectStats joins the running sandboxes (refs, or all) with the
-// daemon's counters of their shared networks.
+// daemon's counters of their shared networks and with their supervisors'
+// of their private ones.
 func collectStats(refs []string) ([]statsRow, error) {
 	rt, reg, err := registry.OpenDefault()
 	if err != nil {
@@ -85,7 +90,23 @@ func collectStats(refs []string) ([]statsRow, error) {
 	if err != nil && !errors.Is(err, daemon.ErrNoDaemon) {
 		return nil, err
 	}
-	return statsRows(recs, nets), nil
+	return statsRows(recs, nets, privateStats(recs)), nil
+}
+
+// privateStats asks the supervisor of each sandbox on --network private
+// for its network's counters, by sandbox id. One that does not answer
+// (its sandbox is ending) is left out: its row shows "-".
+func privateStats(recs []registry.Record) map[string]*wire.MemberStats {
+	out := map[string]*wire.MemberStats{}
+	for _, r := range recs {
+		if r.Network != runner.Private || r.ControlSocket == "" {
+			continue
+		}
+		if st, err := runner.PrivateStats(r.ControlSocket); err == nil {
+			out[r.ID] = &st
+		}
+	}
+	return out
 }
 
 // runningRecords are the named sandboxes, which must be running, or all
@@ -118,12 +139,17 @@ func runningRecords(reg *registry.Registry, refs []string) ([]registry.Record, e
 	return out, nil
 }
 
-// statsRows gives each sandbox a row per network the daemon counts it on,
-// or one row with no counters.
-func statsRows(recs []registry.Record, nets []wire.NetworkStats) []statsRow {
+// statsRows gives each sandbox a row per network the daemon counts it on
+// and one for its private network (with the counters in private, by
+// sandbox id, if its supervisor gave them), or one row with no counters.
+func statsRows(recs []registry.Record, nets []wire.NetworkStats, private map[string]*wire.MemberStats) []statsRow {
 	var rows []statsRow
 	for _, r := range recs {
 		found := false
+		if r.Network == runner.Private {
+			rows = append(rows, statsRow{Name: r.Name, ID: r.ID, Network: r.Network, Counters: private[r.ID]})
+			found = true
+		}
 		for _, n := range nets {
 			for _, m := range n.Members {
 				if m.SandboxID == r.ID {

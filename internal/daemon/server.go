@@ -111,6 +111,8 @@ func Serve(runtimeDir string, cfg Config) error {
 		done: make(chan struct{}),
 	}
 	s.dropStaleLeases()
+	stopDropLog := s.summarizeDrops()
+	defer stopDropLog()
 	// Before the filter: a unix socket of its own is not on its list.
 	stopMetrics, err := s.serveMetrics(cfg.MetricsAddr)
 	if err != nil {
@@ -242,6 +244,7 @@ func (s *Server) session(c *net.UnixConn) {
 	if m == nil {
 		return
 	}
+	s.logJoined(m)
 	defer s.leave(m)
 	var att wire.Attach
 	fds, err = wire.Recv(c, &att)
@@ -302,10 +305,12 @@ func (s *Server) lease(c *net.UnixConn, l wire.Lease) {
 	s.leases++
 	s.armIdle()
 	s.mu.Unlock()
+	s.logLease(n, l.SandboxID, ip, ip6, true)
 	defer func() {
 		if err := s.store.DropLease(n.ID, l.SandboxID); err != nil {
 			s.log.Warn("drop lease", "sandbox", l.SandboxID, "err", err)
 		}
+		s.logLease(n, l.SandboxID, ip, ip6, false)
 		s.mu.Lock()
 		s.leases--
 		s.armIdle()
@@ -508,6 +513,7 @@ func memberKey(sandboxID, networkID string) string { return sandboxID + "/" + ne
 // leave releases everything the member held, and closes the segment when
 // it was the last member there: the next member starts it anew.
 func (s *Server) leave(m *member) {
+	s.logLeft(m)
 	m.cancel()
 	m.fast.Close()
 	s.mu.Lock()
@@ -601,6 +607,7 @@ func (s *Server) changePorts(m *member, r wire.Request) wire.Reply {
 		go l.Serve(m.ctx, forward.Member{IP: m.ip, IP6: m.ip6}, m.seg.Gateway(), m.fast)
 	}
 	m.listeners = append(m.listeners, added...)
+	s.logPorts(m, added, r.RemovePorts)
 	return wire.Reply{Ports: m.ports()}
 }
 

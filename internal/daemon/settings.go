@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -22,6 +23,9 @@ type Settings struct {
 	// MetricsAddr serves the daemon's Prometheus metrics (loopback or a
 	// unix socket only: ParseMetricsAddr); daemon --metrics overrides it.
 	MetricsAddr string `json:"metrics-addr,omitempty"`
+	// LogLevel is the on-demand daemon's: debug, info (the default), warn
+	// or error; daemon --log-level overrides it.
+	LogLevel string `json:"log-level,omitempty"`
 }
 
 // SettingsPath is where the settings live: $XDG_CONFIG_HOME/netns-run/
@@ -51,7 +55,7 @@ func LoadSettings(path string) (Settings, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&s); err != nil {
-		return Settings{}, fmt.Errorf("daemon settings %s: %w (known keys: ipv6, fixed-cidr-v6, metrics-addr)", path, err)
+		return Settings{}, fmt.Errorf("daemon settings %s: %w (known keys: ipv6, fixed-cidr-v6, metrics-addr, log-level)", path, err)
 	}
 	if dec.Decode(&struct{}{}) != io.EOF {
 		return Settings{}, fmt.Errorf("daemon settings %s: more than one JSON object", path)
@@ -64,5 +68,43 @@ func LoadSettings(path string) (Settings, error) {
 			return Settings{}, fmt.Errorf("daemon settings %s: metrics-addr: %w", path, err)
 		}
 	}
+	if s.LogLevel != "" {
+		if _, err := ParseLogLevel(s.LogLevel); err != nil {
+			return Settings{}, fmt.Errorf("daemon settings %s: log-level: %w", path, err)
+		}
+	}
 	return s, nil
+}
+
+// ParseLogLevel takes debug, info, warn or error, as Docker's daemon.json
+// and dockerd --log-level spell them.
+func ParseLogLevel(level string) (slog.Level, error) {
+	switch level {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+}
+
+// ConfiguredLogLevel is flag (daemon --log-level) if set, else the
+// settings' log-level, else info.
+func ConfiguredLogLevel(flag string) (slog.Level, error) {
+	if flag != "" {
+		return ParseLogLevel(flag)
+	}
+	path, err := SettingsPath()
+	if err != nil {
+		return 0, err
+	}
+	s, err := LoadSettings(path)
+	if err != nil || s.LogLevel == "" {
+		return slog.LevelInfo, err
+	}
+	return ParseLogLevel(s.LogLevel)
 }

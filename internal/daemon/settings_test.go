@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -27,7 +28,12 @@ func TestLoadSettings(t *testing.T) {
 	if s, err := LoadSettings(write(`{"metrics-addr": "127.0.0.1:9323"}`)); err != nil || s.MetricsAddr != "127.0.0.1:9323" {
 		t.Errorf("metrics-addr: %+v, %v", s, err)
 	}
+	if s, err := LoadSettings(write(`{"log-level": "debug"}`)); err != nil || s.LogLevel != "debug" {
+		t.Errorf("log-level: %+v, %v", s, err)
+	}
 	for body, want := range map[string]string{
+		`{"log-level": "trace"}`:               "want debug, info, warn or error",
+		`{"log-level": "DEBUG"}`:               "want debug, info, warn or error",
 		`{"metrics-addr": "0.0.0.0:9323"}`:     "only a loopback address",
 		`{"ipv6": true, "bip": "10.0.0.1/24"}`: `unknown field "bip"`,
 		`{"ipv6": "yes"}`:                      "cannot unmarshal",
@@ -65,5 +71,28 @@ func TestParseMetricsAddr(t *testing.T) {
 		if _, err := ParseMetricsAddr(addr); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("ParseMetricsAddr(%q): %v; want an error with %q", addr, err, want)
 		}
+	}
+}
+
+func TestConfiguredLogLevel(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("XDG_CONFIG_HOME", dir)
+	if l, err := ConfiguredLogLevel(""); err != nil || l != slog.LevelInfo {
+		t.Errorf("no settings, no flag: %v, %v; want info", l, err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "netns-run"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "netns-run", "daemon.json"), []byte(`{"log-level": "warn"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := ConfiguredLogLevel(""); err != nil || l != slog.LevelWarn {
+		t.Errorf("log-level warn: %v, %v", l, err)
+	}
+	if l, err := ConfiguredLogLevel("debug"); err != nil || l != slog.LevelDebug {
+		t.Errorf("the flag over the settings: %v, %v; want debug", l, err)
+	}
+	if _, err := ConfiguredLogLevel("verbose"); err == nil || !strings.Contains(err.Error(), "want debug, info, warn or error") {
+		t.Errorf("a bad flag: %v", err)
 	}
 }

@@ -52,6 +52,23 @@ func control1(socket string, req wire.ControlRequest) (wire.ControlReply, error)
 	return rep, nil
 }
 
+// PrivateStats asks the supervisor listening on socket for the counters
+// of the private network it hosts.
+func PrivateStats(socket string) (wire.MemberStats, error) {
+	rep, err := control1(socket, wire.ControlRequest{Stats: &struct{}{}})
+	if err == nil && rep.Stats == nil {
+		err = errors.New("the sandbox's supervisor sent no counters")
+	}
+	if err != nil {
+		return wire.MemberStats{}, err
+	}
+	return *rep.Stats, nil
+}
+
+// privateCounters reads, by run, the counters of the private network it
+// hosts (private.go stores them once the gateway has its link).
+var privateCounters sync.Map // *run -> func() wire.MemberStats
+
 // attachment is a network joined with network connect.
 type attachment struct {
 	m  *membership
@@ -131,11 +148,24 @@ func (c *control) serve(conn *net.UnixConn) {
 		rep.Ports, err = c.r.changePorts(req.AddPorts.Ports, nil)
 	case req.RemovePorts != nil:
 		rep.Ports, err = c.r.changePorts(nil, req.RemovePorts.Ports)
+	case req.Stats != nil:
+		rep.Stats, err = c.stats()
 	}
 	if err != nil {
 		rep.Error = err.Error()
 	}
 	wire.Send(conn, rep)
+}
+
+// stats are the counters of the sandbox's private network.
+func (c *control) stats() (*wire.MemberStats, error) {
+	read, ok := privateCounters.Load(c.r)
+	if !ok {
+		return nil, errors.New("only a sandbox on --network private counts in its supervisor: ask the network daemon (netns-run stats)")
+	}
+	st := read.(func() wire.MemberStats)()
+	st.Name, st.SandboxID = c.r.name, c.r.id
+	return &st, nil
 }
 
 // connect joins the network through the daemon, makes the next ethN in

@@ -105,6 +105,8 @@ func (r *run) private() (int, error) {
 		return wire.ExitOwnError, err
 	}
 	r.log.Debug("sandbox up", "pid", sb.Pid(), "link", link.Mode)
+	privateCounters.Store(r, func() wire.MemberStats { return privateStats(gw) })
+	r.undo.push(func() { privateCounters.Delete(r) })
 
 	var local forward.LocalDialer
 	if len(listeners) > 0 && r.fastPath {
@@ -135,6 +137,32 @@ func (r *run) private() (int, error) {
 	}
 	return r.runAndWait(sb, p, bound, nil)
 }
+
+// privateStats are the private network's counters, as stats shows a
+// shared network's member: the gateway's NIC on the sandbox's link, and
+// what its stack holds for the sandbox (every peer of a private network
+// is the sandbox, whatever source it sends from).
+func privateStats(gw *stack.Gateway) wire.MemberStats {
+	ls := gw.LinkStats()
+	st := wire.MemberStats{
+		RxBytes: ls.RxBytes, RxPackets: ls.RxPackets, TxBytes: ls.TxBytes, TxPackets: ls.TxPackets,
+		Drops: map[string]uint64{},
+	}
+	if ls.Dropped > 0 {
+		st.Drops[dropLinkFull] = ls.Dropped
+	}
+	for _, ps := range gw.PeerStats() {
+		st.TCP += ps.TCP
+		st.UDP += ps.UDP
+		st.NoRoute += ps.NoRoute
+		st.Capped += ps.Capped
+	}
+	return st
+}
+
+// dropLinkFull is the drop reason of frames toward the sandbox its
+// link's queue had no room for.
+const dropLinkFull = "link queue full"
 
 // upstreams are the asked ones, else every nameserver of the host's
 // resolv.conf in order, else the resolver glibc assumes when it has none.

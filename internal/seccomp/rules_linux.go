@@ -231,8 +231,14 @@ func daemon(rules gseccomp.SyscallRules) {
 	rules.Set(unix.SYS_SPLICE, all)
 	rules.Add(unix.SYS_FCNTL, gseccomp.PerArg{anyValue, eq(unix.F_SETPIPE_SZ)})
 
-	// The metrics endpoint's process collector counts the open
-	// descriptors by listing /proc/self/fd.
+	// Its log (internal/daemon's rotatingLog): a log rotated at its size
+	// cap, opened anew and put on its stderr, where a panic would go too.
+	rules.Set(unix.SYS_DUP3, gseccomp.PerArg{anyValue, eq(uintptr(unix.Stderr)), eq(0)})
+
+	// The metrics endpoint's process collector (prometheus/procfs)
+	// checks at each scrape that /proc is a procfs (statfs) and counts
+	// the open descriptors by listing /proc/self/fd.
+	rules.Set(unix.SYS_STATFS, all)
 	rules.Set(unix.SYS_GETDENTS64, all)
 }
 
@@ -293,7 +299,7 @@ func supervisor(rules gseccomp.SyscallRules, also []int) {
 	rules.Add(unix.SYS_CLONE, processClone())
 	rules.Set(unix.SYS_EXECVE, all)
 	rules.Set(unix.SYS_SETSID, all)
-	rules.Set(unix.SYS_DUP3, all)
+	rules.Add(unix.SYS_DUP3, all)
 	rules.Set(unix.SYS_READLINKAT, all)
 	rules.Set(unix.SYS_PRLIMIT64, gseccomp.PerArg{anyValue, eq(unix.RLIMIT_NOFILE)})
 	rules.Set(unix.SYS_EPOLL_CREATE1, all)

@@ -15,12 +15,16 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/netns-run/netns-run/forward/relay"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -162,10 +166,11 @@ func testInstall(t *testing.T, r Role) {
 // echo, goroutines on new threads, timers, signals to itself, the garbage
 // collector giving memory back; for the daemon and the supervisor also
 // their state files, descriptors passed over a unix socket with the
-// peer's credentials, the fast path's splice relay; for the supervisor
-// its own unix sockets, waiting for and signalling a child started before
-// the filter (as its agent), and os/exec's fork and exec; and (b) tries
-// what the filter refuses: mount, unshare, setns, ptrace, AF_NETLINK
+// peer's credentials, the fast path's splice relay, the metrics' process
+// collector, the log's dup3 onto stderr; for the supervisor its own unix
+// sockets, waiting for and signalling a child started before the filter
+// (as its agent), and os/exec's fork and exec; and (b) tries what the
+// filter refuses: mount, unshare, setns, ptrace, AF_NETLINK
 // sockets, unix stream sockets, executable memory, a signal to another
 // process, and per role execve, fork, open, unix sockets, ioctl. It reports a line per
 // check ("ok ...", "FAIL ...") and the exit status says whether all
@@ -263,6 +268,9 @@ func filteredChild(r Role) int {
 		check("descriptors over a unix socket, peer credentials", passFD(session))
 		check("splice relay between kernel sockets", spliceTCP())
 		check("x/sys Getpeername (the dialer's connect check)", peerName())
+		check("the metrics' process collector", processMetrics())
+		// dup3 onto itself: EINVAL, past the filter.
+		passed("dup3 onto stderr (the log's rotation)", unix.Dup3(unix.Stderr, unix.Stderr, 0))
 	}
 	if r == Supervisor {
 		check("records", records(os.Getenv("TMPDIR")))
@@ -308,12 +316,14 @@ func filteredChild(r Role) int {
 	if r == Daemon {
 		refused("mkdir", unix.Mkdir(filepath.Join(state, "d"), 0o700))
 		refused("getdents", records(state))
+		refused("dup3 onto another descriptor than stderr", unix.Dup3(unix.Stderr, 100, 0))
 	}
 	refused("mount", unix.Mount("tmpfs", "/nonexistent-netns-run-seccomp-test", "tmpfs", 0, "")) // ENOENT
 	refused("unshare", unix.Unshare(unix.CLONE_NEWUSER))                                         // EINVAL: threads
 	refused("setns", unix.Setns(0, unix.CLONE_NEWNET))                                           // EINVAL: a pipe
 	refused("ptrace", ptraceAttach(1<<30))                                                       // ESRCH
 	refused("netlink socket", socket(unix.AF_NETLINK, unix.SOCK_RAW))
+	refused("linkat", unix.Linkat(unix.AT_FDCWD, "/proc/self/exe", unix.AT_FDCWD, filepath.Join(os.Getenv("TMPDIR"), "linked"), 0))
 	refused("unix stream socket", socket(unix.AF_UNIX, unix.SOCK_STREAM))
 	refused("stream socketpair", socketpair())
 	_, err := unix.Mmap(-1, 0, 4096, unix.PROT_READ|unix.PROT_EXEC, unix.MAP_ANON|unix.MAP_PRIVATE)
@@ -712,8 +722,12 @@ func stateFiles(dir string) error {
 	if _, err := os.Lstat(path); err != nil {
 		return err
 	}
+	// The version the next write replaces, kept by a rename.
+	if err := os.Rename(path, path+".bak"); err != nil {
+		return err
+	}
 	unix.Flock(int(lock.Fd()), unix.LOCK_UN)
-	for _, p := range []string{path, lock.Name()} {
+	for _, p := range []string{path + ".bak", lock.Name()} {
 		if err := os.Remove(p); err != nil {
 			return err
 		}
@@ -893,6 +907,26 @@ func peerName() error {
 		return err
 	}
 	return perr
+}
+
+// processMetrics gathers what the metrics endpoint's process collector
+// reads from /proc/self, as a scrape does, and wants its RSS and
+// descriptor count.
+func processMetrics() error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	fams, err := reg.Gather()
+	if err != nil {
+		return err
+	}
+	for _, want := range []string{"process_resident_memory_bytes", "process_open_fds", "process_max_fds"} {
+		if !slices.ContainsFunc(fams, func(f *dto.MetricFamily) bool {
+			return f.GetName() == want && f.GetMetric()[0].GetGauge().GetValue() > 0
+		}) {
+			return fmt.Errorf("no %s above 0", want)
+		}
+	}
+	return nil
 }
 
 // startStacked runs the test binary under the supervisor's filter, as a

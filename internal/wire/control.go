@@ -15,9 +15,9 @@ import (
 //	-> {resize}, {signal}                      any number
 //	<- {attach: {detached}} or {attach: {exited, code}}, then it closes
 
-// ControlRequest is what `netns-run network connect|disconnect` and
-// `netns-run port add|rm` ask a sandbox's supervisor, over its control
-// socket.
+// ControlRequest is what `netns-run network connect|disconnect`,
+// `netns-run port add|rm` and `netns-run stats` ask a sandbox's
+// supervisor, over its control socket.
 type ControlRequest struct {
 	Connect     *ConnectRequest    `json:"connect,omitempty"`
 	Disconnect  *DisconnectRequest `json:"disconnect,omitempty"`
@@ -29,6 +29,9 @@ type ControlRequest struct {
 	Resize *struct{} `json:"resize,omitempty"`
 	// Signal, on an attach connection: for the sandbox's command.
 	Signal *ExecSignal `json:"signal,omitempty"`
+	// Stats asks a --network private sandbox's supervisor, which hosts
+	// that network, for its counters (ControlReply.Stats).
+	Stats *struct{} `json:"stats,omitempty"`
 }
 
 // AttachRequest connects the client to the sandbox's command, as docker
@@ -68,7 +71,7 @@ type DisconnectRequest struct {
 // Validate checks that exactly one member is set.
 func (r *ControlRequest) Validate() error {
 	return ExactlyOne(r.Connect != nil, r.Disconnect != nil, r.AddPorts != nil, r.RemovePorts != nil,
-		r.Attach != nil, r.Resize != nil, r.Signal != nil)
+		r.Attach != nil, r.Resize != nil, r.Signal != nil, r.Stats != nil)
 }
 
 // PortsRequest publishes more ports of a running sandbox, or withdraws
@@ -83,4 +86,6 @@ type ControlReply struct {
 	Ports []forward.Mapping `json:"ports,omitempty"` // the sandbox's published ports after AddPorts or RemovePorts
 	// Attach is the state of an attach connection.
 	Attach *AttachStatus `json:"attach,omitempty"`
+	// Stats are the private network's counters, answering Stats.
+	Stats *MemberStats `json:"stats,omitempty"`
 }
