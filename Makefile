@@ -5,7 +5,8 @@
 #   make e2e     the end-to-end suite: the built binary, run unprivileged in
 #                throwaway namespaces (see e2e/outerns); as root it runs the
 #                suite as the user $(E2E_USER), created if missing
-#   make test    unit + e2e
+#   make fuzz-short  every fuzz target for 2 s (scripts/fuzz-short.sh)
+#   make test    unit + fuzz-short + e2e
 #   make soak    10,000 sandbox start/stop cycles, then a check that
 #                nothing grew (e2e TestSoak; make test runs 200)
 #   make install $(DESTDIR)$(PREFIX)/bin/netns-run, slirp4netns linked to it,
@@ -22,7 +23,7 @@ E2E_RUN     ?=
 E2E_ARGS    ?=
 PREFIX      ?= /usr/local
 
-.PHONY: build unit e2e e2e-build test demo install soak
+.PHONY: build unit e2e e2e-build test demo install soak fuzz-short
 
 # Static (CGO_ENABLED=0): every sandbox starts two netns-run processes,
 # the supervisor and the agent, and without the dynamic loader and libc
@@ -67,7 +68,11 @@ soak: e2e-build
 	E2E_USER='$(E2E_USER)' E2E_TIMEOUT=6h E2E_RUN='^TestSoak$$' E2E_ARGS='-soak-cycles=10000' \
 		scripts/run-e2e.sh $(BIN)
 
-test: unit e2e
+# The seed corpora run in unit already; this also mutates them a while.
+fuzz-short:
+	GO='$(GO)' scripts/fuzz-short.sh
+
+test: unit fuzz-short e2e
 
 # demo: build, then show a sandbox serving a published port and reaching out.
 demo: build

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // Proto is the transport protocol of a published port.
@@ -77,6 +78,11 @@ func ParseSpec(spec string) ([]Mapping, error) {
 		if hostIP, err = netip.ParseAddr(ipText); err != nil {
 			return fail("host IP %q is not an IP address", ipText)
 		}
+		// netip takes any zone; an interface name has no space or control
+		// character, and one would break the lines the mapping is shown in.
+		if strings.ContainsFunc(hostIP.Zone(), func(r rune) bool { return !unicode.IsPrint(r) || unicode.IsSpace(r) }) {
+			return fail("host IP %q has a zone that is not an interface name", ipText)
+		}
 	}
 
 	if containerText == "" {
@@ -123,11 +129,11 @@ func splitSpec(s string) (ip, host, container string, err error) {
 		}
 		ports, ok := strings.CutPrefix(rest, ":")
 		if !ok {
-			return "", "", "", fmt.Errorf("host IP [%s] must be followed by ':'", ip)
+			return "", "", "", fmt.Errorf("host IP [%s] must be followed by ':'", escaped(ip))
 		}
 		host, container, ok = strings.Cut(ports, ":")
 		if !ok || strings.Contains(container, ":") {
-			return "", "", "", fmt.Errorf("want HOST_PORT:PORT after [%s]:, got %q", ip, ports)
+			return "", "", "", fmt.Errorf("want HOST_PORT:PORT after [%s]:, got %q", escaped(ip), ports)
 		}
 		return ip, host, container, nil
 	}
@@ -148,6 +154,13 @@ func splitSpec(s string) (ip, host, container string, err error) {
 		}
 	}
 	return ip, parts[n-2], parts[n-1], nil
+}
+
+// escaped is s with what %q escapes escaped, but unquoted: an error that
+// shows user input stays one line.
+func escaped(s string) string {
+	q := strconv.Quote(s)
+	return q[1 : len(q)-1]
 }
 
 // parsePortRange parses PORT or FIRST-LAST, each in 1-65535, FIRST <= LAST.

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"net/netip"
 	"strings"
+	"unicode"
 )
 
 // Entry is one /etc/hosts line: an address and the names that resolve to it.
@@ -28,7 +29,8 @@ const hostsHeader = "127.0.0.1\tlocalhost\n" +
 // order), then self last (the sandbox's own IPv4 line, then its IPv6 one
 // on a dual-stack network). An entry without a valid address or without
 // names writes no line, as Docker writes no self line for a sandbox
-// without a network.
+// without a network; a name with a space, a control character or '#' is
+// left out of its line.
 func RenderHosts(extra []Entry, self ...Entry) []byte {
 	var b bytes.Buffer
 	b.WriteString(hostsHeader)
@@ -42,13 +44,35 @@ func RenderHosts(extra []Entry, self ...Entry) []byte {
 }
 
 func writeEntry(b *bytes.Buffer, e Entry) {
-	if !e.IP.IsValid() || len(e.Names) == 0 {
+	ip := e.IP.String()
+	if !e.IP.IsValid() || !isHostsField(ip) {
 		return
 	}
-	b.WriteString(e.IP.String())
+	// A name that is not one field would add names, a comment or lines
+	// of its own making: it is left out.
+	names := make([]string, 0, len(e.Names))
+	for _, n := range e.Names {
+		if isHostsField(n) {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	b.WriteString(ip)
 	b.WriteByte('\t')
-	b.WriteString(strings.Join(e.Names, " "))
+	b.WriteString(strings.Join(names, " "))
 	b.WriteByte('\n')
+}
+
+// isHostsField reports whether s reads back as one field of an /etc/hosts
+// line, where '#' starts a comment.
+func isHostsField(s string) bool { return isField(s) && !strings.Contains(s, "#") }
+
+// isField reports whether s reads back as one field of a hosts or
+// resolv.conf line: not empty, and no space or control character.
+func isField(s string) bool {
+	return s != "" && !strings.ContainsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) })
 }
 
 // AppendHosts is base (the host's /etc/hosts, for a sandbox on the host's

@@ -9,13 +9,17 @@ import (
 
 // RenderResolvConf renders /etc/resolv.conf in current Docker's order:
 // nameserver lines, then one search line, then one options line. Empty parts
-// write no line. (Docker 20.10 wrote the search line first; the resolver
-// does not care about the order.)
+// write no line, nor do values with a space or a control character.
+// (Docker 20.10 wrote the search line first; the resolver does not care
+// about the order.)
 func RenderResolvConf(nameservers []netip.Addr, search, options []string) []byte {
 	var b bytes.Buffer
 	for _, ns := range nameservers {
-		b.WriteString("nameserver " + ns.String() + "\n")
+		if s := ns.String(); ns.IsValid() && isField(s) {
+			b.WriteString("nameserver " + s + "\n")
+		}
 	}
+	search, options = fields(search), fields(options)
 	if len(search) > 0 {
 		b.WriteString("search " + strings.Join(search, " ") + "\n")
 	}
@@ -23,6 +27,18 @@ func RenderResolvConf(nameservers []netip.Addr, search, options []string) []byte
 		b.WriteString("options " + strings.Join(options, " ") + "\n")
 	}
 	return b.Bytes()
+}
+
+// fields is ss without the values that are not one field (a newline in a
+// search domain would write a line of its own making).
+func fields(ss []string) []string {
+	var out []string
+	for _, s := range ss {
+		if isField(s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // ParseResolvConf reads the parts of a resolv.conf that a sandbox inherits,

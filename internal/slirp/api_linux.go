@@ -87,7 +87,7 @@ func (f *forwards) add(ctx context.Context, h hostfwd) (int, error) {
 	case "udp":
 		proto = forward.UDP
 	default:
-		return 0, fmt.Errorf("bad request: proto must be tcp or udp, not %q", h.Proto)
+		return 0, fmt.Errorf("bad request: proto must be tcp or udp, not %.64q", h.Proto)
 	}
 	if h.HostPort < 1 || h.HostPort > 65535 || h.GuestPort < 1 || h.GuestPort > 65535 {
 		return 0, errors.New("bad request: host_port and guest_port must be 1 to 65535")
@@ -96,7 +96,7 @@ func (f *forwards) add(ctx context.Context, h hostfwd) (int, error) {
 	if h.HostAddr != "" {
 		a, err := netip.ParseAddr(h.HostAddr)
 		if err != nil {
-			return 0, fmt.Errorf("bad request: host_addr %q is not an address", h.HostAddr)
+			return 0, fmt.Errorf("bad request: host_addr %.64q is not an address", h.HostAddr)
 		}
 		m.HostIP = a
 	}
@@ -104,7 +104,7 @@ func (f *forwards) add(ctx context.Context, h hostfwd) (int, error) {
 	if h.GuestAddr != "" {
 		a, err := netip.ParseAddr(h.GuestAddr)
 		if err != nil || !a.Is4() {
-			return 0, fmt.Errorf("bad request: guest_addr %q is not an IPv4 address", h.GuestAddr)
+			return 0, fmt.Errorf("bad request: guest_addr %.64q is not an IPv4 address", h.GuestAddr)
 		}
 		guest = a
 	}
@@ -154,7 +154,8 @@ func (f *forwards) list() []hostfwd {
 	return out
 }
 
-// answer runs one request.
+// answer runs one request. The values it quotes in errors are cut to 64
+// characters, so that a reply fits the 2048 bytes Podman reads.
 func (f *forwards) answer(ctx context.Context, b []byte) reply {
 	fail := func(err error) reply { return reply{Error: &apiError{Desc: err.Error()}} }
 	var req request
@@ -187,7 +188,7 @@ func (f *forwards) answer(ctx context.Context, b []byte) reply {
 		entries := f.list()
 		return reply{Return: map[string][]hostfwd{"entries": entries}, Entries: &entries}
 	default:
-		return fail(fmt.Errorf("bad request: unknown execute %q (add_hostfwd, remove_hostfwd, list_hostfwd)", req.Execute))
+		return fail(fmt.Errorf("bad request: unknown execute %.64q (add_hostfwd, remove_hostfwd, list_hostfwd)", req.Execute))
 	}
 }
 

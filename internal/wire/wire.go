@@ -105,7 +105,9 @@ func recvBounded(c *net.UnixConn, v any, maxBytes, maxFDs int) ([]int, error) {
 	b := make([]byte, min(size, maxBytes)+1)
 	oob := make([]byte, unix.CmsgSpace(4*maxFDs))
 	n, oobn, flags, _, err := c.ReadMsgUnix(b, oob)
-	if err != nil {
+	// Go reads an empty packet as EOF, also one that carries descriptors:
+	// that one is a bad message, whose descriptors are closed below.
+	if err != nil && !(errors.Is(err, io.EOF) && oobn > 0) {
 		return nil, err
 	}
 	if n > maxBytes {

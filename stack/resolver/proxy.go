@@ -12,10 +12,11 @@
 // tried in order, each over UDP first; a truncated (TC) UDP reply is retried
 // over TCP with the same upstream. Each UDP or TCP try gets Config.Timeout.
 // An upstream is skipped after a timeout, a network error, a malformed or
-// mismatched reply, or an RCODE of SERVFAIL or REFUSED; any other reply,
-// NXDOMAIN included, is the answer. When no upstream answers, the client gets
-// SERVFAIL. Every query to an upstream uses a fresh random ID and a fresh
-// socket; the reply is returned with the client's ID.
+// mismatched reply, one without the QR (response) bit, or an RCODE of
+// SERVFAIL or REFUSED; any other reply, NXDOMAIN included, is the answer.
+// When no upstream answers, the client gets SERVFAIL. Every query to an
+// upstream uses a fresh random ID and a fresh socket; the reply is returned
+// with the client's ID.
 //
 // Replies to UDP clients are truncated (TC set) to 512 bytes, or to the
 // EDNS0 payload size the client advertised.
@@ -356,6 +357,9 @@ func (p *Proxy) exchange(ctx context.Context, network string, up netip.AddrPort,
 				continue // perhaps a late reply to an earlier query; keep waiting
 			}
 			return nil, dns.ErrId
+		}
+		if !r.Response {
+			return nil, errors.New("reply is not a response (QR unset)")
 		}
 		if !sameQuestion(q, r) {
 			return nil, errors.New("reply is for another question")
