@@ -22,6 +22,7 @@ import (
 )
 
 func main() {
+	dropOneProcessorEnv()
 	switch {
 	case agent.IsChild():
 		agent.Main()

@@ -134,6 +134,7 @@ func runCommand(f *runFlags, args []string) error {
 		return err
 	}
 	if f.detach && !isDetachedChild() {
+		oneProcessorWhenIdle(opts)
 		return startDetached(opts.ID)
 	}
 	if isDetachedChild() {
@@ -330,4 +331,33 @@ func parseIP6Flag(s string) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("invalid --ip6 %q: want a unicast IPv6 address in the network's IPv6 subnet, e.g. fd12:3456:789a:1::10", s)
 	}
 	return a, nil
+}
+
+// oneProcessorEnv marks a GOMAXPROCS that oneProcessorWhenIdle set, not
+// the user.
+const oneProcessorEnv = "_NETNS_RUN_ONE_PROCESSOR"
+
+// oneProcessorWhenIdle starts a detached supervisor that hosts no network
+// stack and relays no -T connections on one processor: it only waits, and
+// each processor holds cached heap spans and threads of its own, 0.3 MiB
+// per member (docs/ARCHITECTURE.md, Measured facts: Memory of an idle
+// member). Only through its environment at exec: runtime.GOMAXPROCS(1)
+// later measured worse than nothing. A GOMAXPROCS the user set stays.
+// The variables go to the detached run only: this process exits next.
+func oneProcessorWhenIdle(opts runner.Options) {
+	if opts.Network == runner.Private || len(opts.HostForwards) > 0 || os.Getenv("GOMAXPROCS") != "" {
+		return
+	}
+	os.Setenv("GOMAXPROCS", "1")
+	os.Setenv(oneProcessorEnv, "1")
+}
+
+// dropOneProcessorEnv removes oneProcessorWhenIdle's variables, which the
+// runtime has read: the command's environment and a daemon this process
+// starts must not inherit them.
+func dropOneProcessorEnv() {
+	if os.Getenv(oneProcessorEnv) != "" {
+		os.Unsetenv("GOMAXPROCS")
+		os.Unsetenv(oneProcessorEnv)
+	}
 }

@@ -338,6 +338,17 @@ func TestExec(t *testing.T) {
 		}
 	})
 
+	t.Run("one processor for the agent alone", func(t *testing.T) {
+		want := os.Getenv("GOMAXPROCS")
+		if want == "" {
+			want = "unset"
+		}
+		req := ExecRequest{Argv: []string{"/bin/sh", "-c", `echo "${GOMAXPROCS:-unset}"; tr '\0' '\n' </proc/1/environ | grep '^GOMAXPROCS='`}}
+		if r := ts.exec(req, ""); r.code != 0 || r.stdout != want+"\nGOMAXPROCS=1\n" {
+			t.Errorf("GOMAXPROCS of the command, then of the agent (pid 1): %d, %v, %q; want %q and GOMAXPROCS=1", r.code, r.err, r.stdout, want)
+		}
+	})
+
 	t.Run("cannot run", func(t *testing.T) {
 		r := ts.exec(ExecRequest{Argv: []string{"no-such-command-sbtest"}, Env: []string{"PATH=/usr/bin:/bin"}}, "")
 		var e *Error

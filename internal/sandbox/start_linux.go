@@ -102,7 +102,11 @@ func Start(spec wire.Spec, opts Options) (*Sandbox, error) {
 	if idmap != nil {
 		stage = wire.StageRemap
 	}
-	cmd.Env = append(os.Environ(), wire.AgentEnv+"="+stage)
+	// One processor: the agent only waits and spawns, and each P holds
+	// its own cached spans and threads (docs/ARCHITECTURE.md, Measured
+	// facts: Memory of an idle member). The command's environment is the
+	// spec's, so it does not inherit this.
+	cmd.Env = wire.MergeEnv(os.Environ(), []string{"GOMAXPROCS=1", wire.AgentEnv + "=" + stage})
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = opts.Stdin, opts.Stdout, opts.Stderr
 	var tty *ptyRelay
 	if opts.Tty {
