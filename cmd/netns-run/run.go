@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"unicode"
 
 	"github.com/netns-run/netns-run/forward"
 	"github.com/netns-run/netns-run/hosts"
@@ -161,7 +162,21 @@ func (f *runFlags) options(args []string) (runner.Options, error) {
 	if err != nil {
 		return runner.Options{}, err
 	}
-	o := runner.Options{Argv: args, Env: env, Pcap: f.pcap, Tty: f.tty, Interactive: f.interactive && !f.detach, OpenStdin: f.interactive, HostLoopback: f.hostLoopback, IPv6: f.ipv6, DNSSearch: f.dnsSearch, DNSOptions: f.dnsOption, MTU: f.mtu, Logger: logger, Stderr: os.Stderr}
+	o := runner.Options{Argv: args, Env: env, Pcap: f.pcap, Tty: f.tty, Interactive: f.interactive && !f.detach, OpenStdin: f.interactive, HostLoopback: f.hostLoopback, IPv6: f.ipv6, DNSOptions: f.dnsOption, MTU: f.mtu, Logger: logger, Stderr: os.Stderr}
+	for _, d := range f.dnsSearch {
+		if d == "." {
+			continue // Docker's way to say: no search domain
+		}
+		if err := hosts.ValidHostname(strings.TrimSuffix(d, ".")); err != nil {
+			return o, fmt.Errorf("invalid --dns-search: %w", err)
+		}
+		o.DNSSearch = append(o.DNSSearch, d)
+	}
+	for _, opt := range f.dnsOption {
+		if opt == "" || strings.IndexFunc(opt, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) || r == '#' }) >= 0 {
+			return o, fmt.Errorf("invalid --dns-option %q: want one resolv.conf option such as ndots:2 or edns0", opt)
+		}
+	}
 	for _, spec := range f.publish {
 		ms, err := forward.ParseSpec(spec)
 		if err != nil {
@@ -177,7 +192,7 @@ func (f *runFlags) options(args []string) (runner.Options, error) {
 	}
 	for _, s := range f.dns {
 		ip, err := netip.ParseAddr(s)
-		if err != nil {
+		if err != nil || strings.IndexFunc(ip.Zone(), func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
 			return o, fmt.Errorf("invalid --dns %q: want an IP address", s)
 		}
 		o.DNS = append(o.DNS, ip)

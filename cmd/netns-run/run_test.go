@@ -71,6 +71,17 @@ func TestOptionsRejectBadFlags(t *testing.T) {
 		{[]string{"--network", "none", "--ip6", "fd00:1::5"}, "--ip, --ip6, --mac-address, --link and --network-alias need a shared network"},
 		{[]string{"--ip6", "10.0.0.5"}, `invalid --ip6 "10.0.0.5": want a unicast IPv6 address`},
 		{[]string{"--ip6", "fe80::5"}, `invalid --ip6 "fe80::5": want a unicast IPv6 address`},
+		{[]string{"--dns", "fe80::1%eth0\nnameserver 203.0.113.66"}, `invalid --dns "fe80::1%eth0\nnameserver 203.0.113.66": want an IP address`},
+		{[]string{"--dns-search", "example.test\nnameserver 203.0.113.66"}, `invalid --dns-search: hostname "example.test\nnameserver 203.0.113.66" contains '\n'`},
+		{[]string{"--dns-search", "a..b"}, `invalid --dns-search: hostname "a..b" has an empty label`},
+		{[]string{"--dns-option", "ndots:2 rotate"}, `invalid --dns-option "ndots:2 rotate": want one resolv.conf option`},
+		{[]string{"--dns-option", ""}, `invalid --dns-option "": want one resolv.conf option`},
+		{[]string{"-e", "=x"}, `invalid --env "=x": the variable has no name: want KEY=VALUE or KEY`},
+		{[]string{"-p", "99999:80"}, `invalid port spec "99999:80": host port "99999" is not a number in 1-65535`},
+		{[]string{"-T", "80:99999"}, `invalid -T spec "80:99999": port "99999" is not a number in 1-65535`},
+		{[]string{"--add-host", "name"}, `invalid --add-host "name": want NAME:IP or NAME:host-gateway`},
+		{[]string{"--link", "a:b:c"}, `invalid --link "a:b:c": want NAME or NAME:ALIAS`},
+		{[]string{"--network-alias", "bad alias"}, `invalid --network-alias "bad alias"`},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
@@ -80,6 +91,9 @@ func TestOptionsRejectBadFlags(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("error %q; want it to contain %q", err, c.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error %q is more than one line", err)
 			}
 		})
 	}
