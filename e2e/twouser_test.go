@@ -154,3 +154,61 @@ func openUp(t *testing.T, paths []string) func() {
 	}
 	return restore
 }
+
+// TestOtherUserCannotUseSandboxes: another unprivileged uid, even with
+// the way into this user's runtime directory opened up, cannot list,
+// inspect, exec into, stop or publish through this user's sandboxes with
+// netns-run, and cannot take a port one of them published; the sandbox
+// runs on, its port still served.
+func TestOtherUserCannotUseSandboxes(t *testing.T) {
+	requireLauncher(t)
+	if intruderSock == "" {
+		t.Skip("no second user (NETNS_RUN_E2E_INTRUDER_SOCK is unset): the launcher runs the intruder only as root, with -intruder NAME")
+	}
+	u := newUser(t)
+	id := strings.TrimSpace(u.ok("run", "-d", "--name", "owned", "--network", "bridge", "-p", "18610:80", "--", probe, "serve-tcp", "80").stdout)
+	waitTCP(t, "127.0.0.1:18610")
+	sock := filepath.Join(u.rt, "netns-run", "sandboxes", id+".sock")
+	waitSocket(t, sock, u.rt)
+	restore := openUp(t, []string{sock})
+	t.Cleanup(restore)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ask := func(req intruder.Request) intruder.Result {
+		t.Helper()
+		got, err := intruder.Ask(ctx, intruderSock, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.UID == 0 || got.UID == os.Getuid() {
+			t.Fatalf("the intruder runs as uid %d: want a second unprivileged uid (we are %d)", got.UID, os.Getuid())
+		}
+		return got
+	}
+	for _, addr := range []string{":18610", "127.0.0.1:18610"} {
+		if got := ask(intruder.Request{Listen: addr}); got.Outcome != intruder.ListenFailed {
+			t.Errorf("another user listening on the published %s: %v; want it refused", addr, got)
+		}
+	}
+	env := u.env[1:] // the owner's data and runtime directories (not its HOME)
+	for _, args := range [][]string{
+		{"ps", "-a"}, {"inspect", "owned"}, {"exec", "owned", "--", probe, "exit", "0"},
+		{"stop", "owned"}, {"port", "add", "owned", "18611:80"}, {"logs", "owned"}, {"attach", "owned"},
+	} {
+		got := ask(intruder.Request{Run: append([]string{netnsRun}, args...), Env: env})
+		if got.Outcome != intruder.Exited || got.Status == 0 || strings.Contains(string(got.Reply), id[:12]) {
+			t.Errorf("another user's netns-run %s: %v; want a refusal that shows nothing of the sandbox", strings.Join(args, " "), got)
+		} else {
+			t.Logf("another user's netns-run %s: status %d: %s", strings.Join(args, " "), got.Status, strings.TrimSpace(string(got.Reply)))
+		}
+	}
+	restore()
+	if got := u.ok("ps", "--format", "{{.Names}} {{.Status}}").stdout; !strings.HasPrefix(got, "owned Up") {
+		t.Errorf("the owner's sandbox after the other user's tries: %q; want it up", got)
+	}
+	waitTCP(t, "127.0.0.1:18610")
+	if r := u.nr("port", "owned"); strings.Contains(r.stdout, "18611") {
+		t.Errorf("the other user's port add took effect:\n%s", r)
+	}
+}

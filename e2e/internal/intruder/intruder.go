@@ -1,13 +1,16 @@
 // Package intruder tries a SOCK_SEQPACKET unix socket and says what came
-// back. The e2e launcher runs Serve as a second unprivileged user, so that
-// the tests can ask another uid to try their sockets; the tests call Try
-// themselves for the control (the owner must get an answer).
+// back, or tries to listen on a TCP address, or runs a command (netns-run
+// aimed at another user's runtime directory). The e2e launcher runs Serve
+// as a second unprivileged user, so that the tests can ask another uid to
+// try their sockets, ports and sandboxes; the tests call Try themselves
+// for the control (the owner must get an answer).
 //
 // The tests talk to the intruder over a stream unix socket: one JSON
 // Request per connection, answered by one JSON Result.
 package intruder
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +18,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"syscall"
@@ -23,10 +27,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Request asks for one try of the socket at Path.
+// Request asks for one try: of the socket at Path; or, with Listen, of a
+// TCP listener on that address; or, with Run, of that command (with Env
+// added to a minimal environment).
 type Request struct {
-	Path    string `json:"path"`
-	Payload []byte `json:"payload"` // sent as one packet
+	Path    string   `json:"path,omitempty"`
+	Payload []byte   `json:"payload,omitempty"` // sent as one packet
+	Listen  string   `json:"listen,omitempty"`
+	Run     []string `json:"run,omitempty"`
+	Env     []string `json:"env,omitempty"`
 }
 
 // Outcome is how a try ended.
@@ -44,12 +53,21 @@ const (
 	NoAnswer Outcome = "no answer"
 	// Failed: any other error.
 	Failed Outcome = "failed"
+	// Listened: the TCP address was free to this user (the listener is
+	// closed at once).
+	Listened Outcome = "listened"
+	// ListenFailed: it was not (Error says why).
+	ListenFailed Outcome = "listen failed"
+	// Exited: the command ran; Status is its exit status, Reply its
+	// output (stdout then stderr).
+	Exited Outcome = "exited"
 )
 
 // Result says what a try got, and who tried.
 type Result struct {
 	UID     int     `json:"uid"`
 	Outcome Outcome `json:"outcome"`
+	Status  int     `json:"status,omitempty"`
 	Reply   []byte  `json:"reply,omitempty"`
 	Error   string  `json:"error,omitempty"`
 }
@@ -145,7 +163,47 @@ func serve(c net.Conn) {
 		_ = json.NewEncoder(c).Encode(Result{UID: os.Getuid(), Outcome: Failed, Error: "bad request: " + err.Error()})
 		return
 	}
-	_ = json.NewEncoder(c).Encode(Try(req.Path, req.Payload, tryTimeout))
+	var res Result
+	switch {
+	case req.Listen != "":
+		res = tryListen(req.Listen)
+	case len(req.Run) > 0:
+		res = tryRun(req.Run, req.Env)
+	default:
+		res = Try(req.Path, req.Payload, tryTimeout)
+	}
+	_ = json.NewEncoder(c).Encode(res)
+}
+
+func tryListen(addr string) Result {
+	res := Result{UID: os.Getuid(), Outcome: Listened}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		res.Outcome, res.Error = ListenFailed, err.Error()
+		return res
+	}
+	l.Close()
+	return res
+}
+
+func tryRun(argv, env []string) Result {
+	res := Result{UID: os.Getuid(), Outcome: Exited}
+	ctx, cancel := context.WithTimeout(context.Background(), tryTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=/nonexistent"}, env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	res.Reply = out.Bytes()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		res.Status = exit.ExitCode()
+	case err != nil:
+		res.Outcome, res.Error = Failed, err.Error()
+	}
+	return res
 }
 
 // Ask has the intruder listening on sock try req.
