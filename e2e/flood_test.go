@@ -123,3 +123,54 @@ func rssKB(pid int) int {
 	kb, _ := strconv.Atoi(string(m[1]))
 	return kb
 }
+
+// TestConnectionExhaustion: a member that opens connections through the NAT
+// until it can no more holds at most its limit (160 by default, raised in
+// daemon.json's member-limits), and another member still connects; a
+// member flooding UDP to ever new ports holds at most its 40 flows.
+func TestConnectionExhaustion(t *testing.T) {
+	requireLauncher(t)
+	hping := requireTool(t, "hping3")
+	u := newUser(t)
+	u.ok("network", "create", "--subnet", "10.94.0.0/24", "exhaust")
+	t.Cleanup(func() { u.nr("network", "rm", "exhaust") })
+	u.ok("run", "-d", "--name", "hog", "--network", "exhaust", "--", probe, "hold-tcp", "-n", "300", "-for", "30s", worldIP+":7777")
+	daemon := findDaemon(t, u)
+	var logs string
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(logs, "held") && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		logs = u.ok("logs", "hog").stdout
+	}
+	if !strings.Contains(logs, "held 160 of 300") {
+		t.Errorf("a member opening 300 connections: %q; want it to hold its 160", logs)
+	}
+	if fds := countFDs(daemon); fds > 200+20 {
+		t.Errorf("the daemon holds %d descriptors for one member's connections; want at most 200 and its own", fds)
+	}
+	r := u.nr("run", "--network", "exhaust", "--", probe, "tcp", "-timeout", "5s", worldIP+":7777", "other")
+	if !strings.Contains(r.stdout, "\nother") {
+		t.Errorf("another member while the first holds all its connections:\n%s", r)
+	}
+	u.ok("stop", "-t", "1", "hog")
+
+	u.ok("run", "-d", "--name", "udp-flood", "--network", "exhaust", "--", hping, "-q", "--udp", "-p", "7777", "-i", "u200", worldIP)
+	time.Sleep(2 * time.Second)
+	if fds := countFDs(daemon); fds > 40+20 {
+		t.Errorf("a UDP flood to new source ports: the daemon holds %d descriptors; want at most 40 flows and its own", fds)
+	}
+	if capped := cappedOf(t, u, "udp-flood"); capped["udp-flood"] == 0 {
+		t.Error("a UDP flood past 40 flows: nothing counted as refused at the limits")
+	}
+	u.ok("stop", "-t", "1", "udp-flood")
+
+	// The limit is the daemon's setting.
+	u.cleanup() // the next daemon reads the settings
+	writeDaemonSettings(t, u, `{"member-limits": {"tcp": 250}}`)
+	u.ok("run", "-d", "--name", "hog2", "--network", "exhaust", "--", probe, "hold-tcp", "-n", "300", "-for", "30s", worldIP+":7777")
+	logs = ""
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(logs, "held") && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		logs = u.ok("logs", "hog2").stdout
+	}
+	if !strings.Contains(logs, "held 250 of 300") {
+		t.Errorf("with member-limits tcp 250: %q; want 250 held", logs)
+	}
+}

@@ -10,9 +10,14 @@ import (
 // MemberLimits bound what one member address can make the gateway hold on
 // the host: every outbound TCP connection and UDP flow is a host socket of
 // the network process, and the sandbox is untrusted (docs/ARCHITECTURE.md,
-// Processes: Trust). A member over a limit gets a reset (TCP) or nothing
-// (UDP), counted as Capped in its PeerStats; the other members are not
-// touched. Zero fields take the defaults.
+// Processes: Trust). A member at its TCP or UDP bound gets a reset (TCP)
+// or nothing (UDP); past its handshakes or its rate of new connections its
+// SYN is dropped (a client sends it again a second later); each counted
+// as Capped in its PeerStats. The other members are not touched. A zero
+// field leaves that bound to the gateway's own: a private
+// network's one sandbox and the slirp4netns mode have no one to share
+// with; the daemon gives shared networks DefaultMemberLimits, or what its
+// settings say.
 type MemberLimits struct {
 	// TCP bounds open outbound TCP connections, handshakes included.
 	TCP int
@@ -32,14 +37,14 @@ type MemberLimits struct {
 	NewTCPPerSecond int
 }
 
-// DefaultMemberLimits: enough for a browser, a package manager or a
-// crawler with a connection pool; far from what one process of the host
-// may hold.
-var DefaultMemberLimits = MemberLimits{TCP: 1024, HalfOpen: 64, UDP: 256, NewTCPPerSecond: 1000}
+// DefaultMemberLimits: at most 200 host descriptors for one member's
+// connections and flows in all, enough for a browser, a package manager
+// or a service with connection pools; a crawler or a load generator
+// needs more (the daemon's settings raise them).
+var DefaultMemberLimits = MemberLimits{TCP: 160, HalfOpen: 32, UDP: 40, NewTCPPerSecond: 1000}
 
-// withDefaults fills the zero fields.
-func (l MemberLimits) withDefaults() MemberLimits {
-	d := DefaultMemberLimits
+// Over is l with its zero fields taken from d.
+func (l MemberLimits) Over(d MemberLimits) MemberLimits {
 	if l.TCP > 0 {
 		d.TCP = l.TCP
 	}
@@ -90,12 +95,16 @@ type usage struct {
 }
 
 func newUsage(l MemberLimits) *usage {
-	return &usage{limits: l.withDefaults(), peers: map[netip.Addr]*[resources]int{}, rates: map[netip.Addr]*rate.Limiter{}}
+	l = l.Over(MemberLimits{TCP: gatewayMaxTCP, HalfOpen: gatewayMaxTCP, UDP: gatewayMaxUDP})
+	return &usage{limits: l, peers: map[netip.Addr]*[resources]int{}, rates: map[netip.Addr]*rate.Limiter{}}
 }
 
 // allowNewTCP says whether src may start another outbound TCP connection
-// now, at its NewTCPPerSecond.
+// now, at its NewTCPPerSecond (if it has one).
 func (u *usage) allowNewTCP(src netip.Addr) bool {
+	if u.limits.NewTCPPerSecond == 0 {
+		return true
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	l := u.rates[src]

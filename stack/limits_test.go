@@ -22,8 +22,11 @@ func TestUsageBoundsEachMember(t *testing.T) {
 	if !u.take(attacker, tcpHandshake) || !u.take(attacker, tcpHandshake) || u.take(attacker, tcpHandshake) {
 		t.Error("handshakes: want 2 taken, the third refused")
 	}
-	if got := u.limits.UDP; got != DefaultMemberLimits.UDP {
-		t.Errorf("UDP limit left zero = %d; want the default %d", got, DefaultMemberLimits.UDP)
+	if got := u.limits.UDP; got != gatewayMaxUDP {
+		t.Errorf("UDP limit left zero = %d; want the gateway's %d", got, gatewayMaxUDP)
+	}
+	if !u.allowNewTCP(attacker) || len(u.rates) != 0 {
+		t.Error("no NewTCPPerSecond: want no rate kept")
 	}
 
 	u.release(attacker, tcpConn)

@@ -17,8 +17,12 @@ const (
 	// maxInFlightSYNs bounds handshakes the forwarder dials at once.
 	maxInFlightSYNs = 512
 	dialTimeout     = 10 * time.Second
-	// udpIdle ends an outbound UDP flow with no traffic either way.
+	// udpIdle ends an outbound UDP flow with no traffic either way;
+	// dnsIdle a flow to port 53, a query and its answer, as libslirp
+	// expires DNS sockets fast, so that a member's own resolver does not
+	// hold its flows for a minute a query.
 	udpIdle = 60 * time.Second
+	dnsIdle = 10 * time.Second
 )
 
 func (g *Gateway) startNAT() {
@@ -85,17 +89,20 @@ func (g *Gateway) forwardTCP(r *tcp.ForwarderRequest) {
 	src := netipAddr(id.RemoteAddress)
 	dst := netip.AddrPortFrom(netipAddr(id.LocalAddress), id.LocalPort)
 	target, ok := g.hostTarget(src, dst)
-	if !ok || !g.usage.allowNewTCP(src) || !g.usage.take(src, tcpConn) {
+	if !ok || !g.usage.take(src, tcpConn) {
 		g.refused(src, ok)
 		g.log.Debug("refused outbound TCP", "src", src, "dst", dst, "allowed", ok)
 		r.Complete(true)
 		return
 	}
 	defer g.usage.release(src, tcpConn)
-	if !g.usage.take(src, tcpHandshake) {
+	if !g.usage.allowNewTCP(src) || !g.usage.take(src, tcpHandshake) {
+		// Dropped without a reset, as a full SYN queue drops it: a real
+		// client sends its SYN again a second later, when a handshake
+		// slot is likely free; a flooder never does.
 		g.refused(src, true)
-		g.log.Debug("refused outbound TCP: too many handshakes in progress", "src", src, "dst", dst)
-		r.Complete(true)
+		g.log.Debug("dropped outbound TCP SYN: too many handshakes in progress", "src", src, "dst", dst)
+		r.Complete(false)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
@@ -156,7 +163,11 @@ func (g *Gateway) forwardUDP(r *udp.ForwarderRequest) bool {
 			inner.Close()
 			return
 		}
-		relay.UDPFlow(inner, host, udpIdle)
+		idle := udpIdle
+		if target.Port() == 53 {
+			idle = dnsIdle
+		}
+		relay.UDPFlow(inner, host, idle)
 	}()
 	return true
 }

@@ -700,7 +700,9 @@ daemon.json's "log-level" ($XDG_CONFIG_HOME/netns-run/daemon.json, else
 ~/.config/netns-run/daemon.json): at debug it logs every member's join
 and leave with its address, lease sessions, port changes and the
 switch's drops (one line per member and reason a second, with the
-count).`,
+count). daemon.json's "member-limits" bound what one member may make it
+hold: {"tcp": 160, "tcp-handshakes": 32, "udp": 40, "new-tcp-per-second":
+1000} by default; a key left out keeps its default.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			level, err := daemon.ConfiguredLogLevel(logLevel)
@@ -716,7 +718,8 @@ count).`,
 			if err != nil {
 				return err
 			}
-			if err := applyDaemonSettings(store, logger); err != nil {
+			set, err := applyDaemonSettings(store, logger)
+			if err != nil {
 				return err
 			}
 			if metrics == "" {
@@ -724,7 +727,8 @@ count).`,
 					return err
 				}
 			}
-			return daemon.Serve(rt, daemon.Config{Store: store, Registry: reg, Upstreams: resolver.HostUpstreams(), Logger: logger, MetricsAddr: metrics})
+			return daemon.Serve(rt, daemon.Config{Store: store, Registry: reg, Upstreams: resolver.HostUpstreams(), Logger: logger, MetricsAddr: metrics,
+				MemberLimits: set.MemberLimits.Limits()})
 		},
 	}
 	cmd.Flags().StringVar(&logLevel, "log-level", "", `debug, info, warn or error (default: daemon.json's "log-level", else info)`)
@@ -733,26 +737,27 @@ count).`,
 	return cmd
 }
 
-// applyDaemonSettings gives the default bridge the IPv6 side the daemon
-// settings ask for. While sandboxes are on the bridge it stays as it is
-// (they hold addresses of the bridge as it was), with a warning.
-func applyDaemonSettings(store *netstore.Store, log *slog.Logger) error {
+// applyDaemonSettings reads the daemon settings and gives the default
+// bridge the IPv6 side they ask for. While sandboxes are on the bridge it
+// stays as it is (they hold addresses of the bridge as it was), with a
+// warning.
+func applyDaemonSettings(store *netstore.Store, log *slog.Logger) (daemon.Settings, error) {
 	path, err := daemon.SettingsPath()
 	if err != nil {
-		return err
+		return daemon.Settings{}, err
 	}
 	set, err := daemon.LoadSettings(path)
 	if err != nil {
-		return err
+		return daemon.Settings{}, err
 	}
 	changed, err := store.SetBridgeIPv6(set.IPv6, set.FixedCIDRv6)
 	switch {
 	case errors.Is(err, netstore.ErrHasMembers):
 		log.Warn("the default bridge keeps its IPv6 setting until its members are gone", "settings", path, "err", err)
 	case err != nil:
-		return fmt.Errorf("daemon settings %s: %w", path, err)
+		return daemon.Settings{}, fmt.Errorf("daemon settings %s: %w", path, err)
 	case changed:
 		log.Info("the default bridge's IPv6 changed", "settings", path, "ipv6", set.IPv6)
 	}
-	return nil
+	return set, nil
 }

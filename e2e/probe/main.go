@@ -26,6 +26,8 @@
 //	probe rawsend [-count N] IFACE HEXFRAME...  write each Ethernet frame (hex, ':' allowed; HEX/N pads to N bytes) N times
 //	                                  through a packet socket; print "sent N frames"
 //	probe log-udp PORT                print "ready", then "from IP:PORT PAYLOAD" for every datagram; no answer
+//	probe hold-tcp [-n N] [-for D] ADDR  open N connections at once, print "held K of N" (those that got
+//	                                  the server's first line), keep them open for D
 //
 // Errors go to stderr as "probe: ..." with exit status 1 (2 for bad usage).
 package main
@@ -143,6 +145,8 @@ func run(cmd string, args []string) error {
 		return rawSend(args)
 	case "log-udp":
 		return logUDP(args)
+	case "hold-tcp":
+		return holdTCP(args)
 	}
 	return usageError{"unknown subcommand"}
 }

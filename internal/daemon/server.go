@@ -31,6 +31,7 @@ import (
 	"github.com/netns-run/netns-run/internal/registry"
 	"github.com/netns-run/netns-run/internal/seccomp"
 	"github.com/netns-run/netns-run/internal/wire"
+	"github.com/netns-run/netns-run/stack"
 	"github.com/netns-run/netns-run/stack/segment"
 	"golang.org/x/sys/unix"
 )
@@ -48,6 +49,8 @@ type Server struct {
 	reg       *registry.Registry
 	upstreams []netip.AddrPort
 	log       *slog.Logger
+	// memberLimits are Config's, for every segment this daemon runs.
+	memberLimits stack.MemberLimits
 
 	mu       sync.Mutex
 	segments map[string]*segment.Segment // by network ID
@@ -79,6 +82,10 @@ type Config struct {
 	Logger    *slog.Logger
 	// MetricsAddr, if set, serves Prometheus metrics there (metrics.go).
 	MetricsAddr string
+	// MemberLimits bound what each member of a shared network may make
+	// the daemon hold (stack.MemberLimits); zero fields take
+	// stack.DefaultMemberLimits.
+	MemberLimits stack.MemberLimits
 }
 
 // Serve runs the daemon on the runtime dir until it has been idle (no
@@ -106,7 +113,7 @@ func Serve(runtimeDir string, cfg Config) error {
 	}
 	defer os.Remove(path)
 	s := &Server{
-		store: cfg.Store, reg: cfg.Registry, upstreams: cfg.Upstreams, log: cfg.Logger,
+		store: cfg.Store, reg: cfg.Registry, upstreams: cfg.Upstreams, log: cfg.Logger, memberLimits: cfg.MemberLimits,
 		segments: make(map[string]*segment.Segment), members: make(map[string]*member),
 		done: make(chan struct{}),
 	}
@@ -454,7 +461,9 @@ func (s *Server) segment(n netstore.Network) (*segment.Segment, error) {
 		// As Docker: only user-defined networks resolve member names.
 		MemberNames: !n.BuiltIn(),
 		Upstreams:   s.upstreams,
-		Logger:      s.log,
+		// Zero fields: the defaults, so that no member goes unbounded.
+		MemberLimits: s.memberLimits.Over(stack.DefaultMemberLimits),
+		Logger:       s.log,
 	})
 	if err != nil {
 		return nil, err

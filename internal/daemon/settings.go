@@ -11,6 +11,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+
+	"github.com/netns-run/netns-run/stack"
 )
 
 // Settings are the daemon's own, read from SettingsPath at start, with
@@ -26,6 +28,24 @@ type Settings struct {
 	// LogLevel is the on-demand daemon's: debug, info (the default), warn
 	// or error; daemon --log-level overrides it.
 	LogLevel string `json:"log-level,omitempty"`
+	// MemberLimits raise or lower what one member of a shared network may
+	// make the daemon hold; a key left out keeps its default
+	// (stack.DefaultMemberLimits). netns-run's own, not Docker's.
+	MemberLimits MemberLimitsSetting `json:"member-limits,omitzero"`
+}
+
+// MemberLimitsSetting is daemon.json's "member-limits".
+type MemberLimitsSetting struct {
+	TCP             int `json:"tcp,omitempty"`
+	TCPHandshakes   int `json:"tcp-handshakes,omitempty"`
+	UDP             int `json:"udp,omitempty"`
+	NewTCPPerSecond int `json:"new-tcp-per-second,omitempty"`
+}
+
+// Limits are the setting as the gateway takes them; zero fields keep
+// the defaults.
+func (m MemberLimitsSetting) Limits() stack.MemberLimits {
+	return stack.MemberLimits{TCP: m.TCP, HalfOpen: m.TCPHandshakes, UDP: m.UDP, NewTCPPerSecond: m.NewTCPPerSecond}
 }
 
 // SettingsPath is where the settings live: $XDG_CONFIG_HOME/netns-run/
@@ -55,7 +75,7 @@ func LoadSettings(path string) (Settings, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&s); err != nil {
-		return Settings{}, fmt.Errorf("daemon settings %s: %w (known keys: ipv6, fixed-cidr-v6, metrics-addr, log-level)", path, err)
+		return Settings{}, fmt.Errorf("daemon settings %s: %w (known keys: ipv6, fixed-cidr-v6, metrics-addr, log-level, member-limits with tcp, tcp-handshakes, udp, new-tcp-per-second)", path, err)
 	}
 	if dec.Decode(&struct{}{}) != io.EOF {
 		return Settings{}, fmt.Errorf("daemon settings %s: more than one JSON object", path)
@@ -72,6 +92,9 @@ func LoadSettings(path string) (Settings, error) {
 		if _, err := ParseLogLevel(s.LogLevel); err != nil {
 			return Settings{}, fmt.Errorf("daemon settings %s: log-level: %w", path, err)
 		}
+	}
+	if m := s.MemberLimits; m.TCP < 0 || m.TCPHandshakes < 0 || m.UDP < 0 || m.NewTCPPerSecond < 0 {
+		return Settings{}, fmt.Errorf("daemon settings %s: member-limits: %+v: want numbers above 0 (or leave a key out for its default)", path, m)
 	}
 	return s, nil
 }

@@ -55,6 +55,10 @@ type Config struct {
 	Isolate bool
 	// Internal means no outbound NAT and no upstream DNS.
 	Internal bool
+	// MemberLimits bound each member's outbound connections and flows
+	// (stack.MemberLimits; the daemon passes stack.DefaultMemberLimits
+	// or its settings').
+	MemberLimits stack.MemberLimits
 	// MemberNames makes the DNS answer members' names, ids and aliases, as
 	// Docker does on user-defined networks but not on the default bridge.
 	MemberNames bool
@@ -109,7 +113,7 @@ func New(cfg Config) (*Segment, error) {
 	}
 	gcfg := stack.Config{
 		Subnet: cfg.Subnet, Gateway: cfg.Gateway, Resolver: cfg.Gateway,
-		GatewayMAC: cfg.GatewayMAC, MTU: MTU, Internal: cfg.Internal, Logger: log,
+		GatewayMAC: cfg.GatewayMAC, MTU: MTU, Internal: cfg.Internal, MemberLimits: cfg.MemberLimits, Logger: log,
 	}
 	if cfg.Subnet6.IsValid() {
 		gcfg.IPv6 = &stack.IPv6Config{Subnet: cfg.Subnet6, Gateway: cfg.Gateway6, Resolver: cfg.Gateway6, Assigned: true}
