@@ -163,6 +163,16 @@ func (u *usage) take(src netip.Addr, r resource) bool {
 	return true
 }
 
+// held is how many r src holds now.
+func (u *usage) held(src netip.Addr, r resource) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if h := u.peers[src]; h != nil {
+		return h[r]
+	}
+	return 0
+}
+
 // release gives back one r that take counted for src.
 func (u *usage) release(src netip.Addr, r resource) {
 	u.mu.Lock()

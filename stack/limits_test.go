@@ -29,6 +29,9 @@ func TestUsageBoundsEachMember(t *testing.T) {
 		t.Error("no NewTCPPerSecond: want no rate kept")
 	}
 
+	if got := u.held(attacker, tcpConn); got != 3 {
+		t.Errorf("held = %d; want the 3 taken", got)
+	}
 	u.release(attacker, tcpConn)
 	if !u.take(attacker, tcpConn) {
 		t.Error("a connection given back was not free again")

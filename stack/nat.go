@@ -23,6 +23,11 @@ const (
 	// hold its flows for a minute a query.
 	udpIdle = 60 * time.Second
 	dnsIdle = 10 * time.Second
+	// fullBufferConns is how many of a member's connections get gVisor's
+	// autotuned buffers (its bulk transfers); the rest get smallConnBuffer
+	// each way, plenty for many streams at once.
+	fullBufferConns = 8
+	smallConnBuffer = 256 << 10
 )
 
 func (g *Gateway) startNAT() {
@@ -130,6 +135,14 @@ func (g *Gateway) forwardTCP(r *tcp.ForwarderRequest) {
 		return
 	}
 	r.Complete(false)
+	if g.usage.held(src, tcpConn) > fullBufferConns {
+		// Past its first few connections a member's get fixed small
+		// buffers: a member that stops reading makes each of its
+		// connections hold what gVisor buffered for it, up to 4 MiB a
+		// way with autotuning (docs/ARCHITECTURE.md, Processes: Trust).
+		ep.SocketOptions().SetReceiveBufferSize(smallConnBuffer, true)
+		ep.SocketOptions().SetSendBufferSize(smallConnBuffer, true)
+	}
 	relay.TCP(gonet.NewTCPConn(&wq, ep), host)
 }
 

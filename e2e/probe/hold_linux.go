@@ -12,11 +12,13 @@ import (
 // holdTCP opens -n connections to ADDR at once, counts those that get the
 // server's first line (a whoami banner: the connection is really through),
 // prints "held K of N", and keeps them open for -for: a member using up
-// its connections.
+// its connections. With -send B it also writes B bytes on each and never
+// reads again: a stuck member whose echoes pile up on the way.
 func holdTCP(args []string) error {
 	fs := flag.NewFlagSet("hold-tcp", flag.ContinueOnError)
 	n := fs.Int("n", 100, "connections")
 	hold := fs.Duration("for", 10*time.Second, "how long to keep them open")
+	send := fs.Int("send", 0, "bytes to write on each connection, never reading the echo")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
 	}
@@ -51,6 +53,15 @@ func holdTCP(args []string) error {
 	}
 	wg.Wait()
 	fmt.Printf("held %d of %d\n", len(held), *n)
+	if *send > 0 {
+		junk := make([]byte, *send)
+		for _, c := range held {
+			go func() {
+				c.SetWriteDeadline(time.Now().Add(*hold))
+				c.Write(junk) // blocks once every buffer on the way is full
+			}()
+		}
+	}
 	time.Sleep(*hold)
 	for _, c := range held {
 		c.Close()
