@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+	"golang.org/x/time/rate"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/rawfile"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -39,7 +40,18 @@ type port struct {
 
 	done chan struct{} // closed when run returns
 	cnt  counters
+	// flood bounds the broadcast and multicast frames the member may
+	// send: each is written to every other member and the gateway.
+	flood *rate.Limiter
 }
+
+// Broadcast and multicast a member may send a second (and at once): ARP,
+// neighbour discovery, mDNS and the like need a few; a flood past them
+// would cost every member of the segment.
+const (
+	floodPerSecond = 1000
+	floodBurst     = 1000
+)
 
 // run reads frames from the member until the port is shut down or its fd
 // fails. The read buffer is a pooled gVisor view: frames for members are
@@ -121,6 +133,10 @@ func (p *port) handle(frame []byte, v *buffer.View) bool {
 	t := s.tbl.Load()
 	dst := [6]byte(frame[0:6])
 	if dst[0]&1 != 0 { // broadcast or multicast
+		if !p.flood.Allow() {
+			p.drop(dropFloodRate, frame)
+			return false
+		}
 		if !s.opts.Isolate {
 			for _, q := range t.ports {
 				if q != p {

@@ -35,6 +35,7 @@ const (
 	dropNDPSpoof
 	dropRogueRouter
 	dropGatewayClaim6
+	dropFloodRate
 	numDropReasons
 )
 
@@ -57,6 +58,7 @@ var dropNames = [numDropReasons]string{
 	dropNDPSpoof:       DropNDPSpoof,
 	dropRogueRouter:    DropRogueRouter,
 	dropGatewayClaim6:  DropGatewayClaim6,
+	dropFloodRate:      DropFloodRate,
 }
 
 func (r dropReason) String() string {
@@ -85,6 +87,7 @@ const (
 	DropNDPSpoof       = "spoofed neighbour discovery"
 	DropRogueRouter    = "router advertisement or redirect from a member"
 	DropGatewayClaim6  = "gateway NDP claims a member's IPv6"
+	DropFloodRate      = "broadcast or multicast over rate"
 )
 
 // counters belong to one port (or the gateway). in is only written by the

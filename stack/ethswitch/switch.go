@@ -30,6 +30,7 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+	"golang.org/x/time/rate"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -220,14 +221,15 @@ func (s *Switch) AddPort(m Member) (err error) {
 		return fmt.Errorf("ethswitch: member %s: fd %d: %w", m.MAC, m.FD, err)
 	}
 	p := &port{
-		sw:   s,
-		mac:  mac,
-		ip:   ip4,
-		ip6:  ip6,
-		ll:   ll,
-		name: net.HardwareAddr(mac[:]).String(),
-		fd:   m.FD,
-		done: make(chan struct{}),
+		sw:    s,
+		mac:   mac,
+		ip:    ip4,
+		ip6:   ip6,
+		ll:    ll,
+		name:  net.HardwareAddr(mac[:]).String(),
+		fd:    m.FD,
+		done:  make(chan struct{}),
+		flood: rate.NewLimiter(floodPerSecond, floodBurst),
 	}
 	p.f = os.NewFile(uintptr(m.FD), "ethswitch:"+p.name)
 	if p.f == nil {

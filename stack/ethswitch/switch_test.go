@@ -383,3 +383,26 @@ func TestMemberHangsUp(t *testing.T) {
 	c.Expect(f)
 	s.RemovePort(a.MAC)
 }
+
+// A member's broadcast and multicast beyond its burst are dropped and
+// counted: a flood would be written to every member and the gateway.
+func TestBroadcastFloodBounded(t *testing.T) {
+	s := newSwitch(t, Options{})
+	attachFake(s)
+	a := addSockMember(t, s, 2)
+	addSockMember(t, s, 3)
+	const sent = floodBurst + 200
+	mc := ethtest.UDPFrame(bcastMAC, a.MAC, a.IP, netip.MustParseAddr("255.255.255.255"), 5000, 5000, payload(20))
+	for range sent {
+		a.Send(mc)
+	}
+	// The bucket refills at floodPerSecond while the frames are sent:
+	// at least the excess over the burst and the refill is dropped.
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Stats().Drops[DropFloodRate] < 100 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := s.Stats().Drops[DropFloodRate]; got < 100 || got > sent-floodBurst {
+		t.Errorf("%d broadcasts at once: %d dropped over the rate; want about %d", sent, got, sent-floodBurst)
+	}
+}
