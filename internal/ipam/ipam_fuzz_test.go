@@ -69,19 +69,7 @@ func runPool(t *testing.T, subnet, ipRange netip.Prefix, gateway netip.Addr, scr
 		switch op {
 		case 0:
 			got, err := p.Allocate()
-			// The model's lowest free address of the range; the walk is
-			// bounded by what is held.
-			want, free := p.lo, false
-			for {
-				if !taken(want) {
-					free = true
-					break
-				}
-				if want == p.hi {
-					break
-				}
-				want++
-			}
+			want, free := modelLowestFree(p.lo, p.hi, taken)
 			switch {
 			case !free && !errors.Is(err, ErrExhausted):
 				t.Fatalf("Allocate in a full %v = %v, %v; want ErrExhausted", p.ipRange, got, err)
@@ -141,17 +129,7 @@ func runPool6(t *testing.T, subnet netip.Prefix, gateway netip.Addr, script []by
 		switch op {
 		case 0:
 			got, err := p.Allocate()
-			want, free := uint64(1), false
-			for {
-				if !taken(want) {
-					free = true
-					break
-				}
-				if want == p.hi {
-					break
-				}
-				want++
-			}
+			want, free := modelLowestFree(1, p.hi, taken)
 			switch {
 			case !free && !errors.Is(err, ErrExhausted):
 				t.Fatalf("Allocate in a full %v = %v, %v; want ErrExhausted", p.subnet, got, err)
@@ -180,5 +158,18 @@ func runPool6(t *testing.T, subnet netip.Prefix, gateway netip.Addr, script []by
 	}
 	if len(p.used) != len(held)+2 {
 		t.Fatalf("the pool holds %d addresses, the model %d", len(p.used)-2, len(held))
+	}
+}
+
+// modelLowestFree is the model's lowest address from lo to hi that is not
+// taken; the walk is bounded by what is held.
+func modelLowestFree[T uint32 | uint64](lo, hi T, taken func(T) bool) (T, bool) {
+	for a := lo; ; a++ {
+		if !taken(a) {
+			return a, true
+		}
+		if a == hi {
+			return a, false
+		}
 	}
 }
