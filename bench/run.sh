@@ -99,6 +99,7 @@ in_world_R|published port -> world TCP Gbit/s (-R)|1|2
 in_world6|world -> published port over IPv6 ($WORLD6 -> [$HOST_W6]) TCP Gbit/s|1|2
 mm|member -> member TCP Gbit/s (one segment)|1|2
 mm_R|member <- member TCP Gbit/s (-R)|1|2
+mm_cap|member -> member TCP Gbit/s while network capture -w /dev/null runs|1|2
 rps_close|HTTP req/s, new connection per request|1|0
 rps_ka|HTTP req/s, keep-alive|1|0
 rtt_p50|TCP round trip p50 us (lower is better)|1|1
@@ -786,15 +787,16 @@ nr_startup() { # EXTRA_FLAGS...
 }
 # Segments: two members of the shared default network (hosted by the
 # per-user network daemon) run iperf3 between them, frames switched TAP to
-# TAP; then the daemon's RSS with 1, 10 and 100 idle members, and the time a
-# member takes to start. Only the TAP column: shared networks switch TAP
-# frames, so the packet link does not apply.
+# TAP, also while a capture of the network takes every frame (the cost of
+# a capture when on); then the daemon's RSS with 1, 10 and 100 idle
+# members, and the time a member takes to start. Only the TAP column:
+# shared networks switch TAP frames, so the packet link does not apply.
 nr_member() {
-	local why="" j f v n d t0 rss1 rss names=(mm-server)
+	local why="" j f v n d t0 rss1 rss cap names=(mm-server)
 	[ -n "$(nr_net)" ] || why="segments not yet implemented"
 	[ "$T" = netns_run ] || why="shared networks need a TAP"
 	if [ -n "$why" ]; then
-		for m in mm mm_R seg_rss1 seg_rss10 seg_rss100 seg_per_member member_startup_ms; do rec "$T" $m "n/a:$why"; done
+		for m in mm mm_R mm_cap seg_rss1 seg_rss10 seg_rss100 seg_per_member member_startup_ms; do rec "$T" $m "n/a:$why"; done
 		return 0
 	fi
 	"${AS_USER[@]}" "$NR" run -d --name mm-server --network bridge -- iperf3 -s -p $NS_IPERF >> "$LOGD/$T-mm.log" 2>&1
@@ -806,6 +808,22 @@ nr_member() {
 		v=$(iperf_gbps "$f")
 		if [[ "$v" =~ ^[0-9.]+$ ]]; then rec "$T" "mm${j/-/_}" "$v"; else failed "mm${j/-/_}" "$v" "$f"; fi
 	done
+	# The same while a user's capture of the network writes every frame
+	# (pcap, full frames) to /dev/null; it says "capturing on network"
+	# once the switch's tap is set.
+	rm -f "$W/capture.err"
+	"${AS_USER[@]}" "$NR" network capture bridge -w /dev/null 2>"$W/capture.err" & track $!; cap=$!
+	f="$LOGD/$T-r$ROUND-mm-cap.json"
+	if wait_file "$W/capture.err"; then
+		locked timeout -k 3 $((IPERF_T + 20)) "${AS_USER[@]}" "$NR" run --network bridge -- \
+			iperf3 -c 172.17.0.2 -p $NS_IPERF -t "$IPERF_T" -J > "$f" 2>>"$LOGD/$T-mm.log"
+		v=$(iperf_gbps "$f")
+		if [[ "$v" =~ ^[0-9.]+$ ]]; then rec "$T" mm_cap "$v"; else failed mm_cap "$v" "$f"; fi
+	else
+		failed mm_cap "network capture bridge did not start"
+	fi
+	kill_own "$cap"
+	cat "$W/capture.err" >> "$LOGD/$T-mm.log"
 	# A member's start-up: until its command (true) has run on the segment.
 	t0=$(date +%s%N)
 	"${AS_USER[@]}" "$NR" run --network bridge -- true >> "$LOGD/$T-mm.log" 2>&1 &&
@@ -895,7 +913,7 @@ tool_netns_run_default_startup() {
 # The bridge's member <-> member and daemon rows are the netns-run column's.
 tool_netns_run_default_member() {
 	local m
-	for m in mm mm_R seg_rss1 seg_rss10 seg_rss100 seg_per_member member_startup_ms; do rec "$T" $m "n/a:see the netns-run column"; done
+	for m in mm mm_R mm_cap seg_rss1 seg_rss10 seg_rss100 seg_per_member member_startup_ms; do rec "$T" $m "n/a:see the netns-run column"; done
 }
 tool_netns_run_packet_stop() { nr_stop; }
 tool_netns_run_packet_startup() { nr_startup --link-mode packet; }

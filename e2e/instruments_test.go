@@ -192,8 +192,11 @@ func TestStatsMembers(t *testing.T) {
 
 // TestMetricsEndpoint: daemon.json's metrics-addr serves Prometheus text
 // whose member counters agree with stats, with the Go and process
-// collectors' metrics (goroutines, descriptors, RSS under 100 MiB); a non-loopback address keeps the daemon from
-// starting, with why in its log.
+// collectors' metrics (goroutines, descriptors, RSS under 100 MiB), a
+// published port's connections by path and bytes relayed, the network's
+// DNS answers (a member's name, an upstream's) and DHCP leases; a
+// non-loopback address keeps the daemon from starting, with why in its
+// log.
 func TestMetricsEndpoint(t *testing.T) {
 	requireLauncher(t)
 	u := newUser(t)
@@ -201,7 +204,8 @@ func TestMetricsEndpoint(t *testing.T) {
 	writeDaemonSettings(t, u, fmt.Sprintf(`{"metrics-addr": "127.0.0.1:%d"}`, port))
 	u.ok("network", "create", "--subnet", "172.27.0.0/16", "metnet")
 	u.ok("run", "-d", "--name", "met-a", "--network", "metnet", "--", probe, "sleep", "60s")
-	u.ok("run", "-d", "--name", "met-b", "--network", "metnet", "--", probe, "sleep", "60s")
+	const published = "18296"
+	u.ok("run", "-d", "--name", "met-b", "--network", "metnet", "-p", published+":80", "--", probe, "serve-tcp", "80")
 	u.ok("exec", "met-a", "--", "busybox", "ping", "-c", "3", "-s", "500", "-W", "2", "172.27.0.3")
 	rx0, _, _ := u.jsonStats()["met-b"].counters(t)
 	fams := scrape(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
@@ -231,6 +235,85 @@ func TestMetricsEndpoint(t *testing.T) {
 		if v, ok := gauge(fams, name); !ok || v <= 0 || v >= limit {
 			t.Errorf("%s = %v (found %v); want above 0 and below %v", name, v, ok, limit)
 		}
+	}
+
+	// A loopback client takes the fast path, a world client the gVisor
+	// one; each one's bytes are counted once it ends.
+	waitTCP(t, "127.0.0.1:"+published)
+	const hello = "hello from the world"
+	if resp := worldDial(t, "tcp", hostIP+":"+published, hello, 10*time.Second); !strings.HasSuffix(resp.Reply, hello) {
+		t.Fatalf("world client of the published port: %q %q", resp.Reply, resp.Error)
+	}
+	// Names: a member's (answered by the segment) and the world's (by an
+	// upstream); a lease: udhcpc in a member, its script printing it.
+	u.ok("exec", "met-a", "--", probe, "resolve", "met-b")
+	u.ok("exec", "met-a", "--", probe, "resolve", worldName)
+	script := filepath.Join(t.TempDir(), "udhcpc.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\n[ \"$1\" = bound ] && echo \"lease ip=$ip\"\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if r := u.ok("exec", "met-a", "--", "busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "5", "-s", script); !strings.Contains(r.stdout, "lease ip=172.27.0.2") {
+		t.Errorf("udhcpc in met-a:\n%s", r)
+	}
+	b := map[string]string{"network": "metnet", "member": "met-b", "proto": "tcp"}
+	with := func(base map[string]string, kv ...string) map[string]string {
+		out := map[string]string{}
+		for k, v := range base {
+			out[k] = v
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			out[kv[i]] = kv[i+1]
+		}
+		return out
+	}
+	netw := map[string]string{"network": "metnet"}
+	atLeast := []struct {
+		name   string
+		labels map[string]string
+		min    float64
+	}{
+		{"netns_run_member_published_connections_total", with(b, "path", "fast"), 1},
+		{"netns_run_member_published_connections_total", with(b, "path", "gvisor"), 1},
+		{"netns_run_member_published_bytes_total", with(b, "path", "gvisor", "direction", "in"), float64(len(hello))},
+		{"netns_run_member_published_bytes_total", with(b, "path", "gvisor", "direction", "out"), float64(len(hello))},
+		{"netns_run_member_published_bytes_total", with(b, "path", "fast", "direction", "in"), 1},
+		{"netns_run_dns_queries_total", with(netw, "answer", "local"), 1},
+		{"netns_run_dns_queries_total", with(netw, "answer", "upstream"), 1},
+		{"netns_run_dns_upstream_failures_total", netw, 0},
+		{"netns_run_dhcp_leases_total", netw, 1},
+	}
+	var vals []float64
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		fams = scrape(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+		vals, found = vals[:0], true
+		for _, w := range atLeast {
+			v, ok := counterValue(fams, w.name, w.labels)
+			vals = append(vals, v)
+			found = found && ok && v >= w.min
+		}
+		if found || time.Now().After(deadline) {
+			break
+		}
+	}
+	for i, w := range atLeast {
+		if vals[i] < w.min {
+			t.Errorf("%s%v = %v; want at least %v", w.name, w.labels, vals[i], w.min)
+		}
+	}
+	// stats shows the same published-port counts.
+	var row struct {
+		Counters struct {
+			Published struct {
+				FastTCP   float64 `json:"fast_tcp"`
+				GVisorTCP float64 `json:"gvisor_tcp"`
+			} `json:"published"`
+		}
+	}
+	if err := json.Unmarshal([]byte(u.ok("stats", "--no-stream", "--format", "json", "met-b").stdout), &row); err != nil {
+		t.Fatal(err)
+	}
+	if p := row.Counters.Published; p.FastTCP != vals[0] || p.GVisorTCP != vals[1] {
+		t.Errorf("stats' published connections %+v; the metrics say fast %v, gvisor %v", p, vals[0], vals[1])
 	}
 
 	u.cleanup() // the daemon exits after its last member; the next run starts one that reads the settings
@@ -280,6 +363,20 @@ func TestDaemonLog(t *testing.T) {
 	}
 	p.signal(syscall.SIGINT)
 	wantExit(t, p.wait(5*time.Second), 0, "daemon logs -f after ctrl-C")
+}
+
+// counterValue is the value of the counter name whose labels are labels.
+func counterValue(fams map[string]*dto.MetricFamily, name string, labels map[string]string) (float64, bool) {
+	for _, m := range fams[name].GetMetric() {
+		have := map[string]string{}
+		for _, l := range m.GetLabel() {
+			have[l.GetName()] = l.GetValue()
+		}
+		if fmt.Sprint(have) == fmt.Sprint(labels) && m.GetCounter() != nil {
+			return m.GetCounter().GetValue(), true
+		}
+	}
+	return 0, false
 }
 
 // gauge is the value of the unlabelled gauge name in fams.

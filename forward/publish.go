@@ -149,9 +149,11 @@ func (l *Listener) Close() {
 }
 
 // Member is where a published port leads: the member's IPv4 address, and
-// on a dual-stack network its IPv6 one.
+// on a dual-stack network its IPv6 one; Counts, when set, counts its
+// published ports' traffic.
 type Member struct {
 	IP, IP6 netip.Addr
+	Counts  *Counters
 }
 
 // addrFor is the member's address for client: IPv6 clients reach a
@@ -190,19 +192,19 @@ func (l *Listener) Serve(ctx context.Context, member Member, d Dialer, local Loc
 func isLoopback(a netip.Addr) bool { return a.Unmap().IsLoopback() }
 
 func (l *Listener) serveTCP(ctx context.Context, member Member, d Dialer, local LocalDialer) {
-	relayAccepted(l.tcp, func(c net.Conn) (net.Conn, error) {
+	relayCounted(l.tcp, member.Counts, func(c net.Conn) (net.Conn, Path, error) {
 		client := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr()
 		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 		defer cancel()
 		dst := netip.AddrPortFrom(member.addrFor(client), l.m.ContainerPort)
-		inner, err := dialTCP(dctx, d, local, client, dst)
+		inner, path, err := dialTCP(dctx, d, local, client, dst)
 		if dst.Addr() != member.IP && errors.Is(err, syscall.ECONNREFUSED) {
 			// Nothing listens on the member's IPv6 side (a server
 			// bound to 0.0.0.0): over IPv4 then, as a client of a
 			// dual-stack host would try.
 			return dialTCP(dctx, d, local, client, netip.AddrPortFrom(member.IP, l.m.ContainerPort))
 		}
-		return inner, err
+		return inner, path, err
 	})
 }
 
@@ -210,6 +212,15 @@ func (l *Listener) serveTCP(ctx context.Context, member Member, d Dialer, local 
 // the connection dial makes for it; a client it cannot make one for is
 // closed.
 func relayAccepted(ln net.Listener, dial func(client net.Conn) (net.Conn, error)) {
+	relayCounted(ln, nil, func(c net.Conn) (net.Conn, Path, error) {
+		inner, err := dial(c)
+		return inner, GVisor, err
+	})
+}
+
+// relayCounted is relayAccepted counting each connection in counts (when
+// set) under the path it took.
+func relayCounted(ln net.Listener, counts *Counters, dial func(client net.Conn) (net.Conn, Path, error)) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -220,26 +231,29 @@ func relayAccepted(ln net.Listener, dial func(client net.Conn) (net.Conn, error)
 			continue
 		}
 		go func() {
-			inner, err := dial(c)
+			inner, path, err := dial(c)
 			if err != nil {
 				c.Close()
 				return
 			}
-			relay.TCP(c, inner)
+			counts.tcpConn(path)
+			in, out := relay.TCP(c, inner)
+			counts.tcpBytes(path, uint64(in), uint64(out))
 		}()
 	}
 }
 
 // dialTCP reaches dst for client: through local for a loopback client,
 // else (or when local fails for another reason than a refusal) through d.
-func dialTCP(ctx context.Context, d Dialer, local LocalDialer, client netip.Addr, dst netip.AddrPort) (net.Conn, error) {
+func dialTCP(ctx context.Context, d Dialer, local LocalDialer, client netip.Addr, dst netip.AddrPort) (net.Conn, Path, error) {
 	if local != nil && isLoopback(client) {
 		c, err := local.DialLocal(ctx, dst.Port())
 		if err == nil || errors.Is(err, syscall.ECONNREFUSED) || ctx.Err() != nil {
-			return c, err
+			return c, Fast, err
 		}
 	}
-	return d.DialTCP(ctx, client, dst)
+	c, err := d.DialTCP(ctx, client, dst)
+	return c, GVisor, err
 }
 
 // udpFlow is one client's conversation with the member.
@@ -270,9 +284,10 @@ func (l *Listener) serveUDP(member Member, d Dialer) {
 			dst := netip.AddrPortFrom(member.addrFor(client.Addr()), l.m.ContainerPort)
 			inner, err := d.DialUDP(client.Addr(), dst)
 			if err == nil {
+				member.Counts.udpFlow()
 				f = &udpFlow{inner: inner}
 				flows[client] = f
-				go l.replies(client, f, func() {
+				go l.replies(client, f, member.Counts, func() {
 					mu.Lock()
 					delete(flows, client)
 					mu.Unlock()
@@ -282,7 +297,9 @@ func (l *Listener) serveUDP(member Member, d Dialer) {
 		if f != nil {
 			// Traffic from the client keeps the flow alive too.
 			f.inner.SetReadDeadline(time.Now().Add(udpIdle))
-			f.inner.Write(buf[:n])
+			if _, err := f.inner.Write(buf[:n]); err == nil {
+				member.Counts.udpBytes(n, true)
+			}
 		}
 		mu.Unlock()
 	}
@@ -290,7 +307,7 @@ func (l *Listener) serveUDP(member Member, d Dialer) {
 
 // replies sends the member's datagrams back to client until the flow has
 // been idle for udpIdle.
-func (l *Listener) replies(client netip.AddrPort, f *udpFlow, forget func()) {
+func (l *Listener) replies(client netip.AddrPort, f *udpFlow, counts *Counters, forget func()) {
 	defer f.inner.Close()
 	defer forget()
 	buf := make([]byte, 65535)
@@ -301,7 +318,10 @@ func (l *Listener) replies(client netip.AddrPort, f *udpFlow, forget func()) {
 			return
 		}
 		f.inner.SetReadDeadline(time.Now().Add(udpIdle))
-		if _, err := l.udp.WriteToUDPAddrPort(buf[:n], client); err != nil && errors.Is(err, net.ErrClosed) {
+		_, err = l.udp.WriteToUDPAddrPort(buf[:n], client)
+		if err == nil {
+			counts.udpBytes(n, false)
+		} else if errors.Is(err, net.ErrClosed) {
 			return
 		}
 	}

@@ -32,9 +32,13 @@ func newStatsCommand() *cobra.Command {
 		Short: "Show the running sandboxes' network counters, as docker stats' NET I/O",
 		Long: `Show each running sandbox's network counters, one row per network it is
 on: RX and TX bytes and packets (from the sandbox's side, Ethernet headers
-included), the frames the switch dropped with their reasons, and the TCP
-connections and UDP flows open in the gateway. Without --no-stream the
-table is redrawn every second until ctrl-C.
+included), the frames the switch dropped with their reasons (also the DNS
+queries and DHCP messages over the member's rates: "dns over rate", "dhcp
+over rate"), and the TCP connections and UDP flows open in the gateway.
+--format json also has the published ports' connections by path (fast_tcp:
+the loopback fast path, gvisor_tcp, udp_flows) and the bytes relayed to and
+from the sandbox. Without --no-stream the table is redrawn every second
+until ctrl-C.
 
 On the shared networks (the bridge, user-defined networks) the network's
 switch counts; on --network private the sandbox's own supervisor, whose

@@ -34,58 +34,64 @@ type halfCloser interface {
 }
 
 // TCP copies both ways until both directions have ended, passing each
-// end-of-stream on as a half-close, then closes both connections.
-func TCP(a, b net.Conn) {
+// end-of-stream on as a half-close, then closes both connections. It
+// returns the bytes it moved each way.
+func TCP(a, b net.Conn) (aToB, bToA int64) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		copyHalf(a, b)
+		bToA = copyHalf(a, b)
 	}()
-	copyHalf(b, a)
+	aToB = copyHalf(b, a)
 	wg.Wait()
 	a.Close()
 	b.Close()
+	return aToB, bToA
 }
 
-// copyHalf copies src to dst, then half-closes dst. On an error (reset) it
-// closes both so the other direction ends too. Between two kernel sockets
-// it splices (splice_linux.go), else it copies through a pooled buffer.
-func copyHalf(dst, src net.Conn) {
+// copyHalf copies src to dst, then half-closes dst, and returns the bytes
+// written. On an error (reset) it closes both so the other direction ends
+// too. Between two kernel sockets it splices (splice_linux.go), else it
+// copies through a pooled buffer.
+func copyHalf(dst, src net.Conn) int64 {
+	var n int64
 	var err error
 	rd, dk := rawSocket(dst)
 	rs, sk := rawSocket(src)
 	if dk && sk {
-		err = spliceHalf(rd, rs)
+		n, err = spliceHalf(rd, rs)
 	} else {
-		err = copyPooled(dst, src)
+		n, err = copyPooled(dst, src)
 	}
 	if err != nil {
 		dst.Close()
 		src.Close()
-		return
+		return n
 	}
 	if hc, ok := dst.(halfCloser); ok {
 		hc.CloseWrite()
 	} else {
 		dst.Close()
 	}
+	return n
 }
 
 // copyPooled copies with pooled buffers, taken only once the first byte
 // has arrived, so that idle connections hold none (see
 // docs/ARCHITECTURE.md, Measured facts: Copy buffers). It writes through dst.Write and reads through src.Read: net.TCPConn's
 // ReadFrom would use a 32 KiB buffer of its own.
-func copyPooled(dst io.Writer, src io.Reader) error {
+func copyPooled(dst io.Writer, src io.Reader) (written int64, err error) {
 	var first [1]byte
 	n, err := src.Read(first[:])
 	if n > 0 {
 		if _, werr := dst.Write(first[:n]); werr != nil {
-			return werr
+			return 0, werr
 		}
+		written = int64(n)
 	}
 	if err != nil {
-		return eofIsNil(err)
+		return written, eofIsNil(err)
 	}
 	pool := &smallBuffers
 	bp := pool.Get().(*[]byte)
@@ -95,11 +101,12 @@ func copyPooled(dst io.Writer, src io.Reader) error {
 		n, err := src.Read(buf)
 		if n > 0 {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return werr
+				return written, werr
 			}
+			written += int64(n)
 		}
 		if err != nil {
-			return eofIsNil(err)
+			return written, eofIsNil(err)
 		}
 		if n == len(buf) && pool == &smallBuffers {
 			// A bulk flow: more was waiting than the small buffer holds.

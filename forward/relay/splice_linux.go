@@ -111,8 +111,9 @@ const smallRead = 16 << 10
 
 var smallBufs = sync.Pool{New: func() any { b := make([]byte, smallRead); return &b }}
 
-// spliceHalf moves src to dst until src's end-of-stream (nil) or an error.
-func spliceHalf(dst, src syscall.RawConn) error {
+// spliceHalf moves src to dst until src's end-of-stream (nil) or an error,
+// and returns the bytes written.
+func spliceHalf(dst, src syscall.RawConn) (written int64, err error) {
 	var p *pipe
 	defer func() {
 		if p != nil {
@@ -123,8 +124,9 @@ func spliceHalf(dst, src syscall.RawConn) error {
 	for {
 		if !bulk {
 			n, err := readSmall(dst, src)
+			written += int64(n)
 			if err != nil || n == 0 {
-				return err
+				return written, err
 			}
 			bulk = n == smallRead
 			continue
@@ -133,7 +135,7 @@ func spliceHalf(dst, src syscall.RawConn) error {
 		// the socket has nothing; the pipe goes back while we wait.
 		var n int64
 		var serr error
-		err := src.Read(func(fd uintptr) bool {
+		err = src.Read(func(fd uintptr) bool {
 			if p == nil {
 				if p, serr = getPipe(); serr != nil {
 					return true
@@ -153,10 +155,10 @@ func spliceHalf(dst, src syscall.RawConn) error {
 			err = serr
 		}
 		if err != nil {
-			return err
+			return written, err
 		}
 		if n == 0 {
-			return nil // end of stream
+			return written, nil // end of stream
 		}
 		bulk = n >= smallRead
 		p.buffered += int(n)
@@ -166,12 +168,13 @@ func spliceHalf(dst, src syscall.RawConn) error {
 				return unix.Splice(p.r, nil, fd, nil, p.buffered, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 			})
 			if werr != nil {
-				return werr
+				return written, werr
 			}
 			if m == 0 {
-				return errors.New("splice: wrote nothing")
+				return written, errors.New("splice: wrote nothing")
 			}
 			p.buffered -= int(m)
+			written += m
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/netns-run/netns-run/forward"
 	"github.com/netns-run/netns-run/internal/netstore"
 	"github.com/netns-run/netns-run/internal/wire"
 	"github.com/netns-run/netns-run/stack/pcap"
@@ -120,26 +121,39 @@ func (s *Server) stats() wire.Reply {
 	return wire.Reply{Networks: s.networkStats()}
 }
 
-// networkStats snapshots every running segment's member counters, by
-// network name.
-func (s *Server) networkStats() []wire.NetworkStats {
-	type running struct {
-		n   netstore.Network
-		seg *segment.Segment
-	}
+// runningNetwork is a network whose segment runs.
+type runningNetwork struct {
+	n   netstore.Network
+	seg *segment.Segment
+}
+
+// runningNetworks are the networks with a segment serving members, by
+// name.
+func (s *Server) runningNetworks() []runningNetwork {
 	s.mu.Lock()
-	byID := map[string]running{}
+	byID := map[string]runningNetwork{}
 	for _, m := range s.members {
 		if s.segments[m.net.ID] == m.seg {
-			byID[m.net.ID] = running{m.net, m.seg}
+			byID[m.net.ID] = runningNetwork{m.net, m.seg}
 		}
 	}
 	s.mu.Unlock()
-	out := make([]wire.NetworkStats, 0, len(byID))
+	out := make([]runningNetwork, 0, len(byID))
 	for _, r := range byID {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].n.Name < out[j].n.Name })
+	return out
+}
+
+// networkStats snapshots every running segment's member counters, by
+// network name.
+func (s *Server) networkStats() []wire.NetworkStats {
+	running := s.runningNetworks()
+	out := make([]wire.NetworkStats, 0, len(running))
+	for _, r := range running {
 		out = append(out, wire.NetworkStats{Network: r.n.Name, ID: r.n.ID, Members: memberStats(r.seg.Stats())})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Network < out[j].Network })
 	return out
 }
 
@@ -150,9 +164,20 @@ func memberStats(st segment.Stats) []wire.MemberStats {
 			Name: m.Name, SandboxID: m.ID,
 			RxBytes: m.RxBytes, RxPackets: m.RxPackets, TxBytes: m.TxBytes, TxPackets: m.TxPackets,
 			Drops: m.Drops, TCP: m.TCP, UDP: m.UDP, NoRoute: m.NoRoute, Capped: m.Capped,
+			Published: publishedStats(m.Published),
 		})
 	}
 	return out
+}
+
+// publishedStats sums the relay's counters up as stats shows them.
+func publishedStats(r forward.RelayStats) wire.PublishedStats {
+	fast, gv := r.TCP[forward.Fast], r.TCP[forward.GVisor]
+	return wire.PublishedStats{
+		FastTCP: fast.Connections, GVisorTCP: gv.Connections, UDPFlows: r.UDP.Connections,
+		BytesIn:  fast.BytesIn + gv.BytesIn + r.UDP.BytesIn,
+		BytesOut: fast.BytesOut + gv.BytesOut + r.UDP.BytesOut,
+	}
 }
 
 // Stats asks the running daemon for every running segment's counters;

@@ -511,7 +511,7 @@ func (s *Server) attach(m *member, fd int) error {
 		m.seg.Gateway().AllowHostLoopback(m.ip, true)
 	}
 	for _, l := range m.listeners {
-		go l.Serve(m.ctx, forward.Member{IP: m.ip, IP6: m.ip6}, m.seg.Gateway(), m.fast)
+		go l.Serve(m.ctx, forward.Member{IP: m.ip, IP6: m.ip6, Counts: m.seg.Published(m.join.SandboxID)}, m.seg.Gateway(), m.fast)
 	}
 	return nil
 }
@@ -613,7 +613,7 @@ func (s *Server) changePorts(m *member, r wire.Request) wire.Reply {
 		return wire.Reply{Error: err.Error(), Ports: m.ports()}
 	}
 	for _, l := range added {
-		go l.Serve(m.ctx, forward.Member{IP: m.ip, IP6: m.ip6}, m.seg.Gateway(), m.fast)
+		go l.Serve(m.ctx, forward.Member{IP: m.ip, IP6: m.ip6, Counts: m.seg.Published(m.join.SandboxID)}, m.seg.Gateway(), m.fast)
 	}
 	m.listeners = append(m.listeners, added...)
 	s.logPorts(m, added, r.RemovePorts)

@@ -162,6 +162,19 @@ type MemberStats struct {
 	// it does not go, and at the gateway's limits.
 	NoRoute uint64 `json:"nat_no_route"`
 	Capped  uint64 `json:"nat_capped"`
+	// Published is its published ports' traffic.
+	Published PublishedStats `json:"published"`
+}
+
+// PublishedStats are a member's published ports' traffic: TCP connections
+// by path (the loopback fast path's kernel sockets, or the gVisor stack),
+// UDP flows, and the bytes relayed to the member and from it.
+type PublishedStats struct {
+	FastTCP   uint64 `json:"fast_tcp"`
+	GVisorTCP uint64 `json:"gvisor_tcp"`
+	UDPFlows  uint64 `json:"udp_flows"`
+	BytesIn   uint64 `json:"bytes_in"`
+	BytesOut  uint64 `json:"bytes_out"`
 }
 
 // Validate checks that exactly one member is set.

@@ -1,13 +1,15 @@
 // Package dhcp is the segment's DHCPv4 server. Leases are decided elsewhere
 // (IPAM): every member's address is fixed and known, so the server is a pure
 // function from a request and the asking member's MAC and IP to a reply. It
-// keeps no state, opens no sockets and never panics on malformed input; the
+// keeps no state but its counters of replies, opens no sockets and never
+// panics on malformed input; the
 // switch (stack/ethswitch) hands it the UDP payloads and frames the replies.
 package dhcp
 
 import (
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -40,6 +42,29 @@ type Server struct {
 	dns     []net.IP
 	lease   time.Duration
 	options []dhcpv4.Option // the configuration options of OFFER and ACK
+	counts  [replyKinds]atomic.Uint64
+}
+
+// replyKind is what a reply was, for Stats.
+type replyKind int
+
+const (
+	offer replyKind = iota
+	ack
+	nak
+	informAck
+	replyKinds
+)
+
+// Stats count the replies sent: Acks are the leases handed out (and
+// renewed), InformAcks the configurations without a lease.
+type Stats struct {
+	Offers, Acks, Naks, InformAcks uint64
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats {
+	return Stats{Offers: s.counts[offer].Load(), Acks: s.counts[ack].Load(), Naks: s.counts[nak].Load(), InformAcks: s.counts[informAck].Load()}
 }
 
 // New returns a server for cfg. It never fails: an invalid ServerIP or
@@ -116,9 +141,10 @@ func (s *Server) Respond(req []byte, mac net.HardwareAddr, ip netip.Addr) (reply
 	}
 	yours := ip4(ip)
 	var mods []dhcpv4.Modifier
+	var kind replyKind
 	switch m.MessageType() {
 	case dhcpv4.MessageTypeDiscover:
-		mods = s.lease4(dhcpv4.MessageTypeOffer, yours)
+		kind, mods = offer, s.lease4(dhcpv4.MessageTypeOffer, yours)
 	case dhcpv4.MessageTypeRequest:
 		if sid := m.ServerIdentifier(); sid != nil && !sid.Equal(s.server) {
 			return nil, false // the client chose another server
@@ -128,6 +154,7 @@ func (s *Server) Respond(req []byte, mac net.HardwareAddr, ip netip.Addr) (reply
 			want = m.ClientIPAddr
 		}
 		if want == nil || !want.Equal(yours) {
+			kind = nak
 			mods = []dhcpv4.Modifier{
 				dhcpv4.WithMessageType(dhcpv4.MessageTypeNak),
 				dhcpv4.WithOption(dhcpv4.OptServerIdentifier(s.server)),
@@ -139,9 +166,10 @@ func (s *Server) Respond(req []byte, mac net.HardwareAddr, ip netip.Addr) (reply
 			}
 			break
 		}
-		mods = append(s.lease4(dhcpv4.MessageTypeAck, yours), dhcpv4.WithClientIP(m.ClientIPAddr))
+		kind, mods = ack, append(s.lease4(dhcpv4.MessageTypeAck, yours), dhcpv4.WithClientIP(m.ClientIPAddr))
 	case dhcpv4.MessageTypeInform:
 		// RFC 2131 §3.4: the client has its address; no lease, no yiaddr.
+		kind = informAck
 		mods = []dhcpv4.Modifier{
 			dhcpv4.WithMessageType(dhcpv4.MessageTypeAck),
 			dhcpv4.WithOption(dhcpv4.OptServerIdentifier(s.server)),
@@ -158,6 +186,7 @@ func (s *Server) Respond(req []byte, mac net.HardwareAddr, ip netip.Addr) (reply
 	if err != nil {
 		return nil, false
 	}
+	s.counts[kind].Add(1)
 	return r.ToBytes(), true
 }
 

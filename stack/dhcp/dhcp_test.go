@@ -252,3 +252,26 @@ func FuzzRespond(f *testing.F) {
 		s.Respond(b, mac, member)
 	})
 }
+
+// TestStatsCountReplies: every reply sent is counted under its kind, and
+// requests answered with nothing are not.
+func TestStatsCountReplies(t *testing.T) {
+	s := testServer()
+	disc, _ := dhcpv4.NewDiscovery(mac)
+	offer := respond(t, s, disc)
+	req, _ := dhcpv4.NewRequestFromOffer(offer)
+	respond(t, s, req)
+	respond(t, s, req) // a renewal is a lease too
+	wrong, _ := dhcpv4.New(dhcpv4.WithHwAddr(mac), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP("10.9.0.7"))))
+	respond(t, s, wrong)
+	inform, _ := dhcpv4.NewInform(mac, net.ParseIP("10.9.0.2"))
+	respond(t, s, inform)
+	if _, ok := s.Respond(disc.ToBytes(), other, member); ok {
+		t.Fatal("answered a DISCOVER from another hardware address")
+	}
+	s.Respond([]byte("garbage"), mac, member)
+	if got, want := s.Stats(), (Stats{Offers: 1, Acks: 2, Naks: 1, InformAcks: 1}); got != want {
+		t.Errorf("Stats() = %+v; want %+v", got, want)
+	}
+}

@@ -21,6 +21,12 @@
 // Replies to UDP clients are truncated (TC set) to 512 bytes, or to the
 // EDNS0 payload size the client advertised.
 //
+// Each client address has its own rate (Config.PerClient, by default 200
+// messages a second with a burst of 400), taken before a message is parsed:
+// past it, messages are dropped unanswered (the client retries, as after a
+// loss) and counted, so that one member cannot make the network process
+// parse a flood or forward it upstream.
+//
 // Only standard queries (opcode QUERY) with exactly one question are
 // handled: other opcodes get NOTIMP and other question counts FORMERR.
 // Malformed messages, and messages with the QR (response) bit set, are
@@ -38,11 +44,13 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
 
 	"github.com/netns-run/netns-run/hosts"
+	"github.com/netns-run/netns-run/stack/sourcerate"
 )
 
 const (
@@ -66,6 +74,11 @@ const (
 	headerLen = 12
 )
 
+// DefaultPerClient is the rate of queries one client address may send: far
+// above what a resolver library asks for (a few a page load, cached), far
+// below what would make the upstreams or this process busy.
+var DefaultPerClient = sourcerate.Limit{PerSecond: 200, Burst: 400}
+
 // Config configures a Proxy.
 type Config struct {
 	// Upstreams are the resolvers queries are forwarded to, tried in order.
@@ -82,8 +95,31 @@ type Config struct {
 	// when there are none) and no upstream is contacted. It is called
 	// concurrently; the returned records are copied, not modified.
 	Local func(q dns.Question) (answers []dns.RR, ok bool)
+	// PerClient bounds the queries each client address may send; zero
+	// fields take DefaultPerClient's.
+	PerClient sourcerate.Limit
 	// Logger receives drops and failures at debug level. Nil means no logging.
 	Logger *slog.Logger
+}
+
+// Stats are a Proxy's counters since it started.
+type Stats struct {
+	// Local, Forwarded and Failed are the queries answered: from Local,
+	// with an upstream's reply, and with SERVFAIL as no upstream answered.
+	Local, Forwarded, Failed uint64
+	// UpstreamErrors are the tries of one upstream that failed (a
+	// timeout, a network error, a bad reply, SERVFAIL or REFUSED).
+	UpstreamErrors uint64
+	// Busy are the UDP queries dropped as too many were in flight.
+	Busy uint64
+	// RateLimited are the queries dropped over their client's rate, by
+	// client address (nonzero only).
+	RateLimited map[netip.Addr]uint64
+}
+
+// counters are the Proxy's Stats as they happen.
+type counters struct {
+	local, forwarded, failed, upstreamErrors, busy atomic.Uint64
 }
 
 // Proxy is a DNS forwarder. Its methods may be called concurrently, and one
@@ -96,6 +132,8 @@ type Proxy struct {
 	local       func(dns.Question) ([]dns.RR, bool)
 	log         *slog.Logger
 	inflight    chan struct{} // semaphore: one token per query being answered
+	perClient   *sourcerate.Table
+	counts      counters
 }
 
 // New returns a Proxy for cfg. It fails if cfg has neither upstreams nor
@@ -112,6 +150,13 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.Timeout < 0 {
 		return nil, fmt.Errorf("resolver: negative timeout %v", cfg.Timeout)
 	}
+	limit := DefaultPerClient
+	if cfg.PerClient.PerSecond > 0 {
+		limit.PerSecond = cfg.PerClient.PerSecond
+	}
+	if cfg.PerClient.Burst > 0 {
+		limit.Burst = cfg.PerClient.Burst
+	}
 	p := &Proxy{
 		upstreams:   append([]netip.AddrPort(nil), cfg.Upstreams...),
 		upstreamsOf: cfg.UpstreamsOf,
@@ -119,6 +164,7 @@ func New(cfg Config) (*Proxy, error) {
 		local:       cfg.Local,
 		log:         cfg.Logger,
 		inflight:    make(chan struct{}, maxInFlight),
+		perClient:   sourcerate.New(limit),
 	}
 	if p.timeout == 0 {
 		p.timeout = defaultTimeout
@@ -152,6 +198,37 @@ func UpstreamsFromResolvConf(nameservers []netip.Addr) []netip.AddrPort {
 		}
 	}
 	return ups
+}
+
+// Stats returns the Proxy's counters.
+func (p *Proxy) Stats() Stats {
+	return Stats{
+		Local: p.counts.local.Load(), Forwarded: p.counts.forwarded.Load(), Failed: p.counts.failed.Load(),
+		UpstreamErrors: p.counts.upstreamErrors.Load(), Busy: p.counts.busy.Load(),
+		RateLimited: p.perClient.Refused(),
+	}
+}
+
+// ForgetClient drops client's rate and its count of dropped queries: the
+// member at that address left, and the next one starts afresh.
+func (p *Proxy) ForgetClient(client netip.Addr) { p.perClient.Forget(client) }
+
+// admit says whether client is within its rate; a query over it is to be
+// dropped. Such drops are counted (Stats), not logged: a flood would flood
+// the log.
+func (p *Proxy) admit(client net.Addr) bool {
+	return p.perClient.Allow(clientAddr(client))
+}
+
+// clientAddr is the IP address of a client's UDP or TCP address.
+func clientAddr(client net.Addr) netip.Addr {
+	switch a := client.(type) {
+	case *net.UDPAddr:
+		return a.AddrPort().Addr().Unmap()
+	case *net.TCPAddr:
+		return a.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
 }
 
 // tryAcquire takes an in-flight slot if one is free.
@@ -236,16 +313,19 @@ func (p *Proxy) resolve(ctx context.Context, client net.Addr, req *dns.Msg) *dns
 					m.Answer = append(m.Answer, dns.Copy(rr))
 				}
 			}
+			p.counts.local.Add(1)
 			return m
 		}
 	}
 	if resp := p.forward(ctx, p.upstreamsFor(client), req); resp != nil {
 		resp.Id = req.Id
+		p.counts.forwarded.Add(1)
 		return resp
 	}
 	if ctx.Err() != nil {
 		return nil
 	}
+	p.counts.failed.Add(1)
 	p.log.Debug("resolver: no upstream answered, replying SERVFAIL",
 		"qname", q.Name, "qtype", dns.Type(q.Qtype))
 	return synth(req, dns.RcodeServerFailure)
@@ -268,14 +348,7 @@ func (p *Proxy) upstreamsFor(client net.Addr) []netip.AddrPort {
 	if p.upstreamsOf == nil {
 		return p.upstreams
 	}
-	var ip netip.Addr
-	switch a := client.(type) {
-	case *net.UDPAddr:
-		ip = a.AddrPort().Addr().Unmap()
-	case *net.TCPAddr:
-		ip = a.AddrPort().Addr().Unmap()
-	}
-	if own := p.upstreamsOf(ip); len(own) > 0 {
+	if own := p.upstreamsOf(clientAddr(client)); len(own) > 0 {
 		return own
 	}
 	return p.upstreams
@@ -292,6 +365,7 @@ func (p *Proxy) forward(ctx context.Context, upstreams []netip.AddrPort, req *dn
 			return resp
 		}
 		if ctx.Err() == nil {
+			p.counts.upstreamErrors.Add(1)
 			p.log.Debug("resolver: upstream failed",
 				"upstream", up, "qname", req.Question[0].Name,
 				"qtype", dns.Type(req.Question[0].Qtype), "err", err)

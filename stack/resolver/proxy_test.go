@@ -122,6 +122,7 @@ func blackhole(t *testing.T) netip.AddrPort {
 
 type proxyAddrs struct {
 	udp, tcp string
+	proxy    *Proxy
 }
 
 // startProxy serves cfg on loopback UDP and TCP sockets until the test ends,
@@ -157,7 +158,7 @@ func startProxy(t *testing.T, cfg Config) proxyAddrs {
 			}
 		}
 	})
-	return proxyAddrs{udp: pc.LocalAddr().String(), tcp: ln.Addr().String()}
+	return proxyAddrs{udp: pc.LocalAddr().String(), tcp: ln.Addr().String(), proxy: p}
 }
 
 func exchange(network, addr string, m *dns.Msg) (*dns.Msg, error) {

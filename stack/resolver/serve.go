@@ -42,12 +42,17 @@ func (p *Proxy) ServePacket(ctx context.Context, pc net.PacketConn) error {
 			}
 			return fmt.Errorf("resolver: reading queries: %w", err)
 		}
-		// Cloned: the unpacked message may share memory with its input.
+		// The rate first: a flood costs no parsing past it. Cloned: the
+		// unpacked message may share memory with its input.
+		if !p.admit(client) {
+			continue
+		}
 		req := p.parse(slices.Clone(buf[:n]), "udp", client)
 		if req == nil {
 			continue
 		}
 		if !p.tryAcquire() {
+			p.counts.busy.Add(1)
 			p.log.Debug("resolver: too many queries in flight, dropping",
 				"transport", "udp", "client", client)
 			continue
@@ -153,9 +158,12 @@ func (p *Proxy) serveConn(ctx context.Context, c net.Conn) {
 			}
 			return
 		}
+		if !p.admit(client) {
+			continue // the framing is intact, so later queries can be read
+		}
 		req := p.parse(msg, "tcp", client)
 		if req == nil {
-			continue // the framing is intact, so later queries can be read
+			continue
 		}
 		select {
 		case pending <- struct{}{}:

@@ -6,16 +6,22 @@ import (
 	"io"
 	"sort"
 
+	"github.com/netns-run/netns-run/forward"
+	"github.com/netns-run/netns-run/stack/dhcp"
 	"github.com/netns-run/netns-run/stack/ethswitch"
 	"github.com/netns-run/netns-run/stack/pcap"
+	"github.com/netns-run/netns-run/stack/resolver"
 )
 
 // MemberStats are one member's counters: its switch port's (from the
-// member's side: Tx is what it sent), and what the gateway's stack holds
-// for it.
+// member's side: Tx is what it sent; the drops also count its DHCP
+// messages and DNS queries over their rates, as DropDHCPRate and
+// DropDNSRate), what the gateway's stack holds for it, and its published
+// ports' traffic.
 type MemberStats struct {
 	Member
 	ethswitch.PortStats
+	Published forward.RelayStats
 	// TCP and UDP are its connections and flows open in the gateway's
 	// stack: outbound through the NAT, and published ports' connections
 	// on the gVisor path (not those on the loopback fast path, which
@@ -30,6 +36,8 @@ type MemberStats struct {
 type Stats struct {
 	Members []MemberStats // by name
 	Switch  ethswitch.Stats
+	DNS     resolver.Stats
+	DHCP    dhcp.Stats
 }
 
 // Stats returns a snapshot of the segment's counters.
@@ -39,12 +47,18 @@ func (s *Segment) Stats() Stats {
 		ports[ps.MAC.String()] = ps
 	}
 	peers := s.gw.PeerStats()
+	dnsStats, dhcpRefused := s.dns.Stats(), s.dhcpRate.Refused()
 	s.mu.Lock()
-	out := Stats{Members: make([]MemberStats, 0, len(s.members))}
+	out := Stats{Members: make([]MemberStats, 0, len(s.members)), DNS: dnsStats, DHCP: s.dhcp.Stats()}
 	for _, m := range s.members {
-		ms := MemberStats{Member: m, PortStats: ports[m.MAC.String()]}
+		ms := MemberStats{Member: m, PortStats: ports[m.MAC.String()], Published: s.published[m.ID].Stats()}
 		if ms.Drops == nil {
 			ms.Drops = map[string]uint64{}
+		}
+		addDrops(ms.Drops, DropDHCPRate, dhcpRefused[m.IP])
+		addDrops(ms.Drops, DropDNSRate, dnsStats.RateLimited[m.IP])
+		if m.IP6.IsValid() {
+			addDrops(ms.Drops, DropDNSRate, dnsStats.RateLimited[m.IP6])
 		}
 		p := peers[m.IP]
 		ms.TCP, ms.UDP, ms.NoRoute, ms.Capped = p.TCP, p.UDP, p.NoRoute, p.Capped
@@ -54,6 +68,14 @@ func (s *Segment) Stats() Stats {
 	sort.Slice(out.Members, func(i, j int) bool { return out.Members[i].Name < out.Members[j].Name })
 	out.Switch = s.sw.Stats()
 	return out
+}
+
+// addDrops adds n drops for reason, keeping the map's nonzero counts
+// only.
+func addDrops(drops map[string]uint64, reason string, n uint64) {
+	if n > 0 {
+		drops[reason] += n
+	}
 }
 
 // Capture writes the frames the segment's switch takes in to w, in pcap

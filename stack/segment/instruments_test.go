@@ -3,11 +3,14 @@ package segment
 import (
 	"bytes"
 	"context"
+	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/gopacket/pcapgo"
+	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/netns-run/netns-run/stack/ethswitch"
 	"github.com/netns-run/netns-run/stack/ethswitch/ethtest"
 	"github.com/netns-run/netns-run/stack/pcap"
@@ -114,5 +117,52 @@ func TestStats(t *testing.T) {
 	}
 	if sb.RxPackets != 1 || sb.RxBytes != uint64(len(f)) || len(sb.Drops) != 0 {
 		t.Errorf("beta: %+v", sb)
+	}
+}
+
+// TestStatsDHCPAndDNS: the segment counts its DHCP replies and DNS answers,
+// drops a member's DHCP messages past their rate under its own reason, and
+// keeps published-port counters for each member while it is on.
+func TestStatsDHCPAndDNS(t *testing.T) {
+	s := newSegment(t, Config{MemberNames: true})
+	a, b := attach(t, s, 2, "alpha"), attach(t, s, 3, "beta")
+	if a.resolve("beta") != b.m.IP || a.resolve("example.com") != upstreamIP {
+		t.Fatal("the segment's DNS did not answer")
+	}
+	disc, err := dhcpv4.NewDiscovery(a.m.MAC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const sent = 50
+	f := ethtest.UDPFrame(net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, a.m.MAC, netip.IPv4Unspecified(), netip.AddrFrom4([4]byte{255, 255, 255, 255}), 68, 67, disc.ToBytes())
+	for range sent {
+		a.Send(f)
+	}
+	var st Stats
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		st = s.Stats()
+		if st.DHCP.Offers+st.Members[0].Drops[DropDHCPRate] == sent {
+			break
+		}
+	}
+	burst := uint64(DHCPPerMember.Burst)
+	if got := st.DHCP.Offers; got < burst || got > burst+2 {
+		t.Errorf("%d offers for %d discovers at a burst of %d", got, sent, burst)
+	}
+	if got := st.Members[0].Drops[DropDHCPRate]; got != sent-st.DHCP.Offers {
+		t.Errorf("alpha's %q drops = %d; want the %d not answered", DropDHCPRate, got, sent-st.DHCP.Offers)
+	}
+	if _, ok := st.Members[1].Drops[DropDHCPRate]; ok {
+		t.Error("beta has DHCP drops it did not cause")
+	}
+	if st.DNS.Local != 1 || st.DNS.Forwarded != 1 {
+		t.Errorf("DNS stats %+v; want 1 local answer and 1 forwarded", st.DNS)
+	}
+	if s.Published(a.m.ID) == nil {
+		t.Error("a member on the segment has no published-port counters")
+	}
+	s.Remove(a.m.ID)
+	if s.Published(a.m.ID) != nil {
+		t.Error("a removed member kept its published-port counters")
 	}
 }

@@ -14,10 +14,12 @@ import (
 	"sync"
 
 	"github.com/miekg/dns"
+	"github.com/netns-run/netns-run/forward"
 	"github.com/netns-run/netns-run/stack"
 	"github.com/netns-run/netns-run/stack/dhcp"
 	"github.com/netns-run/netns-run/stack/ethswitch"
 	"github.com/netns-run/netns-run/stack/resolver"
+	"github.com/netns-run/netns-run/stack/sourcerate"
 )
 
 // MTU of userspace segments: netstack's cost is per packet, so frames are
@@ -26,6 +28,17 @@ const MTU = 65520
 
 // dnsTTL is short: a member that restarts elsewhere must be found at once.
 const dnsTTL = 5
+
+// DHCPPerMember is the rate of DHCP messages a member may send: a client
+// sends a handful to get or renew its lease, and each one is parsed by the
+// network process. Past it they are dropped, counted as DropDHCPRate.
+var DHCPPerMember = sourcerate.Limit{PerSecond: 10, Burst: 20}
+
+// The drop reasons the segment adds to a member's switch drops.
+const (
+	DropDHCPRate = "dhcp over rate"
+	DropDNSRate  = "dns over rate"
+)
 
 // Member is one sandbox on the segment.
 type Member struct {
@@ -80,8 +93,13 @@ type Segment struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex
-	members map[string]Member // by ID
+	dns      *resolver.Proxy
+	dhcp     *dhcp.Server
+	dhcpRate *sourcerate.Table // by member address
+
+	mu        sync.Mutex
+	members   map[string]Member            // by ID
+	published map[string]*forward.Counters // by member ID
 }
 
 // New starts the segment's switch, gateway, DHCP and DNS.
@@ -98,12 +116,16 @@ func New(cfg Config) (*Segment, error) {
 	}
 	log = log.With("network", cfg.Name)
 	dhcpSrv := dhcp.New(dhcp.Config{ServerIP: cfg.Gateway, Router: cfg.Gateway, Subnet: cfg.Subnet, DNS: []netip.Addr{cfg.Gateway}, MTU: MTU})
+	dhcpRate := sourcerate.New(DHCPPerMember)
 	sw, err := ethswitch.New(ethswitch.Options{
 		GatewayMAC: cfg.GatewayMAC,
 		GatewayIP:  cfg.Gateway,
 		MTU:        MTU,
 		Isolate:    cfg.Isolate,
 		DHCP: func(req []byte, m ethswitch.Member) ([]byte, bool) {
+			if !dhcpRate.Allow(m.IP) {
+				return nil, false
+			}
 			return dhcpSrv.Respond(req, m.MAC, m.IP)
 		},
 		Logger: log,
@@ -123,12 +145,14 @@ func New(cfg Config) (*Segment, error) {
 		sw.Close()
 		return nil, fmt.Errorf("network %s: gateway: %w", cfg.Name, err)
 	}
-	s := &Segment{name: cfg.Name, sw: sw, gw: gw, members: make(map[string]Member)}
+	s := &Segment{name: cfg.Name, sw: sw, gw: gw, dhcp: dhcpSrv, dhcpRate: dhcpRate,
+		members: make(map[string]Member), published: make(map[string]*forward.Counters)}
 	proxy, err := resolver.New(s.resolverConfig(cfg, log))
 	if err != nil {
 		s.closeStack()
 		return nil, fmt.Errorf("network %s: DNS: %w", cfg.Name, err)
 	}
+	s.dns = proxy
 	ctx, cancel := context.WithCancel(context.Background())
 	s.ctx, s.cancel = ctx, cancel
 	if err := gw.ServeDNS(ctx, &s.wg, proxy); err != nil {
@@ -185,16 +209,32 @@ func (s *Segment) Add(m Member, fd int) error {
 		return fmt.Errorf("network %s: attach %s: %w", s.name, m.Name, err)
 	}
 	s.members[m.ID] = m
+	s.published[m.ID] = new(forward.Counters)
 	return nil
 }
 
-// Remove disconnects a member and closes its descriptor.
+// Published are the counters of the published ports of the member id
+// (forward.Member.Counts); nil when it is not on the segment.
+func (s *Segment) Published(id string) *forward.Counters {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.published[id]
+}
+
+// Remove disconnects a member and closes its descriptor. Its rates go
+// with it: the next member at its address starts afresh.
 func (s *Segment) Remove(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if m, ok := s.members[id]; ok {
 		s.sw.RemovePort(m.MAC)
 		delete(s.members, id)
+		delete(s.published, id)
+		s.dhcpRate.Forget(m.IP)
+		s.dns.ForgetClient(m.IP)
+		if m.IP6.IsValid() {
+			s.dns.ForgetClient(m.IP6)
+		}
 	}
 }
 
