@@ -4,7 +4,7 @@ import (
 	"net/netip"
 	"sync"
 
-	"golang.org/x/time/rate"
+	"github.com/netns-run/netns-run/stack/sourcerate"
 )
 
 // MemberLimits bound what one member address can make the gateway hold on
@@ -65,9 +65,6 @@ func (l MemberLimits) Over(d MemberLimits) MemberLimits {
 const (
 	gatewayMaxTCP = 16384
 	gatewayMaxUDP = 1024
-	// maxRatePeers bounds the addresses a connection rate is kept for;
-	// past it, the addresses seen last share one rate.
-	maxRatePeers = 4096
 )
 
 // resource is what a member holds at the gateway.
@@ -88,49 +85,24 @@ type usage struct {
 	mu     sync.Mutex
 	total  [resources]int
 	peers  map[netip.Addr]*[resources]int
-	// rates outlive the counts (a connection rate spans connections);
-	// an address whose bucket is full again is as good as new and may be
-	// forgotten.
-	rates map[netip.Addr]*rate.Limiter
+	// newTCP is each address's rate of new connections (nil: none); it
+	// outlives the counts, as a rate spans connections.
+	newTCP *sourcerate.Table
 }
 
 func newUsage(l MemberLimits) *usage {
 	l = l.Over(MemberLimits{TCP: gatewayMaxTCP, HalfOpen: gatewayMaxTCP, UDP: gatewayMaxUDP})
-	return &usage{limits: l, peers: map[netip.Addr]*[resources]int{}, rates: map[netip.Addr]*rate.Limiter{}}
+	u := &usage{limits: l, peers: map[netip.Addr]*[resources]int{}}
+	if n := l.NewTCPPerSecond; n > 0 {
+		u.newTCP = sourcerate.New(sourcerate.Limit{PerSecond: float64(n), Burst: n})
+	}
+	return u
 }
 
 // allowNewTCP says whether src may start another outbound TCP connection
 // now, at its NewTCPPerSecond (if it has one).
 func (u *usage) allowNewTCP(src netip.Addr) bool {
-	if u.limits.NewTCPPerSecond == 0 {
-		return true
-	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	l := u.rates[src]
-	if l == nil {
-		if len(u.rates) >= maxRatePeers {
-			u.forgetFullRates()
-		}
-		if len(u.rates) >= maxRatePeers {
-			src = netip.Addr{}
-		}
-		if l = u.rates[src]; l == nil {
-			n := u.limits.NewTCPPerSecond
-			l = rate.NewLimiter(rate.Limit(n), n)
-			u.rates[src] = l
-		}
-	}
-	return l.Allow()
-}
-
-// forgetFullRates drops the buckets that have filled up again.
-func (u *usage) forgetFullRates() {
-	for a, l := range u.rates {
-		if l.Tokens() >= float64(l.Burst()) {
-			delete(u.rates, a)
-		}
-	}
+	return u.newTCP == nil || u.newTCP.Allow(src)
 }
 
 func (u *usage) max(r resource) (member, gateway int) {

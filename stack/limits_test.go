@@ -25,7 +25,7 @@ func TestUsageBoundsEachMember(t *testing.T) {
 	if got := u.limits.UDP; got != gatewayMaxUDP {
 		t.Errorf("UDP limit left zero = %d; want the gateway's %d", got, gatewayMaxUDP)
 	}
-	if !u.allowNewTCP(attacker) || len(u.rates) != 0 {
+	if !u.allowNewTCP(attacker) || u.newTCP != nil {
 		t.Error("no NewTCPPerSecond: want no rate kept")
 	}
 
@@ -78,20 +78,5 @@ func TestNewTCPRate(t *testing.T) {
 	}
 	if !u.allowNewTCP(b) {
 		t.Error("another member was refused while the first is over its rate")
-	}
-}
-
-func TestNewTCPRateTableBounded(t *testing.T) {
-	u := newUsage(MemberLimits{NewTCPPerSecond: 1})
-	a := netip.MustParseAddr("10.0.0.0")
-	for range maxRatePeers + 10 {
-		a = a.Next()
-		u.allowNewTCP(a) // each address spends its one token: none is forgettable
-	}
-	if len(u.rates) > maxRatePeers+1 {
-		t.Errorf("rates kept for %d addresses; want at most %d and the shared one", len(u.rates), maxRatePeers)
-	}
-	if u.allowNewTCP(a.Next()) {
-		t.Error("an address past the table's bound got a fresh rate of its own instead of the shared, spent one")
 	}
 }
