@@ -149,6 +149,8 @@ func TestHostileFrames(t *testing.T) {
 		starve = append(starve, hex.EncodeToString(ethFrame(broadcast, own, 0x0800, udp4From(netip.IPv4Unspecified(), 68, netip.AddrFrom4([4]byte{255, 255, 255, 255}), 67, d.ToBytes()))))
 	}
 
+	// The victim listens (run -d returns once its command started).
+	u.ok("exec", "peer", "--", "/bin/sh", "-c", fmt.Sprintf("for i in $(seq 50); do %s tcp -timeout 2s %s:80 up >/dev/null 2>&1 && exit 0; sleep 0.1; done; exit 1", probe, victimIP))
 	// The honest conversation goes on while the attack runs.
 	honest := make(chan result, 1)
 	go func() {

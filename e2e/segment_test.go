@@ -382,7 +382,9 @@ func TestSegmentIsolationAndSpoofing(t *testing.T) {
 	// Honest traffic works; the same from a stolen address, or from a
 	// forged MAC, does not.
 	r = u.nr("run", "--network", "open", "--", "/bin/sh", "-c",
-		probe+" tcp -timeout 3s 10.80.0.2:80 honest; "+
+		// (b's server may still be starting: run -d returns once its
+		// command has started, not once it listens.)
+		"for i in $(seq 30); do "+probe+" tcp -timeout 3s 10.80.0.2:80 honest 2>/dev/null && break; sleep 0.1; done; "+
 			"ip addr add 10.80.0.99/24 dev eth0 && busybox ping -c2 -W1 -I 10.80.0.99 10.80.0.2; "+
 			"ip addr del 10.80.0.99/24 dev eth0; ip link set eth0 address 02:42:0a:50:00:63 && busybox ping -c2 -W1 10.80.0.2; true")
 	if !strings.Contains(r.stdout, "\nhonest") {
