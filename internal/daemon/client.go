@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -16,49 +17,116 @@ import (
 // startTimeout bounds how long a client waits for a daemon it started.
 const startTimeout = 5 * time.Second
 
+// startPoll is how often a client that started a daemon tries its socket
+// when the daemon did not say it listens: another daemon, which won the
+// lock, is starting.
+const startPoll = 2 * time.Millisecond
+
 // dial connects to the daemon of runtimeDir, starting one if none runs.
 func dial(runtimeDir string) (*net.UnixConn, error) {
-	path := filepath.Join(runtimeDir, SocketName)
-	if c, err := wire.Dial(path); err == nil {
+	if c, err := wire.Dial(filepath.Join(runtimeDir, SocketName)); err == nil {
 		return c, nil
 	}
-	if err := start(runtimeDir); err != nil {
+	ready, err := start(runtimeDir)
+	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(startTimeout)
+	return await(runtimeDir, ready, time.Now().Add(startTimeout))
+}
+
+// await connects to the daemon started with ready (start) once it
+// listens, and closes ready.
+func await(runtimeDir string, ready *os.File, deadline time.Time) (*net.UnixConn, error) {
+	awaitReady(ready, deadline)
+	ready.Close()
 	for {
-		c, err := wire.Dial(path)
+		c, err := wire.Dial(filepath.Join(runtimeDir, SocketName))
 		if err == nil {
 			return c, nil
 		}
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("the network daemon did not start (see %s): %w", filepath.Join(runtimeDir, "daemon.log"), err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(startPoll)
+	}
+}
+
+// Reaching is the daemon of a runtime dir on its way: started early when
+// none runs, so that its ~10 ms start overlaps the caller's other work (a
+// sandbox's agent starting). It connects only to join: a connection that
+// sent nothing yet would not keep a daemon in its idle grace from exiting.
+type Reaching struct {
+	runtimeDir string
+	ready      *os.File // the pipe of the daemon started here, or nil
+	deadline   time.Time
+	err        error
+}
+
+// Reach starts the daemon of runtimeDir unless its socket is there (a
+// stale one is found out at the join, which then starts a daemon), and
+// returns at once.
+func Reach(runtimeDir string) *Reaching {
+	r := &Reaching{runtimeDir: runtimeDir}
+	if _, err := os.Stat(filepath.Join(runtimeDir, SocketName)); err != nil {
+		r.deadline = time.Now().Add(startTimeout)
+		r.ready, r.err = start(runtimeDir)
+	}
+	return r
+}
+
+// JoinNetwork asks the daemon reached for a place on j.Network.
+func (r *Reaching) JoinNetwork(j wire.Join) (*Session, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
+	ready := r.ready
+	r.ready = nil
+	return open(func() (*net.UnixConn, error) {
+		if ready == nil {
+			return dial(r.runtimeDir)
+		}
+		return await(r.runtimeDir, ready, r.deadline)
+	}, wire.Hello{Join: &j})
+}
+
+// Close lets go of a daemon started but never joined (it exits when idle).
+func (r *Reaching) Close() {
+	if r.ready != nil {
+		r.ready.Close()
+		r.ready = nil
 	}
 }
 
 // start launches `netns-run daemon` in its own session, logging to the
-// runtime dir; it is reaped by this process if it ends first, and by init
+// runtime dir, and returns the pipe on which it says that it listens
+// (readyEnv); it is reaped by this process if it ends first, and by init
 // otherwise.
-func start(runtimeDir string) error {
+func start(runtimeDir string) (*os.File, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return fmt.Errorf("find own executable: %w", err)
+		return nil, fmt.Errorf("find own executable: %w", err)
 	}
 	logf, err := os.OpenFile(filepath.Join(runtimeDir, "daemon.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return fmt.Errorf("daemon log: %w", err)
+		return nil, fmt.Errorf("daemon log: %w", err)
 	}
 	defer logf.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start the network daemon: %w", err)
+	}
+	defer w.Close() // the daemon has its own copy: EOF here once it exits
 	cmd := exec.Command(self, "daemon")
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{w} // readyFD
+	cmd.Env = append(os.Environ(), readyEnv+"="+strconv.Itoa(readyFD))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start the network daemon: %w", err)
+		r.Close()
+		return nil, fmt.Errorf("start the network daemon: %w", err)
 	}
 	go cmd.Wait()
-	return nil
+	return r, nil
 }
 
 // Session is a member's place on a network: it lasts as long as the
@@ -70,18 +138,19 @@ type Session struct {
 
 // JoinNetwork asks the daemon for a place on j.Network.
 func JoinNetwork(runtimeDir string, j wire.Join) (*Session, error) {
-	return open(runtimeDir, wire.Hello{Join: &j})
+	return open(func() (*net.UnixConn, error) { return dial(runtimeDir) }, wire.Hello{Join: &j})
 }
 
 // HoldLease asks the daemon for an address on l.Network, a kernel macvlan
 // network, held until the session ends (Session.Joined.IP).
 func HoldLease(runtimeDir string, l wire.Lease) (*Session, error) {
-	return open(runtimeDir, wire.Hello{Lease: &l})
+	return open(func() (*net.UnixConn, error) { return dial(runtimeDir) }, wire.Hello{Lease: &l})
 }
 
-// open starts a session with hello and takes the daemon's Joined.
-func open(runtimeDir string, hello wire.Hello) (*Session, error) {
-	c, err := dial(runtimeDir)
+// open connects, starts a session with hello and takes the daemon's
+// Joined.
+func open(connect func() (*net.UnixConn, error), hello wire.Hello) (*Session, error) {
+	c, err := connect()
 	if err != nil {
 		return nil, err
 	}

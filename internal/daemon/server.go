@@ -112,6 +112,9 @@ func Serve(runtimeDir string, cfg Config) error {
 		return fmt.Errorf("listen on %s: %w", path, err)
 	}
 	defer os.Remove(path)
+	// A client can connect now: its join waits in the backlog while the
+	// rest is set up.
+	signalReady()
 	s := &Server{
 		store: cfg.Store, reg: cfg.Registry, upstreams: cfg.Upstreams, log: cfg.Logger, memberLimits: cfg.MemberLimits,
 		segments: make(map[string]*segment.Segment), members: make(map[string]*member),

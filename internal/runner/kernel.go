@@ -10,7 +10,6 @@ import (
 	"github.com/netns-run/netns-run/internal/daemon"
 	"github.com/netns-run/netns-run/internal/ipam"
 	"github.com/netns-run/netns-run/internal/netstore"
-	"github.com/netns-run/netns-run/internal/registry"
 	"github.com/netns-run/netns-run/internal/wire"
 	"github.com/netns-run/netns-run/stack/resolver"
 	"github.com/netns-run/netns-run/tap"
@@ -77,6 +76,9 @@ func (r *run) kernelMacvlan(n netstore.Network) (int, error) {
 	if err != nil {
 		return wire.ExitOwnError, fmt.Errorf("network %s: parent interface %s: %v", n.Name, parentName, err)
 	}
+	if err := r.createRecord(); err != nil {
+		return wire.ExitOwnError, err
+	}
 	ip, ip6, err := r.holdLease(n)
 	if err != nil {
 		return wire.ExitOwnError, err
@@ -90,15 +92,14 @@ func (r *run) kernelMacvlan(n netstore.Network) (int, error) {
 			nameservers = append(nameservers, up.Addr())
 		}
 	}
-	p := placement{ip: ip, prefix: n.Subnet, gateway: n.Gateway, nameservers: nameservers, mac: mac, kernel: true}
+	p := placement{ip: ip, prefix: n.Subnet, gateway: n.Gateway, nameservers: nameservers, mac: mac, kernel: true, network: n.Name, networkID: n.ID}
 	if ip6.IsValid() {
 		// The parent's LAN has its own IPv6 router: the network's
 		// gateway is the default route, as Docker's macvlan driver
 		// sets it, and the address is the one IPAM handed out.
 		p.ip6, p.gateway6, p.ipv6Gateway = netip.PrefixFrom(ip6, n.Subnet6.Bits()), n.Gateway6, n.Gateway6
 	}
-	r.reg.Update(r.id, func(rec *registry.Record) { rec.Network, rec.NetworkID = n.Name, n.ID })
-	sb, err := r.startSandbox(p, nil)
+	sb, err := r.startSandbox(&p, nil)
 	if err != nil {
 		return statusOf(err), err
 	}

@@ -90,7 +90,7 @@ func (r *run) private() (int, error) {
 	}
 	// The stack is built while the agent starts; only the link waits for eth0.
 	var gw *stack.Gateway
-	sb, err := r.startSandbox(p, func() (err error) {
+	sb, err := r.startSandbox(&p, func(*placement) (err error) {
 		gw, err = stack.New(cfg)
 		if err == nil {
 			r.undo.push(gw.Close)

@@ -119,6 +119,9 @@ type placement struct {
 	// embedded DNS has it.
 	memberNames bool
 	linkEnv     []string // Docker's legacy link variables (the default bridge's --link)
+	// network and networkID name the network as its definition does, for
+	// the record (run asks by name or id prefix); empty: as asked.
+	network, networkID string
 }
 
 // Run runs the command and returns its exit status. An error is
@@ -167,15 +170,10 @@ func run0(opts Options) (int, error) {
 	if opts.Detached {
 		rec.LogPath = filepath.Join(reg.Dir(), id+".log")
 	}
-	r := &run{opts: opts, id: id, name: name, hostname: hostname, rt: rt, reg: reg, log: opts.Logger, fastPath: loopbackFastPath()}
-	if opts.Network == Private || opts.Network == None || opts.Network == Host {
-		// No network daemon needs to see the record first (it keeps the
-		// addresses of recorded sandboxes only): startSandbox makes it
-		// while the agent starts, ~0.4 ms less before the command runs.
-		r.record = &rec
-	} else if err := reg.Create(rec); err != nil {
-		return wire.ExitOwnError, err
-	}
+	// Made while the agent starts (startSandbox), ~0.4 ms less before the
+	// command runs; on a shared network before the daemon gives the
+	// sandbox an address (createRecord).
+	r := &run{opts: opts, id: id, name: name, hostname: hostname, rt: rt, reg: reg, log: opts.Logger, fastPath: loopbackFastPath(), record: &rec}
 	var code int
 	switch opts.Network {
 	case Private:
@@ -210,7 +208,7 @@ type run struct {
 	undo      cleanups         // the teardown, unwound by run0
 	serving   context.Context  // the service of the sandbox's sockets (exec, control, -T)
 	signals   *signalForwarder // made by startSandbox
-	record    *registry.Record // for startSandbox to create, if run0 did not
+	record    *registry.Record // until createRecord has made it
 	published *publishedPorts  // on a shared network only: the ports port add/rm change
 	opts      Options          // as asked: what follows from them is kept here or in the placement
 	id        string
@@ -345,28 +343,44 @@ func (r *run) serveHostForwards(ctx context.Context, sb *sandbox.Sandbox) {
 	}
 }
 
+// createRecord makes the sandbox's record, once: before a network daemon
+// gives it an address, as a daemon that starts anew keeps the addresses
+// of recorded sandboxes only.
+func (r *run) createRecord() error {
+	if r.record == nil {
+		return nil
+	}
+	if err := r.reg.Create(*r.record); err != nil {
+		return err
+	}
+	r.record = nil
+	return nil
+}
+
 // startSandbox starts the agent and returns once it has made eth0. While
-// the agent starts, this process creates the record if run0 left it,
-// catches the signals it will forward (catchSignals) and runs prepare, if
-// given: the private network builds its stack meanwhile rather than after
-// (sandbox.Options.WhileStarting).
-// The -T listeners are served from here on; the rest once the command
-// runs (serve).
-func (r *run) startSandbox(p placement, prepare func() error) (*sandbox.Sandbox, error) {
-	sb, err := sandbox.Start(r.spec(p), sandbox.Options{
+// the agent starts, this process creates the record, catches the signals
+// it will forward (catchSignals) and runs prepare, if given, which may
+// complete the placement p points to: the private network builds its
+// stack meanwhile rather than after, a shared one joins its daemon
+// (sandbox.Options.WhileStarting). The -T listeners are served from here
+// on; the rest once the command runs (serve).
+func (r *run) startSandbox(p *placement, prepare func(*placement) error) (*sandbox.Sandbox, error) {
+	sb, err := sandbox.Start(r.spec(*p), sandbox.Options{
 		AutoUserNS: r.opts.AutoUserNS, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 		Tty: r.opts.Tty, Interactive: r.opts.Interactive,
-		WhileStarting: func() error {
-			if r.record != nil {
-				if err := r.reg.Create(*r.record); err != nil {
-					return err
-				}
+		WhileStarting: func(spec *wire.Spec) error {
+			if err := r.createRecord(); err != nil {
+				return err
 			}
 			r.signals = catchSignals()
 			r.undo.push(r.signals.stop)
-			if prepare != nil {
-				return prepare()
+			if prepare == nil {
+				return nil
 			}
+			if err := prepare(p); err != nil {
+				return err
+			}
+			*spec = r.spec(*p)
 			return nil
 		},
 	})
@@ -387,7 +401,8 @@ func (r *run) startSandbox(p placement, prepare func() error) (*sandbox.Sandbox,
 
 // serve serves the sandbox's exec and control sockets until run0 ends,
 // and records where the sandbox sits. It runs once the command does: the
-// command needs none of it, and the ~0.8 ms it takes would delay it. It
+// command needs none of it, and the ~0.8 ms it takes (one more write of
+// the record before it, ~0.5 ms) would delay it. It
 // fails only if the runtime directory, where registry.Create has just
 // written, has broken under us.
 func (r *run) serve(sb *sandbox.Sandbox, p placement, ports []forward.Mapping) error {
@@ -403,6 +418,9 @@ func (r *run) serve(sb *sandbox.Sandbox, p placement, ports []forward.Mapping) e
 		return err
 	}
 	r.reg.Update(r.id, func(rec *registry.Record) {
+		if p.networkID != "" {
+			rec.Network, rec.NetworkID = p.network, p.networkID
+		}
 		if p.ip.IsValid() {
 			rec.IP, rec.Prefix, rec.Gateway, rec.MAC = p.ip, p.prefix.Bits(), p.gateway, p.mac.String()
 		}
@@ -433,7 +451,7 @@ func (r *run) sharedOrKernel() (int, error) {
 
 // none runs the sandbox with lo only.
 func (r *run) none() (int, error) {
-	sb, err := r.startSandbox(placement{}, nil)
+	sb, err := r.startSandbox(&placement{}, nil)
 	if err != nil {
 		return statusOf(err), err
 	}
@@ -444,7 +462,7 @@ func (r *run) none() (int, error) {
 // resolv.conf are the host's, as Docker's host network copies them.
 func (r *run) host() (int, error) {
 	p := placement{host: true}
-	sb, err := r.startSandbox(p, nil)
+	sb, err := r.startSandbox(&p, nil)
 	if err != nil {
 		return statusOf(err), err
 	}

@@ -33,41 +33,30 @@ func (r *run) shared() (int, error) {
 		Aliases: opts.Aliases, Links: opts.Links, Ports: opts.Publish, HostLoopback: opts.HostLoopback,
 		FastPath: r.fastPath, DNS: dnsUpstreams(opts.DNS),
 	}
-	sess, err := daemon.JoinNetwork(r.rt, join)
-	if err != nil {
-		return wire.ExitOwnError, err
-	}
-	r.undo.push(sess.Close)
-	j := sess.Joined
-	mac, err := net.ParseMAC(j.MAC)
-	if err != nil {
-		return wire.ExitOwnError, fmt.Errorf("network daemon gave a bad MAC %q", j.MAC)
-	}
-	p := placement{
-		ip: j.IP, prefix: j.Network.Subnet, gateway: j.Network.Gateway, nameservers: []netip.Addr{j.Network.Gateway},
-		mac: mac, gwMAC: ipam.MAC(j.Network.Gateway), extra: j.LinkHosts,
-		linkMode:    tap.ModeTAP, // the switch needs plain frames: a TAP, not the packet link
-		memberNames: !j.Network.BuiltIn(),
-	}
-	if j.IP6.IsValid() {
-		// Set before the command starts and without DAD: the gateway
-		// handed it out and knows every address on the segment.
-		p.ip6 = netip.PrefixFrom(j.IP6, j.Network.Subnet6.Bits())
-		p.gateway6 = ipam.SLAAC(ipam.LinkLocalPrefix, p.gwMAC)
-		p.ipv6Gateway = j.Network.Gateway6
-	}
-	if j.Network.BuiltIn() {
-		// Docker sets link variables on the default bridge only.
-		p.linkEnv = linkEnv(r.reg, opts.Links, r.name)
-	}
-	r.reg.Update(r.id, func(rec *registry.Record) { rec.Network, rec.NetworkID = j.Network.Name, j.Network.ID })
-	sb, err := r.startSandbox(p, nil)
+	// The agent starts while the daemon places the sandbox (and while
+	// the daemon starts, on the first run): the spec waits for the
+	// address, the agent's start for nothing. Not in a goroutine beside
+	// the agent's clone: every page it touched then would be copied.
+	reaching := daemon.Reach(r.rt)
+	defer reaching.Close()
+	var sess *daemon.Session
+	var p placement
+	sb, err := r.startSandbox(&p, func(p *placement) error {
+		var err error
+		if sess, err = reaching.JoinNetwork(join); err != nil {
+			return err
+		}
+		r.undo.push(sess.Close)
+		*p, err = r.sharedPlacement(sess.Joined)
+		return err
+	})
 	if err != nil {
 		if strings.Contains(err.Error(), "/dev/net/tun") {
 			err = fmt.Errorf("%v (shared networks need a TAP: without /dev/net/tun use --network private)", err)
 		}
 		return statusOf(err), err
 	}
+	j := sess.Joined
 	link := sb.Link()
 	// This process keeps its own copy of eth0's descriptor: the TAP then
 	// outlives a daemon crash and can be handed to the next daemon.
@@ -97,6 +86,33 @@ func (r *run) shared() (int, error) {
 			return r.rejoin(join, link.FD, sb)
 		})
 	})
+}
+
+// sharedPlacement is where the daemon placed the sandbox.
+func (r *run) sharedPlacement(j wire.Joined) (placement, error) {
+	mac, err := net.ParseMAC(j.MAC)
+	if err != nil {
+		return placement{}, fmt.Errorf("network daemon gave a bad MAC %q", j.MAC)
+	}
+	p := placement{
+		ip: j.IP, prefix: j.Network.Subnet, gateway: j.Network.Gateway, nameservers: []netip.Addr{j.Network.Gateway},
+		mac: mac, gwMAC: ipam.MAC(j.Network.Gateway), extra: j.LinkHosts,
+		linkMode:    tap.ModeTAP, // the switch needs plain frames: a TAP, not the packet link
+		memberNames: !j.Network.BuiltIn(),
+		network:     j.Network.Name, networkID: j.Network.ID,
+	}
+	if j.IP6.IsValid() {
+		// Set before the command starts and without DAD: the gateway
+		// handed it out and knows every address on the segment.
+		p.ip6 = netip.PrefixFrom(j.IP6, j.Network.Subnet6.Bits())
+		p.gateway6 = ipam.SLAAC(ipam.LinkLocalPrefix, p.gwMAC)
+		p.ipv6Gateway = j.Network.Gateway6
+	}
+	if j.Network.BuiltIn() {
+		// Docker sets link variables on the default bridge only.
+		p.linkEnv = linkEnv(r.reg, r.opts.Links, r.name)
+	}
+	return p, nil
 }
 
 // publishedPorts are the ports of a sandbox on its first shared network.

@@ -614,12 +614,57 @@ func TestWhileStartingError(t *testing.T) {
 	_, err := Start(wire.Spec{Hostname: "x", Link: &tap.Config{Name: "eth0", Mode: tap.ModeAuto, MTU: 1500, MAC: "02:42:0a:00:02:64",
 		Address: netip.MustParsePrefix("10.0.2.100/24"), Gateway: netip.MustParseAddr("10.0.2.2")},
 		Argv: []string{"/bin/true"}, Env: os.Environ()},
-		Options{WhileStarting: func() error { ran = true; return errPrepare }})
+		Options{WhileStarting: func(*wire.Spec) error { ran = true; return errPrepare }})
 	if err != nil && strings.Contains(err.Error(), "user namespace") {
 		t.Skipf("cannot make a sandbox here: %v", err)
 	}
 	if !ran || !errors.Is(err, errPrepare) {
 		t.Errorf("Start: ran %v, %v; want WhileStarting run and its error", ran, err)
+	}
+}
+
+// TestWhileStartingCompletesSpec: the spec goes to the agent once
+// Options.WhileStarting has returned, with what it filled in (as a shared
+// network's address, learnt from the daemon while the agent starts).
+func TestWhileStartingCompletesSpec(t *testing.T) {
+	if _, err := os.Stat("/bin/sh"); err != nil {
+		t.Skip("no /bin/sh")
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outR.Close()
+	sb, err := Start(wire.Spec{Hostname: "early", Argv: []string{"/bin/false"}, Env: os.Environ()},
+		Options{Stdout: outW, Stderr: os.Stderr, WhileStarting: func(spec *wire.Spec) error {
+			spec.Hostname = "late"
+			spec.Link = &tap.Config{Name: "eth0", Mode: tap.ModeAuto, MTU: 1500, MAC: "02:42:0a:00:02:64",
+				Address: netip.MustParsePrefix("10.0.2.100/24"), Gateway: netip.MustParseAddr("10.0.2.2")}
+			spec.Argv = []string{"/bin/sh", "-c", "cat /proc/sys/kernel/hostname; case $(cat /proc/net/fib_trie) in *10.0.2.100*) echo addressed;; esac"}
+			return nil
+		}})
+	outW.Close()
+	if err != nil && strings.Contains(err.Error(), "user namespace") {
+		t.Skipf("cannot make a sandbox here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Kill()
+	if sb.Link().FD < 0 {
+		t.Errorf("no eth0 descriptor for the link WhileStarting added")
+	} else {
+		defer unix.Close(sb.Link().FD)
+	}
+	if err := sb.Run(); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := io.ReadAll(outR)
+	if code, err := sb.Wait(); code != 0 || err != nil {
+		t.Errorf("Wait: %d, %v; want 0", code, err)
+	}
+	if got, want := string(out), "late\naddressed\n"; got != want {
+		t.Errorf("the command saw %q; want %q (the spec as WhileStarting left it)", got, want)
 	}
 }
 

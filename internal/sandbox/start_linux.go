@@ -26,12 +26,15 @@ type Options struct {
 	Stdout     *os.File
 	Stderr     *os.File
 	// WhileStarting, if set, runs while the agent starts: after it was
-	// executed, before Start waits for eth0. The agent needs ~5 ms for
-	// that (a Go runtime in fresh namespaces, then netlink), in which the
-	// caller can do what does not need the sandbox; its error ends the
-	// start. Not earlier: until the agent is executed it shares this
-	// process's pages copy-on-write, and work here would fault on them.
-	WhileStarting func() error
+	// executed, before the spec is sent. The agent needs ~5 ms until it
+	// reads the spec (a Go runtime in fresh namespaces), in which the
+	// caller can do what does not need the sandbox, and complete the
+	// spec with what it learns meanwhile (a shared network's address,
+	// from the daemon); only HostNetwork, Tty and LoopbackTCP's length
+	// were read before, and must stay. Its error ends the start. Not
+	// earlier: until the agent is executed it shares this process's
+	// pages copy-on-write, and work here would fault on them.
+	WhileStarting func(spec *wire.Spec) error
 	// Tty gives the command a new pty (spec.Tty must say so too), copied
 	// to Stdout and, with Interactive, from Stdin (run -t, run -it).
 	Tty         bool
@@ -153,7 +156,7 @@ func Start(spec wire.Spec, opts Options) (*Sandbox, error) {
 		execs: map[uint64]*ExecProcess{}, attaches: map[*attachSession]struct{}{},
 	}
 	if opts.WhileStarting != nil {
-		if err := opts.WhileStarting(); err != nil {
+		if err := opts.WhileStarting(&spec); err != nil {
 			sb.Kill()
 			return nil, err
 		}
