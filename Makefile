@@ -65,7 +65,7 @@ e2e: e2e-build
 		scripts/run-e2e.sh $(BIN)
 
 soak: e2e-build
-	E2E_USER='$(E2E_USER)' E2E_TIMEOUT=6h E2E_RUN='^TestSoak$$' E2E_ARGS='-soak-cycles=10000' \
+	E2E_USER='$(E2E_USER)' E2E_TIMEOUT=6h E2E_LAUNCHER_TIMEOUT=6h10m E2E_RUN='^TestSoak$$' E2E_ARGS='-soak-cycles=10000' \
 		scripts/run-e2e.sh $(BIN)
 
 # The seed corpora run in unit already; this also mutates them a while.

@@ -14,7 +14,9 @@
 #
 # Environment: E2E_USER, E2E_INTRUDER, E2E_TIMEOUT (go test -timeout,
 # default 10m), E2E_RUN (go test -run regexp), E2E_ARGS (more arguments
-# for the test binary, e.g. -soak-cycles=10000).
+# for the test binary, e.g. -soak-cycles=10000), E2E_LAUNCHER_TIMEOUT (how
+# long the launcher lets the tests run before it kills them; its default is
+# 15m).
 set -euo pipefail
 
 bin=${1:-bin}
@@ -37,6 +39,10 @@ if [ -n "$run" ]; then
 fi
 # shellcheck disable=SC2206 # E2E_ARGS is a list of words
 testargs+=(${E2E_ARGS:-})
+launchargs=()
+if [ -n "${E2E_LAUNCHER_TIMEOUT:-}" ]; then
+	launchargs=(-timeout "$E2E_LAUNCHER_TIMEOUT")
+fi
 
 log=$(mktemp "${TMPDIR:-/tmp}/netns-run-e2e-log.XXXXXX")
 stage=
@@ -54,9 +60,9 @@ if [ "$(id -u)" -eq 0 ]; then
 	for f in netns-run probe outerns e2e.test; do
 		if [ -e "$bin/$f" ]; then install -m 0755 "$bin/$f" "$stage/$f"; fi
 	done
-	cmd=("$stage/outerns" -user "$user" -intruder "$intruder" -- "$stage/e2e.test" "${testargs[@]}")
+	cmd=("$stage/outerns" -user "$user" -intruder "$intruder" "${launchargs[@]}" -- "$stage/e2e.test" "${testargs[@]}")
 else
-	cmd=("$bin/outerns" -- "$bin/e2e.test" "${testargs[@]}")
+	cmd=("$bin/outerns" "${launchargs[@]}" -- "$bin/e2e.test" "${testargs[@]}")
 fi
 
 echo "run-e2e: ${cmd[*]}"
