@@ -14,6 +14,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -24,6 +25,10 @@ const (
 	dialTimeout = 5 * time.Second
 	// udpIdle ends a client's flow, as docker-proxy's UDP timeout does.
 	udpIdle = 60 * time.Second
+	// udpIdleSlack is how stale a flow's idle deadline may get before it
+	// is pushed back: on gVisor's side each push stops and makes a timer,
+	// too dear for every datagram.
+	udpIdleSlack = time.Second
 	// maxUDPFlows bounds the clients one published UDP port tracks.
 	maxUDPFlows = 1024
 )
@@ -259,6 +264,18 @@ func dialTCP(ctx context.Context, d Dialer, local LocalDialer, client netip.Addr
 // udpFlow is one client's conversation with the member.
 type udpFlow struct {
 	inner net.Conn
+	// pushed is when the idle deadline was last set (unix nanoseconds),
+	// by the client's datagrams or the member's.
+	pushed atomic.Int64
+}
+
+// active pushes the flow's idle deadline back, at most once a second.
+func (f *udpFlow) active() {
+	now := time.Now()
+	if last := f.pushed.Load(); now.UnixNano()-last < int64(udpIdleSlack) || !f.pushed.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	f.inner.SetReadDeadline(now.Add(udpIdle))
 }
 
 func (l *Listener) serveUDP(member Member, d Dialer) {
@@ -295,8 +312,7 @@ func (l *Listener) serveUDP(member Member, d Dialer) {
 			}
 		}
 		if f != nil {
-			// Traffic from the client keeps the flow alive too.
-			f.inner.SetReadDeadline(time.Now().Add(udpIdle))
+			f.active() // traffic from the client keeps the flow alive too
 			if _, err := f.inner.Write(buf[:n]); err == nil {
 				member.Counts.udpBytes(n, true)
 			}
@@ -311,13 +327,13 @@ func (l *Listener) replies(client netip.AddrPort, f *udpFlow, counts *Counters, 
 	defer f.inner.Close()
 	defer forget()
 	buf := make([]byte, 65535)
-	f.inner.SetReadDeadline(time.Now().Add(udpIdle))
+	f.active()
 	for {
 		n, err := f.inner.Read(buf)
 		if err != nil {
 			return
 		}
-		f.inner.SetReadDeadline(time.Now().Add(udpIdle))
+		f.active()
 		_, err = l.udp.WriteToUDPAddrPort(buf[:n], client)
 		if err == nil {
 			counts.udpBytes(n, false)
