@@ -161,10 +161,10 @@ func TestHostileFrames(t *testing.T) {
 	// The oversize frame needs an MTU above the segment's on the
 	// attacker's side: its own eth0, which it may change.
 	r := u.nr(append([]string{"exec", "attacker", "--", "/bin/sh", "-c",
-		`ip link set eth0 mtu 65521 && exec "$0" "$@"`, probe, "rawsend", "-count", fmt.Sprint(each), "eth0"}, hexFrames...)...)
+		`ip link set eth0 mtu 65521 && exec "$0" "$@"`, probe, "rawsend", "-count", fmt.Sprint(each), "-burst", "50", "eth0"}, hexFrames...)...)
 	wantExit(t, r, 0, "the attacker's frames")
 	for batch := range slices.Chunk(starve, 250) { // an exec's message holds at most 256 KiB
-		r = u.nr(append([]string{"exec", "attacker", "--", probe, "rawsend", "eth0"}, batch...)...)
+		r = u.nr(append([]string{"exec", "attacker", "--", probe, "rawsend", "-burst", "50", "eth0"}, batch...)...)
 		wantExit(t, r, 0, "the attacker's DHCP discovers")
 	}
 	h := <-honest

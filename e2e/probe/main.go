@@ -23,7 +23,7 @@
 //	probe sleep D                     sleep for a Go duration
 //	probe wait-signal [-timeout D]    print "ready"; on SIGTERM/SIGINT/SIGHUP print "got SIGNAME", exit 0
 //	probe ifinfo [IFACE]              eth0's addresses, MAC, MTU, flags; lo's state; the default gateway
-//	probe rawsend [-count N] IFACE HEXFRAME...  write each Ethernet frame (hex, ':' allowed; HEX/N pads to N bytes) N times
+//	probe rawsend [-count N] [-burst B] IFACE HEXFRAME...  write each Ethernet frame (hex, ':' allowed; HEX/N pads to N bytes) N times, pausing 2 ms every B
 //	                                  through a packet socket; print "sent N frames"
 //	probe log-udp PORT                print "ready", then "from IP:PORT PAYLOAD" for every datagram; no answer
 //	probe hold-tcp [-n N] [-for D] ADDR  open N connections at once, print "held K of N" (those that got

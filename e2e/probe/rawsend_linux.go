@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // rawSend writes hand-made Ethernet frames out of an interface through a
@@ -17,6 +18,7 @@ import (
 func rawSend(args []string) error {
 	fs := flag.NewFlagSet("rawsend", flag.ContinueOnError)
 	count := fs.Int("count", 1, "times each frame is sent")
+	burst := fs.Int("burst", 0, "pause 2 ms after every N frames (0: never), so that the interface's queue does not overflow")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
 	}
@@ -58,6 +60,9 @@ func rawSend(args []string) error {
 				return fmt.Errorf("send a %d-byte frame: %w", len(f), err)
 			}
 			sent++
+			if *burst > 0 && sent%*burst == 0 {
+				time.Sleep(2 * time.Millisecond)
+			}
 		}
 	}
 	fmt.Printf("sent %d frames\n", sent)
