@@ -116,9 +116,9 @@ func (u *usage) max(r resource) (member, gateway int) {
 	}
 }
 
-// take counts one r for src, or says false when src or the gateway is at
-// its bound.
-func (u *usage) take(src netip.Addr, r resource) bool {
+// take counts one r for src and returns how many src holds now, this one
+// included; 0 when src or the gateway is at its bound.
+func (u *usage) take(src netip.Addr, r resource) int {
 	member, gateway := u.max(r)
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -127,22 +127,12 @@ func (u *usage) take(src netip.Addr, r resource) bool {
 		held = new([resources]int)
 	}
 	if held[r] >= member || u.total[r] >= gateway {
-		return false
+		return 0
 	}
 	held[r]++
 	u.total[r]++
 	u.peers[src] = held
-	return true
-}
-
-// held is how many r src holds now.
-func (u *usage) held(src netip.Addr, r resource) int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if h := u.peers[src]; h != nil {
-		return h[r]
-	}
-	return 0
+	return held[r]
 }
 
 // release gives back one r that take counted for src.

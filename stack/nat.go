@@ -94,14 +94,18 @@ func (g *Gateway) forwardTCP(r *tcp.ForwarderRequest) {
 	src := netipAddr(id.RemoteAddress)
 	dst := netip.AddrPortFrom(netipAddr(id.LocalAddress), id.LocalPort)
 	target, ok := g.hostTarget(src, dst)
-	if !ok || !g.usage.take(src, tcpConn) {
+	conns := 0
+	if ok {
+		conns = g.usage.take(src, tcpConn)
+	}
+	if conns == 0 {
 		g.refused(src, ok)
 		g.log.Debug("refused outbound TCP", "src", src, "dst", dst, "allowed", ok)
 		r.Complete(true)
 		return
 	}
 	defer g.usage.release(src, tcpConn)
-	if !g.usage.allowNewTCP(src) || !g.usage.take(src, tcpHandshake) {
+	if !g.usage.allowNewTCP(src) || g.usage.take(src, tcpHandshake) == 0 {
 		// Dropped without a reset, as a full SYN queue drops it: a real
 		// client sends its SYN again a second later, when a handshake
 		// slot is likely free; a flooder never does.
@@ -135,7 +139,7 @@ func (g *Gateway) forwardTCP(r *tcp.ForwarderRequest) {
 		return
 	}
 	r.Complete(false)
-	if g.usage.held(src, tcpConn) > fullBufferConns {
+	if conns > fullBufferConns {
 		// Past its first few connections a member's get fixed small
 		// buffers: a member that stops reading makes each of its
 		// connections hold what gVisor buffered for it, up to 4 MiB a
@@ -152,7 +156,7 @@ func (g *Gateway) forwardUDP(r *udp.ForwarderRequest) bool {
 	src := netipAddr(id.RemoteAddress)
 	dst := netip.AddrPortFrom(netipAddr(id.LocalAddress), id.LocalPort)
 	target, ok := g.hostTarget(src, dst)
-	if !ok || !g.usage.take(src, udpFlow) {
+	if !ok || g.usage.take(src, udpFlow) == 0 {
 		g.refused(src, ok)
 		g.log.Debug("refused outbound UDP", "src", src, "dst", dst, "allowed", ok)
 		return false
