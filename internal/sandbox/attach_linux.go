@@ -102,8 +102,7 @@ func (s *attachSession) read() {
 		case errors.As(err, &bad):
 			continue
 		case err != nil:
-			s.end(nil)  // gone: nothing to tell
-			s.c.Close() // after a status, end left it open for this read
+			s.end(nil) // gone: nothing to tell
 			return
 		case m.Resize != nil && s.out != nil:
 			s.sb.tty.resizeFrom(s.out)
@@ -115,10 +114,7 @@ func (s *attachSession) read() {
 
 // end tells the client st (unless nil), stops the input copy and the
 // output to it, and closes the connection; the files are closed once the
-// goroutines let go of them. After a status only the sending side is shut
-// and read closes the rest once the client hangs up: closing with a
-// request of the client's still unread (a resize) would reset the
-// connection, and the client would see the reset instead of the status.
+// goroutines let go of them.
 func (s *attachSession) end(st *wire.AttachStatus) {
 	s.endOnce.Do(func() {
 		s.sb.mu.Lock()
@@ -132,10 +128,8 @@ func (s *attachSession) end(st *wire.AttachStatus) {
 		}
 		if st != nil {
 			wire.Send(s.c, wire.ControlReply{Attach: st})
-			s.c.CloseWrite()
-		} else {
-			s.c.Close() // ends read
 		}
+		s.c.Close() // ends read
 		go func() {
 			s.wg.Wait()
 			s.closeFiles()
