@@ -91,7 +91,7 @@ func TestAttach(t *testing.T) {
 	out.expect(t, "ctrl-p ctrl-q are keys like any once others detach", regexp.MustCompile(`p-q-.*-passed`))
 	master.Write([]byte{0x18, 'y'})
 	if code := waitAttach(t, done, out, "--detach-keys ctrl-x,y"); code != 1 {
-		t.Errorf("attach after ctrl-x y: status %d; want 1", code)
+		t.Errorf("attach after ctrl-x y: status %d; want 1; the terminal showed:\n%q", code, out.buf.String())
 	}
 
 	master, out, done = attachInPTY(t, u, "att")
