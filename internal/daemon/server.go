@@ -129,7 +129,7 @@ func Serve(runtimeDir string, cfg Config) error {
 		return err
 	}
 	defer stopMetrics()
-	if err := filter.Install(); err != nil {
+	if err := filter.Install(s.log); err != nil {
 		s.log.Warn("no syscall filter", "err", err)
 	}
 	s.mu.Lock()

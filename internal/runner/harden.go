@@ -15,7 +15,7 @@ import (
 // time, a cgo build or an architecture without a precompiled program,
 // some ms of CPU, spent beside the command rather than before it).
 func (r *run) harden(sb *sandbox.Sandbox) {
-	if err := seccomp.Default(seccomp.Supervisor, sb.Pid()).Install(); err != nil {
+	if err := seccomp.Default(seccomp.Supervisor, sb.Pid()).Install(r.log); err != nil {
 		r.log.Warn("no syscall filter", "err", err)
 	}
 }

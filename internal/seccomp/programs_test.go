@@ -4,6 +4,7 @@ package seccomp
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -11,7 +12,10 @@ import (
 	"slices"
 	"testing"
 
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/abi/linux"
 	"gvisor.dev/gvisor/pkg/bpf"
+	gseccomp "gvisor.dev/gvisor/pkg/seccomp"
 )
 
 var update = flag.Bool("update", false, "rewrite programs_linux_GOARCH.go from the lists")
@@ -64,6 +68,17 @@ func TestPrograms(t *testing.T) {
 			}
 			if got := programs[r].instrs(pids[0], also); !slices.Equal(got, want) {
 				t.Errorf("%s for pid %d, also %v: the precompiled program differs from the compiled one", r, pids[0], also)
+			}
+		}
+	}
+	// Where the kernel gives no listener, EPERM in place of each
+	// notification answers every call as the program compiled with EPERM
+	// as its default does (the optimizer shares that one's returns with
+	// refusals' EPERM, so the two differ in their instructions).
+	for _, r := range roles {
+		for _, cgo := range []bool{false, true} {
+			if err := checkWithoutListener(r, cgo); err != nil {
+				t.Errorf("%s (cgo %v): %v", r, cgo, err)
 			}
 		}
 	}
@@ -185,4 +200,54 @@ func roleName(r Role) string {
 		return "Supervisor"
 	}
 	panic(r)
+}
+
+// checkWithoutListener runs r's program with EPERM in place of its
+// notifications and the program compiled with EPERM as its default on
+// every call number, and on the arguments the rules find interesting,
+// and wants the same action from both, and notifications in the first.
+func checkWithoutListener(r Role, cgo bool) error {
+	notifying, err := buildFor(r, 1, []int{2}, cgo)
+	if err != nil {
+		return err
+	}
+	p := filterProgram(r, 1, []int{2}, cgo)
+	p.Options.DefaultAction = gseccomp.ReturnError.Code(uint16(unix.EPERM))
+	want, _, err := p.Build()
+	if err != nil {
+		return err
+	}
+	progs := [3]bpf.Program{}
+	for i, instrs := range [][]bpf.Instruction{notifying, withoutListener(notifying), want} {
+		if progs[i], err = bpf.Compile(instrs, false); err != nil {
+			return err
+		}
+	}
+	var cases []linux.SeccompData
+	for _, rs := range p.RuleSets {
+		cases = append(cases, rs.Rules.UsefulTestCases()...)
+	}
+	for nr := range int32(600) {
+		cases = append(cases, linux.SeccompData{Nr: nr, Arch: gseccomp.LINUX_AUDIT_ARCH})
+	}
+	buf := make([]byte, (&linux.SeccompData{}).SizeBytes())
+	notified := 0
+	for _, c := range cases {
+		var got [3]uint32
+		for i, prog := range progs {
+			if got[i], err = bpf.Exec[bpf.NativeEndian](prog, gseccomp.DataAsBPFInput(&c, buf)); err != nil {
+				return err
+			}
+		}
+		if got[0] == notify {
+			notified++
+		}
+		if got[1] != got[2] {
+			return fmt.Errorf("call %d %v: %#x without a listener, %#x compiled with EPERM", c.Nr, c.Args, got[1], got[2])
+		}
+	}
+	if notified == 0 {
+		return errors.New("no call notifies")
+	}
+	return nil
 }

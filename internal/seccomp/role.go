@@ -2,6 +2,7 @@ package seccomp
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 )
@@ -71,5 +72,5 @@ func Default(r Role, also ...int) *Filter {
 }
 
 // Install confines the process to the Slirp role's allowlist (see
-// Role.Install): slirp4netns's --enable-seccomp.
-func Install() error { return Slirp.Install() }
+// Role.Install): slirp4netns's --enable-seccomp. log gets the denied calls.
+func Install(log *slog.Logger) error { return Slirp.Install(log) }

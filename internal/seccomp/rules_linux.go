@@ -68,6 +68,25 @@ func fallbacks() gseccomp.RuleSet {
 	}
 }
 
+// refusals fail with EPERM without naming the call (Role.Install): calls
+// Go makes knowing they may be refused, and then does without. net's
+// MPTCP probe (Go tries MPTCP first for a listener) makes an MPTCP
+// socket and, refused, reads the kernel's version (uname); each listener
+// then tries an MPTCP socket again and takes plain TCP.
+func refusals() gseccomp.RuleSet {
+	const stream = unix.SOCK_STREAM | unix.SOCK_NONBLOCK | unix.SOCK_CLOEXEC
+	return gseccomp.RuleSet{
+		Rules: gseccomp.MakeSyscallRules(map[uintptr]gseccomp.SyscallRule{
+			unix.SYS_SOCKET: gseccomp.Or{
+				gseccomp.PerArg{eq(unix.AF_INET), eq(stream), eq(unix.IPPROTO_MPTCP)},
+				gseccomp.PerArg{eq(unix.AF_INET6), eq(stream), eq(unix.IPPROTO_MPTCP)},
+			},
+			unix.SYS_UNAME: all,
+		}),
+		Action: gseccomp.ReturnError.Code(uint16(unix.EPERM)),
+	}
+}
+
 // allowed is role r's allowlist for the process pid, which may also
 // signal the processes also (the supervisor: its agent).
 func allowed(r Role, pid int, also []int) gseccomp.SyscallRules {
@@ -180,6 +199,14 @@ func base(pid int, cgo bool) gseccomp.SyscallRules {
 		unix.SYS_SHUTDOWN: all,
 		unix.SYS_SENDTO:   all,
 		unix.SYS_RECVFROM: all,
+
+		// The listener thread's two requests (listener_linux_amd64.go),
+		// on a descriptor the filter cannot know: it is made with the
+		// filter.
+		unix.SYS_IOCTL: gseccomp.Or{
+			gseccomp.PerArg{anyValue, eq(unix.SECCOMP_IOCTL_NOTIF_RECV)},
+			gseccomp.PerArg{anyValue, eq(unix.SECCOMP_IOCTL_NOTIF_SEND)},
+		},
 	})
 	rules.Set(unix.SYS_CLONE, threadClone(cgo))
 	return rules
@@ -276,7 +303,7 @@ func supervisor(rules gseccomp.SyscallRules, also []int) {
 	// (TIOCGWINSZ there, TIOCSWINSZ on the pty) and gives it its
 	// settings back at the end (TCSETS). Not TIOCSTI: nothing types
 	// into a terminal.
-	rules.Set(unix.SYS_IOCTL, gseccomp.Or{
+	rules.Add(unix.SYS_IOCTL, gseccomp.Or{
 		gseccomp.PerArg{anyValue, eq(unix.TIOCGPGRP)},
 		gseccomp.PerArg{anyValue, eq(unix.TIOCGWINSZ)},
 		gseccomp.PerArg{anyValue, eq(unix.TIOCSWINSZ)},

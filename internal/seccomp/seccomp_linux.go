@@ -15,6 +15,7 @@ package seccomp
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -34,17 +35,21 @@ import (
 // the list missed then degrades one operation (an error the code already
 // handles, as for a refused socket) instead of killing the network of
 // every container behind the process, and it is what slirp4netns's own
-// filter answers. A few calls that Go tries before a fallback answer
-// ENOSYS instead, so that the fallback is taken (fallbacks). A call made
-// through another architecture's ABI (int 0x80 on amd64), which would
-// dodge the numbers checked, kills the process.
+// filter answers. log gets one line naming it, the first time a call of
+// that number is denied (the listener: listener_linux_amd64.go; a kernel
+// older than 5.7, or arm64, answers EPERM without naming it). A few calls
+// that Go tries before a fallback answer ENOSYS instead, so that the
+// fallback is taken (fallbacks), and a few it makes knowing they may be
+// refused answer EPERM unnamed (refusals). A call made through another
+// architecture's ABI (int 0x80 on amd64), which would dodge the numbers
+// checked, kills the process.
 //
-// SECCOMP_FILTER_FLAG_TSYNC (gVisor's SetFilter passes it) puts the
-// filter on all threads at once, the kernel copying no_new_privs along;
-// a thread the kernel cannot synchronize makes Install fail rather than
-// leave that thread unfiltered. Threads started later inherit it.
-func (r Role) Install(also ...int) error {
-	return r.compile(also).Install()
+// SECCOMP_FILTER_FLAG_TSYNC puts the filter on all threads at once, the
+// kernel copying no_new_privs along; a thread the kernel cannot
+// synchronize makes Install fail rather than leave that thread
+// unfiltered. Threads started later inherit it.
+func (r Role) Install(log *slog.Logger, also ...int) error {
+	return r.compile(also).Install(log)
 }
 
 // Filter is a role's filter for this process: the program compiled when
@@ -76,10 +81,10 @@ func (r Role) compile(also []int) *Filter {
 	return f
 }
 
-// Install waits until f is compiled and installs it (see Role.Install).
-// A nil Filter (Default's when Env turns the default filters off)
-// installs nothing.
-func (f *Filter) Install() error {
+// Install waits until f is compiled and installs it (see Role.Install);
+// log gets the denied calls. A nil Filter (Default's when Env turns the
+// default filters off) installs nothing.
+func (f *Filter) Install(log *slog.Logger) error {
 	if f == nil {
 		return nil
 	}
@@ -89,7 +94,7 @@ func (f *Filter) Install() error {
 		err = warm()
 	}
 	if err == nil {
-		err = gseccomp.SetFilter(f.instrs)
+		err = install(f.instrs, newReporter(log, f.role))
 		if errors.Is(err, unix.EINVAL) {
 			err = fmt.Errorf("install the syscall filter: %w (a kernel without seccomp filters?)", err)
 		} else if err != nil {
@@ -126,20 +131,27 @@ func build(r Role, pid int, also []int) ([]bpf.Instruction, error) {
 
 // buildFor is build for a build with cgo or without.
 func buildFor(r Role, pid int, also []int, cgo bool) ([]bpf.Instruction, error) {
-	p := gseccomp.Program{
-		RuleSets: []gseccomp.RuleSet{
-			fallbacks(),
-			{Rules: allowedFor(r, pid, also, cgo), Action: gseccomp.Allow},
-		},
-		Options: gseccomp.ProgramOptions{
-			DefaultAction: gseccomp.ReturnError.Code(uint16(unix.EPERM)),
-			BadArchAction: gseccomp.KillProcess,
-			HotSyscalls:   hot,
-		},
-	}
+	p := filterProgram(r, pid, also, cgo)
 	instrs, _, err := p.Build()
 	if err != nil {
 		return nil, fmt.Errorf("build the syscall filter: %w", err)
 	}
 	return instrs, nil
+}
+
+// filterProgram is r's filter before it is compiled: a call off the list
+// notifies the listener (withoutListener makes it EPERM).
+func filterProgram(r Role, pid int, also []int, cgo bool) gseccomp.Program {
+	return gseccomp.Program{
+		RuleSets: []gseccomp.RuleSet{
+			fallbacks(),
+			refusals(),
+			{Rules: allowedFor(r, pid, also, cgo), Action: gseccomp.Allow},
+		},
+		Options: gseccomp.ProgramOptions{
+			DefaultAction: gseccomp.UserNotify,
+			BadArchAction: gseccomp.KillProcess,
+			HotSyscalls:   hot,
+		},
+	}
 }

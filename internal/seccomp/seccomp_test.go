@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -45,6 +46,9 @@ var roles = []Role{Slirp, Daemon, Supervisor}
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "stacked" {
 		os.Exit(stackedChild())
+	}
+	if os.Getenv(childEnv) == "denied" {
+		os.Exit(deniedChild())
 	}
 	if name := os.Getenv(childEnv); name != "" {
 		for _, r := range roles {
@@ -151,7 +155,7 @@ func testInstall(t *testing.T, r Role) {
 	stdin.Close()
 	io.Copy(&out, stdout)
 	err = cmd.Wait()
-	t.Logf("child:\n%s", out.String())
+	t.Logf("child:\n%s\nits log:\n%s", out.String(), stderr.String())
 	if err != nil {
 		t.Fatalf("child: %v\nstderr:\n%s", err, stderr.String())
 	}
@@ -245,7 +249,7 @@ func filteredChild(r Role) int {
 		also = []int{child.Process.Pid}
 	}
 
-	if err := r.Install(also...); err != nil {
+	if err := r.Install(childLog(), also...); err != nil {
 		fmt.Printf("FAIL install: %v\n", err)
 		return 1
 	}
@@ -948,7 +952,7 @@ func startStacked() error {
 // next daemon: its runtime starts under the supervisor's filter, and it
 // puts the daemon's on top.
 func stackedChild() int {
-	if err := Daemon.Install(); err != nil {
+	if err := Daemon.Install(childLog()); err != nil {
 		fmt.Printf("install: %v\n", err)
 		return 1
 	}
@@ -957,10 +961,96 @@ func stackedChild() int {
 		fmt.Printf("status: %v\n", err)
 		return 1
 	}
+	// Its filter has no listener (its parent's has the chain's one) and
+	// answers EPERM itself.
+	if _, _, e := unix.RawSyscall(unix.SYS_GETCPU, 0, 0, 0); e != unix.EPERM {
+		fmt.Printf("getcpu: want EPERM, got %v\n", e)
+		return 1
+	}
 	for _, l := range strings.Split(string(b), "\n") {
 		if f := strings.Fields(l); len(f) == 2 && f[0] == "Seccomp_filters:" {
 			fmt.Printf("stacked: %s filters\n", f[1])
 		}
 	}
+	return 0
+}
+
+// childLog is a filtered child's log: its denied calls, on stderr.
+func childLog() *slog.Logger { return slog.New(slog.NewTextHandler(os.Stderr, nil)) }
+
+// TestDenied: a call off every list (getcpu) fails with EPERM, made
+// with RawSyscall, which keeps the only P while it waits for its answer
+// (GOMAXPROCS=1) and with garbage collections (stops of the world)
+// running meanwhile, and with Syscall; the log names it once.
+func TestDenied(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=denied", "GOMAXPROCS=1")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	timer := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
+	defer timer.Stop()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("child: %v (killed after a minute: hung)\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	t.Logf("child:\n%s\nits log:\n%s", stdout.String(), stderr.String())
+	if !strings.Contains(stdout.String(), "done") {
+		t.Fatalf("child did not finish:\n%s", stdout.String())
+	}
+	if runtime.GOARCH != "amd64" {
+		return // no listener: nothing is named (listener_linux_arm64.go)
+	}
+	want := fmt.Sprintf("seccomp: denied getcpu (%d), answered EPERM;", unix.SYS_GETCPU)
+	if n := strings.Count(stderr.String(), want); n != 1 {
+		t.Errorf("the log names getcpu %d times, want once (%q)", n, want)
+	}
+	if strings.Count(stderr.String(), "seccomp: denied") != 1 {
+		t.Errorf("the log names other calls too")
+	}
+}
+
+// deniedChild installs the daemon's filter, makes getcpu (off every
+// list) 2000 times raw while the garbage collector runs, once more
+// through Syscall, and checks each got EPERM; then waits for the log's
+// line (the listener's goroutine writes it).
+func deniedChild() int {
+	if err := Daemon.Install(childLog()); err != nil {
+		fmt.Printf("FAIL install: %v\n", err)
+		return 1
+	}
+	stop := make(chan struct{})
+	go func() {
+		var keep [][]byte
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if keep = append(keep, make([]byte, 64<<10)); len(keep) > 64 {
+				keep = nil
+			}
+		}
+	}()
+	var gc runtime.MemStats
+	start := time.Now()
+	for i := range 2000 {
+		if _, _, e := unix.RawSyscall(unix.SYS_GETCPU, 0, 0, 0); e != unix.EPERM {
+			fmt.Printf("FAIL getcpu %d: want EPERM, got %v\n", i, e)
+			return 1
+		}
+	}
+	took := time.Since(start)
+	close(stop)
+	if _, _, e := unix.Syscall(unix.SYS_GETCPU, 0, 0, 0); e != unix.EPERM {
+		fmt.Printf("FAIL getcpu through Syscall: want EPERM, got %v\n", e)
+		return 1
+	}
+	runtime.ReadMemStats(&gc)
+	fmt.Printf("ok 2001 calls refused, %v each, %d collections meanwhile\n", took/2000, gc.NumGC)
+	time.Sleep(200 * time.Millisecond) // the log's line
+	fmt.Println("done")
 	return 0
 }

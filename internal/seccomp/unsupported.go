@@ -7,11 +7,12 @@ package seccomp
 
 import (
 	"fmt"
+	"log/slog"
 	"runtime"
 )
 
 // Install fails: no filter is built for this platform.
-func (r Role) Install(also ...int) error { return r.compile(also).Install() }
+func (r Role) Install(log *slog.Logger, also ...int) error { return r.compile(also).Install(log) }
 
 // Filter is a role's filter; on this platform there is none to install.
 type Filter struct {
@@ -23,7 +24,7 @@ func (r Role) compile([]int) *Filter { return &Filter{role: r} }
 
 // Install fails: no filter is built for this platform. A nil Filter
 // installs nothing.
-func (f *Filter) Install() error {
+func (f *Filter) Install(*slog.Logger) error {
 	if f == nil {
 		return nil
 	}

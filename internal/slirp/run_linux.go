@@ -127,7 +127,7 @@ func run(o Options, log *slog.Logger) error {
 		}
 	}
 	if o.EnableSeccomp { // last: nothing of setup is on its allowlist
-		if err := seccomp.Install(); err != nil {
+		if err := seccomp.Install(log); err != nil {
 			return fmt.Errorf("--enable-seccomp: %w", err)
 		}
 	}
