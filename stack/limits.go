@@ -105,6 +105,25 @@ func (u *usage) allowNewTCP(src netip.Addr) bool {
 	return u.newTCP == nil || u.newTCP.Allow(src)
 }
 
+// dropsSYN says whether forwardTCP would drop a SYN from src now, silently
+// at its handshakes or its rate (not with a reset at its connections),
+// only looking: nothing is taken. The link watcher asks it first, so that
+// a flood past the limits costs no more than this (syncheck.go).
+func (u *usage) dropsSYN(src netip.Addr) bool {
+	u.mu.Lock()
+	var held [resources]int
+	if h := u.peers[src]; h != nil {
+		held = *h
+	}
+	connFull := held[tcpConn] >= u.limits.TCP || u.total[tcpConn] >= gatewayMaxTCP
+	handshakesFull := held[tcpHandshake] >= u.limits.HalfOpen || u.total[tcpHandshake] >= gatewayMaxTCP
+	u.mu.Unlock()
+	if connFull {
+		return false
+	}
+	return handshakesFull || u.newTCP != nil && u.newTCP.Exhausted(src)
+}
+
 func (u *usage) max(r resource) (member, gateway int) {
 	switch r {
 	case tcpConn:

@@ -6,8 +6,9 @@ import "gvisor.dev/gvisor/pkg/tcpip/header"
 // private network), from the member's side: Rx is what the gateway
 // wrote to it. Bytes include the Ethernet header. The echo requests past
 // the gateway, which ping.go takes before the NIC to answer from the
-// host, are not in Tx (their replies are in Rx); a GSO batch on a packet
-// link counts as one packet.
+// host, are not in Tx (their replies are in Rx), nor the SYNs the link
+// watcher drops at the member's limits (syncheck.go); a GSO batch on a
+// packet link counts as one packet.
 type LinkStats struct {
 	RxBytes, RxPackets, TxBytes, TxPackets uint64
 	// Dropped are frames toward the member the link's queue had no room

@@ -132,31 +132,3 @@ func TestEchoPolicy(t *testing.T) {
 		}
 	}
 }
-
-// FuzzEchoParsers feeds the link watcher's parsers whatever a hostile
-// member could send as a frame: they must never panic, and what they take
-// must be a well-formed echo request.
-func FuzzEchoParsers(f *testing.F) {
-	for _, c := range []struct{ src, dst string }{{"10.0.2.100", "198.51.100.2"}, {"fd00::42:aff:fe00:264", "2001:db8::2"}} {
-		pkt := echoPacket(f, netip.MustParseAddr(c.src), netip.MustParseAddr(c.dst), 1, 2, []byte("seed"), false)
-		f.Add(append(append([]byte{}, pkt.LinkHeader().Slice()...), pkt.Data().AsRange().ToSlice()...))
-	}
-	f.Add(make([]byte, 14))
-	f.Fuzz(func(t *testing.T, frame []byte) {
-		pkt := gstack.NewPacketBuffer(gstack.PacketBufferOptions{Payload: buffer.MakeWithData(frame)})
-		defer pkt.DecRef()
-		if _, ok := pkt.LinkHeader().Consume(header.EthernetMinimumSize); !ok {
-			return
-		}
-		isRouterSolicitation(pkt)
-		for _, parse := range []func(*gstack.PacketBuffer) (echoRequest, bool){parseEcho4, parseEcho6} {
-			req, ok := parse(pkt)
-			if !ok {
-				continue
-			}
-			if len(req.data) > maxEchoPayload || !req.key.member.IsValid() || !req.key.dst.IsValid() || len(req.memberMAC) != 6 {
-				t.Errorf("took a malformed echo request: %+v", req)
-			}
-		}
-	})
-}

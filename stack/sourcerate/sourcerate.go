@@ -66,6 +66,17 @@ func (t *Table) Allow(src netip.Addr) bool {
 	return false
 }
 
+// Exhausted reports whether src's bucket has no token now, without taking
+// one or counting a refusal: a look before work that Allow would refuse
+// anyway. False for a source the table does not hold: Allow decides
+// which bucket it draws from.
+func (t *Table) Exhausted(src netip.Addr) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.by[src.Unmap()]
+	return s != nil && s.bucket.Tokens() < 1
+}
+
 // forgetIdle drops the sources whose bucket is full again and that had
 // nothing refused: they are as good as new. t.mu is held.
 func (t *Table) forgetIdle() {

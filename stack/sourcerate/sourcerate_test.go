@@ -35,6 +35,29 @@ func TestBurstThenRefusedPerSource(t *testing.T) {
 	}
 }
 
+func TestExhaustedTakesNothing(t *testing.T) {
+	tab := New(Limit{PerSecond: 1e-9, Burst: 2})
+	a := netip.MustParseAddr("172.18.0.2")
+	if tab.Exhausted(a) {
+		t.Fatal("a source never seen is exhausted")
+	}
+	tab.Allow(a)
+	for range 10 {
+		if tab.Exhausted(a) {
+			t.Fatal("one token of a burst of 2 left: exhausted")
+		}
+	}
+	if !tab.Allow(a) {
+		t.Fatal("looking at the bucket took its last token")
+	}
+	if !tab.Exhausted(netip.AddrFrom16(a.As16())) {
+		t.Error("a spent bucket (asked for by its v4-mapped spelling) is not exhausted")
+	}
+	if got := tab.Refused(); len(got) != 0 {
+		t.Errorf("Exhausted counted refusals: %v", got)
+	}
+}
+
 func TestRefills(t *testing.T) {
 	tab := New(Limit{PerSecond: 1e9, Burst: 1})
 	a := netip.MustParseAddr("10.0.2.100")
