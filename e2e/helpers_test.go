@@ -169,6 +169,13 @@ func startCmd(t *testing.T, o cmdOpts, name string, args ...string) *proc {
 				break drain
 			}
 		}
+		if !p.res.pipesHeld {
+			// Now, not at the test's end: TestSoak starts tens of
+			// thousands of processes in one test (make soak ran out
+			// of descriptors at the 12,000th).
+			outR.Close()
+			errR.Close()
+		}
 		p.res.stdout, p.res.stderr = p.stdout.String(), p.stderr.String()
 		ps := p.cmd.ProcessState
 		switch {
