@@ -79,7 +79,7 @@ func TestAttach(t *testing.T) {
 	out.expect(t, "a line typed runs, at the attaching terminal's size", regexp.MustCompile(`25 90\r\nattached-42`))
 	master.Write([]byte{0x10, 0x11}) // ctrl-p ctrl-q
 	if code := waitAttach(t, done, out, "ctrl-p ctrl-q"); code != 1 {
-		t.Errorf("attach after ctrl-p ctrl-q: status %d; want 1, as docker attach", code)
+		t.Errorf("attach after ctrl-p ctrl-q: status %d; want 1, as docker attach; the terminal showed:\n%q", code, out.rest())
 	}
 	out.expect(t, "Docker's word on a detach", regexp.MustCompile(`read escape sequence`))
 	if st := u.inspect("att")["State"].(map[string]any); st["Running"] != true {
@@ -91,7 +91,7 @@ func TestAttach(t *testing.T) {
 	out.expect(t, "ctrl-p ctrl-q are keys like any once others detach", regexp.MustCompile(`p-q-.*-passed`))
 	master.Write([]byte{0x18, 'y'})
 	if code := waitAttach(t, done, out, "--detach-keys ctrl-x,y"); code != 1 {
-		t.Errorf("attach after ctrl-x y: status %d; want 1; the terminal showed:\n%q", code, out.buf.String())
+		t.Errorf("attach after ctrl-x y: status %d; want 1; the terminal showed:\n%q", code, out.rest())
 	}
 
 	master, out, done = attachInPTY(t, u, "att")

@@ -106,6 +106,20 @@ type ptyReader struct {
 	buf bytes.Buffer
 }
 
+// rest is what arrived since the last match and arrives within half a
+// second more: for a failure's message.
+func (r *ptyReader) rest() string {
+	b := make([]byte, 4096)
+	for {
+		r.f.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		n, _ := r.f.Read(b)
+		if n == 0 {
+			return r.buf.String()
+		}
+		r.buf.Write(b[:n])
+	}
+}
+
 // expect reads until re matches what arrived since the last match.
 func (r *ptyReader) expect(t *testing.T, what string, re *regexp.Regexp) {
 	t.Helper()
