@@ -187,6 +187,9 @@ func run0(opts Options) (int, error) {
 	}
 	r.undo.unwind()
 	r.finish(code)
+	if r.sb != nil {
+		r.sb.EndAttaches(code)
+	}
 	return code, err
 }
 
@@ -209,6 +212,7 @@ type run struct {
 	serving   context.Context  // the service of the sandbox's sockets (exec, control, -T)
 	signals   *signalForwarder // made by startSandbox
 	record    *registry.Record // until createRecord has made it
+	sb        *sandbox.Sandbox // once started: its attached clients are told the status after finish
 	published *publishedPorts  // on a shared network only: the ports port add/rm change
 	opts      Options          // as asked: what follows from them is kept here or in the placement
 	id        string
@@ -389,6 +393,7 @@ func (r *run) startSandbox(p *placement, prepare func(*placement) error) (*sandb
 	}
 	// Safe after Wait: it only makes sure that nothing of it is left.
 	r.undo.push(sb.Kill)
+	r.sb = sb
 	for _, w := range sb.Warnings() {
 		r.log.Warn(w)
 	}

@@ -151,9 +151,11 @@ func (s *attachSession) closeFiles() {
 	}
 }
 
-// endAttaches tells every attached client that the command ended with
-// code, once: later Attach calls fail.
-func (sb *Sandbox) endAttaches(code int) {
+// EndAttaches tells every attached client that the command ended with
+// code, once: later Attach calls fail. The supervisor calls it once the
+// sandbox's record says it ended, so that a client that returns with the
+// status (attach, as docker attach) finds it ended, not still running.
+func (sb *Sandbox) EndAttaches(code int) {
 	sb.mu.Lock()
 	sb.attachEnded = true
 	sessions := make([]*attachSession, 0, len(sb.attaches))
@@ -239,6 +241,7 @@ func (a *AttachClient) Wait(proxy []os.Signal) (AttachResult, error) {
 		defer signal.Stop(sigs)
 	}
 	replies := make(chan wire.AttachStatus, 1)
+	var lost error // why the connection ended without a status
 	go func() {
 		defer close(replies)
 		for {
@@ -250,6 +253,7 @@ func (a *AttachClient) Wait(proxy []os.Signal) (AttachResult, error) {
 				continue
 			}
 			if err != nil {
+				lost = err
 				return
 			}
 			if rep.Attach != nil && (rep.Attach.Detached || rep.Attach.Exited) {
@@ -271,7 +275,7 @@ func (a *AttachClient) Wait(proxy []os.Signal) (AttachResult, error) {
 			}
 		case st, ok := <-replies:
 			if !ok {
-				return AttachResult{Code: wire.ExitKilled}, fmt.Errorf("%w (the supervisor closed the attach connection without its status)", ErrSandboxEnded)
+				return AttachResult{Code: wire.ExitKilled}, fmt.Errorf("%w (the supervisor closed the attach connection without its status: %v)", ErrSandboxEnded, lost)
 			}
 			return AttachResult{Detached: st.Detached, Code: st.Code}, nil
 		}

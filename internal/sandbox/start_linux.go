@@ -325,7 +325,7 @@ func (sb *Sandbox) Signal(sig os.Signal) error {
 
 // Wait waits for the agent and returns the command's exit status. An error
 // the agent reported on the socket before the command ran is returned as
-// *Error. Execs still running when the command ends are killed with the
+// *Error. Attached clients are told the status by EndAttaches, not here. Execs still running when the command ends are killed with the
 // sandbox; their Exec returns ErrSandboxEnded. Wait may run concurrently
 // with Exec and Kill; it closes the control socket.
 func (sb *Sandbox) Wait() (int, error) {
@@ -340,12 +340,9 @@ func (sb *Sandbox) Wait() (int, error) {
 	reported := sb.reported
 	sb.mu.Unlock()
 	if reported != nil {
-		sb.endAttaches(reported.Code)
 		return reported.Code, reported
 	}
-	code, err := exitStatus(sb.cmd.ProcessState, sb.waitErr)
-	sb.endAttaches(code)
-	return code, err
+	return exitStatus(sb.cmd.ProcessState, sb.waitErr)
 }
 
 // closeConn closes the control socket once the agent is gone: after the
@@ -381,7 +378,6 @@ func (sb *Sandbox) Kill() {
 	if sb.tty != nil {
 		sb.tty.close()
 	}
-	sb.endAttaches(wire.ExitKilled) // none left if Wait came first
 }
 
 func exitStatus(ps *os.ProcessState, err error) (int, error) {
