@@ -1,6 +1,6 @@
 # netns-run: build and test.
 #
-#   make build   bin/netns-run
+#   make build   bin/netns-run and bin/netns-run-agent (each sandbox's pid 1)
 #   make unit    go test on every package but the e2e suite
 #   make e2e     the end-to-end suite: the built binary, run unprivileged in
 #                throwaway namespaces (see e2e/outerns); as root it runs the
@@ -9,7 +9,7 @@
 #   make test    unit + fuzz-short + e2e
 #   make soak    10,000 sandbox start/stop cycles, then a check that
 #                nothing grew (e2e TestSoak; make test runs 200)
-#   make install $(DESTDIR)$(PREFIX)/bin/netns-run, slirp4netns linked to it,
+#   make install $(DESTDIR)$(PREFIX)/bin/netns-run and netns-run-agent, slirp4netns linked to it,
 #                the man pages and the shell completions
 #
 # E2E_RUN=REGEXP selects e2e tests (go test -run syntax); E2E_ARGS adds
@@ -30,8 +30,10 @@ PREFIX      ?= /usr/local
 # each starts ~1 ms sooner (launch to the command's first connect through
 # the private network: 15.4 -> 13.3 ms median). Nothing here needs cgo:
 # names are never resolved through libc, and os/user reads /etc/passwd.
+# netns-run-agent, beside it, is pid 1 of each sandbox (cmd/netns-run-agent).
 build:
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/netns-run ./cmd/netns-run
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/netns-run-agent ./cmd/netns-run-agent
 
 # install: the binary, and a link named slirp4netns to it, through which
 # rootless Podman and RootlessKit run netns-run as their slirp4netns; the
@@ -43,6 +45,7 @@ install: build
 	install -d '$(DESTDIR)$(PREFIX)/bin' '$(SHARE)/man/man1' '$(SHARE)/bash-completion/completions' \
 		'$(SHARE)/zsh/site-functions' '$(SHARE)/fish/vendor_completions.d'
 	install -m 0755 $(BIN)/netns-run '$(DESTDIR)$(PREFIX)/bin/netns-run'
+	install -m 0755 $(BIN)/netns-run-agent '$(DESTDIR)$(PREFIX)/bin/netns-run-agent'
 	ln -sf netns-run '$(DESTDIR)$(PREFIX)/bin/slirp4netns'
 	CGO_ENABLED=0 $(GO) run -tags manpages ./cmd/netns-run gen-man '$(SHARE)/man/man1'
 	$(BIN)/netns-run completion bash > '$(SHARE)/bash-completion/completions/netns-run'

@@ -28,6 +28,7 @@ set -u -o pipefail
 SELF=$(readlink -f "$0")
 ROOT=$(dirname "$(dirname "$SELF")")
 BIN=$(readlink -f "${NETNS_RUN:-$ROOT/bin/netns-run}")
+AGENT_BIN=$(dirname "$BIN")/netns-run-agent # each sandbox's pid 1, when built beside it
 COUNTS=${MEM_COUNTS:-1 5}
 SETTLE=${MEM_SETTLE:-5}
 USER_NAME=${MEM_USER:-netns-test}
@@ -73,7 +74,7 @@ role() {
 ours() {
 	local p
 	for p in /proc/[0-9]*; do
-		[ "$(readlink "$p/exe" 2>/dev/null)" = "$BIN" ] && echo "${p#/proc/}"
+		case "$(readlink "$p/exe" 2>/dev/null)" in "$BIN" | "$AGENT_BIN") echo "${p#/proc/}" ;; esac
 	done
 }
 

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -14,10 +15,10 @@ import (
 // whose pid 1 is the agent, and a /proc that shows only its processes.
 func TestPIDNamespace(t *testing.T) {
 	requireLauncher(t)
-	r := runNR(t, "--", "/bin/sh", "-c", `echo $$; cd /proc && echo [0-9]*; tr '\0' ' ' < /proc/1/cmdline`)
+	r := runNR(t, "--", "/bin/sh", "-c", `echo $$; cd /proc && echo [0-9]*; tr '\0' ' ' < /proc/1/cmdline; echo; readlink /proc/1/exe`)
 	wantExit(t, r, 0, "list /proc in the sandbox")
 	lines := strings.Split(r.stdout, "\n")
-	if len(lines) < 3 {
+	if len(lines) < 4 {
 		t.Fatalf("unexpected output:\n%s", r)
 	}
 	self, pids := strings.TrimSpace(lines[0]), strings.Fields(lines[1])
@@ -26,6 +27,10 @@ func TestPIDNamespace(t *testing.T) {
 	}
 	if !strings.HasPrefix(lines[2], "netns-run-sandbox") {
 		t.Errorf("pid 1 of the sandbox is %q; want the agent (netns-run-sandbox)", lines[2])
+	}
+	// make build puts the agent's own binary beside netns-run: pid 1 is it.
+	if want := filepath.Join(binDir, "netns-run-agent"); lines[3] != want {
+		t.Errorf("pid 1 of the sandbox runs %q; want the agent's own binary %s", lines[3], want)
 	}
 	if strings.Contains(r.stderr, "/proc") {
 		t.Errorf("netns-run warned about /proc:\n%s", r)

@@ -57,7 +57,7 @@ if [ "$(id -u)" -eq 0 ]; then
 	"$here/ensure-test-user.sh" --no-subids "$intruder"
 	stage=$(mktemp -d /tmp/netns-run-e2e-bin.XXXXXX)
 	chmod 0755 "$stage"
-	for f in netns-run probe outerns e2e.test; do
+	for f in netns-run netns-run-agent probe outerns e2e.test; do
 		if [ -e "$bin/$f" ]; then install -m 0755 "$bin/$f" "$stage/$f"; fi
 	done
 	cmd=("$stage/outerns" -user "$user" -intruder "$intruder" "${launchargs[@]}" -- "$stage/e2e.test" "${testargs[@]}")

@@ -79,6 +79,9 @@ func runAgent(conn *net.UnixConn) int {
 		return wire.ExitOwnError // the supervisor is gone or broken; it reports
 	}
 	spec := m.Spec
+	if err := sameBuild(spec.Build, wire.Build()); err != nil {
+		return fail(conn, wire.ExitOwnError, "%v", err)
+	}
 	if len(spec.Argv) == 0 {
 		return fail(conn, wire.ExitOwnError, "no command given")
 	}
@@ -562,6 +565,17 @@ func executable(p string) error {
 func fail(conn *net.UnixConn, code int, format string, a ...any) int {
 	wire.Send(conn, wire.AgentMessage{Failed: &wire.Failure{Error: fmt.Sprintf(format, a...), Code: code}})
 	return code
+}
+
+// sameBuild refuses a spec from a supervisor of another build than this
+// agent (netns-run-agent installed apart from netns-run): the messages
+// between them may differ.
+func sameBuild(supervisor, own string) error {
+	if supervisor == own {
+		return nil
+	}
+	self, _ := os.Executable()
+	return fmt.Errorf("the sandbox agent %s is of another build (%q) than netns-run (%q): install both from one build (make install)", self, own, supervisor)
 }
 
 // withoutMarker is env without AgentEnv.

@@ -3,6 +3,7 @@ package agent
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/netns-run/netns-run/internal/wire"
@@ -48,5 +49,15 @@ func TestLookPathIn(t *testing.T) {
 		if got != c.want || code != c.code {
 			t.Errorf("lookPathIn(%q, %q, %q) = %q, %v (status %d); want %q, status %d", c.name, c.path, c.dir, got, err, code, c.want, c.code)
 		}
+	}
+}
+
+func TestSameBuild(t *testing.T) {
+	if err := sameBuild("v1 abc", "v1 abc"); err != nil {
+		t.Errorf("one build: %v", err)
+	}
+	err := sameBuild("v1 abc", "v1 def+changes")
+	if err == nil || !strings.Contains(err.Error(), "make install") || !strings.Contains(err.Error(), `"v1 def+changes"`) {
+		t.Errorf("two builds: %v; want the agent's build named and what to do", err)
 	}
 }

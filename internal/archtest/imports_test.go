@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -89,6 +90,37 @@ func TestBinaryLinksNoHeavyInit(t *testing.T) {
 		for _, h := range heavyInit {
 			if d == h {
 				t.Errorf("the binary links %s, whose init every netns-run process pays for", h)
+			}
+		}
+	}
+}
+
+// agentOnly: what the agent's own binary must not link, or it is
+// netns-run again (docs/ARCHITECTURE.md, Measured facts: The agent's own
+// binary).
+var agentOnly = []string{"gvisor.dev/gvisor/", "github.com/prometheus/", "github.com/miekg/dns", "github.com/spf13/cobra", "github.com/insomniacslk/dhcp"}
+
+func TestAgentBinaryStaysLean(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to list imports: %v", err)
+	}
+	cmd := exec.Command(goBin, "list", "-deps", "./cmd/netns-run-agent")
+	cmd.Dir = "../.."
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list -deps ./cmd/netns-run-agent: %v\n%s", err, stderr.Bytes())
+	}
+	deps := strings.Fields(string(out))
+	if !slices.Contains(deps, "github.com/netns-run/netns-run/internal/agent") {
+		t.Fatalf("go list -deps ./cmd/netns-run-agent does not list internal/agent: %q", deps)
+	}
+	for _, d := range deps {
+		for _, p := range agentOnly {
+			if strings.HasPrefix(d, p) {
+				t.Errorf("the agent's binary links %s", d)
 			}
 		}
 	}

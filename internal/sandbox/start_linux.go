@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -74,6 +75,32 @@ type Sandbox struct {
 	attachEnded bool
 }
 
+// AgentBinary is the agent's own binary (cmd/netns-run-agent), looked for
+// beside this one: pid 1 of a sandbox needs none of netns-run's network
+// stack, and a binary without it costs each sandbox fewer pages and less
+// start-up. Without it this binary is the agent (main runs agent.Main).
+const AgentBinary = "netns-run-agent"
+
+// agentPath is the binary that becomes the agent: AgentBinary beside this
+// executable when it is there, else this executable.
+var agentPath = sync.OnceValues(func() (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find own executable: %w", err)
+	}
+	return agentBeside(self), nil
+})
+
+// agentBeside is AgentBinary in self's directory if it is an executable
+// file there, else self.
+func agentBeside(self string) string {
+	p := filepath.Join(filepath.Dir(self), AgentBinary)
+	if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && unix.Access(p, unix.X_OK) == nil {
+		return p
+	}
+	return self
+}
+
 // Start creates the namespaces, sends spec and waits until eth0 is made.
 // On error nothing is left: the agent is killed and reaped.
 func Start(spec wire.Spec, opts Options) (*Sandbox, error) {
@@ -94,12 +121,12 @@ func Start(spec wire.Spec, opts Options) (*Sandbox, error) {
 	}
 	defer childEnd.Close()
 
-	self, err := os.Executable()
+	agentBin, err := agentPath()
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("find own executable: %w", err)
+		return nil, err
 	}
-	cmd := exec.Command(self)
+	cmd := exec.Command(agentBin)
 	cmd.Args = []string{"netns-run-sandbox"}
 	stage := wire.StageAgent
 	if idmap != nil {
@@ -177,6 +204,7 @@ func (sb *Sandbox) handshake(spec wire.Spec, idmap *idMapping) error {
 			return err
 		}
 	}
+	spec.Build = wire.Build()
 	if err := wire.Send(sb.conn, wire.AgentMessage{Spec: &spec}); err != nil {
 		return err
 	}

@@ -66,6 +66,9 @@ var ForwardedSignals = []os.Signal{
 
 // Spec is what the sandbox is Made of.
 type Spec struct {
+	// Build is the supervisor's (Build): an agent of another build
+	// refuses the spec, since the messages may have changed between them.
+	Build    string      `json:"build,omitempty"`
 	Hostname string      `json:"hostname"`
 	Link     *tap.Config `json:"link,omitempty"` // nil: no eth0, only lo (--network none)
 	// HostNetwork keeps the caller's network namespace (--network host):
