@@ -7,7 +7,9 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/netns-run/netns-run/internal/wire"
 	"golang.org/x/sys/unix"
@@ -26,6 +28,7 @@ type attachSession struct {
 	wakeR    int
 	wakeW    int
 	endOnce  sync.Once
+	over     atomic.Bool   // ended: what the client still sends is dropped
 	finished chan struct{} // closed once its goroutines are done and its files closed
 	wg       sync.WaitGroup
 }
@@ -87,7 +90,13 @@ func (sb *Sandbox) Attach(c *net.UnixConn, req wire.AttachRequest, fds []int) (<
 			}()
 		}
 	}
-	go s.read()
+	// finished waits for read too: the connection is closed once it is
+	// done with it (end).
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.read()
+	}()
 	return s.finished, nil
 }
 
@@ -102,8 +111,11 @@ func (s *attachSession) read() {
 		case errors.As(err, &bad):
 			continue
 		case err != nil:
-			s.end(nil) // gone: nothing to tell
+			s.end(nil) // gone, or hung up after its status
+			s.c.Close()
 			return
+		case s.over.Load():
+			continue // its files may be closed
 		case m.Resize != nil && s.out != nil:
 			s.sb.tty.resizeFrom(s.out)
 		case m.Signal != nil && m.Signal.Signal > 0 && m.Signal.Signal <= 64:
@@ -114,9 +126,17 @@ func (s *attachSession) read() {
 
 // end tells the client st (unless nil), stops the input copy and the
 // output to it, and closes the connection; the files are closed once the
-// goroutines let go of them.
+// goroutines let go of them. After a status it shuts only its sending side
+// and read closes the rest when the client hangs up (or statusLinger
+// later): a request of the client's still unread when the socket closes (a
+// resize sent as the detach keys came) resets the connection, and a
+// SOCK_SEQPACKET reader gets the reset before the status queued ahead of it
+// (TestAttach failed so in one cold run of five). The session's finished
+// channel, after which the control server closes the connection, waits
+// for read.
 func (s *attachSession) end(st *wire.AttachStatus) {
 	s.endOnce.Do(func() {
+		s.over.Store(true)
 		s.sb.mu.Lock()
 		delete(s.sb.attaches, s)
 		s.sb.mu.Unlock()
@@ -128,8 +148,11 @@ func (s *attachSession) end(st *wire.AttachStatus) {
 		}
 		if st != nil {
 			wire.Send(s.c, wire.ControlReply{Attach: st})
+			s.c.CloseWrite()
+			s.c.SetReadDeadline(time.Now().Add(statusLinger))
+		} else {
+			s.c.Close() // ends read
 		}
-		s.c.Close() // ends read
 		go func() {
 			s.wg.Wait()
 			s.closeFiles()
@@ -137,6 +160,10 @@ func (s *attachSession) end(st *wire.AttachStatus) {
 		}()
 	})
 }
+
+// statusLinger is how long a session that told its client the status
+// waits for the client to hang up before it closes the connection itself.
+const statusLinger = 5 * time.Second
 
 func (s *attachSession) closeFiles() {
 	for _, f := range []*os.File{s.in, s.out} {
@@ -152,7 +179,8 @@ func (s *attachSession) closeFiles() {
 }
 
 // EndAttaches tells every attached client that the command ended with
-// code, once: later Attach calls fail. The supervisor calls it once the
+// code, once, and waits a moment for them to hang up: later Attach calls
+// fail. The supervisor calls it once the
 // sandbox's record says it ended, so that a client that returns with the
 // status (attach, as docker attach) finds it ended, not still running.
 func (sb *Sandbox) EndAttaches(code int) {
@@ -166,7 +194,21 @@ func (sb *Sandbox) EndAttaches(code int) {
 	for _, s := range sessions {
 		s.end(&wire.AttachStatus{Exited: true, Code: code})
 	}
+	// The supervisor exits next, which would close the connections
+	// with whatever the clients sent last unread (end says why that
+	// loses the status): a moment for them to hang up first.
+	timeout := time.After(exitLinger)
+	for _, s := range sessions {
+		select {
+		case <-s.finished:
+		case <-timeout:
+			return
+		}
+	}
 }
+
+// exitLinger bounds how long EndAttaches waits for the clients to hang up.
+const exitLinger = time.Second
 
 // AttachResult is how an attached client's session ended.
 type AttachResult struct {
