@@ -174,6 +174,7 @@ func TestHardening(t *testing.T) {
 		if !strings.Contains(r.stdout, worldIP) {
 			t.Errorf("DNS through the restarted daemon:\n%s", r)
 		}
+		wantNoDenials(t, u, "hard", true)
 	})
 
 	t.Run("private network", func(t *testing.T) {
@@ -185,7 +186,28 @@ func TestHardening(t *testing.T) {
 		wantThreads(t, "the command", sb.command, "0", "0", "0")
 		wantWorksUnderFilters(t, u, "hardp", "18272")
 		wantThreads(t, "the supervisor, after the traffic", sb.supervisor, "2", "1", "1")
+		wantNoDenials(t, u, "hardp", false)
 	})
+}
+
+// wantNoDenials: no call of the processes' met the filter's refusal, which
+// names it in their logs: the daemon's (shared networks) and the
+// sandbox's, where its supervisor's warnings go.
+func wantNoDenials(t *testing.T, u *user, name string, daemon bool) {
+	t.Helper()
+	logs := map[string]string{"netns-run logs " + name: u.ok("logs", name).String()}
+	if daemon {
+		b, err := os.ReadFile(filepath.Join(u.rt, "netns-run", "daemon.log"))
+		if err != nil {
+			t.Fatalf("the daemon's log: %v", err)
+		}
+		logs["daemon.log"] = string(b)
+	}
+	for what, text := range logs {
+		if strings.Contains(text, "seccomp: denied") {
+			t.Errorf("%s names a denied call:\n%s", what, text)
+		}
+	}
 }
 
 // TestHardeningOff: NETNS_RUN_SECCOMP=0 in the environment of netns-run
