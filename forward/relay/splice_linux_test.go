@@ -12,48 +12,11 @@ import (
 	"time"
 )
 
-// proxied returns a client connection whose bytes reach srv's accepted
+// proxied returns a client connection whose bytes reach serve's accepted
 // connection through relay.TCP between two kernel sockets (the splice path).
 func proxied(t testing.TB, serve func(net.Conn)) net.Conn {
 	t.Helper()
-	back, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	front, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { back.Close(); front.Close() })
-	go func() {
-		for {
-			c, err := back.Accept()
-			if err != nil {
-				return
-			}
-			go serve(c)
-		}
-	}()
-	go func() {
-		for {
-			c, err := front.Accept()
-			if err != nil {
-				return
-			}
-			inner, err := net.Dial("tcp4", back.Addr().String())
-			if err != nil {
-				c.Close()
-				continue
-			}
-			go TCP(c, inner)
-		}
-	}()
-	c, err := net.Dial("tcp4", front.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return relayOne(t, serve).client
 }
 
 func echo(c net.Conn) {

@@ -70,19 +70,7 @@ var heavyInit = []string{
 }
 
 func TestBinaryLinksNoHeavyInit(t *testing.T) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("the go command is needed to list imports: %v", err)
-	}
-	cmd := exec.Command(goBin, "list", "-deps", "./cmd/netns-run")
-	cmd.Dir = "../.."
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("go list -deps ./cmd/netns-run: %v\n%s", err, stderr.Bytes())
-	}
-	deps := strings.Fields(string(out))
+	deps := depsOf(t, "./cmd/netns-run")
 	if len(deps) < 50 {
 		t.Fatalf("go list -deps found %d packages; want the binary's whole graph", len(deps))
 	}
@@ -101,19 +89,7 @@ func TestBinaryLinksNoHeavyInit(t *testing.T) {
 var agentOnly = []string{"gvisor.dev/gvisor/", "github.com/prometheus/", "github.com/miekg/dns", "github.com/spf13/cobra", "github.com/insomniacslk/dhcp"}
 
 func TestAgentBinaryStaysLean(t *testing.T) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("the go command is needed to list imports: %v", err)
-	}
-	cmd := exec.Command(goBin, "list", "-deps", "./cmd/netns-run-agent")
-	cmd.Dir = "../.."
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("go list -deps ./cmd/netns-run-agent: %v\n%s", err, stderr.Bytes())
-	}
-	deps := strings.Fields(string(out))
+	deps := depsOf(t, "./cmd/netns-run-agent")
 	if !slices.Contains(deps, "github.com/netns-run/netns-run/internal/agent") {
 		t.Fatalf("go list -deps ./cmd/netns-run-agent does not list internal/agent: %q", deps)
 	}
@@ -124,4 +100,22 @@ func TestAgentBinaryStaysLean(t *testing.T) {
 			}
 		}
 	}
+}
+
+// depsOf is every package the program pkg links (go list -deps).
+func depsOf(t *testing.T, pkg string) []string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to list imports: %v", err)
+	}
+	cmd := exec.Command(goBin, "list", "-deps", pkg)
+	cmd.Dir = "../.."
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list -deps %s: %v\n%s", pkg, err, stderr.Bytes())
+	}
+	return strings.Fields(string(out))
 }
