@@ -143,9 +143,12 @@ func (g *Gateway) forwardTCP(r *tcp.ForwarderRequest) {
 		// Past its first few connections a member's get fixed small
 		// buffers: a member that stops reading makes each of its
 		// connections hold what gVisor buffered for it, up to 4 MiB a
-		// way with autotuning (docs/ARCHITECTURE.md, Processes: Trust).
+		// way with autotuning, and what the relay read for it, a bulk
+		// copy buffer (docs/ARCHITECTURE.md, Processes: Trust).
 		ep.SocketOptions().SetReceiveBufferSize(smallConnBuffer, true)
 		ep.SocketOptions().SetSendBufferSize(smallConnBuffer, true)
+		relay.TCPSmall(gonet.NewTCPConn(&wq, ep), host)
+		return
 	}
 	relay.TCP(gonet.NewTCPConn(&wq, ep), host)
 }

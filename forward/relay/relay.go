@@ -37,13 +37,26 @@ type halfCloser interface {
 // end-of-stream on as a half-close, then closes both connections. It
 // returns the bytes it moved each way.
 func TCP(a, b net.Conn) (aToB, bToA int64) {
+	return relayTCP(a, b, true)
+}
+
+// TCPSmall is TCP with the small copy buffer only, never the bulk one: a
+// connection whose reader may stall holds at most smallBufSize a
+// direction here while its write waits (the gateway's connections past a
+// member's first few: a member that stops reading would otherwise make
+// each hold a bulk buffer). Between kernel sockets it splices as TCP does.
+func TCPSmall(a, b net.Conn) (aToB, bToA int64) {
+	return relayTCP(a, b, false)
+}
+
+func relayTCP(a, b net.Conn, bulk bool) (aToB, bToA int64) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		bToA = copyHalf(a, b)
+		bToA = copyHalf(a, b, bulk)
 	}()
-	aToB = copyHalf(b, a)
+	aToB = copyHalf(b, a, bulk)
 	wg.Wait()
 	a.Close()
 	b.Close()
@@ -54,7 +67,7 @@ func TCP(a, b net.Conn) (aToB, bToA int64) {
 // written. On an error (reset) it closes both so the other direction ends
 // too. Between two kernel sockets it splices (splice_linux.go), else it
 // copies through a pooled buffer.
-func copyHalf(dst, src net.Conn) int64 {
+func copyHalf(dst, src net.Conn, bulk bool) int64 {
 	var n int64
 	var err error
 	rd, dk := rawSocket(dst)
@@ -62,7 +75,7 @@ func copyHalf(dst, src net.Conn) int64 {
 	if dk && sk {
 		n, err = spliceHalf(rd, rs)
 	} else {
-		n, err = copyPooled(dst, src)
+		n, err = copyPooled(dst, src, bulk)
 	}
 	if err != nil {
 		dst.Close()
@@ -77,11 +90,11 @@ func copyHalf(dst, src net.Conn) int64 {
 	return n
 }
 
-// copyPooled copies with pooled buffers, taken only once the first byte
+// copyPooled copies with pooled buffers (the bulk one only if bulk), taken only once the first byte
 // has arrived, so that idle connections hold none (see
 // docs/ARCHITECTURE.md, Measured facts: Copy buffers). It writes through dst.Write and reads through src.Read: net.TCPConn's
 // ReadFrom would use a 32 KiB buffer of its own.
-func copyPooled(dst io.Writer, src io.Reader) (written int64, err error) {
+func copyPooled(dst io.Writer, src io.Reader, bulk bool) (written int64, err error) {
 	var first [1]byte
 	n, err := src.Read(first[:])
 	if n > 0 {
@@ -108,7 +121,7 @@ func copyPooled(dst io.Writer, src io.Reader) (written int64, err error) {
 		if err != nil {
 			return written, eofIsNil(err)
 		}
-		if n == len(buf) && pool == &smallBuffers {
+		if bulk && n == len(buf) && pool == &smallBuffers {
 			// A bulk flow: more was waiting than the small buffer holds.
 			pool.Put(bp)
 			pool = &bulkBuffers
