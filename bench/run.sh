@@ -171,10 +171,16 @@ stage0() {
 	chmod 0755 "$STAGE"
 	trap 'rm -rf "$STAGE"' EXIT
 	local nr=${NETNS_RUN:-$ROOT/bin/netns-run}
+	# netns-run-agent, each sandbox's pid 1, goes beside it as make build
+	# puts it (without it netns-run would be its own agent).
 	if [ -z "${NETNS_RUN:-}" ]; then
 		(cd "$ROOT" && "$GO" build -o "$STAGE/netns-run" ./cmd/netns-run) || die "build netns-run"
+		(cd "$ROOT" && "$GO" build -o "$STAGE/netns-run-agent" ./cmd/netns-run-agent) || die "build netns-run-agent"
 	else
 		install -m 0755 "$nr" "$STAGE/netns-run" || die "no netns-run at $nr"
+		if [ -x "$(dirname "$nr")/netns-run-agent" ]; then
+			install -m 0755 "$(dirname "$nr")/netns-run-agent" "$STAGE/netns-run-agent" || die "copy netns-run-agent"
+		fi
 	fi
 	for h in rtt httpd slirpctl; do
 		(cd "$ROOT" && CGO_ENABLED=0 "$GO" build -o "$STAGE/$h" "./bench/$h") || die "build bench/$h"
