@@ -115,8 +115,7 @@ func (u *usage) dropsSYN(src netip.Addr) bool {
 	if h := u.peers[src]; h != nil {
 		held = *h
 	}
-	connFull := held[tcpConn] >= u.limits.TCP || u.total[tcpConn] >= gatewayMaxTCP
-	handshakesFull := held[tcpHandshake] >= u.limits.HalfOpen || u.total[tcpHandshake] >= gatewayMaxTCP
+	connFull, handshakesFull := u.full(held, tcpConn), u.full(held, tcpHandshake)
 	u.mu.Unlock()
 	if connFull {
 		return false
@@ -135,17 +134,23 @@ func (u *usage) max(r resource) (member, gateway int) {
 	}
 }
 
+// full says whether a member holding held, or the gateway, is at its
+// bound of r. u.mu is held.
+func (u *usage) full(held [resources]int, r resource) bool {
+	member, gateway := u.max(r)
+	return held[r] >= member || u.total[r] >= gateway
+}
+
 // take counts one r for src and returns how many src holds now, this one
 // included; 0 when src or the gateway is at its bound.
 func (u *usage) take(src netip.Addr, r resource) int {
-	member, gateway := u.max(r)
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	held := u.peers[src]
 	if held == nil {
 		held = new([resources]int)
 	}
-	if held[r] >= member || u.total[r] >= gateway {
+	if u.full(*held, r) {
 		return 0
 	}
 	held[r]++
