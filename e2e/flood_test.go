@@ -122,21 +122,8 @@ func cappedOf(t *testing.T, u *user, names ...string) map[string]uint64 {
 // cpuTime is the CPU time pid has used, user and system; 0 if it cannot be
 // read.
 func cpuTime(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	i := strings.LastIndexByte(string(b), ')')
-	if err != nil || i < 0 {
-		return 0
-	}
-	// After the command's name: state is the 3rd field of the line,
-	// utime and stime the 14th and 15th, in clock ticks (USER_HZ: 100 on
-	// x86 and arm64).
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	utime, _ := strconv.Atoi(f[11])
-	stime, _ := strconv.Atoi(f[12])
-	return time.Duration(utime+stime) * (time.Second / 100)
+	st, _ := readStat(pid)
+	return time.Duration(st.cpuTicks) * (time.Second / 100) // USER_HZ: 100 on x86 and arm64
 }
 
 // rssKB is the resident set of pid in KiB, 0 if it cannot be read.

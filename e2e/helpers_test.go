@@ -532,12 +532,14 @@ func udpExchange(t *testing.T, network, addr, send string, timeout time.Duration
 	return ""
 }
 
-// procStat is what the leftover checks need from /proc/PID/stat.
+// procStat is what the leftover checks (and the flood's CPU figure) need
+// from /proc/PID/stat.
 type procStat struct {
 	pid       int
 	ppid      int
 	state     byte
 	startTime uint64 // clock ticks since boot: tells a pid's reuse apart
+	cpuTicks  uint64 // user and system time, in clock ticks
 	comm      string
 }
 
@@ -562,8 +564,10 @@ func readStat(pid int) (procStat, bool) {
 		return procStat{}, false
 	}
 	ppid, _ := strconv.Atoi(f[1])
+	utime, _ := strconv.ParseUint(f[11], 10, 64)
+	stime, _ := strconv.ParseUint(f[12], 10, 64)
 	start, _ := strconv.ParseUint(f[19], 10, 64)
-	return procStat{pid: pid, ppid: ppid, state: f[0][0], startTime: start, comm: s[open+1 : close]}, true
+	return procStat{pid: pid, ppid: ppid, state: f[0][0], startTime: start, cpuTicks: utime + stime, comm: s[open+1 : close]}, true
 }
 
 func allProcs() []procStat {
