@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"testing"
 
-	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -44,8 +43,7 @@ func echoPacket(t testing.TB, src, dst netip.Addr, id, seq uint16, data []byte, 
 	if badChecksum {
 		msg[2] ^= 0xff
 	}
-	pkt := gstack.NewPacketBuffer(gstack.PacketBufferOptions{Payload: buffer.MakeWithData(frame)})
-	pkt.LinkHeader().Consume(header.EthernetMinimumSize)
+	pkt := linkPacket(frame)
 	t.Cleanup(pkt.DecRef)
 	return pkt
 }
