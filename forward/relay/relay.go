@@ -90,9 +90,10 @@ func copyHalf(dst, src net.Conn, bulk bool) int64 {
 	return n
 }
 
-// copyPooled copies with pooled buffers (the bulk one only if bulk), taken only once the first byte
-// has arrived, so that idle connections hold none (see
-// docs/ARCHITECTURE.md, Measured facts: Copy buffers). It writes through dst.Write and reads through src.Read: net.TCPConn's
+// copyPooled copies with pooled buffers (the bulk one only if bulk),
+// taken only once the first byte has arrived, so that idle connections
+// hold none (see docs/ARCHITECTURE.md, Measured facts: Copy buffers). It
+// writes through dst.Write and reads through src.Read: net.TCPConn's
 // ReadFrom would use a 32 KiB buffer of its own.
 func copyPooled(dst io.Writer, src io.Reader, bulk bool) (written int64, err error) {
 	var first [1]byte

@@ -180,9 +180,9 @@ func (s *attachSession) closeFiles() {
 
 // EndAttaches tells every attached client that the command ended with
 // code, once, and waits a moment for them to hang up: later Attach calls
-// fail. The supervisor calls it once the
-// sandbox's record says it ended, so that a client that returns with the
-// status (attach, as docker attach) finds it ended, not still running.
+// fail. The supervisor calls it once the sandbox's record says it ended,
+// so that a client that returns with the status (attach, as docker
+// attach) finds it ended, not still running.
 func (sb *Sandbox) EndAttaches(code int) {
 	sb.mu.Lock()
 	sb.attachEnded = true

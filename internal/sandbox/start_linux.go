@@ -353,9 +353,10 @@ func (sb *Sandbox) Signal(sig os.Signal) error {
 
 // Wait waits for the agent and returns the command's exit status. An error
 // the agent reported on the socket before the command ran is returned as
-// *Error. Attached clients are told the status by EndAttaches, not here. Execs still running when the command ends are killed with the
-// sandbox; their Exec returns ErrSandboxEnded. Wait may run concurrently
-// with Exec and Kill; it closes the control socket.
+// *Error. Attached clients are told the status by EndAttaches, not here.
+// Execs still running when the command ends are killed with the sandbox;
+// their Exec returns ErrSandboxEnded. Wait may run concurrently with Exec
+// and Kill; it closes the control socket.
 func (sb *Sandbox) Wait() (int, error) {
 	sb.reap()
 	<-sb.exited
