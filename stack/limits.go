@@ -35,13 +35,22 @@ type MemberLimits struct {
 	// SYN flood to an open port turns into host connections at no more
 	// than this rate.
 	NewTCPPerSecond int
+	// TCPBufferBytes bounds what the gateway may buffer for the member's
+	// TCP connections: gVisor's send and receive buffers and the relay's
+	// copy buffers, each connection's reserved at its start at the most
+	// they can grow to (tcpBuffers). A member that writes and never reads
+	// fills them all; this keeps what it can make the network process
+	// hold a figure, not a product of its connections.
+	TCPBufferBytes int
 }
 
 // DefaultMemberLimits: at most 200 host descriptors for one member's
 // connections and flows in all, enough for a browser, a package manager
 // or a service with connection pools; a crawler or a load generator
-// needs more (the daemon's settings raise them).
-var DefaultMemberLimits = MemberLimits{TCP: 160, HalfOpen: 32, UDP: 40, NewTCPPerSecond: 1000}
+// needs more (the daemon's settings raise them). 64 MiB of TCP buffers
+// give 2 connections gVisor's autotuned ones (bulk transfers at full
+// speed) and the other 158 fixed ones.
+var DefaultMemberLimits = MemberLimits{TCP: 160, HalfOpen: 32, UDP: 40, NewTCPPerSecond: 1000, TCPBufferBytes: 64 << 20}
 
 // Over is l with its zero fields taken from d.
 func (l MemberLimits) Over(d MemberLimits) MemberLimits {
@@ -56,6 +65,9 @@ func (l MemberLimits) Over(d MemberLimits) MemberLimits {
 	}
 	if l.NewTCPPerSecond > 0 {
 		d.NewTCPPerSecond = l.NewTCPPerSecond
+	}
+	if l.TCPBufferBytes > 0 {
+		d.TCPBufferBytes = l.TCPBufferBytes
 	}
 	return d
 }
@@ -74,6 +86,8 @@ const (
 	tcpConn resource = iota
 	tcpHandshake
 	udpFlow
+	// tcpBufferBytes is bytes, not a count: what takeBuffers reserved.
+	tcpBufferBytes
 	resources
 )
 
@@ -129,8 +143,10 @@ func (u *usage) max(r resource) (member, gateway int) {
 		return u.limits.TCP, gatewayMaxTCP
 	case tcpHandshake:
 		return u.limits.HalfOpen, gatewayMaxTCP
-	default:
+	case udpFlow:
 		return u.limits.UDP, gatewayMaxUDP
+	default: // tcpBufferBytes: takeBuffers counts them
+		return 0, 0
 	}
 }
 
@@ -171,5 +187,53 @@ func (u *usage) release(src netip.Addr, r resource) {
 	u.total[r]--
 	if *held == ([resources]int{}) {
 		delete(u.peers, src)
+	}
+}
+
+// takeBuffers picks the buffers of a connection src has just taken
+// (take(src, tcpConn)) and reserves their bytes; false when src's
+// TCPBufferBytes cannot hold even fixed ones. With a budget, a connection
+// is autotuned only if that leaves enough for fixed buffers on every
+// connection src may still open, so that the budget, not the order the
+// connections come in, bounds what src holds. Without one (a private
+// network's one sandbox), its first fullBufferConns connections are
+// autotuned and the rest fixed.
+func (u *usage) takeBuffers(src netip.Addr) (tcpBuffers, bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	held := u.peers[src]
+	if held == nil { // no take(src, tcpConn) before: nothing to charge
+		return 0, false
+	}
+	budget := u.limits.TCPBufferBytes
+	if budget == 0 {
+		if held[tcpConn] <= fullBufferConns {
+			return autotunedBuffers, true
+		}
+		return fixedBuffers, true
+	}
+	free := budget - held[tcpBufferBytes]
+	later := max(u.limits.TCP-held[tcpConn], 0) * fixedBuffers.bytes()
+	b := autotunedBuffers
+	if b.bytes()+later > free {
+		b = fixedBuffers
+	}
+	if b.bytes() > free {
+		return 0, false
+	}
+	held[tcpBufferBytes] += b.bytes()
+	return b, true
+}
+
+// releaseBuffers gives back what takeBuffers reserved for b, before the
+// connection is released.
+func (u *usage) releaseBuffers(src netip.Addr, b tcpBuffers) {
+	if u.limits.TCPBufferBytes == 0 {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if held := u.peers[src]; held != nil {
+		held[tcpBufferBytes] = max(held[tcpBufferBytes]-b.bytes(), 0)
 	}
 }

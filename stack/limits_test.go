@@ -77,3 +77,83 @@ func TestNewTCPRate(t *testing.T) {
 		t.Error("another member was refused while the first is over its rate")
 	}
 }
+
+// takeAll opens n connections for src and returns the buffers each got,
+// stopping at the first refusal.
+func takeAll(t *testing.T, u *usage, src netip.Addr, n int) []tcpBuffers {
+	t.Helper()
+	var got []tcpBuffers
+	for range n {
+		if u.take(src, tcpConn) == 0 {
+			t.Fatalf("connection %d: refused at the TCP bound", len(got)+1)
+		}
+		b, ok := u.takeBuffers(src)
+		if !ok {
+			u.release(src, tcpConn)
+			break
+		}
+		got = append(got, b)
+	}
+	return got
+}
+
+func TestBufferBudgetBoundsAMember(t *testing.T) {
+	u := newUsage(DefaultMemberLimits)
+	stuck, other := netip.MustParseAddr("172.18.0.2"), netip.MustParseAddr("172.18.0.3")
+	got := takeAll(t, u, stuck, DefaultMemberLimits.TCP)
+	if len(got) != DefaultMemberLimits.TCP {
+		t.Fatalf("the default budget gave %d connections buffers; want all %d the TCP bound allows", len(got), DefaultMemberLimits.TCP)
+	}
+	tiers := map[tcpBuffers]int{}
+	for i, b := range got {
+		tiers[b]++
+		if i > 0 && b < got[i-1] {
+			t.Fatalf("connection %d got bigger buffers (%d) than the one before (%d)", i+1, b, got[i-1])
+		}
+	}
+	// The figures docs/ARCHITECTURE.md and DefaultMemberLimits' comment give.
+	if tiers[autotunedBuffers] != 2 {
+		t.Errorf("tiers %v; want 2 autotuned, the rest fixed", tiers)
+	}
+	if held := u.peers[stuck][tcpBufferBytes]; held > DefaultMemberLimits.TCPBufferBytes {
+		t.Errorf("reserved %d bytes; want at most the budget, %d", held, DefaultMemberLimits.TCPBufferBytes)
+	}
+	if b := takeAll(t, u, other, 1); len(b) != 1 || b[0] != autotunedBuffers {
+		t.Errorf("another member's first connection got %v; want autotuned buffers, its own budget", b)
+	}
+
+	// Given back, the biggest buffers are free again.
+	for _, b := range got {
+		u.releaseBuffers(stuck, b)
+		u.release(stuck, tcpConn)
+	}
+	if _, left := u.peers[stuck]; left {
+		t.Errorf("after every release the member still holds %v", u.peers[stuck])
+	}
+	if b := takeAll(t, u, stuck, 1); b[0] != autotunedBuffers {
+		t.Errorf("after the release: %v; want autotuned buffers again", b)
+	}
+}
+
+func TestBufferBudgetRefusesPastIt(t *testing.T) {
+	// Room for two connections with fixed buffers, not three.
+	u := newUsage(MemberLimits{TCP: 10, TCPBufferBytes: 2*fixedBuffers.bytes() + 1})
+	src := netip.MustParseAddr("172.18.0.2")
+	if got := takeAll(t, u, src, 10); len(got) != 2 || got[0] != fixedBuffers || got[1] != fixedBuffers {
+		t.Errorf("a budget of two fixed buffers gave %v; want two fixed, then a refusal", got)
+	}
+}
+
+func TestNoBufferBudgetAutotunesTheFirstConnections(t *testing.T) {
+	u := newUsage(MemberLimits{})
+	got := takeAll(t, u, netip.MustParseAddr("10.0.2.100"), fullBufferConns+2)
+	for i, b := range got {
+		want := autotunedBuffers
+		if i >= fullBufferConns {
+			want = fixedBuffers
+		}
+		if b != want {
+			t.Errorf("connection %d: buffers %d; want %d", i+1, b, want)
+		}
+	}
+}

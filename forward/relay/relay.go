@@ -23,6 +23,13 @@ const (
 	bulkBufSize  = 1 << 20
 )
 
+// The most a TCP relay holds in copy buffers, both ways together, for
+// those who bound what a connection may buffer.
+const (
+	MaxBufferedTCP      = 2 * bulkBufSize
+	MaxBufferedTCPSmall = 2 * smallBufSize
+)
+
 var (
 	smallBuffers = sync.Pool{New: func() any { b := make([]byte, smallBufSize); return &b }}
 	bulkBuffers  = sync.Pool{New: func() any { b := make([]byte, bulkBufSize); return &b }}

@@ -33,21 +33,22 @@ func TestLoadSettings(t *testing.T) {
 	if s, err := LoadSettings(write(`{"log-level": "debug"}`)); err != nil || s.LogLevel != "debug" {
 		t.Errorf("log-level: %+v, %v", s, err)
 	}
-	s, err = LoadSettings(write(`{"member-limits": {"tcp": 4096, "new-tcp-per-second": 5000}}`))
-	if l := s.MemberLimits.Limits().Over(stack.DefaultMemberLimits); err != nil || l.TCP != 4096 || l.NewTCPPerSecond != 5000 || l.UDP != stack.DefaultMemberLimits.UDP {
+	s, err = LoadSettings(write(`{"member-limits": {"tcp": 4096, "new-tcp-per-second": 5000, "tcp-buffer-bytes": 1073741824}}`))
+	if l := s.MemberLimits.Limits().Over(stack.DefaultMemberLimits); err != nil || l.TCP != 4096 || l.NewTCPPerSecond != 5000 || l.TCPBufferBytes != 1<<30 || l.UDP != stack.DefaultMemberLimits.UDP {
 		t.Errorf("member-limits: %+v, %v; want tcp and the rate raised, the rest the defaults", l, err)
 	}
 	for body, want := range map[string]string{
-		`{"log-level": "trace"}`:               "want debug, info, warn or error",
-		`{"log-level": "DEBUG"}`:               "want debug, info, warn or error",
-		`{"metrics-addr": "0.0.0.0:9323"}`:     "only a loopback address",
-		`{"ipv6": true, "bip": "10.0.0.1/24"}`: `unknown field "bip"`,
-		`{"ipv6": "yes"}`:                      "cannot unmarshal",
-		`{"fixed-cidr-v6": "fd00:1::/64"}`:     `fixed-cidr-v6 needs "ipv6": true`,
-		`{"ipv6": true} {}`:                    "more than one JSON object",
-		`{"ipv6": true, "fixed-cidr-v6": "x"}`: "fixed-cidr-v6",
-		`{"member-limits": {"tcp": -1}}`:       "member-limits",
-		`{"member-limits": {"conns": 10}}`:     `unknown field "conns"`,
+		`{"log-level": "trace"}`:                      "want debug, info, warn or error",
+		`{"log-level": "DEBUG"}`:                      "want debug, info, warn or error",
+		`{"metrics-addr": "0.0.0.0:9323"}`:            "only a loopback address",
+		`{"ipv6": true, "bip": "10.0.0.1/24"}`:        `unknown field "bip"`,
+		`{"ipv6": "yes"}`:                             "cannot unmarshal",
+		`{"fixed-cidr-v6": "fd00:1::/64"}`:            `fixed-cidr-v6 needs "ipv6": true`,
+		`{"ipv6": true} {}`:                           "more than one JSON object",
+		`{"ipv6": true, "fixed-cidr-v6": "x"}`:        "fixed-cidr-v6",
+		`{"member-limits": {"tcp": -1}}`:              "member-limits",
+		`{"member-limits": {"tcp-buffer-bytes": -1}}`: "member-limits",
+		`{"member-limits": {"conns": 10}}`:            `unknown field "conns"`,
 	} {
 		if _, err := LoadSettings(write(body)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v; want an error with %q", body, err, want)
