@@ -301,10 +301,12 @@ func addr(a netip.Addr) tcpip.Address {
 	return tcpip.AddrFrom16(a.As16())
 }
 
-// netipAddr converts from netstack's address type.
+// netipAddr is a as netip spells it; an IPv6 address stays one, v4-mapped
+// ones included, so that hostTarget sees what the member sent: a member's
+// IPv6 stack reaches no IPv4 host.
 func netipAddr(a tcpip.Address) netip.Addr {
 	ip, _ := netip.AddrFromSlice(a.AsSlice())
-	return ip.Unmap()
+	return ip
 }
 
 func proto(a netip.Addr) tcpip.NetworkProtocolNumber {

@@ -3,6 +3,8 @@ package stack
 import (
 	"net/netip"
 	"testing"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
 )
 
 func testGateway(hostLoopback bool) *Gateway {
@@ -143,5 +145,21 @@ func TestSource6(t *testing.T) {
 	// To the member's IPv4 address the IPv4 rules hold.
 	if got := g.source(netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("10.0.2.100")); got != netip.MustParseAddr("10.0.2.2") {
 		t.Errorf("an IPv6 client to an IPv4 member: %s, want the gateway", got)
+	}
+}
+
+// A v4-mapped destination from a member's IPv6 stack is refused as it
+// arrives, not unmapped into an IPv4 host on the way to hostTarget.
+func TestV4MappedDestinationStaysIPv6(t *testing.T) {
+	mapped := netip.MustParseAddr("::ffff:198.51.100.2")
+	dst := netipAddr(tcpip.AddrFrom16(mapped.As16()))
+	if dst != mapped {
+		t.Fatalf("netipAddr(%s) = %s; want it as sent", mapped, dst)
+	}
+	if got, ok := testGateway6(true).hostTarget(netip.MustParseAddr("fd00::100"), netip.AddrPortFrom(dst, 80)); ok {
+		t.Errorf("a v4-mapped destination went to %s; want it refused", got)
+	}
+	if got := netipAddr(tcpip.AddrFrom4([4]byte{198, 51, 100, 2})); !got.Is4() {
+		t.Errorf("an IPv4 address came back as %s; want it IPv4", got)
 	}
 }
