@@ -120,10 +120,11 @@ func spliceHalf(dst, src syscall.RawConn) (written int64, err error) {
 			putPipe(p)
 		}
 	}()
+	small := newSmallCopy(dst, src)
 	bulk := false
 	for {
 		if !bulk {
-			n, err := readSmall(dst, src)
+			n, err := small.once()
 			written += int64(n)
 			if err != nil || n == 0 {
 				return written, err
@@ -179,44 +180,92 @@ func spliceHalf(dst, src syscall.RawConn) (written int64, err error) {
 	}
 }
 
-// readSmall waits for src, reads what is there (up to smallRead) and
-// writes it all to dst. The buffer is taken only once bytes are there.
-func readSmall(dst, src syscall.RawConn) (int, error) {
-	var bp *[]byte
-	defer func() {
-		if bp != nil {
-			smallBufs.Put(bp)
-		}
-	}()
-	var n int
-	var serr error
-	err := src.Read(func(fd uintptr) bool {
-		if bp == nil {
-			bp = smallBufs.Get().(*[]byte)
-		}
-		n, serr = retryEINTR(func() (int, error) { return unix.Read(int(fd), *bp) })
-		if serr == unix.EAGAIN {
-			smallBufs.Put(bp)
-			bp = nil
-			return false
-		}
-		return true
-	})
+// smallCopy is one direction's small exchanges: it waits for src, reads
+// what is there (up to smallRead) and writes it all to dst. Its callbacks
+// for the runtime's poller are made once per connection: made anew for
+// each read and write, as closures, they were most of the relay's
+// allocations under keep-alive HTTP (18 a request and its answer).
+type smallCopy struct {
+	dst, src    syscall.RawConn
+	buf         *[]byte // taken only once bytes are there
+	n           int     // what the last read got
+	pending     []byte  // of it, what dst has not taken yet
+	err         error   // the last read's or write's
+	read, write func(fd uintptr) bool
+}
+
+func newSmallCopy(dst, src syscall.RawConn) *smallCopy {
+	c := &smallCopy{dst: dst, src: src}
+	c.read, c.write = c.readFD, c.writeFD
+	return c
+}
+
+// once moves what one wakeup of src brings, and returns its size: 0 at
+// src's end of stream.
+func (c *smallCopy) once() (int, error) {
+	defer c.putBuf()
+	c.n, c.err = 0, nil
+	err := c.src.Read(c.read)
 	if err == nil {
-		err = serr
+		err = c.err
 	}
-	if err != nil || n <= 0 {
+	if err != nil || c.n <= 0 {
 		return 0, err
 	}
-	b := (*bp)[:n]
-	for len(b) > 0 {
-		m, werr := writeOnce(dst, func(fd int) (int, error) { return unix.Write(fd, b) })
-		if werr != nil {
-			return 0, werr
+	c.pending = (*c.buf)[:c.n]
+	for len(c.pending) > 0 {
+		if err := c.dst.Write(c.write); err != nil {
+			return 0, err
 		}
-		b = b[m:]
+		if c.err != nil {
+			return 0, c.err
+		}
 	}
-	return n, nil
+	return c.n, nil
+}
+
+func (c *smallCopy) putBuf() {
+	if c.buf != nil {
+		smallBufs.Put(c.buf)
+		c.buf, c.pending = nil, nil
+	}
+}
+
+// readFD reads src once bytes are there; false (wait) on EAGAIN, when the
+// buffer goes back while it waits.
+func (c *smallCopy) readFD(fd uintptr) bool {
+	if c.buf == nil {
+		c.buf = smallBufs.Get().(*[]byte)
+	}
+	for {
+		c.n, c.err = unix.Read(int(fd), *c.buf)
+		if c.err != unix.EINTR {
+			break
+		}
+	}
+	if c.err == unix.EAGAIN {
+		c.putBuf()
+		return false
+	}
+	return true
+}
+
+// writeFD writes once what is pending; false (wait) when dst is full.
+func (c *smallCopy) writeFD(fd uintptr) bool {
+	for {
+		m, err := unix.Write(int(fd), c.pending)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			return false
+		}
+		c.err = err
+		if err == nil {
+			c.pending = c.pending[m:]
+		}
+		return true
+	}
 }
 
 // retryEINTR calls op again for as long as a signal interrupts it.
