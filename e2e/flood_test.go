@@ -29,27 +29,9 @@ func TestSYNFloodFromAMember(t *testing.T) {
 	u.ok("run", "-d", "--name", "victim", "--network", "floodnet", "--", probe, "sleep", "120s")
 	daemon := findDaemon(t, u)
 
-	const bytes = 20 << 20
-	transfer := func(what string) time.Duration {
-		t.Helper()
-		start := time.Now()
-		r := u.nr("exec", "victim", "--", probe, "tcp", "-timeout", "30s", "-bytes", strconv.Itoa(bytes), worldIP+":7777")
-		took := time.Since(start)
-		if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("echoed %d bytes", bytes)) {
-			t.Errorf("%s: the other member's transfer failed:\n%s", what, r)
-		}
-		return took
-	}
-	median := func(what string) time.Duration {
-		d := []time.Duration{transfer(what), transfer(what), transfer(what)}
-		slices.Sort(d)
-		return d[1]
-	}
-	rate := func(d time.Duration) float64 { return float64(2*bytes*8) / d.Seconds() / 1e9 }
-
-	quiet := median("quiet")
+	quiet := echoRate(t, u, "victim", "quiet")
 	baseFDs := countFDs(daemon)
-	t.Logf("quiet: %.2f Gbit/s (echoed both ways), the daemon holds %d descriptors", rate(quiet), baseFDs)
+	t.Logf("quiet: %.2f Gbit/s (echoed both ways), the daemon holds %d descriptors", quiet, baseFDs)
 
 	for _, c := range []struct{ name, port, rate string }{
 		{"open port", "7777", "-i u50"},
@@ -77,13 +59,13 @@ func TestSYNFloodFromAMember(t *testing.T) {
 		cpu := cpuTime(daemon)
 		time.Sleep(time.Second)
 		cpu = cpuTime(daemon) - cpu // what the flood alone costs the daemon
-		under := median(c.name)
+		under := echoRate(t, u, "victim", c.name)
 		close(stop)
 		<-sampled
 		capped := cappedOf(t, u, name, "victim")
 		u.ok("stop", "-t", "1", name)
 		t.Logf("SYN flood to a world host's %s: the other member %.2f Gbit/s (%.2fx quiet); the daemon %d%% of a core for the flood alone, at most %d descriptors (%d at rest), %d MiB RSS; connections refused at the limits: %v",
-			c.name, rate(under), quiet.Seconds()/under.Seconds(), cpu*100/time.Second, maxFDs, baseFDs, maxKB>>10, capped)
+			c.name, under, under/quiet, cpu*100/time.Second, maxFDs, baseFDs, maxKB>>10, capped)
 		if maxFDs-baseFDs > 200 {
 			t.Errorf("SYN flood to a %s: the daemon held %d descriptors more than at rest; want at most 200", c.name, maxFDs-baseFDs)
 		}
@@ -97,6 +79,25 @@ func TestSYNFloodFromAMember(t *testing.T) {
 			t.Errorf("connections of the other member refused at the limits: %d; want none", capped["victim"])
 		}
 	}
+}
+
+// echoRate is the median of three transfers of 20 MiB that member echoes
+// through a world host, in Gbit/s both ways together; a failed transfer
+// is an error of the test (what names the moment).
+func echoRate(t *testing.T, u *user, member, what string) float64 {
+	t.Helper()
+	const bytes = 20 << 20
+	took := make([]time.Duration, 3)
+	for i := range took {
+		start := time.Now()
+		r := u.nr("exec", member, "--", probe, "tcp", "-timeout", "30s", "-bytes", strconv.Itoa(bytes), worldIP+":7777")
+		took[i] = time.Since(start)
+		if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("echoed %d bytes", bytes)) {
+			t.Errorf("%s: %s's transfer failed:\n%s", what, member, r)
+		}
+	}
+	slices.Sort(took)
+	return float64(2*bytes*8) / took[1].Seconds() / 1e9
 }
 
 // cappedOf is, by sandbox name, the connections `stats` says the NAT
@@ -143,13 +144,16 @@ func rssKB(pid int) int {
 // TestConnectionExhaustion: a member that opens connections through the NAT
 // until it can no more holds at most its limit (160 by default, raised in
 // daemon.json's member-limits), and another member still connects; a
-// member flooding UDP to ever new ports holds at most its 40 flows.
+// member flooding UDP to ever new ports holds at most its 40 flows. The
+// other member's throughput during both is logged.
 func TestConnectionExhaustion(t *testing.T) {
 	requireLauncher(t)
 	hping := requireTool(t, "hping3")
 	u := newUser(t)
 	u.ok("network", "create", "--subnet", "10.94.0.0/24", "exhaust")
 	t.Cleanup(func() { u.nr("network", "rm", "exhaust") })
+	u.ok("run", "-d", "--name", "victim", "--network", "exhaust", "--", probe, "sleep", "120s")
+	quiet := echoRate(t, u, "victim", "quiet")
 	u.ok("run", "-d", "--name", "hog", "--network", "exhaust", "--", probe, "hold-tcp", "-n", "300", "-for", "30s", worldIP+":7777")
 	daemon := findDaemon(t, u)
 	var logs string
@@ -166,6 +170,7 @@ func TestConnectionExhaustion(t *testing.T) {
 	if !strings.Contains(r.stdout, "\nother") {
 		t.Errorf("another member while the first holds all its connections:\n%s", r)
 	}
+	held := echoRate(t, u, "victim", "one member at its connections")
 	u.ok("stop", "-t", "1", "hog")
 
 	u.ok("run", "-d", "--name", "udp-flood", "--network", "exhaust", "--", hping, "-q", "--udp", "-p", "7777", "-i", "u200", worldIP)
@@ -176,7 +181,11 @@ func TestConnectionExhaustion(t *testing.T) {
 	if capped := cappedOf(t, u, "udp-flood"); capped["udp-flood"] == 0 {
 		t.Error("a UDP flood past 40 flows: nothing counted as refused at the limits")
 	}
+	flooded := echoRate(t, u, "victim", "a UDP flood")
 	u.ok("stop", "-t", "1", "udp-flood")
+	// A measurement, not a gate (two shared cores; hping3 is on them too).
+	t.Logf("the other member's echoed transfer: quiet %.2f Gbit/s; while one member holds its 160 connections %.2f (%.2fx); under its UDP flood (5k datagrams a second to new ports) %.2f (%.2fx)",
+		quiet, held, held/quiet, flooded, flooded/quiet)
 
 	// The limit is the daemon's setting.
 	u.cleanup() // the next daemon reads the settings
