@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -11,18 +12,18 @@ import (
 	"strings"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/netns-run/netns-run/forward"
 	"github.com/netns-run/netns-run/stack/segment"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // The daemon's Prometheus endpoint (daemon --metrics, daemon.json's
 // metrics-addr): each running segment's member counters, as stats shows
 // them, their published ports' connections and relayed bytes by path, each
-// network's DNS answers and drops and DHCP replies, and the Go and process
-// collectors (goroutines, RSS, descriptors).
+// network's DNS answers and drops and DHCP replies, and the process's own
+// (goroutines, RSS, descriptors). Written by VictoriaMetrics' package, not
+// Prometheus's client, which cost every process linking this one 3.5 MB
+// of binary and 1 ms of package initialisation.
 
 // MetricsEndpoint is a metrics address taken apart: a loopback TCP
 // address or a unix socket's path.
@@ -79,10 +80,12 @@ func (s *Server) serveMetrics(addr string) (stop func(), err error) {
 			return nil, fmt.Errorf("metrics: %w", err)
 		}
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), &segmentCollector{s})
+	metrics.ExposeMetadata(true) // TYPE lines: Prometheus then knows counters from gauges
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		s.writeMetrics(w)
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -98,97 +101,93 @@ func (s *Server) serveMetrics(addr string) (stop func(), err error) {
 	}, nil
 }
 
-// The member metrics, labelled by network and member (the sandbox's name).
-var (
-	memberLabels   = []string{"network", "member"}
-	rxBytesDesc    = prometheus.NewDesc("netns_run_member_rx_bytes_total", "Bytes the switch wrote to the member (Ethernet headers included).", memberLabels, nil)
-	rxPacketsDesc  = prometheus.NewDesc("netns_run_member_rx_packets_total", "Frames the switch wrote to the member.", memberLabels, nil)
-	txBytesDesc    = prometheus.NewDesc("netns_run_member_tx_bytes_total", "Bytes the member sent into the switch (Ethernet headers included).", memberLabels, nil)
-	txPacketsDesc  = prometheus.NewDesc("netns_run_member_tx_packets_total", "Frames the member sent into the switch.", memberLabels, nil)
-	dropsDesc      = prometheus.NewDesc("netns_run_member_drops_total", "The member's frames the switch dropped, and frames toward it it could not write, by reason; also its DHCP messages and DNS queries over their rates.", append(memberLabels, "reason"), nil)
-	tcpDesc        = prometheus.NewDesc("netns_run_member_tcp_connections", "The member's TCP connections open in the gateway's stack.", memberLabels, nil)
-	udpDesc        = prometheus.NewDesc("netns_run_member_udp_flows", "The member's UDP flows open in the gateway's stack.", memberLabels, nil)
-	natRefusedDesc = prometheus.NewDesc("netns_run_member_nat_refused_total", "The member's connections the NAT refused: no route (where it does not go) or capped (at the gateway's limits).", append(memberLabels, "reason"), nil)
-	publishedDesc  = prometheus.NewDesc("netns_run_member_published_connections_total", "Connections (UDP: flows) of the member's published ports, by the path they took: fast (a kernel socket in the member's namespace, for loopback clients) or gvisor (through the gateway's stack).", append(memberLabels, "proto", "path"), nil)
-	relayedDesc    = prometheus.NewDesc("netns_run_member_published_bytes_total", "Bytes relayed through the member's published ports: in (from clients to the member) and out, by path.", append(memberLabels, "proto", "path", "direction"), nil)
-)
-
-// The network metrics, labelled by network: its DNS and DHCP.
-var (
-	networkLabels   = []string{"network"}
-	dnsQueriesDesc  = prometheus.NewDesc("netns_run_dns_queries_total", "DNS queries the network's resolver answered: local (a member's name), upstream (an upstream's reply) or servfail (no upstream answered).", append(networkLabels, "answer"), nil)
-	dnsUpstreamDesc = prometheus.NewDesc("netns_run_dns_upstream_failures_total", "Tries of one upstream resolver that failed (timeout, network error, bad reply, SERVFAIL, REFUSED).", networkLabels, nil)
-	dnsDroppedDesc  = prometheus.NewDesc("netns_run_dns_dropped_total", "DNS queries dropped unanswered: over the client's rate, or busy (too many in flight).", append(networkLabels, "reason"), nil)
-	dhcpLeasesDesc  = prometheus.NewDesc("netns_run_dhcp_leases_total", "DHCP leases handed out or renewed (ACKs with a lease).", networkLabels, nil)
-	dhcpRepliesDesc = prometheus.NewDesc("netns_run_dhcp_replies_total", "DHCP replies sent, by type: offer, ack, nak, inform (an ACK of an INFORM).", append(networkLabels, "type"), nil)
-	segmentDescs    = []*prometheus.Desc{rxBytesDesc, rxPacketsDesc, txBytesDesc, txPacketsDesc, dropsDesc, tcpDesc, udpDesc, natRefusedDesc,
-		publishedDesc, relayedDesc, dnsQueriesDesc, dnsUpstreamDesc, dnsDroppedDesc, dhcpLeasesDesc, dhcpRepliesDesc}
-)
-
-// segmentCollector reads the counters of the running segments at each
-// scrape.
-type segmentCollector struct{ s *Server }
-
-func (c *segmentCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range segmentDescs {
-		ch <- d
-	}
-}
-
-func (c *segmentCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, r := range c.s.runningNetworks() {
+// writeMetrics writes, in Prometheus's text format, each running
+// segment's counters as stats shows them, read now, and the process's
+// own (the Go runtime's, RSS, descriptors). The series are made afresh
+// for each scrape: members come and go. What each means:
+// docs/ARCHITECTURE.md, Metrics.
+func (s *Server) writeMetrics(w io.Writer) {
+	set := metrics.NewSet()
+	for _, r := range s.runningNetworks() {
 		st := r.seg.Stats()
 		for _, m := range st.Members {
-			collectMember(ch, r.n.Name, m)
+			memberSeries(set, r.n.Name, m)
 		}
-		collectNetwork(ch, r.n.Name, st)
+		networkSeries(set, r.n.Name, st)
 	}
+	set.WritePrometheus(w)
+	metrics.WriteProcessMetrics(w)
+	metrics.WriteFDMetrics(w)
 }
 
-func collectMember(ch chan<- prometheus.Metric, network string, m segment.MemberStats) {
-	counter := func(d *prometheus.Desc, v uint64, extra ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), append([]string{network, m.Name}, extra...)...)
+// series names a series: a family and its labels, as name/value pairs.
+func series(family string, labels ...string) string {
+	var b strings.Builder
+	b.WriteString(family)
+	b.WriteByte('{')
+	for i := 0; i+1 < len(labels); i += 2 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(labels[i])
+		b.WriteString(`="`)
+		labelEscaper.WriteString(&b, labels[i+1])
+		b.WriteByte('"')
 	}
-	counter(rxBytesDesc, m.RxBytes)
-	counter(rxPacketsDesc, m.RxPackets)
-	counter(txBytesDesc, m.TxBytes)
-	counter(txPacketsDesc, m.TxPackets)
+	b.WriteByte('}')
+	return b.String()
+}
+
+// labelEscaper escapes a label value as the text format wants it.
+var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+
+func memberSeries(set *metrics.Set, network string, m segment.MemberStats) {
+	counter := func(family string, v uint64, extra ...string) {
+		set.GetOrCreateCounter(series(family, append([]string{"network", network, "member", m.Name}, extra...)...)).Set(v)
+	}
+	gauge := func(family string, v int) {
+		set.GetOrCreateGauge(series(family, "network", network, "member", m.Name), nil).Set(float64(v))
+	}
+	counter("netns_run_member_rx_bytes_total", m.RxBytes)
+	counter("netns_run_member_rx_packets_total", m.RxPackets)
+	counter("netns_run_member_tx_bytes_total", m.TxBytes)
+	counter("netns_run_member_tx_packets_total", m.TxPackets)
 	for reason, v := range m.Drops {
-		counter(dropsDesc, v, reason)
+		counter("netns_run_member_drops_total", v, "reason", reason)
 	}
-	counter(natRefusedDesc, m.NoRoute, "no route")
-	counter(natRefusedDesc, m.Capped, "capped")
-	ch <- prometheus.MustNewConstMetric(tcpDesc, prometheus.GaugeValue, float64(m.TCP), network, m.Name)
-	ch <- prometheus.MustNewConstMetric(udpDesc, prometheus.GaugeValue, float64(m.UDP), network, m.Name)
+	counter("netns_run_member_nat_refused_total", m.NoRoute, "reason", "no route")
+	counter("netns_run_member_nat_refused_total", m.Capped, "reason", "capped")
+	gauge("netns_run_member_tcp_connections", m.TCP)
+	gauge("netns_run_member_udp_flows", m.UDP)
 	traffic := func(proto string, path forward.Path, t forward.Traffic) {
-		counter(publishedDesc, t.Connections, proto, path.String())
-		counter(relayedDesc, t.BytesIn, proto, path.String(), "in")
-		counter(relayedDesc, t.BytesOut, proto, path.String(), "out")
+		counter("netns_run_member_published_connections_total", t.Connections, "proto", proto, "path", path.String())
+		counter("netns_run_member_published_bytes_total", t.BytesIn, "proto", proto, "path", path.String(), "direction", "in")
+		counter("netns_run_member_published_bytes_total", t.BytesOut, "proto", proto, "path", path.String(), "direction", "out")
 	}
 	traffic("tcp", forward.Fast, m.Published.TCP[forward.Fast])
 	traffic("tcp", forward.GVisor, m.Published.TCP[forward.GVisor])
 	traffic("udp", forward.GVisor, m.Published.UDP)
 }
 
-func collectNetwork(ch chan<- prometheus.Metric, network string, st segment.Stats) {
-	counter := func(d *prometheus.Desc, v uint64, extra ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), append([]string{network}, extra...)...)
+func networkSeries(set *metrics.Set, network string, st segment.Stats) {
+	counter := func(family string, v uint64, extra ...string) {
+		set.GetOrCreateCounter(series(family, append([]string{"network", network}, extra...)...)).Set(v)
 	}
-	counter(dnsQueriesDesc, st.DNS.Local, "local")
-	counter(dnsQueriesDesc, st.DNS.Forwarded, "upstream")
-	counter(dnsQueriesDesc, st.DNS.Failed, "servfail")
-	counter(dnsUpstreamDesc, st.DNS.UpstreamErrors)
+	counter("netns_run_dns_queries_total", st.DNS.Local, "answer", "local")
+	counter("netns_run_dns_queries_total", st.DNS.Forwarded, "answer", "upstream")
+	counter("netns_run_dns_queries_total", st.DNS.Failed, "answer", "servfail")
+	counter("netns_run_dns_upstream_failures_total", st.DNS.UpstreamErrors)
 	var rated uint64
 	for _, n := range st.DNS.RateLimited {
 		rated += n
 	}
-	counter(dnsDroppedDesc, rated, "rate")
-	counter(dnsDroppedDesc, st.DNS.Busy, "busy")
-	counter(dhcpLeasesDesc, st.DHCP.Acks)
-	counter(dhcpRepliesDesc, st.DHCP.Offers, "offer")
-	counter(dhcpRepliesDesc, st.DHCP.Acks, "ack")
-	counter(dhcpRepliesDesc, st.DHCP.Naks, "nak")
-	counter(dhcpRepliesDesc, st.DHCP.InformAcks, "inform")
+	counter("netns_run_dns_dropped_total", rated, "reason", "rate")
+	counter("netns_run_dns_dropped_total", st.DNS.Busy, "reason", "busy")
+	counter("netns_run_dhcp_leases_total", st.DHCP.Acks)
+	counter("netns_run_dhcp_replies_total", st.DHCP.Offers, "type", "offer")
+	counter("netns_run_dhcp_replies_total", st.DHCP.Acks, "type", "ack")
+	counter("netns_run_dhcp_replies_total", st.DHCP.Naks, "type", "nak")
+	counter("netns_run_dhcp_replies_total", st.DHCP.InformAcks, "type", "inform")
 }
 
 // ConfiguredMetricsAddr is the settings' metrics-addr (empty: none).

@@ -262,9 +262,10 @@ func daemon(rules gseccomp.SyscallRules) {
 	// cap, opened anew and put on its stderr, where a panic would go too.
 	rules.Set(unix.SYS_DUP3, gseccomp.PerArg{anyValue, eq(uintptr(unix.Stderr)), eq(0)})
 
-	// The metrics endpoint's process collector (prometheus/procfs)
-	// checks at each scrape that /proc is a procfs (statfs) and counts
-	// the open descriptors by listing /proc/self/fd.
+	// The metrics endpoint counts the open descriptors by listing
+	// /proc/self/fd. Its library's package initialisation asks statfs
+	// whether /sys/fs/cgroup is cgroup v2: in a daemon that a filtered
+	// supervisor starts, that runs under the supervisor's filter.
 	rules.Set(unix.SYS_STATFS, all)
 	rules.Set(unix.SYS_GETDENTS64, all)
 }

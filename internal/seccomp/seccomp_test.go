@@ -14,18 +14,16 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"runtime/debug"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/netns-run/netns-run/forward/relay"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -913,21 +911,17 @@ func peerName() error {
 	return perr
 }
 
-// processMetrics gathers what the metrics endpoint's process collector
-// reads from /proc/self, as a scrape does, and wants its RSS and
-// descriptor count.
+// processMetrics writes what the metrics endpoint writes of the process
+// itself, reading /proc/self as a scrape does, and wants its RSS and
+// descriptor counts.
 func processMetrics() error {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	fams, err := reg.Gather()
-	if err != nil {
-		return err
-	}
+	var b bytes.Buffer
+	metrics.WriteProcessMetrics(&b)
+	metrics.WriteFDMetrics(&b)
 	for _, want := range []string{"process_resident_memory_bytes", "process_open_fds", "process_max_fds"} {
-		if !slices.ContainsFunc(fams, func(f *dto.MetricFamily) bool {
-			return f.GetName() == want && f.GetMetric()[0].GetGauge().GetValue() > 0
-		}) {
-			return fmt.Errorf("no %s above 0", want)
+		m := regexp.MustCompile(`(?m)^` + want + ` ([0-9.e+]+)$`).FindStringSubmatch(b.String())
+		if m == nil || m[1] == "0" {
+			return fmt.Errorf("no %s above 0 in\n%s", want, b.String())
 		}
 	}
 	return nil
