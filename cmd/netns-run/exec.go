@@ -65,8 +65,8 @@ func newExecCommand() *cobra.Command {
 	cmd.Flags().SetInterspersed(false) // flags after CMD are CMD's
 	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "pass stdin to the command")
 	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "give the command a terminal")
-	cmd.Flags().StringArrayVarP(&env, "env", "e", nil, "set KEY=VALUE on top of the sandbox's environment (repeatable)")
-	cmd.Flags().StringArrayVar(&envFiles, "env-file", nil, "read KEY=VALUE lines from a file (repeatable)")
+	stringListVarP(cmd.Flags(), &env, "env", "e", "set KEY=VALUE on top of the sandbox's environment (repeatable)")
+	stringListVarP(cmd.Flags(), &envFiles, "env-file", "", "read KEY=VALUE lines from a file (repeatable)")
 	cmd.Flags().StringVarP(&dir, "workdir", "w", "", "working directory inside the sandbox")
 	cmd.Flags().StringVarP(&userSpec, "user", "u", "", "run as USER[:GROUP], names or numbers, from the sandbox's /etc/passwd and /etc/group (ids other than 0 need a sandbox run with --userns=auto)")
 	return cmd

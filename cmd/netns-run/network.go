@@ -99,12 +99,12 @@ func newNetworkCreate() *cobra.Command {
 	}
 	fs := cmd.Flags()
 	fs.StringVarP(&driver, "driver", "d", netstore.DriverBridge, "bridge or macvlan")
-	fs.StringArrayVar(&subnets, "subnet", nil, "subnet in CIDR form, one IPv4 and with --ipv6 one IPv6 (default: the next free 172.18+.0.0/16; for IPv6 a unique local /64)")
-	fs.StringArrayVar(&gateways, "gateway", nil, "gateway address of the subnet of its family (default: the subnet's first)")
+	stringListVarP(fs, &subnets, "subnet", "", "subnet in CIDR form, one IPv4 and with --ipv6 one IPv6 (default: the next free 172.18+.0.0/16; for IPv6 a unique local /64)")
+	stringListVarP(fs, &gateways, "gateway", "", "gateway address of the subnet of its family (default: the subnet's first)")
 	fs.BoolVar(&ipv6, "ipv6", false, "dual stack: an IPv6 subnet beside the IPv4 one; members get an address of each (--ip6 picks one), AAAA records and IPv6 clients of their published ports")
 	fs.StringVar(&ipRange, "ip-range", "", "allocate member addresses from this CIDR inside the subnet")
 	fs.BoolVar(&internal, "internal", false, "no outbound access")
-	fs.StringArrayVarP(&opts, "opt", "o", nil, "driver option (macvlan): macvlan_mode=bridge|private (members may talk to each other, or only to the outside); "+
+	stringListVarP(fs, &opts, "opt", "o", "driver option (macvlan): macvlan_mode=bridge|private (members may talk to each other, or only to the outside); "+
 		"parent=IFACE (kernel macvlan sub-interfaces of the host's IFACE, which needs CAP_NET_ADMIN over it: checked at create; without it, a userspace macvlan segment); "+
 		"promisc=on|off (with parent: make IFACE promiscuous at create, taken back by network rm)")
 	return cmd
@@ -195,7 +195,7 @@ with Docker's fields (.ID .Name .Driver .Scope .IPv6 .Internal .CreatedAt);
 	fs.BoolVarP(&quiet, "quiet", "q", false, "only ids")
 	fs.BoolVar(&noTrunc, "no-trunc", false, "full ids")
 	fs.StringVar(&format, "format", "", "a Go template per network (see above)")
-	fs.StringArrayVarP(&filters, "filter", "f", nil, "name=, id= or driver= (repeatable; all must match)")
+	stringListVarP(fs, &filters, "filter", "f", "name=, id= or driver= (repeatable; all must match)")
 	return cmd
 }
 
@@ -496,7 +496,7 @@ func newNetworkConnect() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&ip, "ip", "", "static IPv4 address on the network")
 	cmd.Flags().StringVar(&ip6, "ip6", "", "static IPv6 address on a dual-stack network (network create --ipv6)")
-	cmd.Flags().StringArrayVar(&aliases, "alias", nil, "another name the network's DNS answers for the sandbox (repeatable)")
+	stringListVarP(cmd.Flags(), &aliases, "alias", "", "another name the network's DNS answers for the sandbox (repeatable)")
 	return cmd
 }
 

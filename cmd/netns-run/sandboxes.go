@@ -76,7 +76,7 @@ exited), publish=PORT[-END][/PROTO] (a published container port).`,
 	fs.BoolVarP(&quiet, "quiet", "q", false, "only ids")
 	fs.BoolVar(&noTrunc, "no-trunc", false, "full ids and commands")
 	fs.StringVar(&format, "format", "", "a Go template per sandbox (see above)")
-	fs.StringArrayVarP(&filters, "filter", "f", nil, "name=, network=, status= or publish= (repeatable; all must match)")
+	stringListVarP(fs, &filters, "filter", "f", "name=, network=, status= or publish= (repeatable; all must match)")
 	return cmd
 }
 
