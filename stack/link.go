@@ -1,7 +1,9 @@
 package stack
 
 import (
+	"github.com/netns-run/netns-run/stack/ethswitch"
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/nested"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
@@ -18,6 +20,8 @@ type linkWatcher struct {
 	nested.Endpoint
 	g *Gateway
 }
+
+var _ ethswitch.FrameRefuser = (*linkWatcher)(nil)
 
 func watchLink(child gstack.LinkEndpoint, g *Gateway) *linkWatcher {
 	w := &linkWatcher{g: g}
@@ -40,4 +44,29 @@ func (w *linkWatcher) DeliverNetworkPacket(p tcpip.NetworkProtocolNumber, pkt *g
 		}
 	}
 	w.Endpoint.DeliverNetworkPacket(p, pkt)
+}
+
+// CheckFrame implements ethswitch.FrameRefuser: DeliverNetworkPacket's SYN
+// check on a member's Ethernet frame, before the switch makes a gVisor
+// packet of it. A SYN is never an echo request nor a router solicitation,
+// so checking it first changes nothing else.
+func (w *linkWatcher) CheckFrame(frame []byte) ethswitch.FrameVerdict {
+	if len(frame) < header.EthernetMinimumSize {
+		return ethswitch.FramePass
+	}
+	ip := frame[header.EthernetMinimumSize:]
+	var syn synVerdict
+	switch header.Ethernet(frame).Type() {
+	case ipv4.ProtocolNumber:
+		syn = w.g.checkSYN(ip, len(ip), false)
+	case ipv6.ProtocolNumber:
+		syn = w.g.checkSYN(ip, len(ip), true)
+	}
+	switch syn {
+	case synDropped:
+		return ethswitch.FrameRefused
+	case synPassed:
+		return ethswitch.FrameNewConn
+	}
+	return ethswitch.FramePass
 }

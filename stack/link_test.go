@@ -37,7 +37,7 @@ func FuzzLinkWatcherParsers(f *testing.F) {
 			}
 		}
 		for _, v6 := range []bool{false, true} {
-			src, dst, ok := parseSYN(pkt, v6)
+			src, dst, ok := parseFrame(frame, v6)
 			if !ok {
 				continue
 			}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netns-run/netns-run/stack/ethswitch"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -57,9 +58,8 @@ func linkPacket(frame []byte) *gstack.PacketBuffer {
 }
 
 func parseFrame(frame []byte, v6 bool) (netip.Addr, netip.AddrPort, bool) {
-	pkt := linkPacket(frame)
-	defer pkt.DecRef()
-	return parseSYN(pkt, v6)
+	ip := frame[header.EthernetMinimumSize:]
+	return parseSYN(ip, len(ip), v6)
 }
 
 func TestParseSYN(t *testing.T) {
@@ -183,9 +183,44 @@ func TestDropSYN(t *testing.T) {
 	}
 }
 
+// TestCheckFrame: the link watcher's word to the switch on a member's
+// frame: a SYN through the NAT is a new connection, refused (and counted)
+// at the member's limits; anything else passes.
+func TestCheckFrame(t *testing.T) {
+	g := testGateway6(false)
+	g.usage = newUsage(MemberLimits{TCP: 3, HalfOpen: 1, NewTCPPerSecond: 100})
+	w := &linkWatcher{g: g}
+	ap := netip.MustParseAddrPort
+	member, member6 := ap("10.0.2.100:40000"), ap("[fd00::64]:40000")
+	check := func(frame []byte, want ethswitch.FrameVerdict, what string) {
+		t.Helper()
+		if got := w.CheckFrame(frame); got != want {
+			t.Errorf("%s: verdict %d, want %d", what, got, want)
+		}
+	}
+	check(tcpFrame(member, ap("198.51.100.2:80"), header.TCPFlagSyn), ethswitch.FrameNewConn, "a SYN within the limits")
+	check(tcpFrame(member6, ap("[2001:db8::2]:443"), header.TCPFlagSyn), ethswitch.FrameNewConn, "an IPv6 SYN within the limits")
+	g.usage.take(member.Addr(), tcpHandshake)
+	g.usage.take(member6.Addr(), tcpHandshake)
+	check(tcpFrame(member, ap("198.51.100.2:80"), header.TCPFlagSyn), ethswitch.FrameRefused, "a SYN at the handshakes")
+	check(tcpFrame(member6, ap("[2001:db8::2]:443"), header.TCPFlagSyn), ethswitch.FrameRefused, "an IPv6 SYN at the handshakes")
+	if got := capped(g, member.Addr()) + capped(g, member6.Addr()); got != 2 {
+		t.Errorf("2 SYNs refused: %d counted as capped", got)
+	}
+	check(tcpFrame(member, ap("198.51.100.2:80"), header.TCPFlagAck), ethswitch.FramePass, "an ACK")
+	check(tcpFrame(member, ap("10.0.2.3:53"), header.TCPFlagSyn), ethswitch.FramePass, "a SYN to the DNS proxy")
+	check(tcpFrame(member, ap("10.0.2.7:22"), header.TCPFlagSyn), ethswitch.FramePass, "a SYN to another member (reset as no route)")
+	check(tcpFrame(member6, ap("[::ffff:198.51.100.2]:80"), header.TCPFlagSyn), ethswitch.FramePass, "an IPv6 SYN to a v4-mapped address (reset as no route)")
+	check(tcpFrame(member, ap("198.51.100.2:80"), header.TCPFlagSyn)[:header.EthernetMinimumSize-1], ethswitch.FramePass, "a runt")
+	arp := tcpFrame(member, ap("198.51.100.2:80"), header.TCPFlagSyn)
+	header.Ethernet(arp).Encode(&header.EthernetFields{SrcAddr: memberMAC, DstAddr: gatewayMAC, Type: header.ARPProtocolNumber})
+	check(arp, ethswitch.FramePass, "a SYN's bytes as ARP")
+}
+
 // BenchmarkOverLimitSYN: what a SYN from a member at its bound of
 // handshakes costs the gateway, taken to gVisor's forwarder (and
-// forwardTCP, in a goroutine of its own) or dropped at the link watcher.
+// forwardTCP, in a goroutine of its own) or dropped at the link watcher,
+// as a packet or (frame) as the switch's frame, before it is a packet.
 func BenchmarkOverLimitSYN(b *testing.B) {
 	g, err := NewOnEndpoint(Config{
 		Subnet: netip.MustParsePrefix("10.0.2.0/24"), Gateway: netip.MustParseAddr("10.0.2.2"), Resolver: netip.MustParseAddr("10.0.2.3"),
@@ -231,4 +266,11 @@ func BenchmarkOverLimitSYN(b *testing.B) {
 			}
 		})
 	}
+	b.Run("frame", func(b *testing.B) {
+		for i := range b.N {
+			if w.CheckFrame(frames[i%len(frames)]) != ethswitch.FrameRefused {
+				b.Fatal("an over-limit SYN was not refused")
+			}
+		}
+	})
 }

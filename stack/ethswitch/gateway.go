@@ -25,6 +25,7 @@ type gatewayEndpoint struct {
 	// NIC, which drops it.
 	mu         sync.RWMutex
 	dispatcher stack.NetworkDispatcher
+	refuser    FrameRefuser // dispatcher, if it is one
 	attached   atomic.Bool
 
 	onCloseMu sync.Mutex
@@ -34,6 +35,25 @@ type gatewayEndpoint struct {
 }
 
 var _ stack.LinkEndpoint = (*gatewayEndpoint)(nil)
+
+// FrameRefuser is a dispatcher attached to GatewayEndpoint (the gateway's
+// NIC, or a link endpoint in front of it) that turns some of the members'
+// frames down: CheckFrame sees each frame for the gateway, Ethernet header
+// included, before the switch makes a gVisor packet of it, and a frame it
+// refuses is dropped there, as the dispatcher would have dropped it. A
+// member whose frames it refuses often is rationed (rationWindow).
+type FrameRefuser interface {
+	CheckFrame(frame []byte) FrameVerdict
+}
+
+// FrameVerdict is a FrameRefuser's word on a frame.
+type FrameVerdict int
+
+const (
+	FramePass    FrameVerdict = iota // delivered
+	FrameNewConn                     // delivered: a connection's first segment
+	FrameRefused                     // dropped: its sender is past its limits
+)
 
 func newGatewayEndpoint(s *Switch) *gatewayEndpoint {
 	g := &gatewayEndpoint{sw: s}
@@ -47,11 +67,20 @@ func newGatewayEndpoint(s *Switch) *gatewayEndpoint {
 // per small segment.
 func (g *gatewayEndpoint) deliver(frame []byte, v *buffer.View, from *port) bool {
 	g.mu.RLock()
-	d := g.dispatcher
+	d, r := g.dispatcher, g.refuser
 	g.mu.RUnlock()
 	if d == nil {
 		from.drop(dropNoGateway, frame)
 		return false
+	}
+	if r != nil {
+		switch r.CheckFrame(frame) {
+		case FrameRefused:
+			from.rations.refused++
+			return false
+		case FrameNewConn:
+			from.rations.newConns++
+		}
 	}
 	var payload buffer.Buffer
 	handed := false
@@ -178,6 +207,7 @@ func (*gatewayEndpoint) Capabilities() stack.LinkEndpointCapabilities {
 func (g *gatewayEndpoint) Attach(d stack.NetworkDispatcher) {
 	g.mu.Lock()
 	g.dispatcher = d
+	g.refuser, _ = d.(FrameRefuser)
 	g.attached.Store(d != nil)
 	g.mu.Unlock()
 }
