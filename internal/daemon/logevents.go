@@ -11,21 +11,19 @@ import (
 
 	"github.com/netns-run/netns-run/forward"
 	"github.com/netns-run/netns-run/internal/netstore"
+	"github.com/netns-run/netns-run/stack/ethswitch"
 	"github.com/netns-run/netns-run/stack/segment"
 )
 
 // At debug level the daemon logs every member's join and leave, every
 // lease session, every change of published ports and the switch's drops:
 // at most one line per member and reason a second, with how many frames
-// it stands for. The switch logs its own drop lines (up to ten a second
-// per port); dropSummary folds them into the daemon's, which carry the
-// last dropped frame's addresses.
+// it stands for and the last dropped frame's addresses, which the switch
+// reports (up to ten a second per port) to dropFrames instead of logging
+// them itself.
 
 // dropLogEvery is how often the drop counters are read for the log.
 const dropLogEvery = time.Second
-
-// switchDropMsg is the message of the switch's own drop lines.
-const switchDropMsg = "ethswitch: drop"
 
 // logJoined: m has an address on its network and its ports are bound.
 func (s *Server) logJoined(m *member) {
@@ -77,12 +75,10 @@ func portList(ms []forward.Mapping) string {
 	return strings.Join(out, ",")
 }
 
-// summarizeDrops takes the switch's drop lines into the daemon's log
-// handler and, at debug level, logs the drops every dropLogEvery until the
-// returned stop is called. Call it before the first segment starts.
+// summarizeDrops logs, at debug level, the drops every dropLogEvery
+// until the returned stop is called, with the frames the switches
+// reported to s.dropFrames.
 func (s *Server) summarizeDrops() (stop func()) {
-	frames := &dropFrames{last: map[dropKey][]slog.Attr{}}
-	s.log = slog.New(&dropSummary{Handler: s.log.Handler(), frames: frames})
 	if !s.log.Enabled(context.Background(), slog.LevelDebug) {
 		return func() {}
 	}
@@ -99,7 +95,7 @@ func (s *Server) summarizeDrops() (stop func()) {
 			}
 			var lines []dropLine
 			lines, seen = newDrops(s.segmentStats(), seen)
-			last := frames.takeAll()
+			last := s.dropFrames.takeAll()
 			for _, l := range lines {
 				attrs := []any{"network", l.network, "member", l.member, "sandbox", shortID(l.sandboxID), "reason", l.reason, "count", l.count}
 				for _, a := range last[dropKey{l.network, l.mac, l.reason}] {
@@ -177,8 +173,8 @@ func newDrops(segs []runningSegment, seen map[dropCounter]uint64) ([]dropLine, m
 // dropKey names the switch's drop lines of one port and reason.
 type dropKey struct{ network, mac, reason string }
 
-// dropFrames holds the addresses of the last frame the switch logged
-// dropping, per port and reason, until the next summary.
+// dropFrames holds the addresses of the last frame a switch reported
+// dropping, per network, port and reason, until the next summary.
 type dropFrames struct {
 	mu   sync.Mutex
 	last map[dropKey][]slog.Attr
@@ -199,49 +195,8 @@ func (f *dropFrames) takeAll() map[dropKey][]slog.Attr {
 	return last
 }
 
-// dropSummary is the daemon's log handler with the switch's drop lines
-// taken out: their frames go to frames, for the summary lines.
-type dropSummary struct {
-	slog.Handler
-	network string // from a segment's logger's attributes
-	frames  *dropFrames
-}
-
-func (h *dropSummary) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message != switchDropMsg {
-		return h.Handler.Handle(ctx, r)
-	}
-	k := dropKey{network: h.network}
-	var frame []slog.Attr
-	r.Attrs(func(a slog.Attr) bool {
-		switch a.Key {
-		case "member":
-			k.mac = a.Value.String()
-		case "reason":
-			k.reason = a.Value.String()
-		case "suppressed": // the summary's count has them
-		default:
-			frame = append(frame, a)
-		}
-		return true
-	})
-	h.frames.put(k, frame)
-	return nil
-}
-
-func (h *dropSummary) WithAttrs(attrs []slog.Attr) slog.Handler {
-	c := *h
-	c.Handler = h.Handler.WithAttrs(attrs)
-	for _, a := range attrs {
-		if a.Key == "network" {
-			c.network = a.Value.String()
-		}
-	}
-	return &c
-}
-
-func (h *dropSummary) WithGroup(name string) slog.Handler {
-	c := *h
-	c.Handler = h.Handler.WithGroup(name)
-	return &c
+// onDrop is a segment's ethswitch.Options.OnDrop: it keeps the frame
+// for the next summary.
+func (f *dropFrames) onDrop(network string) func(ethswitch.Drop) {
+	return func(d ethswitch.Drop) { f.put(dropKey{network, d.Member, d.Reason}, d.Frame) }
 }

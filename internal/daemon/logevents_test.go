@@ -1,33 +1,26 @@
 package daemon
 
 import (
-	"bytes"
 	"log/slog"
 	"net"
-	"strings"
 	"testing"
 
 	"github.com/netns-run/netns-run/stack/ethswitch"
 	"github.com/netns-run/netns-run/stack/segment"
 )
 
-// TestDropSummary: the switch's drop lines are held, by network, port and
-// reason, not written; every other line is written.
-func TestDropSummary(t *testing.T) {
-	var out bytes.Buffer
+// TestDropFrames: a switch's drop reports are held by network, port and
+// reason, the last one kept, until the summary takes them.
+func TestDropFrames(t *testing.T) {
 	frames := &dropFrames{last: map[dropKey][]slog.Attr{}}
-	log := slog.New(&dropSummary{Handler: slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}), frames: frames})
-	seg := log.With("network", "net1")
-	seg.Debug(switchDropMsg, "member", "02:42:ac:1e:00:02", "reason", ethswitch.DropSrcIP, "src_ip", "172.30.0.99", "suppressed", 3)
-	seg.Debug(switchDropMsg, "member", "02:42:ac:1e:00:02", "reason", ethswitch.DropSrcIP, "src_ip", "172.30.0.98")
-	seg.Info("ethswitch: member fd closed by peer", "member", "02:42:ac:1e:00:02")
-	if s := out.String(); strings.Contains(s, "drop") || !strings.Contains(s, "network=net1") || !strings.Contains(s, "member fd closed") {
-		t.Errorf("the log: %q; want the other line only", s)
-	}
+	report := frames.onDrop("net1")
+	report(ethswitch.Drop{Member: "02:42:ac:1e:00:02", Reason: ethswitch.DropSrcIP, Frame: []slog.Attr{slog.String("src_ip", "172.30.0.99")}, Suppressed: 3})
+	report(ethswitch.Drop{Member: "02:42:ac:1e:00:02", Reason: ethswitch.DropSrcIP, Frame: []slog.Attr{slog.String("src_ip", "172.30.0.98")}})
+	frames.onDrop("net2")(ethswitch.Drop{Member: "02:42:ac:1e:00:02", Reason: ethswitch.DropSrcIP})
 	last := frames.takeAll()
 	got := last[dropKey{"net1", "02:42:ac:1e:00:02", ethswitch.DropSrcIP}]
-	if len(got) != 1 || got[0].String() != "src_ip=172.30.0.98" {
-		t.Errorf("the frame held: %v (all: %v); want the last one's src_ip only", got, last)
+	if len(got) != 1 || got[0].String() != "src_ip=172.30.0.98" || len(last) != 2 {
+		t.Errorf("the frames held: %v (all: %v); want net1's last one's src_ip, and net2's", got, last)
 	}
 	if len(frames.takeAll()) != 0 {
 		t.Error("takeAll left frames behind")

@@ -51,6 +51,9 @@ type Server struct {
 	log       *slog.Logger
 	// memberLimits are Config's, for every segment this daemon runs.
 	memberLimits stack.MemberLimits
+	// dropFrames are the switches' last dropped frames, for the drop
+	// lines (summarizeDrops).
+	dropFrames *dropFrames
 
 	mu       sync.Mutex
 	segments map[string]*segment.Segment // by network ID
@@ -118,7 +121,7 @@ func Serve(runtimeDir string, cfg Config) error {
 	s := &Server{
 		store: cfg.Store, reg: cfg.Registry, upstreams: cfg.Upstreams, log: cfg.Logger, memberLimits: cfg.MemberLimits,
 		segments: make(map[string]*segment.Segment), members: make(map[string]*member),
-		done: make(chan struct{}),
+		dropFrames: &dropFrames{last: map[dropKey][]slog.Attr{}}, done: make(chan struct{}),
 	}
 	s.dropStaleLeases()
 	stopDropLog := s.summarizeDrops()
@@ -467,6 +470,7 @@ func (s *Server) segment(n netstore.Network) (*segment.Segment, error) {
 		// Zero fields: the defaults, so that no member goes unbounded.
 		MemberLimits: s.memberLimits.Over(stack.DefaultMemberLimits),
 		Logger:       s.log,
+		OnDrop:       s.dropFrames.onDrop(n.Name),
 	})
 	if err != nil {
 		return nil, err

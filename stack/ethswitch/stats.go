@@ -207,13 +207,17 @@ func (s *Switch) dropped(c *counters, who string, r dropReason, frame []byte, er
 		c.suppressed.Add(1)
 		return
 	}
-	attrs := []slog.Attr{slog.String("member", who), slog.String("reason", r.String())}
-	attrs = append(attrs, frameAttrs(frame)...)
+	d := Drop{Member: who, Reason: r.String(), Frame: frameAttrs(frame), Suppressed: c.suppressed.Swap(0)}
 	if errno != 0 {
-		attrs = append(attrs, slog.String("err", errno.Error()))
+		d.Frame = append(d.Frame, slog.String("err", errno.Error()))
 	}
-	if n := c.suppressed.Swap(0); n > 0 {
-		attrs = append(attrs, slog.Uint64("suppressed", n))
+	if s.opts.OnDrop != nil {
+		s.opts.OnDrop(d)
+		return
+	}
+	attrs := append([]slog.Attr{slog.String("member", d.Member), slog.String("reason", d.Reason)}, d.Frame...)
+	if d.Suppressed > 0 {
+		attrs = append(attrs, slog.Uint64("suppressed", d.Suppressed))
 	}
 	s.log.LogAttrs(context.Background(), slog.LevelDebug, "ethswitch: drop", attrs...)
 }

@@ -74,6 +74,20 @@ type Options struct {
 	// Logger gets drops at debug level (rate-limited per port) and port
 	// failures at warn. Defaults to slog.Default().
 	Logger *slog.Logger
+	// OnDrop, when set, gets the drop reports instead of Logger: the same
+	// ones, while Logger has debug on, at most one per port each logEvery.
+	// It is called on the port's reader goroutine and must not block.
+	OnDrop func(Drop)
+}
+
+// Drop reports a dropped frame: the port's member (its MAC), why, the
+// frame's addresses (and the write's error, for a frame toward the
+// member), and how many drops of the port went unreported since the last
+// report.
+type Drop struct {
+	Member, Reason string
+	Frame          []slog.Attr
+	Suppressed     uint64
 }
 
 // Switch is an L2 switch with a static MAC table. Its methods are safe for

@@ -3,8 +3,11 @@ package ethswitch
 import (
 	"bytes"
 	"encoding/binary"
+	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -404,5 +407,35 @@ func TestBroadcastFloodBounded(t *testing.T) {
 	}
 	if got := s.Stats().Drops[DropFloodRate]; got < 100 || got > sent-floodBurst {
 		t.Errorf("%d broadcasts at once: %d dropped over the rate; want about %d", sent, got, sent-floodBurst)
+	}
+}
+
+// TestOnDrop: with OnDrop set and debug on, a drop is reported to it with
+// the frame's addresses, and not logged.
+func TestOnDrop(t *testing.T) {
+	var logged bytes.Buffer
+	reports := make(chan Drop, 16)
+	s := newSwitch(t, Options{
+		Logger: slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		OnDrop: func(d Drop) { reports <- d },
+	})
+	attachFake(s)
+	a, b := addSockMember(t, s, 2), addSockMember(t, s, 3)
+	a.Send(ethtest.UDPFrame(gwMAC, a.MAC, b.IP, gwIP, 1, 2, payload(10))) // B's address
+	waitDrop(t, s, DropSrcIP, 1)
+	select {
+	case d := <-reports:
+		var frame []string
+		for _, at := range d.Frame {
+			frame = append(frame, at.String())
+		}
+		if d.Member != a.MAC.String() || d.Reason != DropSrcIP || !slices.Contains(frame, "src_ip="+b.IP.String()) {
+			t.Errorf("the report: %+v (frame %v); want A's spoofed source", d, frame)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no drop reported")
+	}
+	if strings.Contains(logged.String(), "drop") {
+		t.Errorf("with OnDrop set the switch logged: %s", logged.String())
 	}
 }

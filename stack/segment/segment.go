@@ -82,6 +82,9 @@ type Config struct {
 	Gateway6  netip.Addr
 	Upstreams []netip.AddrPort // where the DNS forwards other names
 	Logger    *slog.Logger
+	// OnDrop gets the switch's drop reports instead of Logger
+	// (ethswitch.Options.OnDrop).
+	OnDrop func(ethswitch.Drop)
 }
 
 // Segment is a running network.
@@ -122,6 +125,7 @@ func New(cfg Config) (*Segment, error) {
 		GatewayIP:  cfg.Gateway,
 		MTU:        MTU,
 		Isolate:    cfg.Isolate,
+		OnDrop:     cfg.OnDrop,
 		DHCP: func(req []byte, m ethswitch.Member) ([]byte, bool) {
 			if !dhcpRate.Allow(m.IP) {
 				return nil, false
