@@ -14,30 +14,37 @@ import (
 	"github.com/miekg/dns"
 )
 
-// The members' DNS and DHCP rates (the segment's defaults): 200 queries a
-// second with a burst of 400, and 10 DHCP messages a second with a burst
-// of 20.
-const (
-	dnsBurst  = 400
-	dnsRate   = 200
-	dhcpBurst = 20
-	dhcpRate  = 10
-)
+// requestRates are a member's DNS queries and DHCP messages a second;
+// the bursts are twice as many.
+type requestRates struct{ dns, dhcp int }
 
 // TestRateLimitDNSAndDHCP: a member that floods the segment's DNS and DHCP
 // (raw frames from its own addresses, so the switch lets them in) has the
 // queries past its burst dropped and counted under their own reasons in
 // stats, while another member's query and lease are answered at once and
-// the flooder is answered again once it has slowed down.
+// the flooder is answered again once it has slowed down: at the defaults
+// (200 queries a second, 10 DHCP messages), then at daemon.json's.
 func TestRateLimitDNSAndDHCP(t *testing.T) {
 	requireLauncher(t)
+	t.Run("defaults", func(t *testing.T) { floodDNSAndDHCP(t, newUser(t), requestRates{200, 10}) })
+	t.Run("settings", func(t *testing.T) {
+		u := newUser(t)
+		writeDaemonSettings(t, u, `{"member-limits": {"dns-per-second": 50, "dhcp-per-second": 3}}`)
+		floodDNSAndDHCP(t, u, requestRates{50, 3})
+	})
+}
+
+// floodDNSAndDHCP is TestRateLimitDNSAndDHCP for u's daemon, whose
+// members' rates are want.
+func floodDNSAndDHCP(t *testing.T, u *user, want requestRates) {
+	dnsRate, dnsBurst := float64(want.dns), 2*want.dns
+	dhcpRate, dhcpBurst := float64(want.dhcp), 2*want.dhcp
 	var (
 		subnet    = netip.MustParsePrefix("10.87.0.0/24")
 		gw        = netip.MustParseAddr("10.87.0.1")
 		flooder   = netip.MustParseAddr("10.87.0.2")
 		bystander = netip.MustParseAddr("10.87.0.3")
 	)
-	u := newUser(t)
 	u.ok("network", "create", "--subnet", subnet.String(), "--gateway", gw.String(), "ratenet")
 	t.Cleanup(func() { u.nr("network", "rm", "ratenet") })
 	u.ok("run", "-d", "--name", "flooder", "--network", "ratenet", "--ip", flooder.String(), "--", probe, "sleep", "120s")
@@ -87,7 +94,7 @@ func TestRateLimitDNSAndDHCP(t *testing.T) {
 	const discovers = 100
 	start = time.Now()
 	wantExit(t, u.nr("exec", "flooder", "--", probe, "rawsend", "-count", fmt.Sprint(discovers), "eth0", discover), 0, "the flooder's DHCP discovers")
-	most = discovers - dhcpBurst
+	most = uint64(discovers - dhcpBurst)
 	least = atLeast(most, time.Since(start).Seconds()*dhcpRate+1)
 	if got := waitDrops(t, u, "flooder", "dhcp over rate", before, least); got < least || got > most {
 		t.Errorf("the flooder's %q drops: %d of %d discovers; want %d to %d", "dhcp over rate", got, discovers, least, most)

@@ -42,6 +42,12 @@ type MemberLimits struct {
 	// fills them all; this keeps what it can make the network process
 	// hold a figure, not a product of its connections.
 	TCPBufferBytes int
+	// DNSPerSecond and DHCPPerSecond bound the requests a member sends the
+	// network process itself (its resolver and DHCP server, which parse
+	// each one), with a burst of twice as many; past them a query or
+	// message is dropped unanswered, counted as "dns over rate" or "dhcp
+	// over rate". The segment applies them, not the gateway.
+	DNSPerSecond, DHCPPerSecond int
 }
 
 // DefaultMemberLimits: at most 200 host descriptors for one member's
@@ -49,8 +55,11 @@ type MemberLimits struct {
 // or a service with connection pools; a crawler or a load generator
 // needs more (the daemon's settings raise them). 64 MiB of TCP buffers
 // give 2 connections gVisor's autotuned ones (bulk transfers at full
-// speed) and the other 158 fixed ones.
-var DefaultMemberLimits = MemberLimits{TCP: 160, HalfOpen: 32, UDP: 40, NewTCPPerSecond: 1000, TCPBufferBytes: 64 << 20}
+// speed) and the other 158 fixed ones. 200 DNS queries a second are far
+// more than a resolver with a cache sends; 10 DHCP messages a handful of
+// leases.
+var DefaultMemberLimits = MemberLimits{TCP: 160, HalfOpen: 32, UDP: 40, NewTCPPerSecond: 1000, TCPBufferBytes: 64 << 20,
+	DNSPerSecond: 200, DHCPPerSecond: 10}
 
 // Over is l with its zero fields taken from d.
 func (l MemberLimits) Over(d MemberLimits) MemberLimits {
@@ -68,6 +77,12 @@ func (l MemberLimits) Over(d MemberLimits) MemberLimits {
 	}
 	if l.TCPBufferBytes > 0 {
 		d.TCPBufferBytes = l.TCPBufferBytes
+	}
+	if l.DNSPerSecond > 0 {
+		d.DNSPerSecond = l.DNSPerSecond
+	}
+	if l.DHCPPerSecond > 0 {
+		d.DHCPPerSecond = l.DHCPPerSecond
 	}
 	return d
 }

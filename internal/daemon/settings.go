@@ -41,12 +41,15 @@ type MemberLimitsSetting struct {
 	UDP             int `json:"udp,omitempty"`
 	NewTCPPerSecond int `json:"new-tcp-per-second,omitempty"`
 	TCPBufferBytes  int `json:"tcp-buffer-bytes,omitempty"`
+	DNSPerSecond    int `json:"dns-per-second,omitempty"`
+	DHCPPerSecond   int `json:"dhcp-per-second,omitempty"`
 }
 
 // Limits are the setting as the gateway takes them; zero fields keep
 // the defaults.
 func (m MemberLimitsSetting) Limits() stack.MemberLimits {
-	return stack.MemberLimits{TCP: m.TCP, HalfOpen: m.TCPHandshakes, UDP: m.UDP, NewTCPPerSecond: m.NewTCPPerSecond, TCPBufferBytes: m.TCPBufferBytes}
+	return stack.MemberLimits{TCP: m.TCP, HalfOpen: m.TCPHandshakes, UDP: m.UDP, NewTCPPerSecond: m.NewTCPPerSecond, TCPBufferBytes: m.TCPBufferBytes,
+		DNSPerSecond: m.DNSPerSecond, DHCPPerSecond: m.DHCPPerSecond}
 }
 
 // SettingsPath is where the settings live: $XDG_CONFIG_HOME/netns-run/
@@ -76,7 +79,7 @@ func LoadSettings(path string) (Settings, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&s); err != nil {
-		return Settings{}, fmt.Errorf("daemon settings %s: %w (known keys: ipv6, fixed-cidr-v6, metrics-addr, log-level, member-limits with tcp, tcp-handshakes, udp, new-tcp-per-second, tcp-buffer-bytes)", path, err)
+		return Settings{}, fmt.Errorf("daemon settings %s: %w (known keys: ipv6, fixed-cidr-v6, metrics-addr, log-level, member-limits with tcp, tcp-handshakes, udp, new-tcp-per-second, tcp-buffer-bytes, dns-per-second, dhcp-per-second)", path, err)
 	}
 	if dec.Decode(&struct{}{}) != io.EOF {
 		return Settings{}, fmt.Errorf("daemon settings %s: more than one JSON object", path)
@@ -94,7 +97,7 @@ func LoadSettings(path string) (Settings, error) {
 			return Settings{}, fmt.Errorf("daemon settings %s: log-level: %w", path, err)
 		}
 	}
-	if m := s.MemberLimits; m.TCP < 0 || m.TCPHandshakes < 0 || m.UDP < 0 || m.NewTCPPerSecond < 0 || m.TCPBufferBytes < 0 {
+	if m := s.MemberLimits; m.TCP < 0 || m.TCPHandshakes < 0 || m.UDP < 0 || m.NewTCPPerSecond < 0 || m.TCPBufferBytes < 0 || m.DNSPerSecond < 0 || m.DHCPPerSecond < 0 {
 		return Settings{}, fmt.Errorf("daemon settings %s: member-limits: %+v: want numbers above 0 (or leave a key out for its default)", path, m)
 	}
 	return s, nil

@@ -33,8 +33,8 @@ func TestLoadSettings(t *testing.T) {
 	if s, err := LoadSettings(write(`{"log-level": "debug"}`)); err != nil || s.LogLevel != "debug" {
 		t.Errorf("log-level: %+v, %v", s, err)
 	}
-	s, err = LoadSettings(write(`{"member-limits": {"tcp": 4096, "new-tcp-per-second": 5000, "tcp-buffer-bytes": 1073741824}}`))
-	if l := s.MemberLimits.Limits().Over(stack.DefaultMemberLimits); err != nil || l.TCP != 4096 || l.NewTCPPerSecond != 5000 || l.TCPBufferBytes != 1<<30 || l.UDP != stack.DefaultMemberLimits.UDP {
+	s, err = LoadSettings(write(`{"member-limits": {"tcp": 4096, "new-tcp-per-second": 5000, "tcp-buffer-bytes": 1073741824, "dns-per-second": 50, "dhcp-per-second": 3}}`))
+	if l := s.MemberLimits.Limits().Over(stack.DefaultMemberLimits); err != nil || l.TCP != 4096 || l.NewTCPPerSecond != 5000 || l.TCPBufferBytes != 1<<30 || l.DNSPerSecond != 50 || l.DHCPPerSecond != 3 || l.UDP != stack.DefaultMemberLimits.UDP {
 		t.Errorf("member-limits: %+v, %v; want tcp and the rate raised, the rest the defaults", l, err)
 	}
 	for body, want := range map[string]string{
@@ -48,6 +48,7 @@ func TestLoadSettings(t *testing.T) {
 		`{"ipv6": true, "fixed-cidr-v6": "x"}`:        "fixed-cidr-v6",
 		`{"member-limits": {"tcp": -1}}`:              "member-limits",
 		`{"member-limits": {"tcp-buffer-bytes": -1}}`: "member-limits",
+		`{"member-limits": {"dns-per-second": -5}}`:   "member-limits",
 		`{"member-limits": {"conns": 10}}`:            `unknown field "conns"`,
 	} {
 		if _, err := LoadSettings(write(body)); err == nil || !strings.Contains(err.Error(), want) {

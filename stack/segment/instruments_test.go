@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/gopacket/pcapgo"
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/netns-run/netns-run/stack"
 	"github.com/netns-run/netns-run/stack/ethswitch"
 	"github.com/netns-run/netns-run/stack/ethswitch/ethtest"
 	"github.com/netns-run/netns-run/stack/pcap"
@@ -145,7 +146,7 @@ func TestStatsDHCPAndDNS(t *testing.T) {
 			break
 		}
 	}
-	burst := uint64(DHCPPerMember.Burst)
+	burst := uint64(2 * stack.DefaultMemberLimits.DHCPPerSecond)
 	if got := st.DHCP.Offers; got < burst || got > burst+2 {
 		t.Errorf("%d offers for %d discovers at a burst of %d", got, sent, burst)
 	}
@@ -164,5 +165,30 @@ func TestStatsDHCPAndDNS(t *testing.T) {
 	s.Remove(a.m.ID)
 	if s.Published(a.m.ID) != nil {
 		t.Error("a removed member kept its published-port counters")
+	}
+}
+
+// TestDHCPRateSetting: a member's DHCP rate is MemberLimits' when set
+// (the daemon's "dhcp-per-second"): a burst of twice as many answered.
+func TestDHCPRateSetting(t *testing.T) {
+	s := newSegment(t, Config{MemberLimits: stack.MemberLimits{DHCPPerSecond: 3}})
+	a := attach(t, s, 2, "alpha")
+	disc, err := dhcpv4.NewDiscovery(a.m.MAC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const sent = 20
+	f := ethtest.UDPFrame(net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, a.m.MAC, netip.IPv4Unspecified(), netip.AddrFrom4([4]byte{255, 255, 255, 255}), 68, 67, disc.ToBytes())
+	for range sent {
+		a.Send(f)
+	}
+	var st Stats
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if st = s.Stats(); st.DHCP.Offers+st.Members[0].Drops[DropDHCPRate] == sent {
+			break
+		}
+	}
+	if got := st.DHCP.Offers; got < 6 || got > 7 {
+		t.Errorf("%d offers for %d discovers at 3 a second; want the burst of 6 (and one refilled at most)", got, sent)
 	}
 }

@@ -29,10 +29,15 @@ const MTU = 65520
 // dnsTTL is short: a member that restarts elsewhere must be found at once.
 const dnsTTL = 5
 
-// DHCPPerMember is the rate of DHCP messages a member may send: a client
-// sends a handful to get or renew its lease, and each one is parsed by the
-// network process. Past it they are dropped, counted as DropDHCPRate.
-var DHCPPerMember = sourcerate.Limit{PerSecond: 10, Burst: 20}
+// requestRate is n requests a second with a burst of twice as many, the
+// shape of a member's DNS and DHCP rates (stack.MemberLimits), or def's
+// when n is 0.
+func requestRate(n, def int) sourcerate.Limit {
+	if n <= 0 {
+		n = def
+	}
+	return sourcerate.Limit{PerSecond: float64(n), Burst: 2 * n}
+}
 
 // The drop reasons the segment adds to a member's switch drops.
 const (
@@ -119,7 +124,10 @@ func New(cfg Config) (*Segment, error) {
 	}
 	log = log.With("network", cfg.Name)
 	dhcpSrv := dhcp.New(dhcp.Config{ServerIP: cfg.Gateway, Router: cfg.Gateway, Subnet: cfg.Subnet, DNS: []netip.Addr{cfg.Gateway}, MTU: MTU})
-	dhcpRate := sourcerate.New(DHCPPerMember)
+	// A client sends a handful of DHCP messages to get or renew its
+	// lease, and each one is parsed here; past its rate they are dropped,
+	// counted as DropDHCPRate.
+	dhcpRate := sourcerate.New(requestRate(cfg.MemberLimits.DHCPPerSecond, stack.DefaultMemberLimits.DHCPPerSecond))
 	sw, err := ethswitch.New(ethswitch.Options{
 		GatewayMAC: cfg.GatewayMAC,
 		GatewayIP:  cfg.Gateway,
@@ -171,7 +179,8 @@ func New(cfg Config) (*Segment, error) {
 // resolverConfig is the DNS of the segment: member names first when asked
 // for, then the upstreams; on an internal network nothing goes upstream.
 func (s *Segment) resolverConfig(cfg Config, log *slog.Logger) resolver.Config {
-	rc := resolver.Config{Upstreams: cfg.Upstreams, Logger: log}
+	rc := resolver.Config{Upstreams: cfg.Upstreams, Logger: log,
+		PerClient: requestRate(cfg.MemberLimits.DNSPerSecond, stack.DefaultMemberLimits.DNSPerSecond)}
 	if cfg.MemberNames {
 		rc.Local = s.answer
 		rc.UpstreamsOf = s.upstreamsOf
