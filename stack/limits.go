@@ -63,26 +63,13 @@ var DefaultMemberLimits = MemberLimits{TCP: 160, HalfOpen: 32, UDP: 40, NewTCPPe
 
 // Over is l with its zero fields taken from d.
 func (l MemberLimits) Over(d MemberLimits) MemberLimits {
-	if l.TCP > 0 {
-		d.TCP = l.TCP
-	}
-	if l.HalfOpen > 0 {
-		d.HalfOpen = l.HalfOpen
-	}
-	if l.UDP > 0 {
-		d.UDP = l.UDP
-	}
-	if l.NewTCPPerSecond > 0 {
-		d.NewTCPPerSecond = l.NewTCPPerSecond
-	}
-	if l.TCPBufferBytes > 0 {
-		d.TCPBufferBytes = l.TCPBufferBytes
-	}
-	if l.DNSPerSecond > 0 {
-		d.DNSPerSecond = l.DNSPerSecond
-	}
-	if l.DHCPPerSecond > 0 {
-		d.DHCPPerSecond = l.DHCPPerSecond
+	for _, f := range []struct{ set, to *int }{
+		{&l.TCP, &d.TCP}, {&l.HalfOpen, &d.HalfOpen}, {&l.UDP, &d.UDP}, {&l.NewTCPPerSecond, &d.NewTCPPerSecond},
+		{&l.TCPBufferBytes, &d.TCPBufferBytes}, {&l.DNSPerSecond, &d.DNSPerSecond}, {&l.DHCPPerSecond, &d.DHCPPerSecond},
+	} {
+		if *f.set > 0 {
+			*f.to = *f.set
+		}
 	}
 	return d
 }

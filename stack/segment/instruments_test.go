@@ -130,22 +130,8 @@ func TestStatsDHCPAndDNS(t *testing.T) {
 	if a.resolve("beta") != b.m.IP || a.resolve("example.com") != upstreamIP {
 		t.Fatal("the segment's DNS did not answer")
 	}
-	disc, err := dhcpv4.NewDiscovery(a.m.MAC)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const sent = 50
-	f := ethtest.UDPFrame(net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, a.m.MAC, netip.IPv4Unspecified(), netip.AddrFrom4([4]byte{255, 255, 255, 255}), 68, 67, disc.ToBytes())
-	for range sent {
-		a.Send(f)
-	}
-	var st Stats
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		st = s.Stats()
-		if st.DHCP.Offers+st.Members[0].Drops[DropDHCPRate] == sent {
-			break
-		}
-	}
+	st := floodDHCP(t, s, a, sent)
 	burst := uint64(2 * stack.DefaultMemberLimits.DHCPPerSecond)
 	if got := st.DHCP.Offers; got < burst || got > burst+2 {
 		t.Errorf("%d offers for %d discovers at a burst of %d", got, sent, burst)
@@ -173,22 +159,30 @@ func TestStatsDHCPAndDNS(t *testing.T) {
 func TestDHCPRateSetting(t *testing.T) {
 	s := newSegment(t, Config{MemberLimits: stack.MemberLimits{DHCPPerSecond: 3}})
 	a := attach(t, s, 2, "alpha")
+	const sent = 20
+	st := floodDHCP(t, s, a, sent)
+	if got := st.DHCP.Offers; got < 6 || got > 7 {
+		t.Errorf("%d offers for %d discovers at 3 a second; want the burst of 6 (and one refilled at most)", got, sent)
+	}
+}
+
+// floodDHCP sends sent DHCP discovers from a, the segment's first member,
+// and returns the segment's counters once each is answered or dropped.
+func floodDHCP(t *testing.T, s *Segment, a *fakeLink, sent int) Stats {
+	t.Helper()
 	disc, err := dhcpv4.NewDiscovery(a.m.MAC)
 	if err != nil {
 		t.Fatal(err)
 	}
-	const sent = 20
 	f := ethtest.UDPFrame(net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, a.m.MAC, netip.IPv4Unspecified(), netip.AddrFrom4([4]byte{255, 255, 255, 255}), 68, 67, disc.ToBytes())
 	for range sent {
 		a.Send(f)
 	}
 	var st Stats
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if st = s.Stats(); st.DHCP.Offers+st.Members[0].Drops[DropDHCPRate] == sent {
+		if st = s.Stats(); st.DHCP.Offers+st.Members[0].Drops[DropDHCPRate] == uint64(sent) {
 			break
 		}
 	}
-	if got := st.DHCP.Offers; got < 6 || got > 7 {
-		t.Errorf("%d offers for %d discovers at 3 a second; want the burst of 6 (and one refilled at most)", got, sent)
-	}
+	return st
 }
