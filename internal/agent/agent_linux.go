@@ -233,6 +233,7 @@ func runCommand(conn *net.UnixConn, path string, spec *wire.Spec, sigs <-chan os
 		mainPid: cmd.Process.Pid,
 		byPid:   map[int]*agentExec{},
 		byID:    map[uint64]*agentExec{},
+		stopped: make(chan struct{}),
 	}
 	mainDone := make(chan unix.WaitStatus, 1)
 	reaped := make(chan struct{})
@@ -271,6 +272,10 @@ wait:
 	return ws.ExitStatus()
 }
 
+// execPoll is how often reap looks for an exec started after the
+// command ended, until stop.
+var execPoll = 10 * time.Millisecond
+
 // agent is the state of a running sandbox's pid 1.
 type agent struct {
 	conn    *net.UnixConn
@@ -281,6 +286,7 @@ type agent struct {
 	byPid    map[int]*agentExec
 	byID     map[uint64]*agentExec
 	stopping bool           // the command ended: no more execs
+	stopped  chan struct{}  // closed when stopping is set
 	reports  sync.WaitGroup // execExited messages being sent
 }
 
@@ -312,8 +318,14 @@ func (a *agent) reap(mainDone chan<- unix.WaitStatus, reaped chan<- struct{}) {
 			if stopping {
 				return
 			}
-			// Only between the command's end and stop.
-			time.Sleep(10 * time.Millisecond)
+			// Only between the command's end and stop, which comes at
+			// once: it is waited for, not slept through (a sleep here
+			// kept every sandbox up 10 ms after its command). Looked
+			// again for an exec started meanwhile, as before.
+			select {
+			case <-a.stopped:
+			case <-time.After(execPoll):
+			}
 			continue
 		}
 		a.mu.Lock()
@@ -350,6 +362,7 @@ func (a *agent) stop() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.stopping = true
+	close(a.stopped)
 	unix.Kill(-1, unix.SIGKILL)
 }
 

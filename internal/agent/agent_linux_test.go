@@ -2,11 +2,14 @@ package agent
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/netns-run/netns-run/internal/wire"
+	"golang.org/x/sys/unix"
 )
 
 func TestWithoutMarker(t *testing.T) {
@@ -59,5 +62,34 @@ func TestSameBuild(t *testing.T) {
 	err := sameBuild("v1 abc", "v1 def+changes")
 	if err == nil || !strings.Contains(err.Error(), "make install") || !strings.Contains(err.Error(), `"v1 def+changes"`) {
 		t.Errorf("two builds: %v; want the agent's build named and what to do", err)
+	}
+}
+
+// TestReapEndsAtStop: once the command has ended, reap returns as soon as
+// the agent stops, not at its next look for execs (which used to keep
+// every sandbox up 10 ms after its command). stop itself is not called:
+// its kill(-1) is only for a namespace's init.
+func TestReapEndsAtStop(t *testing.T) {
+	defer func(p time.Duration) { execPoll = p }(execPoll)
+	execPoll = time.Minute
+	cmd := exec.Command("true")
+	if err := cmd.Start(); err != nil {
+		t.Skip(err)
+	}
+	a := &agent{mainPid: cmd.Process.Pid, byPid: map[int]*agentExec{}, byID: map[uint64]*agentExec{}, stopped: make(chan struct{})}
+	mainDone, reaped := make(chan unix.WaitStatus, 1), make(chan struct{})
+	go a.reap(mainDone, reaped)
+	if ws := <-mainDone; ws.ExitStatus() != 0 {
+		t.Fatalf("true exited %d", ws.ExitStatus())
+	}
+	time.Sleep(50 * time.Millisecond) // reap is waiting for execs now
+	a.mu.Lock()
+	a.stopping = true
+	close(a.stopped)
+	a.mu.Unlock()
+	select {
+	case <-reaped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("reap still waiting 5 s after the stop")
 	}
 }
