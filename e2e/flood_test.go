@@ -107,17 +107,32 @@ func echoRate(t *testing.T, u *user, member, what string) float64 {
 func cappedOf(t *testing.T, u *user, names ...string) map[string]uint64 {
 	t.Helper()
 	out := map[string]uint64{}
+	for name, r := range natRefusalsOf(t, u, names...) {
+		out[name] = r.Capped
+	}
+	return out
+}
+
+// natRefusals are a member's connections the NAT refused, as `stats`
+// counts them.
+type natRefusals struct {
+	Capped  uint64 `json:"nat_capped"`
+	NoRoute uint64 `json:"nat_no_route"`
+}
+
+// natRefusalsOf is, by sandbox name, what the NAT refused.
+func natRefusalsOf(t *testing.T, u *user, names ...string) map[string]natRefusals {
+	t.Helper()
+	out := map[string]natRefusals{}
 	for _, line := range nonEmptyLines(u.ok(append([]string{"stats", "--no-stream", "--format", "json"}, names...)...).stdout) {
 		var row struct {
 			Name     string
-			Counters *struct {
-				Capped uint64 `json:"nat_capped"`
-			}
+			Counters *natRefusals
 		}
 		if err := json.Unmarshal([]byte(line), &row); err != nil || row.Counters == nil {
 			t.Fatalf("stats --format json: %q: %v", line, err)
 		}
-		out[row.Name] = row.Counters.Capped
+		out[row.Name] = *row.Counters
 	}
 	return out
 }
@@ -167,6 +182,11 @@ func TestConnectionExhaustion(t *testing.T) {
 	}
 	if fds := countFDs(daemon); fds > 200+20 {
 		t.Errorf("the daemon holds %d descriptors for one member's connections; want at most 200 and its own", fds)
+	}
+	// The connections past its bound were refused as capped: the world
+	// host is a place it may go.
+	if r := natRefusalsOf(t, u, "hog")["hog"]; r.Capped == 0 || r.NoRoute != 0 {
+		t.Errorf("the hog's refusals %+v; want them capped, none as no route", r)
 	}
 	r := u.nr("run", "--network", "exhaust", "--", probe, "tcp", "-timeout", "5s", worldIP+":7777", "other")
 	if !strings.Contains(r.stdout, "\nother") {

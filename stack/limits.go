@@ -38,7 +38,7 @@ type MemberLimits struct {
 	// TCPBufferBytes bounds what the gateway may buffer for the member's
 	// TCP connections: gVisor's send and receive buffers and the relay's
 	// copy buffers, each connection's reserved at its start at the most
-	// they can grow to (tcpBuffers). A member that writes and never reads
+	// they can grow to (tcpBuffers, takeConn). A member that writes and never reads
 	// fills them all; this keeps what it can make the network process
 	// hold a figure, not a product of its connections.
 	TCPBufferBytes int
@@ -88,7 +88,7 @@ const (
 	tcpConn resource = iota
 	tcpHandshake
 	udpFlow
-	// tcpBufferBytes is bytes, not a count: what takeBuffers reserved.
+	// tcpBufferBytes is bytes, not a count: what takeConn reserved.
 	tcpBufferBytes
 	resources
 )
@@ -147,7 +147,7 @@ func (u *usage) max(r resource) (member, gateway int) {
 		return u.limits.HalfOpen, gatewayMaxTCP
 	case udpFlow:
 		return u.limits.UDP, gatewayMaxUDP
-	default: // tcpBufferBytes: takeBuffers counts them
+	default: // tcpBufferBytes: takeConn counts them
 		return 0, 0
 	}
 }
@@ -192,50 +192,52 @@ func (u *usage) release(src netip.Addr, r resource) {
 	}
 }
 
-// takeBuffers picks the buffers of a connection src has just taken
-// (take(src, tcpConn)) and reserves their bytes; false when src's
-// TCPBufferBytes cannot hold even fixed ones. With a budget, a connection
-// is autotuned only if that leaves enough for fixed buffers on every
-// connection src may still open, so that the budget, not the order the
-// connections come in, bounds what src holds. Without one (a private
-// network's one sandbox), its first fullBufferConns connections are
-// autotuned and the rest fixed.
-func (u *usage) takeBuffers(src netip.Addr) (tcpBuffers, bool) {
+// takeConn counts one outbound TCP connection for src and reserves its
+// buffers from src's TCPBufferBytes, under one lock; false when src or
+// the gateway is at its TCP bound or the budget cannot hold even fixed
+// buffers. With a budget, a connection is autotuned only if that leaves
+// enough for fixed buffers on every connection src may still open, so
+// that the budget, not the order the connections come in, bounds what src
+// holds. Without one (a private network's one sandbox), its first
+// fullBufferConns connections are autotuned and the rest fixed.
+func (u *usage) takeConn(src netip.Addr) (tcpBuffers, bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	held := u.peers[src]
-	if held == nil { // no take(src, tcpConn) before: nothing to charge
+	if held == nil {
+		held = new([resources]int)
+	}
+	if u.full(*held, tcpConn) {
 		return 0, false
 	}
-	budget := u.limits.TCPBufferBytes
-	if budget == 0 {
-		if held[tcpConn] <= fullBufferConns {
-			return autotunedBuffers, true
-		}
-		return fixedBuffers, true
-	}
-	free := budget - held[tcpBufferBytes]
-	later := max(u.limits.TCP-held[tcpConn], 0) * fixedBuffers.bytes()
 	b := autotunedBuffers
-	if b.bytes()+later > free {
-		b = fixedBuffers
+	if budget := u.limits.TCPBufferBytes; budget == 0 {
+		if held[tcpConn] >= fullBufferConns {
+			b = fixedBuffers
+		}
+	} else {
+		free := budget - held[tcpBufferBytes]
+		later := max(u.limits.TCP-held[tcpConn]-1, 0) * fixedBuffers.bytes()
+		if b.bytes()+later > free {
+			b = fixedBuffers
+		}
+		if b.bytes() > free {
+			return 0, false
+		}
+		held[tcpBufferBytes] += b.bytes()
 	}
-	if b.bytes() > free {
-		return 0, false
-	}
-	held[tcpBufferBytes] += b.bytes()
+	held[tcpConn]++
+	u.total[tcpConn]++
+	u.peers[src] = held
 	return b, true
 }
 
-// releaseBuffers gives back what takeBuffers reserved for b, before the
-// connection is released.
-func (u *usage) releaseBuffers(src netip.Addr, b tcpBuffers) {
-	if u.limits.TCPBufferBytes == 0 {
-		return
-	}
+// releaseConn gives back a connection takeConn counted with b.
+func (u *usage) releaseConn(src netip.Addr, b tcpBuffers) {
 	u.mu.Lock()
-	defer u.mu.Unlock()
-	if held := u.peers[src]; held != nil {
+	if held := u.peers[src]; held != nil && u.limits.TCPBufferBytes > 0 {
 		held[tcpBufferBytes] = max(held[tcpBufferBytes]-b.bytes(), 0)
 	}
+	u.mu.Unlock()
+	u.release(src, tcpConn)
 }

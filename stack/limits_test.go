@@ -84,12 +84,8 @@ func takeAll(t *testing.T, u *usage, src netip.Addr, n int) []tcpBuffers {
 	t.Helper()
 	var got []tcpBuffers
 	for range n {
-		if u.take(src, tcpConn) == 0 {
-			t.Fatalf("connection %d: refused at the TCP bound", len(got)+1)
-		}
-		b, ok := u.takeBuffers(src)
+		b, ok := u.takeConn(src)
 		if !ok {
-			u.release(src, tcpConn)
 			break
 		}
 		got = append(got, b)
@@ -124,8 +120,7 @@ func TestBufferBudgetBoundsAMember(t *testing.T) {
 
 	// Given back, the biggest buffers are free again.
 	for _, b := range got {
-		u.releaseBuffers(stuck, b)
-		u.release(stuck, tcpConn)
+		u.releaseConn(stuck, b)
 	}
 	if _, left := u.peers[stuck]; left {
 		t.Errorf("after every release the member still holds %v", u.peers[stuck])

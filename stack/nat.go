@@ -24,7 +24,7 @@ const (
 	udpIdle = 60 * time.Second
 	dnsIdle = 10 * time.Second
 	// fullBufferConns is how many connections get gVisor's autotuned
-	// buffers where no budget says (takeBuffers).
+	// buffers where no budget says (takeConn).
 	fullBufferConns = 8
 )
 
@@ -123,25 +123,21 @@ func (g *Gateway) forwardTCP(r *tcp.ForwarderRequest) {
 	id := r.ID()
 	src := netipAddr(id.RemoteAddress)
 	dst := netip.AddrPortFrom(netipAddr(id.LocalAddress), id.LocalPort)
-	target, ok := g.hostTarget(src, dst)
-	if ok && g.usage.take(src, tcpConn) == 0 {
-		ok = false
+	target, allowed := g.hostTarget(src, dst)
+	var bufs tcpBuffers
+	ok := false
+	if allowed {
+		bufs, ok = g.usage.takeConn(src)
 	}
 	if !ok {
-		g.refused(src, ok)
-		g.log.Debug("refused outbound TCP", "src", src, "dst", dst, "allowed", ok)
+		// Past its TCP bound or its buffers a member gets a reset,
+		// counted as capped; where it may not go, as no route.
+		g.refused(src, allowed)
+		g.log.Debug("refused outbound TCP", "src", src, "dst", dst, "allowed", allowed)
 		r.Complete(true)
 		return
 	}
-	defer g.usage.release(src, tcpConn)
-	bufs, ok := g.usage.takeBuffers(src)
-	if !ok {
-		g.refused(src, true)
-		g.log.Debug("refused outbound TCP: the member's TCP buffers are all reserved", "src", src, "dst", dst)
-		r.Complete(true)
-		return
-	}
-	defer g.usage.releaseBuffers(src, bufs)
+	defer g.usage.releaseConn(src, bufs)
 	if !g.usage.allowNewTCP(src) || g.usage.take(src, tcpHandshake) == 0 {
 		// Dropped without a reset, as a full SYN queue drops it: a real
 		// client sends its SYN again a second later, when a handshake
