@@ -1,6 +1,8 @@
 package stack
 
 import (
+	"sync/atomic"
+
 	"github.com/netns-run/netns-run/stack/ethswitch"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -19,6 +21,9 @@ import (
 type linkWatcher struct {
 	nested.Endpoint
 	g *Gateway
+	// framesChecked: a switch in front asks CheckFrame about every frame
+	// before it delivers it, so the packet need not be checked again.
+	framesChecked atomic.Bool
 }
 
 var _ ethswitch.FrameRefuser = (*linkWatcher)(nil)
@@ -32,18 +37,24 @@ func watchLink(child gstack.LinkEndpoint, g *Gateway) *linkWatcher {
 func (w *linkWatcher) DeliverNetworkPacket(p tcpip.NetworkProtocolNumber, pkt *gstack.PacketBuffer) {
 	switch p {
 	case ipv4.ProtocolNumber:
-		if w.g.ping.take(pkt, false) || w.g.dropSYN(pkt, false) {
+		if w.g.ping.take(pkt, false) || w.dropSYN(pkt, false) {
 			return
 		}
 	case ipv6.ProtocolNumber:
 		if w.g.ra != nil && isRouterSolicitation(pkt) {
 			w.g.ra.solicited()
 		}
-		if w.g.ping.take(pkt, true) || w.g.dropSYN(pkt, true) {
+		if w.g.ping.take(pkt, true) || w.dropSYN(pkt, true) {
 			return
 		}
 	}
 	w.Endpoint.DeliverNetworkPacket(p, pkt)
+}
+
+// dropSYN is the gateway's dropSYN for a packet whose frame CheckFrame
+// has not seen.
+func (w *linkWatcher) dropSYN(pkt *gstack.PacketBuffer, v6 bool) bool {
+	return !w.framesChecked.Load() && w.g.dropSYN(pkt, v6)
 }
 
 // CheckFrame implements ethswitch.FrameRefuser: DeliverNetworkPacket's SYN
@@ -51,6 +62,9 @@ func (w *linkWatcher) DeliverNetworkPacket(p tcpip.NetworkProtocolNumber, pkt *g
 // packet of it. A SYN is never an echo request nor a router solicitation,
 // so checking it first changes nothing else.
 func (w *linkWatcher) CheckFrame(frame []byte) ethswitch.FrameVerdict {
+	if !w.framesChecked.Load() {
+		w.framesChecked.Store(true)
+	}
 	if len(frame) < header.EthernetMinimumSize {
 		return ethswitch.FramePass
 	}

@@ -274,3 +274,52 @@ func BenchmarkOverLimitSYN(b *testing.B) {
 		}
 	})
 }
+
+// Once a switch asks CheckFrame about its frames, the packets it then
+// delivers are not checked a second time: before, an over-limit SYN is
+// dropped at the packet; after a frame check, it is passed on.
+func TestCheckedFramesNotCheckedAgain(t *testing.T) {
+	g, err := NewOnEndpoint(Config{
+		Subnet: netip.MustParsePrefix("10.0.2.0/24"), Gateway: netip.MustParseAddr("10.0.2.2"), Resolver: netip.MustParseAddr("10.0.2.3"),
+		GatewayMAC: []byte(gatewayMAC), MTU: 1500,
+		MemberLimits: MemberLimits{HalfOpen: 1},
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}, channel.New(16, 1500, gatewayMAC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	member := netip.MustParseAddr("10.0.2.100")
+	g.usage.take(member, tcpHandshake) // at its handshakes: every SYN refused
+	syn := func(port uint16) []byte {
+		return tcpFrame(netip.AddrPortFrom(member, port), netip.MustParseAddrPort("198.51.100.2:80"), header.TCPFlagSyn)
+	}
+	w := watchLink(channel.New(16, 1500, gatewayMAC), g)
+	var d countingDispatcher
+	w.Attach(&d)
+	deliver := func(port uint16) {
+		pkt := linkPacket(syn(port))
+		w.DeliverNetworkPacket(ipv4.ProtocolNumber, pkt)
+		pkt.DecRef()
+	}
+	deliver(40000)
+	if d.n != 0 {
+		t.Fatal("an over-limit SYN no frame check saw went on to the stack")
+	}
+	if w.CheckFrame(syn(40001)) != ethswitch.FrameRefused {
+		t.Fatal("a SYN at the member's handshakes passed the frame check")
+	}
+	deliver(40002)
+	if d.n != 1 {
+		t.Errorf("after a frame check, %d packets went on; want the one delivered, unchecked", d.n)
+	}
+}
+
+// countingDispatcher counts the packets a link endpoint delivers to it.
+type countingDispatcher struct{ n int }
+
+func (d *countingDispatcher) DeliverNetworkPacket(tcpip.NetworkProtocolNumber, *gstack.PacketBuffer) {
+	d.n++
+}
+
+func (d *countingDispatcher) DeliverLinkPacket(tcpip.NetworkProtocolNumber, *gstack.PacketBuffer) {}
