@@ -161,6 +161,9 @@ func TestErrors(t *testing.T) {
 
 	t.Run("no /dev/net/tun on the shared default network", func(t *testing.T) {
 		rt := t.TempDir()
+		// The run starts a daemon, which writes under rt until it has
+		// gone idle and exited: waited for before rt is removed.
+		t.Cleanup((&user{t: t, env: []string{"HOME=" + rt, "XDG_RUNTIME_DIR=" + rt}, rt: rt}).cleanup)
 		r := hideTun(t, `XDG_RUNTIME_DIR=`+rt+` HOME=`+rt+` exec "$NR" -- /bin/sh -c "echo RAN"`)
 		wantOwnError(t, r, "the default network without /dev/net/tun", "/dev/net/tun", "--network private")
 		if strings.Contains(r.stdout, "RAN") {
