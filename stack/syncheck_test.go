@@ -217,11 +217,10 @@ func TestCheckFrame(t *testing.T) {
 	check(arp, ethswitch.FramePass, "a SYN's bytes as ARP")
 }
 
-// BenchmarkOverLimitSYN: what a SYN from a member at its bound of
-// handshakes costs the gateway, taken to gVisor's forwarder (and
-// forwardTCP, in a goroutine of its own) or dropped at the link watcher,
-// as a packet or (frame) as the switch's frame, before it is a packet.
-func BenchmarkOverLimitSYN(b *testing.B) {
+// oneHandshakeGateway is a gateway on a channel endpoint whose members may
+// have one handshake in progress each.
+func oneHandshakeGateway(tb testing.TB) *Gateway {
+	tb.Helper()
 	g, err := NewOnEndpoint(Config{
 		Subnet: netip.MustParsePrefix("10.0.2.0/24"), Gateway: netip.MustParseAddr("10.0.2.2"), Resolver: netip.MustParseAddr("10.0.2.3"),
 		GatewayMAC: []byte(gatewayMAC), MTU: 1500,
@@ -229,9 +228,18 @@ func BenchmarkOverLimitSYN(b *testing.B) {
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}, channel.New(16, 1500, gatewayMAC))
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	b.Cleanup(g.Close)
+	tb.Cleanup(g.Close)
+	return g
+}
+
+// BenchmarkOverLimitSYN: what a SYN from a member at its bound of
+// handshakes costs the gateway, taken to gVisor's forwarder (and
+// forwardTCP, in a goroutine of its own) or dropped at the link watcher,
+// as a packet or (frame) as the switch's frame, before it is a packet.
+func BenchmarkOverLimitSYN(b *testing.B) {
+	g := oneHandshakeGateway(b)
 	w := g.s.GetLinkEndpointByName("").(*linkWatcher)
 	member := netip.MustParseAddr("10.0.2.100")
 	g.usage.take(member, tcpHandshake) // its one: nothing is ever dialed
@@ -279,16 +287,7 @@ func BenchmarkOverLimitSYN(b *testing.B) {
 // delivers are not checked a second time: before, an over-limit SYN is
 // dropped at the packet; after a frame check, it is passed on.
 func TestCheckedFramesNotCheckedAgain(t *testing.T) {
-	g, err := NewOnEndpoint(Config{
-		Subnet: netip.MustParsePrefix("10.0.2.0/24"), Gateway: netip.MustParseAddr("10.0.2.2"), Resolver: netip.MustParseAddr("10.0.2.3"),
-		GatewayMAC: []byte(gatewayMAC), MTU: 1500,
-		MemberLimits: MemberLimits{HalfOpen: 1},
-		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}, channel.New(16, 1500, gatewayMAC))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(g.Close)
+	g := oneHandshakeGateway(t)
 	member := netip.MustParseAddr("10.0.2.100")
 	g.usage.take(member, tcpHandshake) // at its handshakes: every SYN refused
 	syn := func(port uint16) []byte {
