@@ -242,8 +242,9 @@ func relayCounted(ln net.Listener, counts *Counters, dial func(client net.Conn) 
 				return
 			}
 			counts.tcpConn(path)
-			in, out := relay.TCP(c, inner)
-			counts.tcpBytes(path, uint64(in), uint64(out))
+			relay.TCPThen(c, inner, func(in, out int64) {
+				counts.tcpBytes(path, uint64(in), uint64(out))
+			})
 		}()
 	}
 }

@@ -42,7 +42,9 @@ type halfCloser interface {
 
 // TCP copies both ways until both directions have ended, passing each
 // end-of-stream on as a half-close, then closes both connections. It
-// returns the bytes it moved each way.
+// returns the bytes it moved each way. Two kernel sockets are relayed by
+// the process's event loop (loop_linux.go), anything else by a goroutine
+// a direction.
 func TCP(a, b net.Conn) (aToB, bToA int64) {
 	return relayTCP(a, b, true)
 }
@@ -51,12 +53,43 @@ func TCP(a, b net.Conn) (aToB, bToA int64) {
 // connection whose reader may stall holds at most smallBufSize a
 // direction here while its write waits (the gateway's connections past a
 // member's first few: a member that stops reading would otherwise make
-// each hold a bulk buffer). Between kernel sockets it splices as TCP does.
+// each hold a bulk buffer). Between kernel sockets it is TCP.
 func TCPSmall(a, b net.Conn) (aToB, bToA int64) {
 	return relayTCP(a, b, false)
 }
 
+// TCPThen is TCP without holding the caller: it returns at once, and done
+// gets the bytes moved each way once both connections are closed. On the
+// event loop done is called on the loop's thread: it must not block.
+func TCPThen(a, b net.Conn, done func(aToB, bToA int64)) {
+	if !onLoop(a, b, done) {
+		go func() { done(relayCopies(a, b, true)) }()
+	}
+}
+
 func relayTCP(a, b net.Conn, bulk bool) (aToB, bToA int64) {
+	ended := make(chan struct{})
+	if onLoop(a, b, func(ab, ba int64) { aToB, bToA = ab, ba; close(ended) }) {
+		<-ended
+		return aToB, bToA
+	}
+	return relayCopies(a, b, bulk)
+}
+
+// onLoop hands a and b to the event loop when both are kernel TCP
+// sockets and the loop takes them.
+func onLoop(a, b net.Conn, done func(aToB, bToA int64)) bool {
+	ka, ok := a.(*net.TCPConn)
+	if !ok {
+		return false
+	}
+	kb, ok := b.(*net.TCPConn)
+	return ok && loopTCP(ka, kb, done)
+}
+
+// relayCopies relays a and b with a goroutine a direction, copying
+// through pooled buffers.
+func relayCopies(a, b net.Conn, bulk bool) (aToB, bToA int64) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -72,18 +105,9 @@ func relayTCP(a, b net.Conn, bulk bool) (aToB, bToA int64) {
 
 // copyHalf copies src to dst, then half-closes dst, and returns the bytes
 // written. On an error (reset) it closes both so the other direction ends
-// too. Between two kernel sockets it splices (splice_linux.go), else it
-// copies through a pooled buffer.
+// too.
 func copyHalf(dst, src net.Conn, bulk bool) int64 {
-	var n int64
-	var err error
-	rd, dk := rawSocket(dst)
-	rs, sk := rawSocket(src)
-	if dk && sk {
-		n, err = spliceHalf(rd, rs)
-	} else {
-		n, err = copyPooled(dst, src, bulk)
-	}
+	n, err := copyPooled(dst, src, bulk)
 	if err != nil {
 		dst.Close()
 		src.Close()

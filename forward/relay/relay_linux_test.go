@@ -331,3 +331,79 @@ func openFDs(t testing.TB) int {
 	}
 	return len(ents)
 }
+
+// TestKernelPairsHoldNoGoroutine: connections between kernel sockets
+// handed over with TCPThen are all relayed by the event loop: the caller
+// is not held, and no goroutine waits per connection (a goroutine a
+// direction would be 2 a connection), yet each carries its bytes both
+// ways and reports them when it ends.
+func TestKernelPairsHoldNoGoroutine(t *testing.T) {
+	back, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close()
+	front, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer front.Close()
+	const n = 50
+	servers := make(chan net.Conn, n)
+	go func() {
+		for range n {
+			c, err := back.Accept()
+			if err != nil {
+				return
+			}
+			servers <- c
+		}
+	}()
+	ended := make(chan [2]int64, n)
+	clients := make([]net.Conn, n)
+	before := runtime.NumGoroutine()
+	for i := range clients {
+		if clients[i], err = net.Dial("tcp4", front.Addr().String()); err != nil {
+			t.Fatal(err)
+		}
+		defer clients[i].Close()
+		a, err := front.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := net.Dial("tcp4", back.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		TCPThen(a, b, func(aToB, bToA int64) { ended <- [2]int64{aToB, bToA} })
+	}
+	// The accept goroutine above ends once it has all n.
+	if grew := runtime.NumGoroutine() - before; grew > 2 {
+		t.Errorf("%d goroutines more with %d relayed connections; want at most the loop's", grew, n)
+	}
+	for i, c := range clients {
+		s := <-servers
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		s.SetDeadline(time.Now().Add(10 * time.Second))
+		msg := fmt.Sprintf("hello %d", i)
+		io.WriteString(c, msg)
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(s, got); err != nil || string(got) != msg {
+			t.Fatalf("connection %d: the server read %q, %v", i, got, err)
+		}
+		io.WriteString(s, "ok")
+		if _, err := io.ReadFull(c, got[:2]); err != nil || string(got[:2]) != "ok" {
+			t.Fatalf("connection %d: the client read %q, %v", i, got[:2], err)
+		}
+		s.Close()
+		c.Close()
+		select {
+		case counts := <-ended:
+			if counts != [2]int64{int64(len(msg)), 2} {
+				t.Errorf("connection %d ended with counts %v; want [%d 2]", i, counts, len(msg))
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("connection %d: done was not called after both ends closed", i)
+		}
+	}
+}

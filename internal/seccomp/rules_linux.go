@@ -253,7 +253,9 @@ func daemon(rules gseccomp.SyscallRules) {
 	rules.Add(unix.SYS_FCNTL, gseccomp.PerArg{anyValue, eq(unix.F_SETFD)})
 
 	// The loopback fast path's relay between two kernel sockets
-	// (forward/relay's splice through a pipe of 256 KiB).
+	// (forward/relay's event loop, whose epoll is made on first use,
+	// and its splice through a pipe of 256 KiB).
+	rules.Set(unix.SYS_EPOLL_CREATE1, all)
 	rules.Set(unix.SYS_PIPE2, all)
 	rules.Set(unix.SYS_SPLICE, all)
 	rules.Add(unix.SYS_FCNTL, gseccomp.PerArg{anyValue, eq(unix.F_SETPIPE_SZ)})
@@ -322,15 +324,15 @@ func supervisor(rules gseccomp.SyscallRules, also []int) {
 	// effect): it can call nothing this list refuses, and adds its own
 	// filter on top (seccomp, prctl PR_SET_NO_NEW_PRIVS). Before that
 	// it starts a Go runtime (the TLS on amd64, its standard
-	// descriptors checked with F_GETFD, the file limit) and sets up (the netpoller's epoll and eventfd, the records, its
-	// socket made 0600).
+	// descriptors checked with F_GETFD, the file limit) and sets up (the
+	// netpoller's epoll, which the daemon's list has, and eventfd, the
+	// records, its socket made 0600).
 	rules.Add(unix.SYS_CLONE, processClone())
 	rules.Set(unix.SYS_EXECVE, all)
 	rules.Set(unix.SYS_SETSID, all)
 	rules.Add(unix.SYS_DUP3, all)
 	rules.Set(unix.SYS_READLINKAT, all)
 	rules.Set(unix.SYS_PRLIMIT64, gseccomp.PerArg{anyValue, eq(unix.RLIMIT_NOFILE)})
-	rules.Set(unix.SYS_EPOLL_CREATE1, all)
 	rules.Set(unix.SYS_EVENTFD2, all)
 	rules.Set(unix.SYS_SECCOMP, gseccomp.PerArg{eq(linux.SECCOMP_SET_MODE_FILTER)})
 	rules.Add(unix.SYS_PRCTL, gseccomp.PerArg{eq(unix.PR_SET_NO_NEW_PRIVS), eq(1)})
