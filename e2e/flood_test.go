@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -100,6 +101,54 @@ func echoRate(t *testing.T, u *user, member, what string) float64 {
 	}
 	slices.Sort(took)
 	return float64(2*bytes*8) / took[1].Seconds() / 1e9
+}
+
+// TestBulkMembersShare: two members moving bulk data through the gateway
+// at the same time share it: over the same window each moves at least
+// half what the other does, so neither starves the other of the daemon's
+// CPU (members that do nothing hostile; one that floods connection
+// attempts is rationed, TestSYNFloodFromAMember).
+func TestBulkMembersShare(t *testing.T) {
+	requireLauncher(t)
+	u := newUser(t)
+	u.ok("network", "create", "--subnet", "10.86.0.0/24", "sharenet")
+	t.Cleanup(func() { u.nr("network", "rm", "sharenet") })
+	members := []string{"bulk-a", "bulk-b"}
+	for _, m := range members {
+		u.ok("run", "-d", "--name", m, "--network", "sharenet", "--", probe, "sleep", "120s")
+	}
+	alone := echoRate(t, u, "bulk-a", "alone")
+
+	// Each member echoes 50 MiB transfers one after the other until the
+	// window ends; what counts is what both moved while both were at it.
+	const each = 50 << 20
+	window := 4 * time.Second
+	moved := make([]int, len(members))
+	var wg sync.WaitGroup
+	end := time.Now().Add(window)
+	for i, m := range members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(end) {
+				r := u.nr("exec", m, "--", probe, "tcp", "-timeout", "30s", "-bytes", strconv.Itoa(each), worldIP+":7777")
+				if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("echoed %d bytes", each)) {
+					t.Errorf("%s's transfer failed:\n%s", m, r)
+					return
+				}
+				if time.Now().Before(end) {
+					moved[i]++
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	rate := func(n int) float64 { return float64(2*n*each*8) / window.Seconds() / 1e9 }
+	t.Logf("alone: %.2f Gbit/s (echoed both ways); at once, transfers done in %v: %s %d (%.2f Gbit/s), %s %d (%.2f Gbit/s)",
+		alone, window, members[0], moved[0], rate(moved[0]), members[1], moved[1], rate(moved[1]))
+	if lo, hi := min(moved[0], moved[1]), max(moved[0], moved[1]); hi == 0 || 2*lo < hi {
+		t.Errorf("transfers done in the same %v: %v; want each member at least half the other's", window, moved)
+	}
 }
 
 // cappedOf is, by sandbox name, the connections `stats` says the NAT
