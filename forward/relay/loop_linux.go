@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"runtime"
@@ -91,27 +92,35 @@ func sharedLoop() (*eventLoop, error) {
 	return theLoop.l, nil
 }
 
-// loopTCP hands a and b, two kernel TCP sockets, to the shared loop,
-// which calls done from its thread once both directions have ended (done
-// must not block); false when the loop cannot take them (a and b are
-// then untouched).
-func loopTCP(a, b *net.TCPConn, done func(aToB, bToA int64)) bool {
+// loopTCP hands a and b, two kernel TCP sockets (kernelSocket), to the
+// shared loop, which calls done from its thread once both directions have
+// ended (done must not block); false when the loop cannot take them (a
+// and b are then untouched).
+func loopTCP(a, b net.Conn, done func(aToB, bToA int64)) bool {
 	l, err := sharedLoop()
 	if err != nil {
 		return false
 	}
-	fa, err := dupFD(a)
+	fa, err := takeFD(a)
 	if err != nil {
 		return false
 	}
-	fb, err := dupFD(b)
+	fb, err := takeFD(b)
 	if err != nil {
+		// a's is taken already; out of descriptors, most likely: the
+		// connection ends here.
 		unix.Close(fa)
-		return false
+		a.Close()
+		b.Close()
+		done(0, 0)
+		return true
 	}
-	// The loop owns the duplicates; Go's poller lets its own go.
-	a.Close()
-	b.Close()
+	// The loop owns the descriptors; Go's poller lets its own go.
+	for _, c := range []net.Conn{a, b} {
+		if _, ok := c.(*net.TCPConn); ok {
+			c.Close()
+		}
+	}
 	p := &pair{ab: flow{src: fa, dst: fb}, ba: flow{src: fb, dst: fa}, done: done}
 	// A's first bytes (a client's request, there by the time its
 	// connection is accepted and relayed) go here, before the loop knows
@@ -170,10 +179,17 @@ func eventKey(ev *unix.EpollEvent) uint64 {
 	return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
 }
 
-// dupFD duplicates c's socket descriptor (same open socket, already
-// non-blocking).
-func dupFD(c *net.TCPConn) (int, error) {
-	rc, err := c.SyscallConn()
+// takeFD is c's socket descriptor for the loop: a *net.TCPConn's
+// duplicate (the same socket, already non-blocking; c is closed once both
+// sides are taken) or a DetachedSocket's own.
+func takeFD(c net.Conn) (int, error) {
+	if d, ok := c.(DetachedSocket); ok {
+		if fd, ok := d.TakeFD(); ok {
+			return fd, nil
+		}
+		return -1, errors.New("relay: the socket was used as a connection")
+	}
+	rc, err := c.(*net.TCPConn).SyscallConn()
 	if err != nil {
 		return -1, err
 	}

@@ -79,12 +79,28 @@ func relayTCP(a, b net.Conn, bulk bool) (aToB, bToA int64) {
 // onLoop hands a and b to the event loop when both are kernel TCP
 // sockets and the loop takes them.
 func onLoop(a, b net.Conn, done func(aToB, bToA int64)) bool {
-	ka, ok := a.(*net.TCPConn)
-	if !ok {
+	if !kernelSocket(a) || !kernelSocket(b) {
 		return false
 	}
-	kb, ok := b.(*net.TCPConn)
-	return ok && loopTCP(ka, kb, done)
+	return loopTCP(a, b, done)
+}
+
+// DetachedSocket is a connected kernel TCP socket that Go's poller does
+// not hold, which the event loop takes as it is: TakeFD hands its
+// descriptor over (non-blocking), or says false when it can no longer
+// (it has been used as a connection since). internal/dialchan's sockets
+// made inside a sandbox are such.
+type DetachedSocket interface {
+	net.Conn
+	TakeFD() (fd int, ok bool)
+}
+
+func kernelSocket(c net.Conn) bool {
+	switch c.(type) {
+	case *net.TCPConn, DetachedSocket:
+		return true
+	}
+	return false
 }
 
 // relayCopies relays a and b with a goroutine a direction, copying

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // relayed is one connection through relay.TCP between two kernel sockets:
@@ -405,5 +407,87 @@ func TestKernelPairsHoldNoGoroutine(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("connection %d: done was not called after both ends closed", i)
 		}
+	}
+}
+
+// detached is a test's DetachedSocket: a connected socket's descriptor
+// that no *net.TCPConn holds. Its net.Conn methods are never called by
+// the loop (nil: a call would fail the test with a panic).
+type detached struct {
+	net.Conn
+	fd int
+}
+
+func (d *detached) TakeFD() (int, bool) { return d.fd, d.fd >= 0 }
+
+// TestDetachedSocketOnLoop: a DetachedSocket (a socket made inside a
+// sandbox, kept out of Go's poller) is relayed by the loop from its own
+// descriptor, which the loop closes at the end.
+func TestDetachedSocketOnLoop(t *testing.T) {
+	back, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close()
+	front, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer front.Close()
+	client, err := net.Dial("tcp4", front.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	a, err := front.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner, err := net.Dial("tcp4", back.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := inner.(*net.TCPConn).File() // a duplicate: inner's own goes now
+	inner.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Dup(int(f.Fd()))
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.SetNonblock(fd, true)
+	server, err := back.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	ended := make(chan [2]int64, 1)
+	TCPThen(a, &detached{fd: fd}, func(aToB, bToA int64) { ended <- [2]int64{aToB, bToA} })
+
+	client.SetDeadline(time.Now().Add(10 * time.Second))
+	server.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(client, "ping")
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(server, got); err != nil || string(got) != "ping" {
+		t.Fatalf("the server read %q, %v", got, err)
+	}
+	io.WriteString(server, "pong")
+	if _, err := io.ReadFull(client, got); err != nil || string(got) != "pong" {
+		t.Fatalf("the client read %q, %v", got, err)
+	}
+	client.Close()
+	server.Close()
+	select {
+	case n := <-ended:
+		if n != [2]int64{4, 4} {
+			t.Errorf("counts %v; want [4 4]", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("done was not called")
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != unix.EBADF {
+		t.Errorf("the detached descriptor %d is still open after the relay ended (%v)", fd, err)
 	}
 }

@@ -142,10 +142,9 @@ func (ch *channel) refill() {
 // socket is bound to 127.0.0.1 first, so that the server sees every
 // loopback client of a published port as 127.0.0.1 either way.
 func connectSocket(ctx context.Context, fd int, dst netip.AddrPort) (net.Conn, error) {
-	f := os.NewFile(uintptr(fd), "inside-socket") // in the netpoller: it is nonblocking
-	defer f.Close()
 	fail := func(err error) (net.Conn, error) {
-		return nil, &net.OpError{Op: "dial", Net: "tcp inside the sandbox", Addr: net.TCPAddrFromAddrPort(dst), Err: err}
+		unix.Close(fd)
+		return nil, dialError(dst, err)
 	}
 	if !dst.Addr().IsLoopback() {
 		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
@@ -155,48 +154,73 @@ func connectSocket(ctx context.Context, fd int, dst netip.AddrPort) (net.Conn, e
 	err := unix.Connect(fd, &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()})
 	switch err {
 	case nil:
+		return newSocket(fd), nil
 	case unix.EINPROGRESS, unix.EALREADY, unix.EINTR:
 		// On a loopback the handshake is usually over before connect
-		// returns; else wait in the netpoller, as net.Dial does, until
-		// ctx ends.
-		if dl, ok := ctx.Deadline(); ok {
-			f.SetWriteDeadline(dl)
+		// returns.
+		done, err := connected(fd)
+		if err != nil {
+			return fail(os.NewSyscallError("connect", err))
 		}
-		stop := context.AfterFunc(ctx, func() { f.SetWriteDeadline(time.Unix(1, 0)) })
-		defer stop()
-		rc, rerr := f.SyscallConn()
-		if rerr != nil {
-			return fail(rerr)
+		if done {
+			return newSocket(fd), nil
 		}
-		var serr error
-		werr := rc.Write(func(uintptr) bool {
-			n, gerr := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
-			switch {
-			case gerr != nil:
-				serr = gerr
-			case n != 0:
-				serr = syscall.Errno(n)
-			default:
-				if _, perr := unix.Getpeername(fd); perr == unix.ENOTCONN {
-					return false // not yet
-				}
-			}
-			return true
-		})
-		if werr != nil {
-			return fail(werr)
-		}
-		if serr != nil {
-			return fail(os.NewSyscallError("connect", serr))
-		}
+		return waitConnected(ctx, fd, dst)
 	default:
 		return fail(os.NewSyscallError("connect", err))
+	}
+}
+
+// connected tells whether fd's connect has completed, or how it failed.
+func connected(fd int) (bool, error) {
+	n, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	switch {
+	case err != nil:
+		return false, err
+	case n != 0:
+		return false, syscall.Errno(n)
+	}
+	if _, err := unix.Getpeername(fd); err == unix.ENOTCONN {
+		return false, nil
+	}
+	return true, nil
+}
+
+// waitConnected waits in the netpoller, as net.Dial does, until fd's
+// connect completes or ctx ends, and returns it as a *net.TCPConn.
+func waitConnected(ctx context.Context, fd int, dst netip.AddrPort) (net.Conn, error) {
+	f := os.NewFile(uintptr(fd), "inside-socket") // in the netpoller: it is nonblocking
+	defer f.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		f.SetWriteDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { f.SetWriteDeadline(time.Unix(1, 0)) })
+	defer stop()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, dialError(dst, err)
+	}
+	var serr error
+	werr := rc.Write(func(uintptr) bool {
+		var done bool
+		done, serr = connected(fd)
+		return done || serr != nil
+	})
+	if werr != nil {
+		return nil, dialError(dst, werr)
+	}
+	if serr != nil {
+		return nil, dialError(dst, os.NewSyscallError("connect", serr))
 	}
 	c, err := net.FileConn(f) // a duplicate
 	if err != nil {
 		return nil, fmt.Errorf("socket from the sandbox: %w", err)
 	}
 	return c, nil
+}
+
+func dialError(dst netip.AddrPort, err error) error {
+	return &net.OpError{Op: "dial", Net: "tcp inside the sandbox", Addr: net.TCPAddrFromAddrPort(dst), Err: err}
 }
 
 // roundTrip sends one request and waits for its reply.
@@ -242,21 +266,18 @@ func (ch *channel) dial(ctx context.Context, port uint16) (net.Conn, error) {
 		return nil, err
 	}
 	if r.Errno != 0 {
-		return nil, &net.OpError{Op: "dial", Net: "tcp inside the sandbox",
-			Addr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(ch.addrs[min(r.Index, len(ch.addrs)-1)], port)),
-			Err:  os.NewSyscallError("connect", r.Errno)}
+		return nil, dialError(netip.AddrPortFrom(ch.addrs[min(r.Index, len(ch.addrs)-1)], port), os.NewSyscallError("connect", r.Errno))
 	}
 	if len(r.fds) != 1 {
 		r.close()
 		return nil, fmt.Errorf("socket from the sandbox: got %d descriptors", len(r.fds))
 	}
-	f := os.NewFile(uintptr(r.fds[0]), "inside-socket")
-	c, err := net.FileConn(f) // a duplicate, in the netpoller
-	f.Close()
-	if err != nil {
+	// The agent's socket may be blocking; the event loop's may not.
+	if err := unix.SetNonblock(r.fds[0], true); err != nil {
+		r.close()
 		return nil, fmt.Errorf("socket from the sandbox: %w", err)
 	}
-	return c, nil
+	return newSocket(r.fds[0]), nil
 }
 
 // forget drops a pending dial; false if the reader has already taken it

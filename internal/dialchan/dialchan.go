@@ -98,8 +98,8 @@ func (d *Dialer) Set(f *os.File) error {
 }
 
 // DialLocal connects to port inside the sandbox. A refusal is an error
-// that errors.Is ECONNREFUSED; the connection is a kernel socket
-// (*net.TCPConn), so relays can splice it.
+// that errors.Is ECONNREFUSED; the connection is a kernel socket that
+// forward/relay's event loop takes as it is (TakeFD), or a *net.TCPConn.
 func (d *Dialer) DialLocal(ctx context.Context, port uint16) (net.Conn, error) {
 	ch, err := d.channel(ctx)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netns-run/netns-run/forward/relay"
 	"github.com/netns-run/netns-run/internal/agent"
 	"github.com/netns-run/netns-run/internal/dialchan"
 	"github.com/netns-run/netns-run/internal/wire"
@@ -97,7 +98,7 @@ func exchange(t *testing.T, c net.Conn, msg string) string {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	io.WriteString(c, msg)
-	c.(*net.TCPConn).CloseWrite()
+	c.(interface{ CloseWrite() error }).CloseWrite()
 	b, err := io.ReadAll(c)
 	if err != nil {
 		t.Fatalf("read: %v (got %q)", err, b)
@@ -125,8 +126,8 @@ func TestDialChannel(t *testing.T) {
 		if err != nil {
 			t.Fatalf("DialLocal to a server on 127.0.0.1 only: %v", err)
 		}
-		if _, ok := c.(*net.TCPConn); !ok {
-			t.Errorf("DialLocal gave a %T, want a kernel socket (*net.TCPConn)", c)
+		if _, ok := c.(relay.DetachedSocket); !ok {
+			t.Errorf("DialLocal gave a %T, want a kernel socket the relay's event loop takes (relay.DetachedSocket)", c)
 		}
 		if got := exchange(t, c, "hi"); !strings.HasPrefix(got, "from 127.0.0.1:") || !strings.HasSuffix(got, "\nhi") {
 			t.Errorf("through 127.0.0.1: %q", got)
