@@ -95,6 +95,7 @@ type Config struct {
 // member) for a while. Only one daemon per user runs: a second returns nil
 // at once.
 func Serve(runtimeDir string, cfg Config) error {
+	tuneGC(os.LookupEnv)
 	lock, err := os.OpenFile(filepath.Join(runtimeDir, "daemon.lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return fmt.Errorf("daemon lock: %w", err)
