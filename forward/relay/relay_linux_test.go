@@ -334,22 +334,24 @@ func openFDs(t testing.TB) int {
 	return len(ents)
 }
 
+// listenLoopback listens on 127.0.0.1 for the test's length.
+func listenLoopback(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
 // TestKernelPairsHoldNoGoroutine: connections between kernel sockets
 // handed over with TCPThen are all relayed by the event loop: the caller
 // is not held, and no goroutine waits per connection (a goroutine a
 // direction would be 2 a connection), yet each carries its bytes both
 // ways and reports them when it ends.
 func TestKernelPairsHoldNoGoroutine(t *testing.T) {
-	back, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer back.Close()
-	front, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer front.Close()
+	back, front := listenLoopback(t), listenLoopback(t)
 	const n = 50
 	servers := make(chan net.Conn, n)
 	go func() {
@@ -365,6 +367,7 @@ func TestKernelPairsHoldNoGoroutine(t *testing.T) {
 	clients := make([]net.Conn, n)
 	before := runtime.NumGoroutine()
 	for i := range clients {
+		var err error
 		if clients[i], err = net.Dial("tcp4", front.Addr().String()); err != nil {
 			t.Fatal(err)
 		}
@@ -424,16 +427,7 @@ func (d *detached) TakeFD() (int, bool) { return d.fd, d.fd >= 0 }
 // sandbox, kept out of Go's poller) is relayed by the loop from its own
 // descriptor, which the loop closes at the end.
 func TestDetachedSocketOnLoop(t *testing.T) {
-	back, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer back.Close()
-	front, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer front.Close()
+	back, front := listenLoopback(t), listenLoopback(t)
 	client, err := net.Dial("tcp4", front.Addr().String())
 	if err != nil {
 		t.Fatal(err)
