@@ -62,27 +62,22 @@ func TCPSmall(a, b net.Conn) (aToB, bToA int64) {
 // gets the bytes moved each way once both connections are closed. On the
 // event loop done is called on the loop's thread: it must not block.
 func TCPThen(a, b net.Conn, done func(aToB, bToA int64)) {
-	if !onLoop(a, b, done) {
+	if !kernelSocket(a) || !kernelSocket(b) || !loopTCP(a, b, done) {
 		go func() { done(relayCopies(a, b, true)) }()
 	}
 }
 
 func relayTCP(a, b net.Conn, bulk bool) (aToB, bToA int64) {
-	ended := make(chan struct{})
-	if onLoop(a, b, func(ab, ba int64) { aToB, bToA = ab, ba; close(ended) }) {
-		<-ended
-		return aToB, bToA
+	if kernelSocket(a) && kernelSocket(b) {
+		// Only here the wait for the loop's callback is made: a gVisor
+		// connection (the NAT's, every one) goes straight to the copies.
+		ended := make(chan struct{})
+		if loopTCP(a, b, func(ab, ba int64) { aToB, bToA = ab, ba; close(ended) }) {
+			<-ended
+			return aToB, bToA
+		}
 	}
 	return relayCopies(a, b, bulk)
-}
-
-// onLoop hands a and b to the event loop when both are kernel TCP
-// sockets and the loop takes them.
-func onLoop(a, b net.Conn, done func(aToB, bToA int64)) bool {
-	if !kernelSocket(a) || !kernelSocket(b) {
-		return false
-	}
-	return loopTCP(a, b, done)
 }
 
 // DetachedSocket is a connected kernel TCP socket that Go's poller does
@@ -95,6 +90,7 @@ type DetachedSocket interface {
 	TakeFD() (fd int, ok bool)
 }
 
+// kernelSocket: c is one the event loop can take (loopTCP).
 func kernelSocket(c net.Conn) bool {
 	switch c.(type) {
 	case *net.TCPConn, DetachedSocket:
