@@ -6,6 +6,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -63,9 +64,12 @@ type eventLoop struct {
 	epfd    int
 	scratch []byte
 
-	mu     sync.Mutex
-	pairs  map[uint64]*pair // by id: an event names its pair by id, not by
-	nextID uint64           // descriptor, whose number a new socket may reuse
+	// By id: an event names its pair or acceptor by id, not by
+	// descriptor, whose number a new socket may reuse.
+	mu        sync.Mutex
+	pairs     map[uint64]*pair
+	acceptors map[uint64]*acceptor
+	nextID    uint64
 
 	ready  []*pair // pairs whose last turn ran out of budget
 	events [loopEvents]unix.EpollEvent
@@ -86,7 +90,7 @@ func sharedLoop() (*eventLoop, error) {
 		if err != nil {
 			return nil, fmt.Errorf("relay: event loop: %w", err)
 		}
-		theLoop.l = &eventLoop{epfd: epfd, scratch: make([]byte, smallRead), pairs: make(map[uint64]*pair)}
+		theLoop.l = &eventLoop{epfd: epfd, scratch: make([]byte, smallRead), pairs: make(map[uint64]*pair), acceptors: make(map[uint64]*acceptor)}
 		go theLoop.l.run()
 	}
 	return theLoop.l, nil
@@ -189,7 +193,13 @@ func takeFD(c net.Conn) (int, error) {
 		}
 		return -1, errors.New("relay: the socket was used as a connection")
 	}
-	rc, err := c.(*net.TCPConn).SyscallConn()
+	return dupSocket(c.(*net.TCPConn))
+}
+
+// dupSocket is a duplicate of s's descriptor (a *net.TCPConn's or a
+// *net.TCPListener's): the same socket, already non-blocking.
+func dupSocket(s syscall.Conn) (int, error) {
+	rc, err := s.SyscallConn()
 	if err != nil {
 		return -1, err
 	}
@@ -232,7 +242,12 @@ func (l *eventLoop) run() {
 			key := eventKey(ev)
 			l.mu.Lock()
 			p := l.pairs[key>>1]
+			a := l.acceptors[key>>1]
 			l.mu.Unlock()
+			if a != nil {
+				a.accept()
+				continue
+			}
 			if p == nil {
 				continue // ended earlier in this batch
 			}

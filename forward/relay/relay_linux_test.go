@@ -416,13 +416,6 @@ func TestKernelPairsHoldNoGoroutine(t *testing.T) {
 // detached is a test's DetachedSocket: a connected socket's descriptor
 // that no *net.TCPConn holds. Its net.Conn methods are never called by
 // the loop (nil: a call would fail the test with a panic).
-type detached struct {
-	net.Conn
-	fd int
-}
-
-func (d *detached) TakeFD() (int, bool) { return d.fd, d.fd >= 0 }
-
 // TestDetachedSocketOnLoop: a DetachedSocket (a socket made inside a
 // sandbox, kept out of Go's poller) is relayed by the loop from its own
 // descriptor, which the loop closes at the end.
@@ -458,7 +451,7 @@ func TestDetachedSocketOnLoop(t *testing.T) {
 	}
 	defer server.Close()
 	ended := make(chan [2]int64, 1)
-	TCPThen(a, &detached{fd: fd}, func(aToB, bToA int64) { ended <- [2]int64{aToB, bToA} })
+	TCPThen(a, NewSocket(fd), func(aToB, bToA int64) { ended <- [2]int64{aToB, bToA} })
 
 	client.SetDeadline(time.Now().Add(10 * time.Second))
 	server.SetDeadline(time.Now().Add(10 * time.Second))

@@ -10,7 +10,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
+	"github.com/netns-run/netns-run/forward/relay"
 	"github.com/netns-run/netns-run/internal/wire"
 	"golang.org/x/sys/unix"
 )
@@ -136,15 +138,59 @@ func (ch *channel) refill() {
 	ch.pool = append(ch.pool, r.fds...)
 }
 
+// dialNow is dialTCP for a caller that must not wait: it connects
+// sockets of the pool only, and says false when that would take a wait
+// (the pool is empty, a handshake is not over when connect returns) or a
+// round trip (a refusal at every address, which the agent must confirm).
+func (ch *channel) dialNow(port uint16) (net.Conn, bool) {
+	for _, a := range ch.addrs {
+		if !a.Is4() {
+			break
+		}
+		fd := ch.takeSocket()
+		if fd < 0 {
+			return nil, false
+		}
+		dst := netip.AddrPortFrom(a, port)
+		done, err := startConnect(fd, dst)
+		switch {
+		case err == nil && done:
+			return relay.NewSocket(fd), true
+		case err == nil:
+			// Closed before its handshake is over, the server never
+			// sees it: the caller's dial starts another.
+			unix.Close(fd)
+			return nil, false
+		case !errors.Is(err, unix.ECONNREFUSED):
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
 // connectSocket connects fd (nonblocking, unconnected, the dialer's to
-// close) to dst and returns it as a connection. Towards an address that is
-// not a loopback one (the member's own, for a server bound only to it) the
-// socket is bound to 127.0.0.1 first, so that the server sees every
-// loopback client of a published port as 127.0.0.1 either way.
+// close) to dst and returns it as a connection.
 func connectSocket(ctx context.Context, fd int, dst netip.AddrPort) (net.Conn, error) {
-	fail := func(err error) (net.Conn, error) {
+	done, err := startConnect(fd, dst)
+	switch {
+	case err != nil:
+		return nil, err
+	case done:
+		return relay.NewSocket(fd), nil
+	}
+	return waitConnected(ctx, fd, dst)
+}
+
+// startConnect starts fd's connect to dst and tells whether it is already
+// over: on a loopback the handshake usually is by the time connect
+// returns. A failure closes fd. Towards an address that is not a loopback
+// one (the member's own, for a server bound only to it) the socket is
+// bound to 127.0.0.1 first, so that the server sees every loopback client
+// of a published port as 127.0.0.1 either way.
+func startConnect(fd int, dst netip.AddrPort) (bool, error) {
+	fail := func(err error) (bool, error) {
 		unix.Close(fd)
-		return nil, dialError(dst, err)
+		return false, dialError(dst, err)
 	}
 	if !dst.Addr().IsLoopback() {
 		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
@@ -154,25 +200,25 @@ func connectSocket(ctx context.Context, fd int, dst netip.AddrPort) (net.Conn, e
 	err := unix.Connect(fd, &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()})
 	switch err {
 	case nil:
-		return newSocket(fd), nil
+		return true, nil
 	case unix.EINPROGRESS, unix.EALREADY, unix.EINTR:
-		// On a loopback the handshake is usually over before connect
-		// returns.
 		done, err := connected(fd)
 		if err != nil {
 			return fail(os.NewSyscallError("connect", err))
 		}
-		if done {
-			return newSocket(fd), nil
-		}
-		return waitConnected(ctx, fd, dst)
+		return done, nil
 	default:
 		return fail(os.NewSyscallError("connect", err))
 	}
 }
 
-// connected tells whether fd's connect has completed, or how it failed.
+// connected tells whether fd's connect has completed, or how it failed:
+// a peer means it has (one call, the common case); without one, the
+// socket's error tells a failure from a handshake still going on.
 func connected(fd int) (bool, error) {
+	if hasPeer(fd) {
+		return true, nil
+	}
 	n, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
 	switch {
 	case err != nil:
@@ -180,10 +226,16 @@ func connected(fd int) (bool, error) {
 	case n != 0:
 		return false, syscall.Errno(n)
 	}
-	if _, err := unix.Getpeername(fd); err == unix.ENOTCONN {
-		return false, nil
-	}
-	return true, nil
+	return hasPeer(fd), nil // connected in between
+}
+
+// hasPeer is getpeername(2) succeeding; x/sys's Getpeername asks an IPv4
+// socket's protocol as well (for L2TP), one call more.
+func hasPeer(fd int) bool {
+	var sa unix.RawSockaddrAny
+	n := uint32(unix.SizeofSockaddrAny)
+	_, _, errno := unix.Syscall(unix.SYS_GETPEERNAME, uintptr(fd), uintptr(unsafe.Pointer(&sa)), uintptr(unsafe.Pointer(&n)))
+	return errno == 0
 }
 
 // waitConnected waits in the netpoller, as net.Dial does, until fd's
@@ -277,7 +329,7 @@ func (ch *channel) dial(ctx context.Context, port uint16) (net.Conn, error) {
 		r.close()
 		return nil, fmt.Errorf("socket from the sandbox: %w", err)
 	}
-	return newSocket(r.fds[0]), nil
+	return relay.NewSocket(r.fds[0]), nil
 }
 
 // forget drops a pending dial; false if the reader has already taken it

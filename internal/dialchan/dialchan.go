@@ -108,6 +108,27 @@ func (d *Dialer) DialLocal(ctx context.Context, port uint16) (net.Conn, error) {
 	return ch.dialTCP(ctx, port)
 }
 
+// DialLocalNow is DialLocal for a caller that must not wait (an accept
+// loop relaying its clients itself): it connects when that takes no wait,
+// the common case of a loopback, and says false otherwise (no channel
+// yet, an empty pool, a handshake not over at once, a refusal the agent
+// must confirm); the caller then dials as usual (DialLocal).
+func (d *Dialer) DialLocalNow(port uint16) (net.Conn, bool) {
+	d.mu.Lock()
+	ch := d.ch
+	usable := ch != nil && d.pending == nil && !d.closed
+	d.mu.Unlock()
+	if !usable {
+		return nil, false
+	}
+	select {
+	case <-ch.done: // the agent went away: DialLocal replaces the channel
+		return nil, false
+	default:
+	}
+	return ch.dialNow(port)
+}
+
 // channel waits for an expected channel, drops one that has ended and
 // opens a new one when the Dialer has an Opener.
 func (d *Dialer) channel(ctx context.Context) (*channel, error) {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netns-run/netns-run/forward/relay"
 	"github.com/netns-run/netns-run/internal/wire"
 	"golang.org/x/sys/unix"
 )
@@ -309,5 +310,50 @@ func TestPool(t *testing.T) {
 		if pool && dials >= 40 {
 			t.Errorf("with the pool: %d round trips for 40 dials; want fewer", dials)
 		}
+	}
+}
+
+// DialLocalNow connects only through the pool, and says false where
+// DialLocal would wait: before any channel, with an empty pool, at a
+// refused port, after Close.
+func TestDialLocalNow(t *testing.T) {
+	port := echoServer(t)
+	d, _ := New(nil, lo)
+	if _, ok := d.DialLocalNow(port); ok {
+		t.Fatal("DialLocalNow with no channel: true")
+	}
+	a := newFakeAgent(t)
+	d.Set(a.file)
+	if _, ok := d.DialLocalNow(port); ok {
+		t.Error("DialLocalNow before the pool was filled: true")
+	}
+	c, err := d.DialLocal(context.Background(), port) // starts the pool's refill
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, ok := d.DialLocalNow(port)
+		if ok {
+			if _, detached := c.(*relay.Socket); !detached {
+				t.Errorf("DialLocalNow gave a %T, want a *relay.Socket", c)
+			}
+			if got := read(t, c); got != "hi" {
+				t.Errorf("through DialLocalNow: %q", got)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("DialLocalNow never connected with a filled pool")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, ok := d.DialLocalNow(closedPort(t)); ok {
+		t.Error("DialLocalNow to a closed port: true")
+	}
+	d.Close()
+	if _, ok := d.DialLocalNow(port); ok {
+		t.Error("DialLocalNow after Close: true")
 	}
 }

@@ -246,10 +246,6 @@ func daemon(rules gseccomp.SyscallRules) {
 	rules.Set(unix.SYS_GETEUID, all)
 	rules.Set(unix.SYS_GETUID, all)
 	rules.Add(unix.SYS_GETSOCKOPT, gseccomp.PerArg{anyValue, eq(unix.SOL_SOCKET), eq(unix.SO_PEERCRED)})
-	// The fast path's dialer (internal/dialchan) connects the sandbox's
-	// sockets itself, and x/sys's Getpeername asks an IPv4 socket's
-	// protocol (for L2TP) before it tells whether it is connected.
-	rules.Add(unix.SYS_GETSOCKOPT, gseccomp.PerArg{anyValue, eq(unix.SOL_SOCKET), eq(unix.SO_PROTOCOL)})
 	rules.Add(unix.SYS_FCNTL, gseccomp.PerArg{anyValue, eq(unix.F_SETFD)})
 
 	// The loopback fast path's relay between two kernel sockets

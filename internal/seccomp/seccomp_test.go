@@ -21,6 +21,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/netns-run/netns-run/forward/relay"
@@ -269,7 +270,7 @@ func filteredChild(r Role) int {
 		check("state files", stateFiles(state))
 		check("descriptors over a unix socket, peer credentials", passFD(session))
 		check("splice relay between kernel sockets", spliceTCP())
-		check("x/sys Getpeername (the dialer's connect check)", peerName())
+		check("getpeername and SO_ERROR (the dialer's connect check)", peerName())
 		check("the metrics' process collector", processMetrics())
 		// dup3 onto itself: EINVAL, past the filter.
 		passed("dup3 onto stderr (the log's rotation)", unix.Dup3(unix.Stderr, unix.Stderr, 0))
@@ -887,8 +888,9 @@ func unixSockets(tmp string) error {
 	return nil
 }
 
-// peerName asks a connected TCP socket's peer through x/sys, as the fast
-// path's dialer does (which also asks the socket's protocol).
+// peerName asks a connected TCP socket's peer and error as the fast
+// path's dialer does: getpeername(2) itself, not x/sys's (which asks the
+// socket's protocol too, a call the filter refuses).
 func peerName() error {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
@@ -905,7 +907,15 @@ func peerName() error {
 		return err
 	}
 	var perr error
-	if err := rc.Control(func(fd uintptr) { _, perr = unix.Getpeername(int(fd)) }); err != nil {
+	if err := rc.Control(func(fd uintptr) {
+		var sa unix.RawSockaddrAny
+		n := uint32(unix.SizeofSockaddrAny)
+		if _, _, errno := unix.Syscall(unix.SYS_GETPEERNAME, fd, uintptr(unsafe.Pointer(&sa)), uintptr(unsafe.Pointer(&n))); errno != 0 {
+			perr = errno
+			return
+		}
+		_, perr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
+	}); err != nil {
 		return err
 	}
 	return perr
