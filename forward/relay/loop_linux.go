@@ -235,7 +235,7 @@ func (l *eventLoop) run() {
 		l.ready = nil
 		for _, p := range queued {
 			p.queued = false
-			l.turn(p)
+			l.turn(p, moveAB|moveBA)
 		}
 		for i := 0; i < n; i++ {
 			ev := &l.events[i]
@@ -259,17 +259,51 @@ func (l *eventLoop) run() {
 				}
 			}
 			if !p.queued {
-				l.turn(p)
+				l.turn(p, concerns(key&1, ev.Events))
 			}
 		}
 	}
 }
 
-// turn moves what both directions of p have, up to turnBudget each, and
-// ends p once both are done or one failed.
-func (l *eventLoop) turn(p *pair) {
-	moreAB, errAB := p.ab.move(l.scratch)
-	moreBA, errBA := p.ba.move(l.scratch)
+// The directions of a pair that a turn moves.
+const (
+	moveAB = 1 << iota
+	moveBA
+)
+
+// concerns is the directions an event on side (0: a, 1: b) of a pair
+// wakes: its bytes (or end) feed one, room in it drains the other, an
+// error or hangup ends both. Moving only those spares a read that would
+// find nothing: a keep-alive exchange wakes each side in turn.
+func concerns(side uint64, events uint32) int {
+	if events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		return moveAB | moveBA
+	}
+	feeds, drains := moveAB, moveBA
+	if side == 1 {
+		feeds, drains = moveBA, moveAB
+	}
+	which := 0
+	if events&(unix.EPOLLIN|unix.EPOLLRDHUP) != 0 {
+		which |= feeds
+	}
+	if events&unix.EPOLLOUT != 0 {
+		which |= drains
+	}
+	return which
+}
+
+// turn moves what the directions which of p have, up to turnBudget
+// each, and ends p once both are done or one failed.
+func (l *eventLoop) turn(p *pair, which int) {
+	var moreAB, moreBA bool
+	var errAB, errBA error
+	if which&moveAB != 0 {
+		moreAB, errAB = p.ab.move(l.scratch)
+	}
+	if which&moveBA != 0 {
+		moreBA, errBA = p.ba.move(l.scratch)
+	}
 	if errAB == nil && errBA == nil {
 		errAB, errBA = l.watchRoom(p, 1, &p.ab), l.watchRoom(p, 0, &p.ba)
 	}
