@@ -237,8 +237,8 @@ func daemon(rules gseccomp.SyscallRules) {
 
 	// The member sessions (internal/wire): SOCK_SEQPACKET messages with
 	// descriptors beside them (a member's TAP, its dial channel; the
-	// dial channel's sockets made inside the sandbox), each received
-	// one marked close-on-exec; every connection's peer checked
+	// dial channel's sockets made inside the sandbox), received
+	// close-on-exec (MSG_CMSG_CLOEXEC); every connection's peer checked
 	// (SO_PEERCRED against our effective uid; getuid too, which Go
 	// calls without an error to see: refused, it would read as -1).
 	rules.Set(unix.SYS_SENDMSG, all)
@@ -246,7 +246,6 @@ func daemon(rules gseccomp.SyscallRules) {
 	rules.Set(unix.SYS_GETEUID, all)
 	rules.Set(unix.SYS_GETUID, all)
 	rules.Add(unix.SYS_GETSOCKOPT, gseccomp.PerArg{anyValue, eq(unix.SOL_SOCKET), eq(unix.SO_PEERCRED)})
-	rules.Add(unix.SYS_FCNTL, gseccomp.PerArg{anyValue, eq(unix.F_SETFD)})
 
 	// The loopback fast path's relay between two kernel sockets
 	// (forward/relay's event loop, whose epoll is made on first use,

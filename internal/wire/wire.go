@@ -163,9 +163,10 @@ func nextPacketSize(c *net.UnixConn) (int, error) {
 	return n, nil
 }
 
-// ParseRights returns the descriptors of SCM_RIGHTS control messages,
-// marked close-on-exec. On an error the descriptors found so far come back
-// too, for the caller to close.
+// ParseRights returns the descriptors of SCM_RIGHTS control messages
+// read by (*net.UnixConn).ReadMsgUnix, which has them close-on-exec
+// already (MSG_CMSG_CLOEXEC). On an error the descriptors found so far
+// come back too, for the caller to close.
 func ParseRights(oob []byte) ([]int, error) {
 	if len(oob) == 0 {
 		return nil, nil
@@ -179,9 +180,6 @@ func ParseRights(oob []byte) ([]int, error) {
 		got, err := unix.ParseUnixRights(&msgs[i])
 		if err != nil {
 			continue // not SCM_RIGHTS
-		}
-		for _, fd := range got {
-			unix.CloseOnExec(fd)
 		}
 		fds = append(fds, got...)
 	}
