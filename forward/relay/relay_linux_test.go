@@ -478,3 +478,26 @@ func TestDetachedSocketOnLoop(t *testing.T) {
 		t.Errorf("the detached descriptor %d is still open after the relay ended (%v)", fd, err)
 	}
 }
+
+// An event moves the direction its side feeds and the one it drains,
+// and both on an error or hangup.
+func TestConcerns(t *testing.T) {
+	for _, c := range []struct {
+		side   uint64
+		events uint32
+		want   int
+	}{
+		{0, unix.EPOLLIN, moveAB},
+		{1, unix.EPOLLIN, moveBA},
+		{0, unix.EPOLLRDHUP, moveAB},
+		{0, unix.EPOLLOUT, moveBA},
+		{1, unix.EPOLLOUT, moveAB},
+		{1, unix.EPOLLIN | unix.EPOLLOUT, moveAB | moveBA},
+		{0, unix.EPOLLHUP, moveAB | moveBA},
+		{1, unix.EPOLLERR, moveAB | moveBA},
+	} {
+		if got := concerns(c.side, c.events); got != c.want {
+			t.Errorf("side %d, events %#x: %b, want %b", c.side, c.events, got, c.want)
+		}
+	}
+}
