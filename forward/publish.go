@@ -195,7 +195,8 @@ func (m Member) addrFor(client netip.Addr) netip.Addr {
 }
 
 // Serve forwards clients to member until ctx ends, then closes the
-// listener. Connections already relayed run until either side ends them.
+// listener and returns once it is closed. Connections already relayed
+// run until either side ends them.
 //
 // local, when not nil, is a fast path: TCP clients on the host's loopback
 // (127.0.0.0/8, ::1), which d would make appear as the gateway anyway, are
@@ -208,7 +209,11 @@ func (m Member) addrFor(client netip.Addr) netip.Addr {
 // trip to the sandbox per flow.
 func (l *Listener) Serve(ctx context.Context, member Member, d Dialer, local LocalDialer) {
 	stop := context.AfterFunc(ctx, l.Close)
-	defer stop()
+	defer func() {
+		if !stop() {
+			l.Close() // returns once the close that ctx began is over
+		}
+	}()
 	if l.udp != nil {
 		l.serveUDP(member, d)
 		return

@@ -97,10 +97,17 @@ const hostDialTimeout = 5 * time.Second
 // loopback at hostPort, in the client's address family (127.0.0.1 for
 // an IPv4 client; ::1, then 127.0.0.1, for an IPv6 one). A client the
 // host refuses is closed at once, as the refusal would be seen. It
-// returns, and closes ln, when ctx ends.
+// returns, and closes ln, when ctx ends: ln is closed by then.
 func ServeToHost(ctx context.Context, ln net.Listener, hostPort uint16) {
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
+	closed := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() { ln.Close(); close(closed) })
+	defer func() {
+		// Accept fails as soon as the close begins; the socket goes
+		// with the close's last step.
+		if !stop() {
+			<-closed
+		}
+	}()
 	relayAccepted(ln, func(c net.Conn) (net.Conn, error) {
 		dctx, cancel := context.WithTimeout(ctx, hostDialTimeout)
 		defer cancel()
