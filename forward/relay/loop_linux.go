@@ -46,6 +46,7 @@ type flow struct {
 	pipe     *pipe // bulk mode: bytes move src -> pipe -> dst
 	bulk     bool
 	hangup   bool // src reported its peer's end: read on until it shows
+	shut     bool // src's peer has ended its side (FIN, no error)
 	blocked  bool // bytes wait for dst to take them
 	outArmed bool // dst is watched for room (EPOLLOUT)
 	ended    bool // src's end of stream passed on as dst's half-close
@@ -252,11 +253,12 @@ func (l *eventLoop) run() {
 				continue // ended earlier in this batch
 			}
 			if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-				if key&1 == 0 {
-					p.ab.hangup = true
-				} else {
-					p.ba.hangup = true
+				f := &p.ab
+				if key&1 == 1 {
+					f = &p.ba
 				}
+				f.hangup = true
+				f.shut = ev.Events&unix.EPOLLRDHUP != 0 && ev.Events&unix.EPOLLERR == 0
 			}
 			if !p.queued {
 				l.turn(p, concerns(key&1, ev.Events))
@@ -417,7 +419,14 @@ func (f *flow) move(scratch []byte) (more bool, err error) {
 			f.blocked = true
 			return false, nil
 		}
-		if !f.bulk && !f.hangup {
+		switch {
+		case !f.bulk && f.shut:
+			// A short read took all the socket had, and its peer's FIN
+			// came in order after every byte: the end of stream, with
+			// no read to find it (a server's answer and its close come
+			// in one event).
+			return false, f.endOfStream()
+		case !f.bulk && !f.hangup:
 			// A short read took all the socket had: what arrives later
 			// (its end of stream too) is a new edge, so no read that
 			// would find nothing.

@@ -123,6 +123,29 @@ func TestRelayCounts(t *testing.T) {
 	}
 }
 
+// TestRelayAnswerAndClose: a server's answer and its close, which come
+// in one event, reach the client whole and then as the end of stream,
+// while the client's side stays open; the client's own end then ends
+// the relay.
+func TestRelayAnswerAndClose(t *testing.T) {
+	answer := bytes.Repeat([]byte("a"), 700) // a short read
+	r := relayOne(t, func(s net.Conn) {
+		s.Write(answer)
+		s.Close()
+	})
+	got, err := io.ReadAll(r.client)
+	if err != nil || !bytes.Equal(got, answer) {
+		t.Fatalf("the client read %d bytes, %v; want %d, then the end of stream", len(got), err, len(answer))
+	}
+	if _, err := r.client.Write([]byte("late")); err != nil {
+		t.Errorf("the client's side was closed with the server's: %v", err)
+	}
+	r.client.Close()
+	if n := r.wait(t); n[1] != int64(len(answer)) {
+		t.Errorf("counts %v, want %d bytes back", n, len(answer))
+	}
+}
+
 // TestRelayResetEndsBoth: a server that resets its connection ends the
 // client's too, and relay.TCP returns.
 func TestRelayResetEndsBoth(t *testing.T) {
