@@ -50,9 +50,9 @@ type LocalDialer interface {
 }
 
 // nowDialer is a LocalDialer that can also connect without waiting
-// (dialchan's): its loopback clients are relayed by the accept loop
-// itself, with no goroutine per connection; false sends the client the
-// usual way.
+// (dialchan's): the relay's event loop then accepts the port's clients
+// and relays the loopback ones itself, with no goroutine per
+// connection; false sends a client the usual way.
 type nowDialer interface {
 	DialLocalNow(port uint16) (net.Conn, bool)
 }
@@ -272,7 +272,7 @@ func (l *Listener) acceptOnLoop(now nowDialer, counts *Counters, dial func(clien
 				return
 			}
 		}
-		go l.relaySlow(client, counts, dial)
+		go relaySlow(client, counts, dial)
 	})
 	if err != nil {
 		return false
@@ -284,7 +284,7 @@ func (l *Listener) acceptOnLoop(now nowDialer, counts *Counters, dial func(clien
 // relaySlow serves a client the loop accepted the way relayCounted serves
 // its own: as a *net.TCPConn with Go's keep-alive settings (probes after
 // 15 s idle), through dial.
-func (l *Listener) relaySlow(client *relay.Socket, counts *Counters, dial func(client net.Conn) (net.Conn, Path, error)) {
+func relaySlow(client *relay.Socket, counts *Counters, dial func(client net.Conn) (net.Conn, Path, error)) {
 	c, err := client.Conn()
 	if err != nil {
 		client.Close()
@@ -331,6 +331,8 @@ func relayDialled(client net.Conn, counts *Counters, dial func(client net.Conn) 
 	relayCountedPair(client, inner, counts, path)
 }
 
+// relayCountedPair relays client and inner, counting the connection and
+// its bytes under path.
 func relayCountedPair(client, inner net.Conn, counts *Counters, path Path) {
 	counts.tcpConn(path)
 	relay.TCPThen(client, inner, func(in, out int64) {
