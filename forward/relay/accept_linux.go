@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -45,7 +46,7 @@ func AcceptOnLoop(ln *net.TCPListener, accepted func(fd int, peer netip.AddrPort
 		delete(l.acceptors, id)
 		l.mu.Unlock()
 		unix.Close(fd)
-		return nil, err
+		return nil, fmt.Errorf("relay: accept on the event loop: %w", err)
 	}
 	var once sync.Once
 	return func() {
@@ -55,7 +56,10 @@ func AcceptOnLoop(ln *net.TCPListener, accepted func(fd int, peer netip.AddrPort
 			l.mu.Unlock()
 			a.mu.Lock()
 			defer a.mu.Unlock()
-			unix.Close(a.fd) // out of the epoll with it
+			// Out of the epoll first: the registration would outlive
+			// this descriptor while ln's own is open.
+			unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, a.fd, nil)
+			unix.Close(a.fd)
 			a.fd = -1
 		})
 	}, nil
