@@ -24,9 +24,23 @@ const (
 	readyFD       = 3
 )
 
-func isDetachedChild() bool { return os.Getenv(detachedIDEnv) != "" }
+// detachedChildID is the id of the detached run this process is, or
+// empty; takeDetachedID sets it.
+var detachedChildID string
 
-func detachedID() string { return os.Getenv(detachedIDEnv) }
+// takeDetachedID takes the detached run's id out of the environment, so
+// that the daemon this process may start and the command do not inherit
+// it: the daemon would parse its command line as a detached run's
+// (newDetachedRootCommand), and a netns-run in the sandbox would take
+// itself for one.
+func takeDetachedID() {
+	detachedChildID = os.Getenv(detachedIDEnv)
+	os.Unsetenv(detachedIDEnv)
+}
+
+func isDetachedChild() bool { return detachedChildID != "" }
+
+func detachedID() string { return detachedChildID }
 
 // startDetached runs the same command line again in the background and
 // returns once its command runs, printing the id, as docker run -d.

@@ -19,6 +19,7 @@ import (
 	"github.com/netns-run/netns-run/internal/agent"
 	"github.com/netns-run/netns-run/internal/slirp"
 	"github.com/netns-run/netns-run/internal/wire"
+	"github.com/spf13/cobra"
 )
 
 func main() {
@@ -35,6 +36,7 @@ func main() {
 	case len(os.Args) > 1 && os.Args[1] == "slirp4netns":
 		os.Exit(slirp.Main(os.Args[2:], os.Stdout, os.Stderr, version()))
 	}
+	takeDetachedID()
 	os.Exit(execute(os.Args[1:]))
 }
 
@@ -58,7 +60,12 @@ type exitError struct{ code int }
 func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 func execute(args []string) int {
-	root := newRootCommand()
+	var root *cobra.Command
+	if isDetachedChild() {
+		root = newDetachedRootCommand()
+	} else {
+		root = newRootCommand()
+	}
 	root.SetArgs(args)
 	err := root.Execute()
 	var ee *exitError
