@@ -13,6 +13,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"reflect"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -44,7 +46,7 @@ func Send(c *net.UnixConn, v any, fds ...int) error {
 	if len(fds) > MaxFDs {
 		return fmt.Errorf("send message: %d descriptors, at most %d", len(fds), MaxFDs)
 	}
-	b, err := json.Marshal(v)
+	b, err := marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode message: %w", err)
 	}
@@ -59,6 +61,107 @@ func Send(c *net.UnixConn, v any, fds ...int) error {
 		return fmt.Errorf("send message: %w", err)
 	}
 	return nil
+}
+
+// marshal is json.Marshal(v), byte for byte. A tagged union (a struct
+// of omitempty pointers, one of them set) is encoded as its one member
+// under its name: json.Marshal of the union would build, and cache for
+// the process's life, the encoders of every member's type, most of them
+// never sent by that process (docs/ARCHITECTURE.md, Measured facts:
+// Memory of an idle member).
+func marshal(v any) ([]byte, error) {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Struct || !isUnion(rv.Type()) {
+		return json.Marshal(v)
+	}
+	var name string
+	var member reflect.Value
+	for i := range rv.NumField() {
+		if fv := rv.Field(i); !fv.IsNil() {
+			if member.IsValid() {
+				return json.Marshal(v)
+			}
+			name, member = unionKey(rv.Type().Field(i)), fv
+		}
+	}
+	if !member.IsValid() {
+		return json.Marshal(v)
+	}
+	inner, err := json.Marshal(member.Interface())
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, 0, len(name)+len(inner)+5)
+	b = append(b, `{"`...)
+	b = append(b, name...)
+	b = append(b, `":`...)
+	b = append(b, inner...)
+	return append(b, '}'), nil
+}
+
+// unmarshal is json.Unmarshal(b, v), with the same result and error. A
+// message as marshal writes a union's, {"name":VALUE}, is decoded into
+// that member alone, for the reason marshal has; anything else, an
+// error included, goes to json.Unmarshal whole.
+func unmarshal(b []byte, v any) error {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() || rv.Elem().Kind() != reflect.Struct || !isUnion(rv.Elem().Type()) || !rv.Elem().IsZero() {
+		return json.Unmarshal(b, v)
+	}
+	u := rv.Elem()
+	if i := unionMember(u.Type(), b); i >= 0 {
+		name := unionKey(u.Type().Field(i))
+		if json.Unmarshal(b[len(name)+4:len(b)-1], u.Field(i).Addr().Interface()) == nil {
+			return nil
+		}
+		u.SetZero() // for json.Unmarshal's own error
+	}
+	return json.Unmarshal(b, v)
+}
+
+// unionMember is the index of the member that b, {"name":VALUE}, names
+// exactly, or -1. A key that only folds to a name, one written with
+// escapes, or more than one key (VALUE then is no one JSON value) are
+// json.Unmarshal's.
+func unionMember(t reflect.Type, b []byte) int {
+	if len(b) < 6 || string(b[:2]) != `{"` || b[len(b)-1] != '}' {
+		return -1
+	}
+	for i := range t.NumField() {
+		name := unionKey(t.Field(i))
+		if len(b) > len(name)+5 && string(b[2:2+len(name)]) == name && string(b[2+len(name):4+len(name)]) == `":` {
+			return i
+		}
+	}
+	return -1
+}
+
+// isUnion: t is a tagged union, every field an omitempty pointer under a
+// plain key.
+func isUnion(t reflect.Type) bool {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		_, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if !f.IsExported() || f.Type.Kind() != reflect.Pointer || opts != "omitempty" || !plainKey(unionKey(f)) {
+			return false
+		}
+	}
+	return t.NumField() > 0
+}
+
+func unionKey(f reflect.StructField) string {
+	key, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+	return key
+}
+
+// plainKey: a JSON object key that encoding/json writes as it is.
+func plainKey(k string) bool {
+	for _, c := range []byte(k) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return k != ""
 }
 
 // SendFiles is Send with the descriptors of files, taken without putting
@@ -127,7 +230,7 @@ func recvBounded(c *net.UnixConn, v any, maxBytes, maxFDs int) ([]int, error) {
 	case n == 0 && len(fds) == 0:
 		return nil, io.EOF
 	}
-	if err := json.Unmarshal(b[:n], v); err != nil {
+	if err := unmarshal(b[:n], v); err != nil {
 		CloseFDs(fds)
 		return nil, &DecodeError{err}
 	}

@@ -1,7 +1,9 @@
 package wire
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netns-run/netns-run/tap"
 	"golang.org/x/sys/unix"
 )
 
@@ -258,5 +261,71 @@ func TestMergeEnv(t *testing.T) {
 	want := []string{"PATH=/bin", "HOME=/root", "A=3", "B=4"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("MergeEnv = %q; want %q", got, want)
+	}
+}
+
+// marshal encodes a union's member alone, and must give json.Marshal's
+// bytes for every message.
+func TestMarshalIsJSONMarshal(t *testing.T) {
+	mode := tap.ModeTAP
+	spec := Spec{
+		Hostname: "web", Argv: []string{"sh", "-c", "echo <&>"}, Env: []string{"A=\u00e9"},
+		Files: map[string][]byte{"/etc/hosts": []byte("127.0.0.1 localhost\n")},
+		Link:  &tap.Config{Name: "eth0", MTU: 1500}, LoopbackTCP: []uint16{80},
+	}
+	for _, v := range []any{
+		AgentMessage{Spec: &spec},
+		AgentMessage{Start: Present},
+		AgentMessage{Made: &Made{Link: &mode, Warnings: []string{"w"}, Listeners: 1}},
+		AgentMessage{Made: &Made{}},
+		AgentMessage{ExecExited: &ExecStatus{ID: 3, Code: 1, Error: "no \"such\" file"}},
+		AgentMessage{Start: Present, Mapped: Present}, // two members: as json has it
+		AgentMessage{},
+		Hello{Join: &Join{SandboxID: "abc", Network: "bridge"}},
+		ControlRequest{Resize: Present},
+		Request{SandboxID: "abc", DialChannel: &struct{}{}}, // not a union
+		Reply{Error: "x"},
+		&AgentMessage{Start: Present},
+		map[string]int{"a": 1},
+		struct {
+			A *int `json:"a"` // not omitempty
+		}{},
+		struct {
+			A *int `json:"a<b,omitempty"`
+		}{A: new(int)},
+	} {
+		want, werr := json.Marshal(v)
+		got, gerr := marshal(v)
+		if string(got) != string(want) || (werr == nil) != (gerr == nil) {
+			t.Errorf("%#v: marshal gives %s (%v), json.Marshal %s (%v)", v, got, gerr, want, werr)
+		}
+	}
+}
+
+// unmarshal decodes a union's one member alone, and must give
+// json.Unmarshal's result and error for every message.
+func TestUnmarshalIsJSONUnmarshal(t *testing.T) {
+	spec, _ := json.Marshal(AgentMessage{Spec: &Spec{Hostname: "web", Argv: []string{"a"}, Files: map[string][]byte{"/f": []byte("x")}}})
+	for _, in := range []string{
+		string(spec),
+		`{"start":{}}`, `{"spec":null}`, `{"exec_started":{"id":1,"pid":2}}`, `{"exec":{}}`,
+		`{"spec":1}`, `{"spec":{"hostname":5}}`, `{"spec":{"hostname":"a"},"start":{}}`,
+		`{"start":{},"spec":{"hostname":"a"}}`, `{"spec":{"hostname":"a"},"spec":{"argv":["b"]}}`,
+		`{"SPEC":{"hostname":"a"}}`, `{"spe\u0063":{}}`, `{"nothing":{}}`, `{"spec":{}}}`, `{"spec":{}} x`,
+		`{ "spec":{}}`, `null`, `[]`, `{}`, `{"spec":`, `{"":{}}`,
+	} {
+		var want, got AgentMessage
+		werr := json.Unmarshal([]byte(in), &want)
+		gerr := unmarshal([]byte(in), &got)
+		wj, _ := json.Marshal(want)
+		gj, _ := json.Marshal(got)
+		if string(wj) != string(gj) || fmt.Sprint(werr) != fmt.Sprint(gerr) {
+			t.Errorf("%s: unmarshal gives %s (%v), json.Unmarshal %s (%v)", in, gj, gerr, wj, werr)
+		}
+	}
+	var j, k Joined // not a union
+	in := []byte(`{"error":"x","ip":"10.0.0.2"}`)
+	if werr, gerr := json.Unmarshal(in, &j), unmarshal(in, &k); fmt.Sprint(j) != fmt.Sprint(k) || fmt.Sprint(werr) != fmt.Sprint(gerr) {
+		t.Errorf("Joined: %v (%v), want %v (%v)", k, gerr, j, werr)
 	}
 }
