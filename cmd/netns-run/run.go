@@ -376,21 +376,36 @@ const oneProcessorEnv = "_NETNS_RUN_ONE_PROCESSOR"
 // per member (docs/ARCHITECTURE.md, Measured facts: Memory of an idle
 // member). Only through its environment at exec: runtime.GOMAXPROCS(1)
 // later measured worse than nothing. A GOMAXPROCS the user set stays.
-// The variables go to the detached run only: this process exits next.
+// Unless the user set GODEBUG, profstackdepth=0 too: each thread would
+// allocate two stack buffers for profiles no one takes from it (~20 KiB
+// a supervisor). The variables go to the detached run only: this process
+// exits next.
 func oneProcessorWhenIdle(opts runner.Options) {
 	if opts.Network == runner.Private || len(opts.HostForwards) > 0 || os.Getenv("GOMAXPROCS") != "" {
 		return
 	}
 	os.Setenv("GOMAXPROCS", "1")
-	os.Setenv(oneProcessorEnv, "1")
+	mark := "1"
+	if _, set := os.LookupEnv("GODEBUG"); !set {
+		os.Setenv("GODEBUG", "profstackdepth=0")
+		mark = oneProcessorGODEBUG
+	}
+	os.Setenv(oneProcessorEnv, mark)
 }
+
+// oneProcessorGODEBUG marks that oneProcessorWhenIdle set GODEBUG too.
+const oneProcessorGODEBUG = "godebug"
 
 // dropOneProcessorEnv removes oneProcessorWhenIdle's variables, which the
 // runtime has read: the command's environment and a daemon this process
 // starts must not inherit them.
 func dropOneProcessorEnv() {
-	if os.Getenv(oneProcessorEnv) != "" {
-		os.Unsetenv("GOMAXPROCS")
-		os.Unsetenv(oneProcessorEnv)
+	switch os.Getenv(oneProcessorEnv) {
+	case "":
+		return
+	case oneProcessorGODEBUG:
+		os.Unsetenv("GODEBUG")
 	}
+	os.Unsetenv("GOMAXPROCS")
+	os.Unsetenv(oneProcessorEnv)
 }
