@@ -377,7 +377,7 @@ const oneProcessorEnv = "_NETNS_RUN_ONE_PROCESSOR"
 // member). Only through its environment at exec: runtime.GOMAXPROCS(1)
 // later measured worse than nothing. A GOMAXPROCS the user set stays.
 // Unless the user set GODEBUG, profstackdepth=0 too: each thread would
-// allocate two stack buffers for profiles no one takes from it (~20 KiB
+// allocate two stack buffers for profiles no one takes from it (~13 KiB
 // a supervisor). The variables go to the detached run only: this process
 // exits next.
 func oneProcessorWhenIdle(opts runner.Options) {
