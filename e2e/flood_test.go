@@ -243,6 +243,15 @@ func TestConnectionExhaustion(t *testing.T) {
 	}
 	held := echoRate(t, u, "victim", "one member at its connections")
 	u.ok("stop", "-t", "1", "hog")
+	// Its connections go with it, whether or not its sockets' ends
+	// reached the gateway before its sandbox went.
+	fds := countFDs(daemon)
+	for deadline := time.Now().Add(time.Second); fds > 60 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		fds = countFDs(daemon)
+	}
+	if fds > 60 {
+		t.Errorf("a second after the member holding 160 connections stopped, the daemon holds %d descriptors; want its own (at most 60)", fds)
+	}
 
 	u.ok("run", "-d", "--name", "udp-flood", "--network", "exhaust", "--", hping, "-q", "--udp", "-p", "7777", "-i", "u200", worldIP)
 	time.Sleep(2 * time.Second)

@@ -103,6 +103,7 @@ type Gateway struct {
 	s           *gstack.Stack
 	log         *slog.Logger
 	usage       *usage       // what each member holds through the NAT
+	conns       memberConns  // the NAT's TCP connections, by member
 	refusals    refusalTable // the NAT's, for PeerStats
 	ra          *advertiser  // nil without IPv6
 	ping        *pinger
@@ -279,6 +280,11 @@ func (g *Gateway) AllowHostLoopback(member netip.Addr, allow bool) {
 		g.loopbackFor.Delete(member)
 	}
 }
+
+// EndMember ends the NAT's TCP connections of member, which has left the
+// segment: each is reset on the gateway's side and its host socket
+// closed.
+func (g *Gateway) EndMember(member netip.Addr) { g.conns.end(member) }
 
 // Close stops the stack and closes its link (fdbased leaves the fd open).
 func (g *Gateway) Close() {

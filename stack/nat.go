@@ -172,6 +172,8 @@ func (g *Gateway) forwardTCP(r *tcp.ForwarderRequest) {
 		return
 	}
 	r.Complete(false)
+	forget := g.conns.add(src, func() { ep.Abort(); host.Close() })
+	defer forget()
 	if bufs == autotunedBuffers {
 		relay.TCP(gonet.NewTCPConn(&wq, ep), host)
 		return

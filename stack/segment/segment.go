@@ -234,13 +234,18 @@ func (s *Segment) Published(id string) *forward.Counters {
 	return s.published[id]
 }
 
-// Remove disconnects a member and closes its descriptor. Its rates go
-// with it: the next member at its address starts afresh.
+// Remove disconnects a member and closes its descriptor. Its rates and
+// its connections through the NAT go with it: the next member at its
+// address starts afresh.
 func (s *Segment) Remove(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if m, ok := s.members[id]; ok {
 		s.sw.RemovePort(m.MAC)
+		s.gw.EndMember(m.IP)
+		if m.IP6.IsValid() {
+			s.gw.EndMember(m.IP6)
+		}
 		delete(s.members, id)
 		delete(s.published, id)
 		s.dhcpRate.Forget(m.IP)
