@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -15,7 +16,13 @@ type acceptor struct {
 	mu       sync.Mutex // held while accepting, so that stop waits for it
 	fd       int        // the loop's duplicate of the listener's socket; -1 once stopped
 	accepted func(fd int, peer netip.AddrPort)
+	rearm    func() // has the epoll report the listener again if clients wait
 }
+
+// acceptRetry is how long a shortage of descriptors (or of memory) makes
+// the waiting clients wait before the next try, as Go's own accept loops
+// back off.
+const acceptRetry = 10 * time.Millisecond
 
 // AcceptOnLoop has the event loop accept ln's clients itself, on its own
 // thread, and hand each to accepted there, which must not block: fd is
@@ -39,7 +46,14 @@ func AcceptOnLoop(ln *net.TCPListener, accepted func(fd int, peer netip.AddrPort
 	l.mu.Lock()
 	l.nextID++
 	id := l.nextID
-	l.acceptors[id] = a
+	a.rearm = func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.fd >= 0 {
+			unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, a.fd, eventFor(id, 0, unix.EPOLLIN|unix.EPOLLET))
+		}
+	}
+	l.acceptors[id] = a // the loop finds it complete: the table's lock orders it
 	l.mu.Unlock()
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, eventFor(id, 0, unix.EPOLLIN|unix.EPOLLET)); err != nil {
 		l.mu.Lock()
@@ -66,8 +80,10 @@ func AcceptOnLoop(ln *net.TCPListener, accepted func(fd int, peer netip.AddrPort
 }
 
 // accept takes every client waiting (the registration is edge-triggered)
-// and hands each over. Past a shortage of descriptors the rest wait in
-// the backlog for the next client's event, as a full backlog would.
+// and hands each over. Past a shortage of descriptors or memory the rest
+// wait in the backlog: no new edge would come for them until another
+// client connects, so the registration is renewed after acceptRetry,
+// which reports them again.
 func (a *acceptor) accept() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -78,7 +94,10 @@ func (a *acceptor) accept() {
 		case nil:
 			a.accepted(fd, peerOf(&sa))
 		case unix.EINTR, unix.ECONNABORTED:
-		default: // EAGAIN: all taken; EMFILE and the like
+		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
+			time.AfterFunc(acceptRetry, a.rearm)
+			return
+		default: // EAGAIN: all taken
 			return
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestAcceptOnLoop: the loop accepts a burst of clients itself (all of
@@ -84,5 +86,69 @@ func TestAcceptOnLoop(t *testing.T) {
 	if c, err := net.Dial("tcp4", addr); err == nil {
 		c.Close()
 		t.Error("a client connected after stop")
+	}
+}
+
+// A client that waits while the process is out of descriptors is
+// accepted once one is free again, with no other client to wake the
+// loop.
+func TestAcceptOnLoopAfterDescriptorShortage(t *testing.T) {
+	front := listenLoopback(t)
+	got := make(chan int, 1)
+	stop, err := AcceptOnLoop(front.(*net.TCPListener), func(fd int, _ netip.AddrPort) { got <- fd })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &old); err != nil || old.Cur < 512 {
+		t.Skipf("RLIMIT_NOFILE %d, %v", old.Cur, err)
+	}
+	lowered := old
+	lowered.Cur = 512
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lowered); err != nil {
+		t.Skipf("cannot lower RLIMIT_NOFILE: %v", err)
+	}
+	defer unix.Setrlimit(unix.RLIMIT_NOFILE, &old)
+	var fill []int
+	defer func() {
+		for _, fd := range fill {
+			unix.Close(fd)
+		}
+	}()
+	for {
+		fd, err := unix.Dup(0)
+		if err == unix.EMFILE {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		fill = append(fill, fd)
+	}
+	free := func() {
+		unix.Close(fill[len(fill)-1])
+		fill = fill[:len(fill)-1]
+	}
+	free() // the client's own
+	client, err := net.Dial("tcp4", front.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	select {
+	case fd := <-got:
+		// A descriptor came free elsewhere in this process (a pair of
+		// an earlier test closing) before the accept: no shortage met.
+		unix.Close(fd)
+		t.Skip("a descriptor came free before the accept")
+	case <-time.After(100 * time.Millisecond):
+	}
+	free()
+	select {
+	case fd := <-got:
+		unix.Close(fd)
+	case <-time.After(2 * time.Second):
+		t.Fatal("the waiting client was not accepted once a descriptor was free")
 	}
 }
