@@ -245,7 +245,10 @@ func (l *eventLoop) run() {
 			key := eventKey(ev)
 			l.mu.Lock()
 			p := l.pairs[key>>1]
-			a := l.acceptors[key>>1]
+			var a *acceptor
+			if p == nil { // pairs' events are nearly all of them
+				a = l.acceptors[key>>1]
+			}
 			l.mu.Unlock()
 			if a != nil {
 				a.accept()
