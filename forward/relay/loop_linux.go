@@ -45,12 +45,11 @@ type flow struct {
 	pendBuf  *[]byte
 	pipe     *pipe // bulk mode: bytes move src -> pipe -> dst
 	bulk     bool
-	hangup   bool  // src reported its peer's end: read on until it shows
-	shut     bool  // src's peer has ended its side (FIN, no error)
-	reverse  *flow // the pair's other direction
-	blocked  bool  // bytes wait for dst to take them
-	outArmed bool  // dst is watched for room (EPOLLOUT)
-	ended    bool  // src's end of stream passed on as dst's half-close
+	hangup   bool // src reported its peer's end: read on until it shows
+	shut     bool // src's peer has ended its side (FIN, no error)
+	blocked  bool // bytes wait for dst to take them
+	outArmed bool // dst is watched for room (EPOLLOUT)
+	ended    bool // src's end of stream passed on as dst's half-close
 	written  int64
 }
 
@@ -128,7 +127,6 @@ func loopTCP(a, b net.Conn, done func(aToB, bToA int64)) bool {
 		}
 	}
 	p := &pair{ab: flow{src: fa, dst: fb}, ba: flow{src: fb, dst: fa}, done: done}
-	p.ab.reverse, p.ba.reverse = &p.ba, &p.ab
 	// A's first bytes (a client's request, there by the time its
 	// connection is accepted and relayed) go here, before the loop knows
 	// the pair: that saves the loop a wakeup per connection.
@@ -459,18 +457,12 @@ func (l *eventLoop) watchRoom(p *pair, dstSide int, f *flow) error {
 	return nil
 }
 
-// endOfStream passes src's end on as dst's half-close. The second end
-// of a pair is passed on by closing both sockets, which the turn does
-// next: dst's close sends its FIN (dst was read to its end), so a
-// shutdown first would be a call for nothing.
+// endOfStream passes src's end on as dst's half-close.
 func (f *flow) endOfStream() error {
 	f.ended = true
 	if f.pipe != nil {
 		putPipe(f.pipe)
 		f.pipe = nil
-	}
-	if f.reverse.ended {
-		return nil
 	}
 	if err := unix.Shutdown(f.dst, unix.SHUT_WR); err != nil && err != unix.ENOTCONN {
 		return err
