@@ -763,8 +763,9 @@ func records(tmp string) error {
 }
 
 // passFD sends a descriptor beside a message over a SOCK_SEQPACKET pair,
-// as internal/wire does (a member's TAP, a dial channel), receives it,
-// marks it close-on-exec and checks the peer's credentials.
+// as internal/wire does (a member's TAP, a dial channel), receives it
+// close-on-exec (MSG_CMSG_CLOEXEC, as ReadMsgUnix does) and checks the
+// peer's credentials.
 func passFD(pair [2]int) error {
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
@@ -789,7 +790,6 @@ func passFD(pair [2]int) error {
 		return fmt.Errorf("rights: %v, %v", fds, err)
 	}
 	defer unix.Close(fds[0])
-	unix.CloseOnExec(fds[0])
 	if _, err := unix.Write(fds[0], []byte("x")); err != nil {
 		return err
 	}
