@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# bench/flood.sh: what a SYN flood from one member of a shared network
+# costs another member's download, measured the way the containment
+# targets are stated: the victim downloads from a world host (iperf3 -R,
+# through the gateway's NAT) while an attacker member sends SYNs with
+# hping3 through the same gateway.
+#
+#   sudo bench/flood.sh                  3 rounds of each case, bin/netns-run
+#   sudo NETNS_RUN=/tmp/x/netns-run FLOOD_ROUNDS=5 FLOOD_CASES="open" bench/flood.sh
+#
+# Cases (FLOOD_CASES, default "open closed flood"): open, 20k SYN/s
+# (hping3 -S -i u50) to a port a server of the world host listens on, so
+# that the SYNs the member's limits let through become real host-side
+# connections; closed, the same rate to a port nobody listens on; flood,
+# hping3 --flood to the open port. Every flood's download is set against
+# the mean of the quiet downloads just before and just after it (the
+# machine's speed drifts), and each line gives that ratio.
+#
+# Knobs (environment): NETNS_RUN (bin/netns-run) FLOOD_ROUNDS (3)
+#   FLOOD_CASES FLOOD_T (3 s per download) FLOOD_USER (netns-test)
+#
+# Safety: it runs in a network and pid namespace of its own (unshare) that
+# holds only loopback and a veth pair to a "world" namespace it makes
+# (198.51.100.0/24), with a throwaway XDG_RUNTIME_DIR and HOME: no packet
+# leaves them, nothing it starts outlives them, and it touches no other
+# sandbox or daemon of the user.
+set -u -o pipefail
+
+SELF=$(readlink -f "$0")
+ROOT=$(dirname "$(dirname "$SELF")")
+BIN=$(readlink -f "${NETNS_RUN:-$ROOT/bin/netns-run}")
+ROUNDS=${FLOOD_ROUNDS:-3}
+CASES=${FLOOD_CASES:-open closed flood}
+T=${FLOOD_T:-3}
+USER_NAME=${FLOOD_USER:-netns-test}
+HOST_W=198.51.100.1 WORLD=198.51.100.2 OPEN=7777 CLOSED=7778
+
+die() { echo "flood.sh: $*" >&2; exit 1; }
+
+if [ "${1:-}" != --inner ]; then
+	[ "$(id -u)" = 0 ] || die "run as root (it runs netns-run as $USER_NAME in namespaces of its own)"
+	[ -x "$BIN" ] || die "no binary at $BIN: make build, or set NETNS_RUN"
+	id "$USER_NAME" >/dev/null 2>&1 || die "no user $USER_NAME: scripts/ensure-test-user.sh makes it"
+	for b in iperf3 hping3 jq unshare nsenter runuser; do
+		command -v "$b" >/dev/null || die "$b is missing: apt-get install iperf3 hping3 jq util-linux"
+	done
+	case $ROUNDS in '' | *[!0-9]* | 0) die "FLOOD_ROUNDS is a count of 1 or more, not \"$ROUNDS\"" ;; esac
+	for c in $CASES; do
+		case $c in open | closed | flood) ;; *) die "FLOOD_CASES takes open, closed and flood, not \"$c\"" ;; esac
+	done
+	exec unshare --net --pid --fork --mount-proc "$SELF" --inner
+fi
+
+ip link set lo up
+WORK=$(mktemp -d /tmp/flood-xdg.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+mkdir -m 0700 "$WORK/run" "$WORK/home"
+chown -R "$USER_NAME:" "$WORK"
+chmod 0755 "$WORK"
+
+as_user() {
+	runuser -u "$USER_NAME" -- env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+		HOME="$WORK/home" XDG_RUNTIME_DIR="$WORK/run" "$BIN" "$@"
+}
+
+# The world: a namespace of its own behind a veth, with the iperf3 server
+# the victim downloads from and a second one on the open port, which
+# accepts every connection the attacker's SYNs become.
+unshare --net sleep infinity &
+WORLD_PID=$!
+sleep 0.2
+ip link add world0 type veth peer name eth0 netns "$WORLD_PID" || die "veth to the world"
+ip addr add $HOST_W/24 dev world0 && ip link set world0 up || die "world0"
+nsenter -n -t "$WORLD_PID" sh -c "ip link set lo up && ip addr add $WORLD/24 dev eth0 && ip link set eth0 up" || die "the world's eth0"
+nsenter -n -t "$WORLD_PID" iperf3 -s -D >/dev/null 2>&1 || die "iperf3 server"
+nsenter -n -t "$WORLD_PID" iperf3 -s -p $OPEN -D >/dev/null 2>&1 || die "the open port's server"
+sleep 0.3
+
+as_user network create --subnet 10.88.0.0/24 floodnet >/dev/null || die "network create"
+as_user run -d --name victim --network floodnet -- sleep infinity >/dev/null || die "the victim did not start"
+
+# download: the victim's Gbit/s from the world host, or "fail".
+download() {
+	as_user exec victim -- timeout $((T + 10)) iperf3 -c $WORLD -R -t "$T" -J 2>/dev/null |
+		jq -e '.end.sum_received.bits_per_second / 1e9' 2>/dev/null || echo fail
+}
+
+printf '%-6s %-7s %8s %8s %8s %6s\n' round case quiet flood after ratio
+for r in $(seq "$ROUNDS"); do
+	for c in $CASES; do
+		case $c in
+		open) args=(-i u50 -p $OPEN) ;;
+		closed) args=(-i u50 -p $CLOSED) ;;
+		flood) args=(--flood -p $OPEN) ;;
+		esac
+		q=$(download)
+		as_user run -d --name attacker --network floodnet -- hping3 -q -S "${args[@]}" $WORLD >/dev/null || die "the attacker did not start"
+		sleep 0.5 # the flood in full swing
+		f=$(download)
+		as_user rm -f attacker >/dev/null || echo "flood.sh: rm -f attacker failed" >&2
+		a=$(download)
+		awk -v r="$r" -v c="$c" -v q="$q" -v f="$f" -v a="$a" 'BEGIN {
+			ratio = (q + 0 > 0 && a + 0 > 0 && f + 0 > 0) ? sprintf("%.2f", 2 * f / (q + a)) : "-"
+			printf "%-6s %-7s %8s %8s %8s %6s\n", r, c, substr(q, 1, 5), substr(f, 1, 5), substr(a, 1, 5), ratio }'
+	done
+done
+as_user rm -f victim >/dev/null
+as_user network rm floodnet >/dev/null
