@@ -70,7 +70,7 @@ unshare --net sleep infinity &
 WORLD_PID=$!
 sleep 0.2
 ip link add world0 type veth peer name eth0 netns "$WORLD_PID" || die "veth to the world"
-ip addr add $HOST_W/24 dev world0 && ip link set world0 up || die "world0"
+{ ip addr add $HOST_W/24 dev world0 && ip link set world0 up; } || die "world0"
 nsenter -n -t "$WORLD_PID" sh -c "ip link set lo up && ip addr add $WORLD/24 dev eth0 && ip link set eth0 up" || die "the world's eth0"
 nsenter -n -t "$WORLD_PID" iperf3 -s -D >/dev/null 2>&1 || die "iperf3 server"
 nsenter -n -t "$WORLD_PID" iperf3 -s -p $OPEN -D >/dev/null 2>&1 || die "the open port's server"
@@ -89,9 +89,9 @@ printf '%-6s %-7s %8s %8s %8s %6s\n' round case quiet flood after ratio
 for r in $(seq "$ROUNDS"); do
 	for c in $CASES; do
 		case $c in
-		open) args=(-i u50 -p $OPEN) ;;
-		closed) args=(-i u50 -p $CLOSED) ;;
-		flood) args=(--flood -p $OPEN) ;;
+		open) args=(-i u50 -p "$OPEN") ;;
+		closed) args=(-i u50 -p "$CLOSED") ;;
+		flood) args=(--flood -p "$OPEN") ;;
 		esac
 		q=$(download)
 		as_user run -d --name attacker --network floodnet -- hping3 -q -S "${args[@]}" $WORLD >/dev/null || die "the attacker did not start"
