@@ -51,12 +51,9 @@ if [ "${1:-}" != --inner ]; then
 	exec unshare --net --pid --fork --mount-proc "$SELF" --inner
 fi
 
-ip link set lo up
-WORK=$(mktemp -d /tmp/flood-xdg.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-mkdir -m 0700 "$WORK/run" "$WORK/home"
-chown -R "$USER_NAME:" "$WORK"
-chmod 0755 "$WORK"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+throwaway_dirs flood "$USER_NAME"
 
 as_user() {
 	runuser -u "$USER_NAME" -- env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \

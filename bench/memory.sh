@@ -45,12 +45,9 @@ if [ "${1:-}" != --inner ]; then
 	exec unshare --net --pid --fork --mount-proc "$SELF" --inner
 fi
 
-ip link set lo up
-WORK=$(mktemp -d /tmp/mem-xdg.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-mkdir -m 0700 "$WORK/run" "$WORK/home"
-chown -R "$USER_NAME:" "$WORK"
-chmod 0755 "$WORK"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+throwaway_dirs mem "$USER_NAME"
 
 # as_user runs netns-run as the user with the throwaway directories.
 as_user() {
