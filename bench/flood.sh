@@ -14,7 +14,9 @@
 # connections; closed, the same rate to a port nobody listens on; flood,
 # hping3 --flood to the open port. Every flood's download is set against
 # the mean of the quiet downloads just before and just after it (the
-# machine's speed drifts), and each line gives that ratio.
+# machine's speed drifts), and each line gives that ratio, with the
+# network daemon's CPU during the quiet download before and the flooded
+# one: the share of the cores it got.
 #
 # Knobs (environment): NETNS_RUN (bin/netns-run) FLOOD_ROUNDS (3)
 #   FLOOD_CASES FLOOD_T (3 s per download) FLOOD_USER (netns-test)
@@ -76,13 +78,31 @@ sleep 0.3
 as_user network create --subnet 10.88.0.0/24 floodnet >/dev/null || die "network create"
 as_user run -d --name victim --network floodnet -- sleep infinity >/dev/null || die "the victim did not start"
 
-# download: the victim's Gbit/s from the world host, or "fail".
+# The network daemon, the one process of ours whose argv[1] is "daemon"
+# (in this pid namespace every process is ours).
+DAEMON=
+for p in /proc/[0-9]*; do
+	{ IFS= read -r -d '' _ && IFS= read -r -d '' a1; } <"$p/cmdline" 2>/dev/null || continue
+	[ "$a1" = daemon ] && [ "$(readlink "$p/exe")" = "$BIN" ] && DAEMON=${p#/proc/}
+done
+[ -n "$DAEMON" ] || die "no network daemon runs"
+
+# cpu_ticks: the daemon's user and system time so far, in clock ticks.
+cpu_ticks() { sed 's/.*) //' "/proc/$DAEMON/stat" | awk '{print $12 + $13}'; }
+HZ=$(getconf CLK_TCK)
+
+# download: the victim's Gbit/s from the world host (or "fail"), and the
+# daemon's CPU meanwhile in % of a core.
 download() {
-	as_user exec victim -- timeout $((T + 10)) iperf3 -c $WORLD -R -t "$T" -J 2>/dev/null |
-		jq -e '.end.sum_received.bits_per_second / 1e9' 2>/dev/null || echo fail
+	local c0 t0 g
+	c0=$(cpu_ticks) t0=$(date +%s%N)
+	g=$(as_user exec victim -- timeout $((T + 10)) iperf3 -c $WORLD -R -t "$T" -J 2>/dev/null |
+		jq -e '.end.sum_received.bits_per_second / 1e9' 2>/dev/null) || g=fail
+	echo "$g $(awk -v c="$(($(cpu_ticks) - c0))" -v ns="$(($(date +%s%N) - t0))" -v hz="$HZ" 'BEGIN { printf "%d", c / hz / (ns / 1e9) * 100 }')"
 }
 
-printf '%-6s %-7s %8s %8s %8s %6s\n' round case quiet flood after ratio
+echo "Gbit/s of the victim's downloads; the daemon's CPU during the quiet one before and the flooded one, % of a core"
+printf '%-6s %-7s %8s %8s %8s %6s %9s %9s\n' round case quiet flood after ratio cpu_quiet cpu_flood
 for r in $(seq "$ROUNDS"); do
 	for c in $CASES; do
 		case $c in
@@ -90,15 +110,15 @@ for r in $(seq "$ROUNDS"); do
 		closed) args=(-i u50 -p "$CLOSED") ;;
 		flood) args=(--flood -p "$OPEN") ;;
 		esac
-		q=$(download)
+		read -r q qcpu < <(download)
 		as_user run -d --name attacker --network floodnet -- hping3 -q -S "${args[@]}" $WORLD >/dev/null || die "the attacker did not start"
 		sleep 0.5 # the flood in full swing
-		f=$(download)
+		read -r f fcpu < <(download)
 		as_user rm -f attacker >/dev/null || echo "flood.sh: rm -f attacker failed" >&2
-		a=$(download)
-		awk -v r="$r" -v c="$c" -v q="$q" -v f="$f" -v a="$a" 'BEGIN {
+		read -r a _ < <(download)
+		awk -v r="$r" -v c="$c" -v q="$q" -v f="$f" -v a="$a" -v qc="$qcpu" -v fc="$fcpu" 'BEGIN {
 			ratio = (q + 0 > 0 && a + 0 > 0 && f + 0 > 0) ? sprintf("%.2f", 2 * f / (q + a)) : "-"
-			printf "%-6s %-7s %8s %8s %8s %6s\n", r, c, substr(q, 1, 5), substr(f, 1, 5), substr(a, 1, 5), ratio }'
+			printf "%-6s %-7s %8s %8s %8s %6s %9s %9s\n", r, c, substr(q, 1, 5), substr(f, 1, 5), substr(a, 1, 5), ratio, qc, fc }'
 	done
 done
 as_user rm -f victim >/dev/null
